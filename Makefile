@@ -1,0 +1,35 @@
+# Quick start: `make demo` (train + export + translate on the embedded synthetic set), `make test` (the test suite).
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+# torch/torchvision as shipped for this platform; override (e.g. TORCH_PIN=) to let pip choose within the ranges
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-gpu build-ops bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PIN) -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) scripts/demo.py
+
+test: venv
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-gpu: venv
+	$(PY) -m pytest -q -m gpu $(PYTEST_ARGS)
+
+build-ops: venv
+	CUDA_HOME=$${CUDA_HOME:-/usr/local/cuda} $(PY) scripts/build_ops.py $(if $(ARCH),--arch "$(ARCH)")
+
+bench: venv
+	$(PY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf runs demo_out wandb build .pytest_cache

@@ -1,0 +1,104 @@
+"""What every translation method shares: validation metrics, image grids, per-epoch LR schedules."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics import MeanAbsoluteError
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from translate.tracking import log_images
+
+
+class TranslationModule(pl.LightningModule):
+    """Base of the methods: subclasses build their nets, write `training_step`, `inference_net` and `export_spec`.
+
+    Validation/test translate `batch["A"]` with `inference_net()` and score it against `batch["B"]` (PSNR, SSIM, L1
+    on images mapped to [0, 1]); the first batch is logged as an image grid input | output | target.
+    """
+
+    grid_caption = "input | output | target"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))  # mean of per-image PSNR
+        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        self.val_l1 = MeanAbsoluteError()
+        # set by the runner (translate.runner.configure_tracking); plain defaults keep the module usable alone
+        self.image_every_n_steps = 0
+        self.n_images = 4
+        self.image_dir: Optional[Path] = None
+        self._infer: Optional[nn.Module] = None
+        self._grid_rows: Optional[List[torch.Tensor]] = None
+
+    # ---- to be provided by a method ---------------------------------------------------------------------------
+    def inference_net(self) -> nn.Module:
+        raise NotImplementedError
+
+    def export_spec(self) -> Tuple[nn.Module, Dict[str, Any]]:
+        raise NotImplementedError
+
+    # ---- shared hooks -----------------------------------------------------------------------------------------
+    def on_train_epoch_end(self) -> None:
+        scheds = self.lr_schedulers()
+        scheds = scheds if isinstance(scheds, list) else [scheds]
+        for sched in scheds:
+            sched.step()
+        self.log("train/lr", float(scheds[0].get_last_lr()[0]), on_epoch=True, on_step=False)
+
+    def maybe_log_train_images(self, rows: Sequence[torch.Tensor], key: str = "train/images") -> None:
+        if self._trainer is None or not self.image_every_n_steps:
+            return
+        if self.trainer.fit_loop.epoch_loop.total_batch_idx % self.image_every_n_steps == 0:
+            self.log_grid(key, rows)
+
+    def log_grid(self, key: str, rows: Sequence[torch.Tensor], caption: Optional[str] = None) -> None:
+        if self._trainer is None:
+            return
+        log_images(self.trainer.loggers, key, rows, step=self.global_step, n=self.n_images,
+                   caption=caption or self.grid_caption, image_dir=self.image_dir)
+
+    def _eval_start(self) -> None:
+        self._infer = self.inference_net()
+        self._grid_rows = None
+
+    def _eval_step(self, batch: Dict[str, Any], batch_idx: int, prefix: str) -> None:
+        real_a, real_b = batch["A"], batch["B"]
+        fake_b = self._infer(real_a)
+        out, ref = ((fake_b.float() + 1) / 2).clamp(0, 1), (real_b.float() + 1) / 2
+        self.val_psnr(out, ref)
+        self.val_ssim(out, ref)
+        self.val_l1(out, ref)
+        self.log_dict(
+            {f"{prefix}/psnr": self.val_psnr, f"{prefix}/ssim": self.val_ssim, f"{prefix}/l1": self.val_l1},
+            on_step=False, on_epoch=True, batch_size=real_a.shape[0], sync_dist=True,
+        )
+        if batch_idx == 0:
+            self._grid_rows = [real_a, fake_b, real_b]
+
+    def _eval_end(self, prefix: str) -> None:
+        if self._grid_rows is not None:
+            self.log_grid(f"{prefix}/images", self._grid_rows)
+        self._infer = self._grid_rows = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_start()
+
+    def validation_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_start()
+
+    def test_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")

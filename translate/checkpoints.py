@@ -1,0 +1,54 @@
+"""Checkpoint files: written atomically, read without executing code."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file beside `path`, fsync, then rename over it: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Dict[str, Any]:
+    """Load a checkpoint with `weights_only=True`: a file that would need to run code to load is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise CheckpointError(
+            f"cannot load checkpoint {path} safely (weights_only=True): {str(e).splitlines()[0]}. "
+            "Files that need arbitrary code to unpickle are refused."
+        ) from e
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O: atomic local writes, weights-only reads."""
+
+    def save_checkpoint(self, checkpoint: Dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Optional[bool] = None) -> Dict[str, Any]:
+        return load_checkpoint(path, map_location=map_location or "cpu")

@@ -1,0 +1,146 @@
+"""The one command line: parse, build, call Lightning. `python cli.py SUBCOMMAND ...` or `translate SUBCOMMAND ...`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+USAGE_EXAMPLES = """examples:
+  translate fit --config configs/pix2pix/facades.yaml data.root=/data/facades trainer.max_epochs=5
+  translate fit --config configs/pix2pix/demo.yaml --resume last
+  translate validate --ckpt runs/pix2pix/checkpoints/last.ckpt
+  translate export --ckpt runs/pix2pix/checkpoints/last.ckpt --out bundle/
+  translate predict --model bundle/ --input photos/ --output translated/
+  translate import --from junyanz --weights latest_net_G.pth --out bundle/
+"""
+
+
+def _add_config_args(p: argparse.ArgumentParser, config_required: bool) -> None:
+    p.add_argument("-c", "--config", action="append", default=[], required=config_required,
+                   help="YAML config file; repeat to stack several (later files win)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. trainer.max_epochs=5")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="translate", description="Image-to-image translation: train, evaluate, export and run translators.",
+        epilog=USAGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("fit", help="train a model from YAML configs")
+    _add_config_args(p, config_required=False)
+    p.add_argument("--resume", metavar="last|PATH", help="continue from <run_dir>/checkpoints/last.ckpt or a path")
+
+    for name, what in (("validate", "validation"), ("test", "test")):
+        p = sub.add_parser(name, help=f"score a checkpoint on the {what} split")
+        p.add_argument("--ckpt", required=True, help="checkpoint written by `fit`")
+        _add_config_args(p, config_required=False)
+
+    p = sub.add_parser("export", help="export a checkpoint to an inference bundle (ONNX, pt2, safetensors)")
+    p.add_argument("--ckpt", required=True, help="checkpoint written by `fit`")
+    p.add_argument("--out", required=True, help="bundle folder to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    _add_config_args(p, config_required=False)
+
+    p = sub.add_parser("predict", help="translate an image or a folder with an exported bundle")
+    p.add_argument("--model", required=True, help="bundle folder written by `export` or `import`")
+    p.add_argument("--input", required=True, help="image file or folder")
+    p.add_argument("--output", required=True, help="output folder (must not be inside the input folder)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--backend", default="auto", choices=["auto", "eager", "onnx", "pt2"])
+    p.add_argument("--device", default="cpu")
+
+    p = sub.add_parser("import", help="turn weights of a reference implementation into a bundle")
+    p.add_argument("--from", dest="source", required=True, choices=["junyanz"], help="where the weights come from")
+    p.add_argument("--weights", required=True, help="e.g. latest_net_G.pth of the reference pix2pix/CycleGAN code")
+    p.add_argument("--out", required=True, help="bundle folder to create")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--netG", help="override the inferred generator architecture (e.g. unet_256, resnet_9blocks)")
+    p.add_argument("--norm", choices=["batch", "instance", "none"], help="override the inferred norm layer")
+    p.add_argument("--use-dropout", action="store_true", help="the net was trained with dropout (not inferable)")
+    p.add_argument("--norm-stats", default=None, choices=["sample", "running"],
+                   help="BatchNorm at test time: 'sample' = the reference default (train-mode BN), 'running' = --eval")
+    p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"])
+    p.add_argument("--size", type=int, default=256, help="side of the example image used for export checks")
+    return parser
+
+
+def _print_config(args) -> None:
+    from translate.config import load_config, to_yaml
+
+    print(to_yaml(load_config(args.config, args.overrides)), end="")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from translate.checkpoints import CheckpointError
+    from translate.config import ConfigError
+
+    try:
+        return _run(args)
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    if getattr(args, "print_config", False):
+        if args.command in ("validate", "test", "export"):
+            from translate.checkpoints import load_checkpoint
+            from translate.config import load_config, to_yaml
+
+            base = load_checkpoint(args.ckpt).get("run_config")
+            print(to_yaml(load_config(args.config, args.overrides, base=base)), end="")
+        else:
+            _print_config(args)
+        return 0
+
+    if args.command == "fit":
+        from translate import runner
+        from translate.config import load_config
+
+        cfg = load_config(args.config, args.overrides)
+        trainer, _ = runner.fit(cfg, resume=args.resume)
+        if trainer.is_global_zero:
+            print(f"run directory: {cfg.run_dir}")
+        return 0
+
+    if args.command in ("validate", "test"):
+        from translate import runner
+
+        runner.evaluate(args.command, args.ckpt, args.config, args.overrides)
+        return 0
+
+    if args.command == "export":
+        from translate import runner
+
+        out = runner.export(args.ckpt, args.out, args.config, args.overrides, overwrite=args.overwrite)
+        print(f"bundle written: {out}")
+        return 0
+
+    if args.command == "predict":
+        from translate.inference import load_translator
+        from translate.predict import predict_paths
+
+        translator = load_translator(args.model, backend=args.backend, device=args.device)
+        written = predict_paths(translator, args.input, args.output, batch_size=args.batch_size)
+        print(f"{len(written)} images written to {args.output}")
+        return 0
+
+    if args.command == "import":
+        from translate.importers import import_junyanz
+
+        out = import_junyanz(
+            args.weights, args.out, netG=args.netG, norm=args.norm, use_dropout=args.use_dropout or None,
+            norm_stats=args.norm_stats, direction=args.direction, size=args.size, overwrite=args.overwrite,
+        )
+        print(f"bundle written: {out}")
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

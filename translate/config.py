@@ -1,0 +1,196 @@
+"""Run configuration: YAML files + dotted overrides -> typed dataclasses, validated before anything runs.
+
+YAML -> `OmegaConf.merge(structured schema, file, ..., overrides)` -> `OmegaConf.to_object`. Every source is merged
+on its own so that a misspelled or mistyped key fails naming the key *and* the file (or "command line") it came from.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from datamodules.config import DataConfig
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the user (names the key and where it came from)."""
+
+
+@dataclass
+class TrainerConfig:
+    """Passed straight to `pytorch_lightning.Trainer` (these are its own argument names)."""
+
+    max_epochs: int = 200  # reference pix2pix: 100 epochs + 100 epochs of linear decay
+    max_steps: int = -1  # optimizer steps (a GAN step counts one per optimizer); -1 = no limit
+    accelerator: str = "auto"  # auto | cpu | gpu | ...
+    devices: Any = "auto"  # number of devices, a list of ids, or "auto"
+    num_nodes: int = 1  # machines for multi-node DDP
+    strategy: str = "auto"  # auto | ddp | ddp_spawn | fsdp ... (GAN-specific DDP settings are preset)
+    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
+    log_every_n_steps: int = 50  # how often scalars are written
+    check_val_every_n_epoch: int = 1  # validation frequency (epochs)
+    val_check_interval: Optional[float] = None  # or validate every N batches / fraction of an epoch
+    limit_train_batches: Optional[float] = None  # use only this many (or this fraction of) batches per epoch
+    limit_val_batches: Optional[float] = None
+    num_sanity_val_steps: int = 0  # GAN validation before training tells nothing; keep start-up short
+    deterministic: bool = False  # torch deterministic algorithms
+    benchmark: Optional[bool] = None  # cudnn.benchmark
+    enable_progress_bar: bool = True  # rich progress bar
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases tracking through Lightning's WandbLogger."""
+
+    mode: str = "offline"  # offline | online | disabled
+    project: str = "translate"  # W&B project name
+    entity: Optional[str] = None  # W&B team or user
+    name: Optional[str] = None  # run name (default: the run directory's name)
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggerConfig:
+    """What is tracked and how often."""
+
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    csv: bool = True  # also write metrics.csv in the run directory
+    image_every_n_steps: int = 500  # training image grids every N optimizer steps (0 = never)
+    n_images: int = 4  # rows in an image grid
+
+
+@dataclass
+class CheckpointConfig:
+    """Checkpoints `last.ckpt` and the best by a metric, in `<run_dir>/checkpoints/`."""
+
+    monitor: Optional[str] = "val/psnr"  # metric for the best checkpoint (None = keep only `last`)
+    mode: str = "max"  # max | min
+    save_top_k: int = 1  # how many best checkpoints to keep
+    every_n_epochs: int = 1  # checkpoint frequency (epochs)
+    every_n_train_steps: Optional[int] = None  # or every N optimizer steps
+
+
+@dataclass
+class ExportConfig:
+    """Defaults of `cli.py export`."""
+
+    opset: Optional[int] = None  # ONNX opset (None = the exporter's default)
+    atol: float = 1e-4  # onnxruntime vs eager parity tolerance; the export fails beyond it
+    dynamic_batch: bool = True  # batch size free in the exported graphs
+    dynamic_spatial: bool = True  # height/width free (multiples of the net's size multiple)
+    example_size: Optional[int] = None  # spatial size of the example input (default: data.crop_size)
+
+
+@dataclass
+class RunConfig:
+    """Everything one run needs. `model` is the chosen method's own dataclass (see translate.methods.METHODS)."""
+
+    method: str = "pix2pix"  # which method trains (a key of translate.methods.METHODS)
+    seed: int = 0  # seeds torch, numpy and python, and the data order
+    run_dir: str = "runs/${method}"  # checkpoints, resolved config, logs and images go here
+    model: Any = None
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+
+def _explain(err: OmegaConfBaseException, source: str, prefix: str = "") -> ConfigError:
+    key = getattr(err, "full_key", None) or ""
+    key = f"{prefix}{key}" if key else prefix.rstrip(".")
+    msg = str(err).splitlines()[0]
+    where = f"key '{key}'" if key else "config"
+    return ConfigError(f"{source}: {where}: {msg}")
+
+
+def _load_sources(files: Sequence[str | Path], overrides: Sequence[str]) -> List[Tuple[str, DictConfig]]:
+    sources: List[Tuple[str, DictConfig]] = []
+    for f in files:
+        path = Path(f)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            node = OmegaConf.load(path)
+        except Exception as e:  # yaml syntax errors come in several exception types
+            raise ConfigError(f"{path}: not a valid YAML file: {e}") from e
+        if not isinstance(node, DictConfig):
+            raise ConfigError(f"{path}: expected a mapping at the top level, got a list")
+        sources.append((str(path), node))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"command line: override '{item}' is not of the form key=value")
+    try:
+        sources.append(("command line", OmegaConf.from_dotlist(list(overrides))))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {e}") from e
+    return sources
+
+
+def load_config(
+    files: Sequence[str | Path] = (), overrides: Sequence[str] = (), base: Optional[Dict[str, Any]] = None
+) -> RunConfig:
+    """Merge config files (in order) and `key=value` overrides onto the schema; return typed dataclasses.
+
+    `base` is a plain-dict config merged first (e.g. the one stored in a checkpoint).
+    """
+    from translate.methods import METHODS  # the registry imports the methods; keep config import light
+
+    sources = _load_sources(files, overrides)
+    if base is not None:
+        sources.insert(0, ("checkpoint config", OmegaConf.create(base)))
+    method = "pix2pix"
+    for _, node in sources:
+        method = node.get("method", method)
+    if method not in METHODS:
+        raise ConfigError(f"key 'method': expected one of {sorted(METHODS)}, got '{method}'")
+    model_schema = METHODS[method].config_class
+
+    base = OmegaConf.structured(RunConfig)
+    model = OmegaConf.structured(model_schema)
+    for source, node in sources:
+        node = node.copy()
+        model_node = node.pop("model", None) if "model" in node else None
+        try:
+            base = OmegaConf.merge(base, node)
+        except OmegaConfBaseException as e:
+            raise _explain(e, source) from e
+        if model_node is not None:
+            try:
+                model = OmegaConf.merge(model, model_node)
+            except OmegaConfBaseException as e:
+                raise _explain(e, source, prefix="model.") from e
+    base.model = model
+    try:
+        cfg = OmegaConf.to_object(base)
+    except OmegaConfBaseException as e:
+        raise _explain(e, "config") from e
+    if not is_dataclass(cfg.model):  # to_object leaves an untyped node as a dict
+        cfg.model = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(model_schema), cfg.model))
+    _check_missing(cfg)
+    return cfg
+
+
+def _check_missing(cfg: RunConfig) -> None:
+    plain = to_dict(cfg)
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        elif node == "???":
+            raise ConfigError(f"key '{prefix.rstrip('.')}' must be set (no default)")
+
+    walk(plain, "")
+
+
+def to_dict(cfg: Any) -> Dict[str, Any]:
+    """Plain nested dict (for checkpoints, W&B and YAML): never a DictConfig."""
+    return asdict(cfg) if is_dataclass(cfg) else dict(cfg)
+
+
+def to_yaml(cfg: Any) -> str:
+    return OmegaConf.to_yaml(OmegaConf.create(to_dict(cfg)))

@@ -1,0 +1,44 @@
+"""Turn weights saved by reference implementations into export bundles that `predict` can use at once."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from nets import inference_copy
+from nets.junyanz import import_generator
+
+
+def import_junyanz(
+    weights: str | Path, out: str | Path, *, netG: Optional[str] = None, norm: Optional[str] = None,
+    use_dropout: Optional[bool] = None, norm_stats: Optional[str] = None, direction: str = "AtoB",
+    size: int = 256, overwrite: bool = False,
+) -> Path:
+    """A reference pix2pix/CycleGAN generator (`latest_net_G.pth`, `*_net_G_A.pth`, ...) -> bundle.
+
+    The architecture is inferred from the state dict (U-Net depth / ResNet blocks, ngf, norm, channels); `netG`,
+    `norm` and `use_dropout` override the inference. `norm_stats` "sample" reproduces the reference test script
+    (BatchNorm in train mode), "running" its `--eval` flag.
+    """
+    from translate.export import export_bundle
+
+    overrides = {k: v for k, v in {"name": netG, "norm": norm, "use_dropout": use_dropout}.items() if v is not None}
+    net, spec = import_generator(weights, **overrides)
+    stats = norm_stats or "sample"
+    mult = int(net.size_multiple)
+    side = max(mult, (size // mult) * mult)
+    meta = {
+        "method": "cyclegan" if spec["name"].startswith("resnet") else "pix2pix",
+        "source": {"from": "junyanz", "weights": str(weights)},
+        "input_nc": spec["input_nc"],
+        "output_nc": spec["output_nc"],
+        "value_range": [-1.0, 1.0],
+        "size_multiple": mult,
+        "direction": direction,
+        "norm_stats": stats,
+        "generator": spec,
+    }
+    example = torch.rand(1, spec["input_nc"], side, side) * 2 - 1
+    return export_bundle(inference_copy(net, norm_stats=stats, dropout=False), out, meta, example,
+                         size_multiple=mult, overwrite=overwrite)

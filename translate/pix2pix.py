@@ -1,0 +1,140 @@
+"""pix2pix (Isola et al. 2017): U-Net generator + conditional PatchGAN, adversarial + lambda * L1 loss."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+from nets import build_discriminator, build_generator, generator_spec, inference_copy
+from translate.base import TranslationModule
+from translate.losses import check_gan_mode, d_loss, g_loss, gradient_penalty
+from translate.schedules import build_scheduler
+
+TEST_MODES = ("train", "batchstats", "eval")
+
+
+@dataclass
+class Pix2PixConfig:
+    """pix2pix options; names and defaults follow the reference implementation's train options."""
+
+    netG: str = "unet_256"  # generator architecture (a key of nets.GENERATORS)
+    ngf: int = 64  # generator filters in the last conv layer
+    num_downs: Optional[int] = None  # netG "unet": number of downsamplings (image side must be a multiple of 2**num_downs)
+    n_blocks: Optional[int] = None  # netG "resnet": number of residual blocks
+    netD: str = "basic"  # discriminator: basic (70x70 PatchGAN) | n_layers | pixel
+    ndf: int = 64  # discriminator filters in the first conv layer
+    n_layers_D: int = 3  # netD "n_layers": number of strided conv layers
+    norm: str = "batch"  # batch | instance | none
+    use_dropout: bool = True  # dropout in the U-Net's inner decoder blocks (reference pix2pix: on)
+    init_type: str = "normal"  # normal | xavier | kaiming | orthogonal
+    init_gain: float = 0.02  # scale of the initialisation
+    gan_mode: str = "vanilla"  # vanilla | lsgan | hinge | wgangp
+    lambda_l1: float = 100.0  # weight of the L1 term (pix2pix paper)
+    lambda_gp: float = 10.0  # weight of the gradient penalty (gan_mode wgangp)
+    lr: float = 2e-4  # Adam learning rate of G and D
+    beta1: float = 0.5  # Adam beta1
+    beta2: float = 0.999  # Adam beta2
+    lr_policy: str = "linear"  # linear | step | cosine | constant
+    n_epochs: int = 100  # epochs at the initial learning rate (linear) / period (cosine)
+    n_epochs_decay: int = 100  # epochs of linear decay to zero
+    lr_decay_iters: int = 50  # lr_policy step: multiply by 0.1 every this many epochs
+    test_mode: str = "train"  # train: BN batch stats + dropout at test (reference) | batchstats: no dropout | eval
+    channels_last: bool = False  # channels_last memory format (pays on GPUs with tensor cores)
+
+
+class Pix2Pix(TranslationModule):
+    config_class = Pix2PixConfig
+
+    def __init__(self, model: Dict[str, Any], input_nc: int = 3, output_nc: int = 3, direction: str = "AtoB"):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = cfg = Pix2PixConfig(**model)
+        check_gan_mode(cfg.gan_mode)
+        if cfg.test_mode not in TEST_MODES:
+            raise ValueError(f"model.test_mode: expected one of {list(TEST_MODES)}, got '{cfg.test_mode}'")
+        self.net_g = build_generator(
+            cfg.netG, input_nc, output_nc, ngf=cfg.ngf, norm=cfg.norm, use_dropout=cfg.use_dropout,
+            num_downs=cfg.num_downs, n_blocks=cfg.n_blocks, init_type=cfg.init_type, init_gain=cfg.init_gain,
+        )
+        self.net_d = build_discriminator(
+            cfg.netD, input_nc + output_nc, ndf=cfg.ndf, n_layers=cfg.n_layers_D, norm=cfg.norm,
+            init_type=cfg.init_type, init_gain=cfg.init_gain,
+        )
+        if cfg.channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    # ---- training ---------------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        c = self.cfg
+        opt_g = torch.optim.Adam(self.net_g.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
+        opt_d = torch.optim.Adam(self.net_d.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
+        scheds = [build_scheduler(o, c.lr_policy, c.n_epochs, c.n_epochs_decay, c.lr_decay_iters) for o in (opt_g, opt_d)]
+        return [opt_g, opt_d], scheds
+
+    def _prepare(self, batch: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+        real_a, real_b = batch["A"], batch["B"]
+        if self.cfg.channels_last:
+            real_a = real_a.contiguous(memory_format=torch.channels_last)
+            real_b = real_b.contiguous(memory_format=torch.channels_last)
+        return real_a, real_b
+
+    def training_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        c = self.cfg
+        opt_g, opt_d = self.optimizers()
+        real_a, real_b = self._prepare(batch)
+        fake_b = self.net_g(real_a)
+        real_ab = torch.cat([real_a, real_b], 1)
+        fake_ab = torch.cat([real_a, fake_b], 1)  # conditional GAN: D sees the input with the output
+
+        with self.toggled_optimizer(opt_d):
+            loss_d_fake = d_loss(self.net_d(fake_ab.detach()), False, c.gan_mode)
+            loss_d_real = d_loss(self.net_d(real_ab), True, c.gan_mode)
+            loss_d = 0.5 * (loss_d_fake + loss_d_real)
+            if c.gan_mode == "wgangp":
+                loss_d = loss_d + c.lambda_gp * gradient_penalty(self.net_d, real_ab, fake_ab.detach())
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(loss_d)
+            opt_d.step()
+
+        with self.toggled_optimizer(opt_g):
+            loss_g_gan = g_loss(self.net_d(fake_ab), c.gan_mode)
+            loss_g_l1 = c.lambda_l1 * (fake_b - real_b).abs().mean()
+            loss_g = loss_g_gan + loss_g_l1
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(loss_g)
+            opt_g.step()
+
+        self.log_dict(
+            {"train/D_fake": loss_d_fake, "train/D_real": loss_d_real, "train/D": loss_d,
+             "train/G_GAN": loss_g_gan, "train/G_L1": loss_g_l1, "train/G": loss_g},
+            on_step=True, on_epoch=False, batch_size=real_a.shape[0],
+        )
+        self.maybe_log_train_images([real_a, fake_b, real_b])
+
+    # ---- evaluation -------------------------------------------------------------------------------------------
+    def _norm_stats(self) -> str:
+        return "running" if self.cfg.test_mode == "eval" else "sample"
+
+    def inference_net(self) -> nn.Module:
+        """The generator as used at test time (see `test_mode`); deterministic unless test_mode is `train`."""
+        return inference_copy(self.net_g, norm_stats=self._norm_stats(), dropout=self.cfg.test_mode == "train")
+
+    # ---- export -----------------------------------------------------------------------------------------------
+    def export_spec(self) -> Tuple[nn.Module, Dict[str, Any]]:
+        """The deterministic inference net and the bundle metadata (translator.json)."""
+        stats = self._norm_stats()
+        net = inference_copy(self.net_g, norm_stats=stats, dropout=False)
+        meta = {
+            "method": "pix2pix",
+            "input_nc": self.hparams.input_nc,
+            "output_nc": self.hparams.output_nc,
+            "value_range": [-1.0, 1.0],
+            "size_multiple": int(self.net_g.size_multiple),
+            "direction": self.hparams.direction,
+            "norm_stats": stats,
+            "generator": generator_spec(self.net_g),
+            "model_config": asdict(self.cfg),
+        }
+        return net, meta

@@ -1,0 +1,142 @@
+"""Build Lightning objects from a RunConfig and run them: what each CLI subcommand does, as plain functions."""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from pytorch_lightning.strategies import DDPStrategy
+
+from datamodules import build_datamodule
+from translate.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
+from translate.config import RunConfig, load_config, to_dict, to_yaml
+from translate.methods import METHODS
+from translate.tracking import build_loggers
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+class StoreRunConfig(Callback):
+    """Keeps the resolved run config (a plain dict) in every checkpoint, so validate/export need no YAML."""
+
+    def __init__(self, run_config: Dict[str, Any]):
+        self.run_config = run_config
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: Dict[str, Any]) -> None:
+        checkpoint["run_config"] = self.run_config
+
+
+def build_module(cfg: RunConfig):
+    return METHODS[cfg.method].module_class(
+        model=asdict(cfg.model), input_nc=cfg.data.input_nc, output_nc=cfg.data.output_nc, direction=cfg.data.direction
+    )
+
+
+def _strategy(name: str):
+    # GANs call D in several backward passes per step, and G is idle during D's: DDP must allow unused parameters.
+    if name in ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook"):
+        start = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}[name]
+        return DDPStrategy(find_unused_parameters=True, start_method=start)
+    return name
+
+
+def build_trainer(cfg: RunConfig, run_dir: Path, *, for_fit: bool = True) -> pl.Trainer:
+    t = cfg.trainer
+    callbacks: List[Callback] = [StoreRunConfig(to_dict(cfg))]
+    if t.enable_progress_bar:
+        callbacks.append(RichProgressBar(leave=True))
+    if for_fit:
+        c = cfg.checkpoint
+        if c.mode not in ("max", "min"):
+            raise ValueError(f"checkpoint.mode: expected 'max' or 'min', got '{c.mode}'")
+        callbacks.append(ModelCheckpoint(
+            dirpath=run_dir / CHECKPOINT_DIR, filename="best-{epoch:03d}-{step}", monitor=c.monitor, mode=c.mode,
+            save_top_k=c.save_top_k if c.monitor else 0, save_last=True, auto_insert_metric_name=False,
+            every_n_epochs=None if c.every_n_train_steps else c.every_n_epochs,
+            every_n_train_steps=c.every_n_train_steps, enable_version_counter=False,
+        ))
+    kwargs = {k: v for k, v in asdict(t).items() if v is not None}
+    kwargs["strategy"] = _strategy(t.strategy)
+    return pl.Trainer(
+        **kwargs, default_root_dir=str(run_dir), callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+        logger=build_loggers(cfg.logger, run_dir, to_dict(cfg)) if for_fit else False,
+    )
+
+
+def configure_tracking(module, cfg: RunConfig, run_dir: Path) -> None:
+    module.image_every_n_steps = cfg.logger.image_every_n_steps
+    module.n_images = cfg.logger.n_images
+    module.image_dir = run_dir / "images"
+
+
+def resolve_resume(resume: Optional[str], run_dir: Path) -> Optional[str]:
+    if resume is None:
+        return None
+    path = run_dir / CHECKPOINT_DIR / "last.ckpt" if resume == "last" else Path(resume)
+    if not path.is_file():
+        raise CheckpointError(f"--resume {resume}: no checkpoint at {path}")
+    return str(path)
+
+
+def fit(cfg: RunConfig, resume: Optional[str] = None) -> Tuple[pl.Trainer, Any]:
+    run_dir = Path(cfg.run_dir)
+    ckpt_path = resolve_resume(resume, run_dir)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(cfg.data)
+    module = build_module(cfg)
+    trainer = build_trainer(cfg, run_dir)
+    configure_tracking(module, cfg, run_dir)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    return trainer, module
+
+
+def load_run(ckpt: str | Path, files: Sequence[str] = (), overrides: Sequence[str] = ()) -> Tuple[RunConfig, Any]:
+    """A trained module and its run config from a checkpoint (config files/overrides are applied on top)."""
+    state = load_checkpoint(ckpt)
+    if "run_config" not in state:
+        raise CheckpointError(f"{ckpt}: not a checkpoint written by this framework (no 'run_config' entry)")
+    cfg = load_config(files, overrides, base=state["run_config"])
+    module = build_module(cfg)
+    module.load_state_dict(state["state_dict"], strict=True)
+    return cfg, module
+
+
+def evaluate(stage: str, ckpt: str | Path, files: Sequence[str] = (), overrides: Sequence[str] = ()) -> List[Dict]:
+    """`validate` or `test` a checkpoint on its data (or the data given by config/overrides)."""
+    cfg, module = load_run(ckpt, files, overrides)
+    run_dir = Path(cfg.run_dir)
+    configure_tracking(module, cfg, run_dir)
+    module.image_every_n_steps = 0
+    trainer = build_trainer(cfg, run_dir, for_fit=False)
+    datamodule = build_datamodule(cfg.data)
+    run = trainer.validate if stage == "validate" else trainer.test
+    return run(module, datamodule=datamodule, verbose=True)
+
+
+def export(ckpt: str | Path, out: str | Path, files: Sequence[str] = (), overrides: Sequence[str] = (),
+           overwrite: bool = False) -> Path:
+    """Export a trained translator to a bundle (ONNX + torch.export program + safetensors + translator.json)."""
+    cfg, module = load_run(ckpt, files, overrides)
+    net, meta = module.export_spec()
+    meta["run_config"] = to_dict(cfg)
+    return export_with_config(net, meta, out, cfg, overwrite=overwrite)
+
+
+def export_with_config(net, meta: Dict[str, Any], out: str | Path, cfg: RunConfig, overwrite: bool = False) -> Path:
+    from translate.export import export_bundle
+
+    e = cfg.export
+    mult = int(meta["size_multiple"])
+    size = e.example_size or cfg.data.crop_size
+    size = max(mult, (size // mult) * mult)
+    example = torch.rand(1, meta["input_nc"], size, size) * 2 - 1
+    return export_bundle(net, out, meta, example, dynamic_batch=e.dynamic_batch, dynamic_spatial=e.dynamic_spatial,
+                         size_multiple=mult, opset=e.opset, atol=e.atol, overwrite=overwrite)
