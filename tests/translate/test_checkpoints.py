@@ -1,0 +1,43 @@
+import os
+import pickle
+
+import pytest
+import torch
+
+from translate.checkpoints import CheckpointError, atomic_torch_save, load_checkpoint
+
+
+def test_atomic_save_round_trip_and_no_temp_left(tmp_path):
+    p = tmp_path / "sub" / "a.ckpt"
+    atomic_torch_save({"w": torch.arange(3)}, p)
+    assert torch.equal(load_checkpoint(p)["w"], torch.arange(3))
+    assert os.listdir(p.parent) == ["a.ckpt"]
+
+
+def test_failed_save_keeps_the_old_file(tmp_path):
+    p = tmp_path / "a.ckpt"
+    atomic_torch_save({"v": 1}, p)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_torch_save({"v": Boom()}, p)
+    assert load_checkpoint(p)["v"] == 1
+    assert os.listdir(tmp_path) == ["a.ckpt"]
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_refuses_checkpoints_that_execute_code(tmp_path):
+    p = tmp_path / "evil.ckpt"
+    with open(p, "wb") as f:
+        torch.save({"state_dict": {}, "x": Evil()}, f)
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_checkpoint(p)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.ckpt")

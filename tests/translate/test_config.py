@@ -1,0 +1,68 @@
+import pytest
+
+from translate.config import ConfigError, RunConfig, load_config, to_yaml
+from translate.pix2pix import Pix2PixConfig
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_defaults_are_reference_pix2pix():
+    cfg = load_config()
+    assert isinstance(cfg, RunConfig) and isinstance(cfg.model, Pix2PixConfig)
+    assert (cfg.model.lambda_l1, cfg.model.lr, cfg.model.beta1, cfg.model.netG) == (100.0, 2e-4, 0.5, "unet_256")
+    assert cfg.run_dir == "runs/pix2pix"  # interpolation resolved
+
+
+def test_files_stack_and_overrides_win(tmp_path):
+    a = write(tmp_path, "a.yaml", "model:\n  ngf: 16\n  ndf: 8\ndata:\n  batch_size: 2\n")
+    b = write(tmp_path, "b.yaml", "model:\n  ngf: 32\n")
+    cfg = load_config([a, b], ["data.batch_size=7", "trainer.max_epochs=3"])
+    assert cfg.model.ngf == 32 and cfg.model.ndf == 8
+    assert cfg.data.batch_size == 7 and cfg.trainer.max_epochs == 3
+
+
+@pytest.mark.parametrize("text,key", [
+    ("model:\n  lambda_L11: 3\n", "model.lambda_L11"),
+    ("data:\n  bach_size: 3\n", "data.bach_size"),
+    ("trainer:\n  max_epochs: many\n", "trainer.max_epochs"),
+    ("model:\n  ngf: [1, 2]\n", "model.ngf"),
+])
+def test_bad_key_names_key_and_file(tmp_path, text, key):
+    f = write(tmp_path, "bad.yaml", text)
+    with pytest.raises(ConfigError) as e:
+        load_config([f])
+    assert key in str(e.value) and str(f) in str(e.value)
+
+
+def test_bad_override_names_command_line():
+    with pytest.raises(ConfigError, match="command line.*model.ngff"):
+        load_config([], ["model.ngff=3"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config([], ["model.ngf"])
+
+
+def test_unknown_method_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="method"):
+        load_config([], ["method=pix3pix"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config([tmp_path / "nope.yaml"])
+
+
+def test_mandatory_value_must_be_set():
+    with pytest.raises(ConfigError, match="data.root"):
+        load_config(["configs/pix2pix/facades.yaml"])
+    cfg = load_config(["configs/pix2pix/facades.yaml"], ["data.root=/x"])
+    assert cfg.data.root == "/x" and cfg.data.direction == "BtoA"
+
+
+def test_round_trip_through_plain_dict():
+    cfg = load_config(["configs/pix2pix/demo.yaml"])
+    from translate.config import to_dict
+
+    again = load_config([], ["model.ngf=8"], base=to_dict(cfg))
+    assert again.model.num_downs == cfg.model.num_downs and again.model.ngf == 8
+    assert "num_downs: 6" in to_yaml(cfg)
