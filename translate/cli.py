@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BatchNorm at test time: 'sample' = the reference default (train-mode BN), 'running' = --eval")
     p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"])
     p.add_argument("--size", type=int, default=256, help="side of the example image used for export checks")
+
+    sub.add_parser("doctor", help="report versions, devices and which op backend (CUDA or reference) runs and why")
     return parser
 
 
@@ -138,6 +140,11 @@ def _run(args) -> int:
             norm_stats=args.norm_stats, direction=args.direction, size=args.size, overwrite=args.overwrite,
         )
         print(f"bundle written: {out}")
+        return 0
+    if args.command == "doctor":
+        from translate.doctor import report
+
+        print(report())
         return 0
     raise AssertionError(args.command)
 

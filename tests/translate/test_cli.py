@@ -1,0 +1,145 @@
+"""End to end through the CLI: fit on generated 32x32 data, resume, validate, export, predict; bad input."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from translate.checkpoints import load_checkpoint
+from translate.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = [
+    "data.kind=synthetic", "data.synthetic.size=32", "data.synthetic.n_train=8", "data.synthetic.n_val=4",
+    "data.batch_size=2", "data.num_workers=0", "data.preprocess=none", "model.netG=unet", "model.num_downs=5",
+    "model.ngf=4", "model.ndf=4", "model.use_dropout=false", "model.test_mode=batchstats",
+    "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "logger.wandb.mode=disabled",
+    "export.example_size=32",
+]
+STEPS_PER_EPOCH = 8  # 4 batches x (one D + one G optimizer step)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "pix2pix"
+    assert main(["fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=2"]) == 0
+    return run_dir
+
+
+def adam_steps(ckpt):
+    return [int(s["state"][0]["step"]) for s in ckpt["optimizer_states"]]
+
+
+def test_fit_writes_the_run_directory(run):
+    assert (run / "config.yaml").read_text().count("num_downs: 5") == 1
+    last = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 2 * STEPS_PER_EPOCH and adam_steps(last) == [8, 8]
+    assert last["run_config"]["model"]["ngf"] == 4
+    assert list((run / "checkpoints").glob("best-*.ckpt"))
+    rows = list(csv.DictReader(open(run / "csv" / "metrics.csv")))
+    assert any(r.get("val/psnr") for r in rows) and any(r.get("train/G_L1") for r in rows)
+    assert list((run / "images").glob("val_images_*.png"))
+
+
+def test_resume_continues_with_optimizer_and_schedule_state(run, tmp_path):
+    copy = tmp_path / "resumed"
+    subprocess.run(["cp", "-r", str(run), str(copy)], check=True)
+    assert main(["fit", *TINY, f"run_dir={copy}", "trainer.max_epochs=3", "--resume", "last"]) == 0
+    last = load_checkpoint(copy / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 3 * STEPS_PER_EPOCH
+    assert adam_steps(last) == [12, 12]  # continued, not restarted
+    assert [s["last_epoch"] for s in last["lr_schedulers"]] == [3, 3]
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["fit", *TINY, f"run_dir={tmp_path}/none", "--resume", "last"]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_validate_and_test(run, capsys):
+    from translate.runner import evaluate
+
+    ckpt = run / "checkpoints" / "last.ckpt"
+    (res,) = evaluate("validate", ckpt)
+    assert 5 < res["val/psnr"] < 60 and 0 < res["val/ssim"] <= 1
+    assert main(["test", "--ckpt", str(ckpt)]) == 0
+
+
+def test_export_then_predict_a_folder(run, tmp_path):
+    bundle = tmp_path / "bundle"
+    assert main(["export", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--out", str(bundle)]) == 0
+    for name in ("model.onnx", "model.pt2", "weights.safetensors", "translator.json"):
+        assert (bundle / name).is_file(), name
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("x.png", "y.png"):
+        Image.fromarray(rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)).save(src / name)
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(bundle), "--input", str(src), "--output", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["x.png", "y.png"]
+    assert Image.open(out / "x.png").size == (48, 32)
+    assert main(["predict", "--model", str(bundle), "--input", str(src), "--output", str(src / "sub")]) == 2
+
+
+def test_print_config_and_bad_keys(tmp_path, capsys):
+    assert main(["fit", "--config", "configs/pix2pix/demo.yaml", "model.ngf=12", "--print-config"]) == 0
+    assert "ngf: 12" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  lamda_l1: 10\n")
+    assert main(["fit", "--config", str(bad), *TINY, f"run_dir={tmp_path}/r"]) == 2
+    err = capsys.readouterr().err
+    assert "model.lamda_l1" in err and str(bad) in err
+    assert not (tmp_path / "r").exists()  # failed before training started
+
+
+def test_missing_data_root_names_the_path(tmp_path, capsys):
+    args = ["fit", "data.kind=aligned", f"data.root={tmp_path}/nowhere", f"run_dir={tmp_path}/r",
+            "logger.wandb.mode=disabled", "trainer.accelerator=cpu"]
+    assert main(args) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def _cli(*args, **kw):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    run_dir = tmp_path / "ddp"
+    p = _cli("fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1", "trainer.strategy=ddp",
+             "trainer.devices=2")
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out[-3000:]
+    last = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    # 8 samples over 2 processes x batch 2 = 2 batches per process per epoch
+    assert last["global_step"] == 4
+
+
+def test_resume_after_sigkill(tmp_path):
+    run_dir = tmp_path / "killed"
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    p = _cli("fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1000", "checkpoint.monitor=null",
+             "checkpoint.every_n_train_steps=4", "trainer.check_val_every_n_epoch=1000")
+    deadline = time.time() + 240
+    while time.time() < deadline and not (ckpt.is_file() and load_checkpoint(ckpt)["global_step"] >= 12):
+        assert p.poll() is None, p.stdout.read()[-3000:]
+        time.sleep(0.5)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    state = load_checkpoint(ckpt)  # never half-written
+    step = state["global_step"]
+    assert step >= 12 and step % 4 == 0
+    assert main(["fit", *TINY, f"run_dir={run_dir}", f"trainer.max_steps={step + 4}", "checkpoint.monitor=null",
+                 "checkpoint.every_n_train_steps=4", "--resume", "last"]) == 0
+    after = load_checkpoint(ckpt)
+    assert after["global_step"] == step + 4
+    assert adam_steps(after) == [(step + 4) // 2] * 2

@@ -1,0 +1,40 @@
+import pytest
+import torch
+from pytorch_lightning.loggers import CSVLogger, WandbLogger
+
+from translate.config import LoggerConfig, WandbConfig
+from translate.tracking import build_loggers, image_grid, log_images
+
+
+def test_image_grid_layout_and_range():
+    rows = [torch.full((3, 1, 8, 8), -1.0), torch.zeros(3, 3, 8, 8), torch.ones(3, 3, 8, 8)]
+    grid = image_grid(rows, n=2)
+    assert grid.shape == (3, 2 * 8 + 3 * 2, 3 * 8 + 4 * 2)  # 2 samples x 3 columns, padding 2
+    assert grid.min() >= 0 and grid.max() <= 1
+    assert torch.all(grid[:, 2:10, 2:10] == 0)  # first column: gray input expanded to RGB, -1 -> black
+    assert torch.all(grid[:, 2:10, 22:30] == 1)  # third column: +1 -> white
+
+
+def test_csv_logging_saves_png(tmp_path):
+    (csv,) = build_loggers(LoggerConfig(wandb=WandbConfig(mode="disabled")), tmp_path, {"a": 1})
+    assert isinstance(csv, CSVLogger)
+    path = log_images([csv], "val/images", [torch.zeros(2, 3, 8, 8)] * 3, step=7, image_dir=tmp_path / "img")
+    assert path.name == "val_images_0000007.png" and path.is_file()
+
+
+def test_wandb_offline_gets_config_and_images(tmp_path):
+    loggers = build_loggers(LoggerConfig(), tmp_path, {"model": {"ngf": 8}})
+    wandb_logger = next(lg for lg in loggers if isinstance(lg, WandbLogger))
+    run = wandb_logger.experiment
+    try:
+        assert run.config["model"]["ngf"] == 8
+        assert run.settings.mode in ("offline", "dryrun")  # wandb calls offline mode "dryrun" internally
+        log_images(loggers, "train/images", [torch.zeros(1, 3, 8, 8)] * 3, step=1)
+    finally:
+        run.finish()
+    assert list(tmp_path.glob("wandb/offline-run-*"))
+
+
+def test_bad_wandb_mode():
+    with pytest.raises(ValueError, match="logger.wandb.mode"):
+        build_loggers(LoggerConfig(wandb=WandbConfig(mode="sometimes")), None, {})
