@@ -5,6 +5,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from torch.torch_version import TorchVersion
+from torch.utils.data import DataLoader
 
 from translate.losses import GAN_MODES
 from translate.pix2pix import Pix2Pix
@@ -23,7 +24,7 @@ def run_steps(module, batches, **trainer_kw):
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=0, **trainer_kw,
     )
-    trainer.fit(module, train_dataloaders=batches)
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
     return trainer
 
 
@@ -70,8 +71,8 @@ def test_each_gan_mode_trains_and_changes_both_nets(gan_mode):
 
 def test_test_modes_and_bad_options():
     torch.manual_seed(0)
-    x = torch.rand(2, 3, 32, 32) * 2 - 1
-    m = Pix2Pix(model=dict(netG="unet", num_downs=5, ngf=4, ndf=4, use_dropout=True, test_mode="batchstats"))
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    m = Pix2Pix(model=dict(netG="unet", num_downs=6, ngf=4, ndf=4, use_dropout=True, test_mode="batchstats"))
     net = m.inference_net()
     torch.testing.assert_close(net(x), net(x))  # deterministic
     torch.testing.assert_close(net(x[:1]), net(x)[:1], atol=1e-5, rtol=0)  # independent of the batch
