@@ -20,7 +20,8 @@ TINY = [
     "data.kind=synthetic", "data.synthetic.size=32", "data.synthetic.n_train=8", "data.synthetic.n_val=4",
     "data.batch_size=2", "data.num_workers=0", "data.preprocess=none", "model.netG=unet", "model.num_downs=5",
     "model.ngf=4", "model.ndf=4", "model.use_dropout=false", "model.test_mode=batchstats",
-    "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "logger.wandb.mode=disabled",
+    "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+    "logger.wandb.mode=disabled",
     "export.example_size=32",
 ]
 STEPS_PER_EPOCH = 8  # 4 batches x (one D + one G optimizer step)
