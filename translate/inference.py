@@ -151,7 +151,7 @@ class Translator:
             batched = images.dim() == 4
             if images.dim() not in (3, 4):
                 raise ValueError(f"expected a tensor (C, H, W) or (N, C, H, W), got {tuple(images.shape)}")
-            y = self.translate_batch(self._from_tensor(images if batched else images[None]))
+            y = self.translate_batch(self._from_tensor(images) if batched else self._from_tensor(images)[None])
             return y if batched else y[0]
         if isinstance(images, Image.Image):
             return Image.fromarray(self.to_uint8(self.translate_batch(self._from_pil(images)[None])[0]))
