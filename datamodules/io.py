@@ -48,7 +48,7 @@ def to_channels(img: Image.Image, channels: int, path: str | Path = "image") -> 
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba).convert("RGB")
     img = img.convert("L" if channels == 1 else "RGB")
-    arr = np.asarray(img, dtype=np.uint8)
+    arr = np.array(img, dtype=np.uint8)  # a writable copy
     return arr[:, :, None] if channels == 1 else arr
 
 

@@ -75,7 +75,7 @@ class TranslationModule(pl.LightningModule):
         self.val_l1(out, ref)
         self.log_dict(
             {f"{prefix}/psnr": self.val_psnr, f"{prefix}/ssim": self.val_ssim, f"{prefix}/l1": self.val_l1},
-            on_step=False, on_epoch=True, batch_size=real_a.shape[0], sync_dist=True,
+            on_step=False, on_epoch=True, batch_size=real_a.shape[0], sync_dist=True, prog_bar=True,
         )
         if batch_idx == 0:
             self._grid_rows = [real_a, fake_b, real_b]
