@@ -149,6 +149,7 @@ def load_config(
         raise ConfigError(f"key 'method': expected one of {sorted(METHODS)}, got '{method}'")
     model_schema = METHODS[method].config_class
 
+    _check_required(sources)
     base = OmegaConf.structured(RunConfig)
     model = OmegaConf.structured(model_schema)
     for source, node in sources:
@@ -172,6 +173,29 @@ def load_config(
         cfg.model = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(model_schema), cfg.model))
     _check_missing(cfg)
     return cfg
+
+
+def _flat_keys(node: Any, prefix: str = ""):
+    """(dotted key, raw value) of every leaf, without resolving interpolations or missing values."""
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            yield from _flat_keys(node._get_node(key), f"{prefix}{key}.")
+    else:
+        yield prefix.rstrip("."), node._value() if hasattr(node, "_value") else node
+
+
+def _check_required(sources: List[Tuple[str, DictConfig]]) -> None:
+    """A value written `???` in a file must be given by a later file or the command line."""
+    required: Dict[str, str] = {}
+    for source, node in sources:
+        for key, value in _flat_keys(node):
+            if value == "???":
+                required[key] = source
+            else:
+                required.pop(key, None)
+    if required:
+        key, source = next(iter(required.items()))
+        raise ConfigError(f"key '{key}' must be set (required by {source}), e.g. {key}=...")
 
 
 def _check_missing(cfg: RunConfig) -> None:

@@ -66,3 +66,24 @@ def test_round_trip_through_plain_dict():
     again = load_config([], ["model.ngf=8"], base=to_dict(cfg))
     assert again.model.num_downs == cfg.model.num_downs and again.model.ngf == 8
     assert "num_downs: 6" in to_yaml(cfg)
+
+
+def test_every_shipped_config_loads():
+    from pathlib import Path
+
+    configs = sorted(Path("configs").rglob("*.yaml"))
+    assert configs
+    for path in configs:
+        cfg = load_config([path], ["data.root=/data"])
+        assert cfg.method == path.parent.name
+
+
+def test_installed_command_is_declared():
+    from importlib.metadata import PackageNotFoundError, distribution, entry_points
+
+    try:
+        distribution("translate-kit")
+    except PackageNotFoundError:
+        pytest.skip("the project is not installed in this environment (make test installs it)")
+    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "translate"]
+    assert ep.value == "translate.cli:main"
