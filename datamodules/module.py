@@ -83,7 +83,8 @@ class PairedDataModule(pl.LightningDataModule):
             self.dataset("test")
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        workers = max(0, min(self.cfg.num_workers, (os.cpu_count() or 1)))
+        # never more loader workers than cores left over by the training process itself
+        workers = max(0, min(self.cfg.num_workers, (os.cpu_count() or 1) - 1))
         return DataLoader(
             self.dataset(split), batch_size=self.cfg.batch_size, shuffle=shuffle, num_workers=workers,
             persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(), drop_last=False,
