@@ -1,0 +1,6 @@
+"""StyleGAN2 ops: one public function per op, each with impl="auto" | "cuda" | "ref"."""
+from priors.ops._backend import backend
+from priors.ops.bias_act import bias_act
+from priors.ops.upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
+
+__all__ = ["backend", "bias_act", "upfirdn2d", "filter2d", "upsample2d", "downsample2d", "setup_filter"]
