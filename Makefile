@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-gpu build-ops bench clean
+.PHONY: venv demo test test-gpu bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,9 +24,6 @@ test: venv
 
 test-gpu: venv
 	$(PY) -m pytest -q -m gpu $(PYTEST_ARGS)
-
-build-ops: venv
-	CUDA_HOME=$${CUDA_HOME:-/usr/local/cuda} $(PY) scripts/build_ops.py $(if $(ARCH),--arch "$(ARCH)")
 
 bench: venv
 	$(PY) benchmarks/train_throughput.py
