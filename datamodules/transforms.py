@@ -5,7 +5,7 @@ Evaluation is deterministic: no flip, and the reference's test-time sizes (resiz
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import albumentations as A
 import cv2

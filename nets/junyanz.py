@@ -20,8 +20,6 @@ class WeightsImportError(ValueError):
     """Weights that do not fit the architecture (lists missing, unexpected and mis-shaped keys)."""
 
 
-
-
 def load_state_dict_file(path: str | Path) -> "OrderedDict[str, torch.Tensor]":
     path = Path(path)
     if not path.is_file():

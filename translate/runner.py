@@ -1,8 +1,6 @@
 """Build Lightning objects from a RunConfig and run them: what each CLI subcommand does, as plain functions."""
 from __future__ import annotations
 
-import json
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
