@@ -20,7 +20,7 @@ TINY = [
     "data.batch_size=2", "data.num_workers=0", "data.preprocess=none", "model.netG=unet", "model.num_downs=5",
     "model.ngf=4", "model.ndf=4", "model.use_dropout=false", "model.test_mode=batchstats",
     "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
-    "logger.wandb.mode=disabled",
+    "logger.wandb.mode=disabled", "logger.image_every_n_steps=3",
     "export.example_size=32",
 ]
 STEPS_PER_EPOCH = 8  # 4 batches x (one D + one G optimizer step)
@@ -45,7 +45,7 @@ def test_fit_writes_the_run_directory(run):
     assert list((run / "checkpoints").glob("best-*.ckpt"))
     rows = list(csv.DictReader(open(run / "csv" / "metrics.csv")))
     assert any(r.get("val/psnr") for r in rows) and any(r.get("train/G_L1") for r in rows)
-    assert list((run / "images").glob("val_images_*.png"))
+    assert list((run / "images").glob("val_images_*.png")) and list((run / "images").glob("train_images_*.png"))
 
 
 def test_resume_continues_with_optimizer_and_schedule_state(run, tmp_path):
