@@ -1,6 +1,7 @@
 """StyleGAN2 ops: one public function per op, each with impl="auto" | "cuda" | "ref"."""
 from priors.ops._backend import backend
 from priors.ops.bias_act import bias_act
+from priors.ops.conv2d_resample import conv2d_resample
 from priors.ops.upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
-__all__ = ["backend", "bias_act", "upfirdn2d", "filter2d", "upsample2d", "downsample2d", "setup_filter"]
+__all__ = ["backend", "bias_act", "conv2d_resample", "upfirdn2d", "filter2d", "upsample2d", "downsample2d", "setup_filter"]

@@ -6,11 +6,12 @@ import pytest
 import torch
 from torch.torch_version import TorchVersion
 
-from priors.ops import backend, bias_act, downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
+from priors.ops import backend, conv2d_resample, bias_act, downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "ops")
 CASES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(DATA, "*.pt")))
 OPS = {"upfirdn2d": lambda i, a: upfirdn2d(i["x"], i.get("f"), impl="ref", **a),
+       "conv2d_resample": lambda i, a: conv2d_resample(i["x"], i["w"], i.get("f"), **a),
        "bias_act": lambda i, a: bias_act(i["x"], i.get("b"), impl="ref", **a)}
 
 
@@ -77,3 +78,12 @@ def test_errors_and_backend():
     with pytest.raises(RuntimeError, match="impl='cuda'"):
         bias_act(torch.zeros(2, 3), impl="cuda")
     assert backend()["backend"] == "ref" and backend()["reason"]
+
+
+def test_conv2d_resample_errors():
+    x, w = torch.zeros(1, 4, 8, 8), torch.zeros(5, 4, 3, 3)
+    with pytest.raises(ValueError, match="needs a filter"):
+        conv2d_resample(x, w, up=2)
+    with pytest.raises(ValueError, match="4 channels but w expects 2 x 1 groups"):
+        conv2d_resample(x, torch.zeros(5, 2, 3, 3))
+    assert conv2d_resample(x, w, setup_filter([1, 3, 3, 1]), up=2, padding=1).shape == (1, 5, 16, 16)
