@@ -6,12 +6,14 @@ import pytest
 import torch
 from torch.torch_version import TorchVersion
 
-from priors.ops import backend, conv2d_resample, bias_act, downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
+from priors.ops import backend, conv2d_resample, modulated_conv2d, bias_act, downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "ops")
 CASES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(DATA, "*.pt")))
 OPS = {"upfirdn2d": lambda i, a: upfirdn2d(i["x"], i.get("f"), impl="ref", **a),
        "conv2d_resample": lambda i, a: conv2d_resample(i["x"], i["w"], i.get("f"), **a),
+       "modulated_conv2d": lambda i, a: modulated_conv2d(i["x"], i["weight"], i["styles"], noise=i.get("noise"),
+                                                         resample_filter=i.get("resample_filter"), **a),
        "bias_act": lambda i, a: bias_act(i["x"], i.get("b"), impl="ref", **a)}
 
 
