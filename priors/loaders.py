@@ -114,6 +114,30 @@ def load_nvlabs_state(obj: Mapping[str, Any], source: str) -> Generator:
     return load_strict(G, obj["state_dict"], source).eval()
 
 
+def load_rosinality(obj: Mapping[str, Any], source: str) -> Generator:
+    """rosinality `{"g_ema", "latent_avg"}` or a pSp checkpoint (`state_dict` with `decoder.*`, `latent_avg`)."""
+    from priors.rosinality import RosinalityError, rosinality_to_nvlabs
+
+    if "g_ema" in obj:
+        sd = obj["g_ema"]
+    else:
+        sd = {k[len("decoder."):]: v for k, v in obj["state_dict"].items() if k.startswith("decoder.")}
+        if not sd:
+            raise PriorLoadError(f"{source}: a checkpoint without 'g_ema' or 'decoder.*' generator weights")
+    latent_avg = obj.get("latent_avg")
+    try:
+        kwargs, nv = rosinality_to_nvlabs(sd, latent_avg.float().cpu() if latent_avg is not None else None, source)
+    except RosinalityError as e:
+        raise PriorLoadError(str(e)) from e
+    G = Generator(**kwargs)
+    if latent_avg is None:  # keep our zero-initialised w_avg: say so through strictness on every other key
+        nv["mapping.w_avg"] = G.mapping.w_avg.clone()
+    for name, buf in G.named_buffers():  # resampling filters are rebuilt, not read (checked by the converter)
+        if name.endswith("resample_filter"):
+            nv[name] = buf.clone()
+    return load_strict(G, nv, source).eval()
+
+
 # ---- our format ---------------------------------------------------------------------------------------------
 def save_prior(G: Generator, out: str | Path) -> Path:
     """Write `prior.safetensors` + `prior.json` into the folder `out`."""
@@ -160,9 +184,8 @@ def load_prior(path: str | Path) -> Generator:
         raise PriorLoadError(f"cannot read {path} with weights_only=True: {str(e).splitlines()[0]}") from e
     if isinstance(obj, Mapping) and "init_kwargs" in obj and "state_dict" in obj:
         return load_nvlabs_state(obj, str(path))
-    if isinstance(obj, Mapping) and ("g_ema" in obj or any(str(k).startswith("decoder.") for k in obj)):
-        raise PriorLoadError(f"{path}: rosinality/pSp generators are not supported yet; convert with the NVIDIA "
-                             "layout or wait for the rosinality loader")
+    if isinstance(obj, Mapping) and ("g_ema" in obj or "state_dict" in obj):
+        return load_rosinality(obj, str(path))
     raise PriorLoadError(f"{path}: not a known StyleGAN2 format (keys: {list(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__})")
 
 

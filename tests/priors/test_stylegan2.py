@@ -93,3 +93,40 @@ def test_shapes_noise_modes_and_double_backward():
         G.synthesis(torch.zeros(1, 7, 16))
     with pytest.raises(ValueError, match="noise_mode"):
         G.synthesis(ws, noise_mode="fixed")
+
+
+ROS = os.path.join(DATA, "rosinality_tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def ros():
+    with torch.serialization.safe_globals([TorchVersion]):
+        return torch.load(ROS, weights_only=True)
+
+
+def test_rosinality_reproduces_its_images(ros):
+    G = load_prior(ROS)
+    with torch.no_grad():
+        torch.testing.assert_close(G.mapping(ros["z"]), ros["ws"], atol=1e-5, rtol=0)  # z path
+        torch.testing.assert_close(G.synthesis(ros["ws"], noise_mode="const"), ros["img"], atol=1e-5, rtol=0)
+        trunc = G.mapping(ros["z"], truncation_psi=0.7)  # latent_avg became w_avg
+        torch.testing.assert_close(G.synthesis(trunc, noise_mode="const"), ros["img_trunc0.7"], atol=1e-5, rtol=0)
+
+
+def test_psp_decoder_part_and_strictness(ros, tmp_path):
+    state = {f"decoder.{k}": v for k, v in ros["g_ema"].items()}
+    state["encoder.input_layer.0.weight"] = torch.zeros(2, 3, 3, 3)  # the encoder is not the prior's business
+    torch.save({"state_dict": state, "latent_avg": ros["latent_avg"]}, tmp_path / "psp.pt")
+    with torch.no_grad():
+        img = load_prior(tmp_path / "psp.pt").synthesis(ros["ws"], noise_mode="const")
+    torch.testing.assert_close(img, ros["img"], atol=1e-5, rtol=0)
+    bad = dict(ros["g_ema"])
+    bad["convs.0.conv.extra"] = torch.zeros(1)
+    torch.save({"g_ema": bad}, tmp_path / "bad.pt")
+    with pytest.raises(PriorLoadError, match="keys not used.*convs.0.conv.extra"):
+        load_prior(tmp_path / "bad.pt")
+    bad = dict(ros["g_ema"])
+    bad["convs.0.conv.blur.kernel"] = torch.ones(4, 4)
+    torch.save({"g_ema": bad}, tmp_path / "bad2.pt")
+    with pytest.raises(PriorLoadError, match="blur kernel"):
+        load_prior(tmp_path / "bad2.pt")
