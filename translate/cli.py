@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 from typing import List, Optional
 
@@ -65,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"])
     p.add_argument("--size", type=int, default=256, help="side of the example image used for export checks")
 
+    p = sub.add_parser("generate", help="render samples or a style-mixing grid from a StyleGAN2 prior")
+    p.add_argument("--prior", required=True, help="prior folder, NVIDIA .pkl/.pt or rosinality .pt")
+    p.add_argument("--seeds", default="0-15", help="e.g. 0-15 or 1,5,9")
+    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi")
+    p.add_argument("--noise-mode", default="const", choices=["const", "random", "none"])
+    p.add_argument("--mix-seeds", default=None, help="style-mixing columns, e.g. 100-103")
+    p.add_argument("--mix-layers", default="coarse", choices=["coarse", "middle", "fine"])
+    p.add_argument("--out", required=True, help="PNG grid to write")
+
+    p = sub.add_parser("convert-prior", help="convert a StyleGAN2 prior (NVIDIA/rosinality) to our safetensors format")
+    p.add_argument("src", help="NVIDIA .pkl/.pt, rosinality .pt or pSp checkpoint")
+    p.add_argument("out", help="output folder (prior.safetensors + prior.json)")
+
     sub.add_parser("doctor", help="report versions, devices and which op backend (CUDA or reference) runs and why")
     return parser
 
@@ -82,7 +96,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         return _run(args)
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, pickle.UnpicklingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -140,6 +154,21 @@ def _run(args) -> int:
         )
         print(f"bundle written: {out}")
         return 0
+    if args.command == "generate":
+        from priors.generate import generate, parse_seeds
+
+        mix = parse_seeds(args.mix_seeds) if args.mix_seeds else None
+        out = generate(args.prior, parse_seeds(args.seeds), args.out, trunc=args.trunc, noise_mode=args.noise_mode,
+                       mix_seeds=mix, mix_layers=args.mix_layers)
+        print(f"grid written: {out}")
+        return 0
+
+    if args.command == "convert-prior":
+        from priors.loaders import convert_prior
+
+        print(f"prior written: {convert_prior(args.src, args.out)}")
+        return 0
+
     if args.command == "doctor":
         from translate.doctor import report
 
