@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from nets import build_discriminator, build_generator
+from nets.strict import strict_load
 
 
 class WeightsImportError(ValueError):
@@ -93,34 +94,20 @@ def infer_discriminator_spec(sd: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
 
 
 def load_strict(net: nn.Module, sd: Mapping[str, torch.Tensor], source: str = "state dict") -> nn.Module:
-    """Copy `sd` into `net`; any missing, unexpected or mis-shaped key is an error that lists them all."""
-    own = net.state_dict()
-    missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
-    shapes = sorted(f"{k}: expected {tuple(own[k].shape)}, got {tuple(sd[k].shape)}"
-                    for k in set(own) & set(sd) if own[k].shape != sd[k].shape)
-    if missing or unexpected or shapes:
-        parts = [f"{name} ({len(v)}): {', '.join(v[:8])}{' ...' if len(v) > 8 else ''}"
-                 for name, v in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)) if v]
-        raise WeightsImportError(f"{source} does not fit {type(net).__name__}: " + "; ".join(parts))
-    net.load_state_dict(sd, strict=True)
-    return net
+    return strict_load(net, sd, source, WeightsImportError)
+
+
+def _import(path_or_sd, infer, build, overrides: Dict[str, Any]) -> Tuple[nn.Module, Dict]:
+    source = "state dict" if isinstance(path_or_sd, Mapping) else str(path_or_sd)
+    sd = clean_state_dict(path_or_sd if isinstance(path_or_sd, Mapping) else load_state_dict_file(path_or_sd))
+    spec = {**infer(sd), **overrides}
+    return load_strict(build(**spec), sd, source).eval(), spec
 
 
 def import_generator(path_or_sd: str | Path | Mapping[str, torch.Tensor], **overrides: Any) -> Tuple[nn.Module, Dict]:
     """Build the generator a reference checkpoint describes (overrides win) and load it strictly."""
-    source = str(path_or_sd) if not isinstance(path_or_sd, Mapping) else "state dict"
-    sd = path_or_sd if isinstance(path_or_sd, Mapping) else load_state_dict_file(path_or_sd)
-    sd = clean_state_dict(sd)
-    spec = {**infer_generator_spec(sd), **overrides}
-    net = build_generator(**spec)
-    return load_strict(net, sd, source).eval(), spec
+    return _import(path_or_sd, infer_generator_spec, build_generator, overrides)
 
 
 def import_discriminator(path_or_sd: str | Path | Mapping[str, torch.Tensor], **overrides: Any) -> Tuple[nn.Module, Dict]:
-    source = str(path_or_sd) if not isinstance(path_or_sd, Mapping) else "state dict"
-    sd = path_or_sd if isinstance(path_or_sd, Mapping) else load_state_dict_file(path_or_sd)
-    sd = clean_state_dict(sd)
-    spec = {**infer_discriminator_spec(sd), **overrides}
-    net = build_discriminator(**spec)
-    return load_strict(net, sd, source).eval(), spec
+    return _import(path_or_sd, infer_discriminator_spec, build_discriminator, overrides)

@@ -18,6 +18,7 @@ from typing import Any, Dict, Mapping
 import numpy as np
 import torch
 
+from nets.strict import strict_load
 from priors.stylegan2 import Generator, GeneratorConfig
 
 PRIOR_FORMAT = 1
@@ -28,16 +29,7 @@ class PriorLoadError(ValueError):
 
 
 def load_strict(net: torch.nn.Module, sd: Mapping[str, torch.Tensor], source: str) -> torch.nn.Module:
-    own = net.state_dict()
-    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
-    shapes = sorted(f"{k}: expected {tuple(own[k].shape)}, got {tuple(sd[k].shape)}"
-                    for k in set(own) & set(sd) if tuple(own[k].shape) != tuple(sd[k].shape))
-    if missing or unexpected or shapes:
-        parts = [f"{name} ({len(v)}): {', '.join(v[:8])}{' ...' if len(v) > 8 else ''}"
-                 for name, v in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)) if v]
-        raise PriorLoadError(f"{source} does not fit the generator: " + "; ".join(parts))
-    net.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
-    return net
+    return strict_load(net, sd, source, PriorLoadError)
 
 
 # ---- NVIDIA network pickles -----------------------------------------------------------------------------------

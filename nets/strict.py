@@ -1,0 +1,21 @@
+"""Strict loading of foreign weights: every key present, none left over, every shape equal, or one clear error."""
+from __future__ import annotations
+
+from typing import Mapping, Type
+
+import torch
+from torch import nn
+
+
+def strict_load(net: nn.Module, sd: Mapping[str, torch.Tensor], source: str,
+                error: Type[Exception] = ValueError) -> nn.Module:
+    own = net.state_dict()
+    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+    shapes = sorted(f"{k}: expected {tuple(own[k].shape)}, got {tuple(sd[k].shape)}"
+                    for k in set(own) & set(sd) if tuple(own[k].shape) != tuple(sd[k].shape))
+    if missing or unexpected or shapes:
+        parts = [f"{name} ({len(v)}): {', '.join(v[:8])}{' ...' if len(v) > 8 else ''}"
+                 for name, v in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)) if v]
+        raise error(f"{source} does not fit {type(net).__name__}: " + "; ".join(parts))
+    net.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
+    return net
