@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nets.generators import check_input
 from nets.norm import get_norm_layer, uses_bias
 
 
@@ -12,6 +13,8 @@ class NLayerDiscriminator(nn.Module):
 
     def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch"):
         super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"NLayerDiscriminator: n_layers must be >= 1, got {n_layers}")
         self.input_nc = input_nc
         norm_layer, bias = get_norm_layer(norm), uses_bias(norm)
         layers = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
@@ -25,8 +28,7 @@ class NLayerDiscriminator(nn.Module):
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.input_nc:
-            raise ValueError(f"NLayerDiscriminator: expected (N, {self.input_nc}, H, W), got {tuple(x.shape)}")
+        check_input(x, self.input_nc, 1, "NLayerDiscriminator")
         return self.model(x)
 
 
@@ -44,6 +46,5 @@ class PixelDiscriminator(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.input_nc:
-            raise ValueError(f"PixelDiscriminator: expected (N, {self.input_nc}, H, W), got {tuple(x.shape)}")
+        check_input(x, self.input_nc, 1, "PixelDiscriminator")
         return self.net(x)

@@ -8,12 +8,17 @@ from torch import nn
 
 from nets.norm import get_norm_layer, uses_bias
 
+DROPOUT_P = 0.5  # the reference's dropout rate (U-Net: in the ngf*8 middle levels; ResNet: inside every block)
+PADDINGS = {"reflect": nn.ReflectionPad2d, "replicate": nn.ReplicationPad2d, "zero": None}
+
 
 def check_input(x: torch.Tensor, channels: int, multiple: int, name: str) -> None:
+    """An image batch (N, channels, H, W) with H, W divisible by `multiple`, or a ValueError saying what came."""
     if x.dim() != 4 or x.shape[1] != channels:
         raise ValueError(f"{name}: expected an image batch (N, {channels}, H, W), got {tuple(x.shape)}")
     if x.shape[2] % multiple or x.shape[3] % multiple:
-        raise ValueError(f"{name}: expected H and W divisible by {multiple}, got {tuple(x.shape)}")
+        raise ValueError(f"{name}: expected an image batch (N, {channels}, H, W) with H, W divisible by {multiple}, "
+                         f"got {tuple(x.shape)}")
 
 
 class UnetSkipConnectionBlock(nn.Module):
@@ -43,7 +48,7 @@ class UnetSkipConnectionBlock(nn.Module):
             upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias)
             layers = [downrelu, downconv, norm_layer(inner_nc), submodule, uprelu, upconv, norm_layer(outer_nc)]
             if use_dropout:
-                layers.append(nn.Dropout(0.5))
+                layers.append(nn.Dropout(DROPOUT_P))
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,7 +64,8 @@ class UnetGenerator(nn.Module):
                  use_dropout: bool = False):
         super().__init__()
         if num_downs < 5:
-            raise ValueError(f"UnetGenerator: num_downs must be >= 5, got {num_downs}")
+            raise ValueError(f"UnetGenerator: num_downs must be >= 5 (the reference's fixed outer levels), "
+                             f"got {num_downs}")
         self.input_nc, self.output_nc, self.num_downs = input_nc, output_nc, num_downs
         self.ngf, self.norm, self.use_dropout = ngf, norm, use_dropout
         self.size_multiple = 2 ** num_downs
@@ -83,17 +89,16 @@ class ResnetBlock(nn.Module):
     def __init__(self, dim: int, padding_type: str, norm: str, use_dropout: bool, use_bias: bool):
         super().__init__()
         norm_layer = get_norm_layer(norm)
-        pads = {"reflect": nn.ReflectionPad2d, "replicate": nn.ReplicationPad2d, "zero": None}
-        if padding_type not in pads:
-            raise ValueError(f"padding_type: expected one of {list(pads)}, got '{padding_type}'")
-        pad = pads[padding_type]
+        if padding_type not in PADDINGS:
+            raise ValueError(f"padding_type: expected one of {list(PADDINGS)}, got {padding_type!r}")
+        pad = PADDINGS[padding_type]
 
         def conv() -> list:
             return ([pad(1)] if pad else []) + [nn.Conv2d(dim, dim, 3, padding=0 if pad else 1, bias=use_bias)]
 
         layers = conv() + [norm_layer(dim), nn.ReLU(True)]
         if use_dropout:
-            layers.append(nn.Dropout(0.5))
+            layers.append(nn.Dropout(DROPOUT_P))
         layers += conv() + [norm_layer(dim)]
         self.conv_block = nn.Sequential(*layers)
 
@@ -111,6 +116,8 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         if n_blocks < 0:
             raise ValueError(f"ResnetGenerator: n_blocks must be >= 0, got {n_blocks}")
+        if padding_type not in PADDINGS:
+            raise ValueError(f"padding_type: expected one of {list(PADDINGS)}, got {padding_type!r}")
         self.input_nc, self.output_nc, self.ngf, self.norm = input_nc, output_nc, ngf, norm
         self.use_dropout, self.n_blocks, self.padding_type = use_dropout, n_blocks, padding_type
         self.size_multiple = 2 ** self.n_downsampling

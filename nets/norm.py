@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 NORMS = ("batch", "instance", "none")
+NORM_STATS = ("running", "sample")  # what an inference copy's BatchNorm normalises with (see inference_copy)
 
 
 def get_norm_layer(name: str) -> Callable[[int], nn.Module]:
@@ -20,7 +21,7 @@ def get_norm_layer(name: str) -> Callable[[int], nn.Module]:
         return functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
     if name == "none":
         return lambda channels: nn.Identity()
-    raise ValueError(f"norm: expected one of {list(NORMS)}, got '{name}'")
+    raise ValueError(f"norm: expected one of {list(NORMS)}, got {name!r}")
 
 
 def uses_bias(norm: str) -> bool:
@@ -70,8 +71,8 @@ def inference_copy(net: nn.Module, norm_stats: str = "running", dropout: bool = 
     normalised with its own statistics (the reference test default, BatchNorm in train mode at batch size 1).
     dropout True keeps dropout active (the reference's stochastic test-time behaviour); False removes it.
     """
-    if norm_stats not in ("running", "sample"):
-        raise ValueError(f"norm_stats: expected 'running' or 'sample', got '{norm_stats}'")
+    if norm_stats not in NORM_STATS:
+        raise ValueError(f"norm_stats: expected 'running' or 'sample', got {norm_stats!r}")
     net = copy.deepcopy(net).eval()
 
     def swap(child: nn.Module):
