@@ -1,5 +1,11 @@
-"""Data modules shared by every method (see datamodules.module). Imported lazily: `datamodules.io` is used by the
-inference API, which must not pull in Lightning or albumentations."""
+"""Data modules shared by every method.
+
+    from datamodules import DATASETS, build_datamodule   # DATASETS: data.kind -> Dataset class
+    dm = build_datamodule(cfg.data)                      # a LightningDataModule; batches {"A", "B", "A_path"}
+
+The registry and the LightningDataModule live in `datamodules.module` and are imported on first use: the inference
+API imports `datamodules.io` (numpy + PIL only), which must not pull in torch, Lightning or albumentations.
+"""
 _EXPORTS = ("DATASETS", "DataError", "PairedDataModule", "build_datamodule", "check_config")
 __all__ = list(_EXPORTS)
 

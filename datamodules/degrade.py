@@ -10,58 +10,64 @@ from PIL import Image, ImageFilter
 
 from datamodules.config import DegradationConfig
 
-MAX_FACTOR = 32
+MIN_FACTOR, MAX_FACTOR = 2, 32  # downsample factors allowed
 
 
 def _pil(img: np.ndarray) -> Image.Image:
     return Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
 
 
-def _arr(img: Image.Image, like: np.ndarray) -> np.ndarray:
-    a = np.asarray(img, dtype=np.uint8)
+def _hwc(img: Image.Image) -> np.ndarray:
+    a = np.array(img, dtype=np.uint8)
     return a[:, :, None] if a.ndim == 2 else a
 
 
 def downsample(img: np.ndarray, rng: np.random.Generator, cfg: DegradationConfig) -> np.ndarray:
-    """Bicubic down by a factor drawn from `factors`, then (resize_back) bicubic up to the original size."""
+    """Super-resolution input: bicubic down (PIL's bicubic averages like an area filter when shrinking) by a factor
+    drawn from `factors`, then, with `resize_back`, bicubic up to the target's size; else the small image."""
     factor = int(rng.choice(cfg.factors))
     h, w = img.shape[:2]
     small = _pil(img).resize((max(1, w // factor), max(1, h // factor)), Image.BICUBIC)
     if cfg.resize_back:
         small = small.resize((w, h), Image.BICUBIC)
-    return _arr(small, img)
+    return _hwc(small)
 
 
 def grayscale(img: np.ndarray, rng: np.random.Generator, cfg: DegradationConfig) -> np.ndarray:
-    gray = np.asarray(_pil(img).convert("L"), dtype=np.uint8)[:, :, None]
+    """Colorization input: the luma, replicated to the image's channel count."""
+    gray = _hwc(_pil(img).convert("L"))
     return np.repeat(gray, img.shape[2], axis=2)
 
 
 def blur(img: np.ndarray, rng: np.random.Generator, cfg: DegradationConfig) -> np.ndarray:
+    """Deblurring input: Gaussian blur, sigma (pixels) drawn from `blur_sigma`."""
     sigma = float(rng.uniform(*cfg.blur_sigma))
-    return _arr(_pil(img).filter(ImageFilter.GaussianBlur(radius=sigma)), img)
+    return _hwc(_pil(img).filter(ImageFilter.GaussianBlur(radius=sigma)))  # PIL's radius is the std dev
 
 
 def jpeg(img: np.ndarray, rng: np.random.Generator, cfg: DegradationConfig) -> np.ndarray:
+    """JPEG artefact removal input: re-encoded by PIL at a quality drawn from `jpeg_quality`."""
     quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
     buf = io.BytesIO()
     _pil(img).save(buf, format="JPEG", quality=quality)
     buf.seek(0)
-    return _arr(Image.open(buf).convert("L" if img.shape[2] == 1 else "RGB"), img)
+    with Image.open(buf) as decoded:
+        return _hwc(decoded.convert("L" if img.shape[2] == 1 else "RGB"))
 
 
 def noise(img: np.ndarray, rng: np.random.Generator, cfg: DegradationConfig) -> np.ndarray:
+    """Denoising input: additive Gaussian noise, std drawn from `noise_sigma` (in [0, 1] units), clipped."""
     sigma = float(rng.uniform(*cfg.noise_sigma))
     noisy = img.astype(np.float32) / 255.0 + rng.normal(0.0, sigma, img.shape).astype(np.float32)
     return np.clip(noisy * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def sketch(img: np.ndarray, rng: np.random.Generator, cfg: DegradationConfig) -> np.ndarray:
-    """Black edge lines on white (kornia's Canny on the luminance)."""
-    import kornia
+    """Sketch-to-image input: black Canny edge lines (kornia, on the luma) on a white background."""
+    import kornia  # the training stack only: io.py and the inference API never come here
     import torch
 
-    gray = torch.from_numpy(np.asarray(_pil(img).convert("L"), dtype=np.float32) / 255.0)[None, None]
+    gray = torch.from_numpy(np.asarray(_pil(img).convert("L"), dtype=np.float32) / 255.0)[None, None]  # (1, 1, H, W)
     _, edges = kornia.filters.canny(gray, low_threshold=cfg.sketch_threshold, high_threshold=2 * cfg.sketch_threshold)
     lines = (1.0 - edges[0, 0]).clamp(0, 1).numpy()
     out = (lines * 255.0 + 0.5).astype(np.uint8)[:, :, None]
@@ -78,10 +84,27 @@ DEGRADATIONS: Dict[str, Callable[[np.ndarray, np.random.Generator, DegradationCo
 }
 
 
+def _check_range(key: str, values, low: float, high: float) -> None:
+    vals = list(values)
+    if len(vals) != 2 or not low <= vals[0] <= vals[1] <= high:
+        raise ValueError(f"data.degradation.{key}: expected [min, max] with {low} <= min <= max <= {high}, got {vals}")
+
+
 def check_degradation(cfg: DegradationConfig) -> None:
+    """Validate the fields the chosen degradation uses; messages name the key."""
     if cfg.name not in DEGRADATIONS:
-        raise ValueError(f"data.degradation.name: expected one of {sorted(DEGRADATIONS)}, got '{cfg.name}'")
+        raise ValueError(f"data.degradation.name: expected one of {list(DEGRADATIONS)}, got '{cfg.name}'")
     if cfg.name == "downsample":
-        bad = [f for f in cfg.factors if not 2 <= int(f) <= MAX_FACTOR]
+        bad = [f for f in cfg.factors if not MIN_FACTOR <= int(f) <= MAX_FACTOR]
         if not cfg.factors or bad:
-            raise ValueError(f"data.degradation.factors: expected factors in 2..{MAX_FACTOR}, got {list(cfg.factors)}")
+            raise ValueError(f"data.degradation.factors: expected integers in {MIN_FACTOR}..{MAX_FACTOR}, "
+                             f"got {list(cfg.factors)}")
+    elif cfg.name == "blur":
+        _check_range("blur_sigma", cfg.blur_sigma, 0.0, float("inf"))
+    elif cfg.name == "jpeg":
+        _check_range("jpeg_quality", cfg.jpeg_quality, 1, 100)
+    elif cfg.name == "noise":
+        _check_range("noise_sigma", cfg.noise_sigma, 0.0, float("inf"))
+    elif cfg.name == "sketch" and not 0.0 < cfg.sketch_threshold < 0.5:
+        raise ValueError(f"data.degradation.sketch_threshold: expected a value in (0, 0.5) (the high threshold "
+                         f"is twice it), got {cfg.sketch_threshold}")

@@ -8,18 +8,24 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+CHANNELS = (1, 3)  # what the networks take: grayscale or RGB
+MODES_16BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
 class BadImageError(ValueError):
     """An image file that cannot be decoded or converted; names the file."""
 
     def __init__(self, path: str | Path, reason: str):
-        self.path = str(path)
+        self.path, self.reason = str(path), reason
         super().__init__(f"{path}: {reason}")
 
 
+class DataError(ValueError):
+    """A data set that cannot be used as configured (names the file or folder and what was expected)."""
+
+
 def list_images(folder: str | Path) -> List[Path]:
-    """Image files directly in `folder`, sorted by name. Missing or empty folders are errors naming the folder."""
+    """Image files directly in `folder` (not recursive), sorted by name. A missing or empty folder is an error."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
@@ -30,46 +36,59 @@ def list_images(folder: str | Path) -> List[Path]:
 
 
 def to_channels(img: Image.Image, channels: int, path: str | Path = "image") -> np.ndarray:
-    """A decoded PIL image as (H, W, channels) uint8. Palette, 16-bit and alpha images are converted:
-    16-bit values are scaled to 8 bits; transparent pixels are composited on white."""
-    if channels not in (1, 3):
-        raise BadImageError(path, f"can convert to 1 or 3 channels, not {channels}")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    """A decoded PIL image as a writable (H, W, channels) uint8 array, channels 1 or 3.
+
+    - 16-bit and 32-bit integer images are scaled to 8 bits by their full range (65535, or 255 when the values fit
+      in 8 bits); float images are taken as [0, 1] when their maximum is at most 1, else as [0, 255].
+    - Alpha (RGBA, LA, palette with transparency) is composited on WHITE, not dropped: dropping it would expose
+      whatever colour the invisible pixels happen to hold (often black), while scans, sketches and product photos
+      with transparent backgrounds are meant to be seen on white.
+    - Grayscale is replicated to RGB; RGB goes to grayscale with PIL's ITU-R 601 luma.
+    """
+    if channels not in CHANNELS:
+        raise BadImageError(path, f"can convert to {' or '.join(map(str, CHANNELS))} channels, not {channels}")
+    if img.mode in MODES_16BIT or img.mode == "I":
         a = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if a.max() > 255 or img.mode.startswith("I;16") else 255.0
+        peak = 65535.0 if img.mode in MODES_16BIT or a.max() > 255 else 255.0
         img = Image.fromarray(np.clip(a / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     elif img.mode == "F":
         a = np.asarray(img, dtype=np.float64)
-        img = Image.fromarray(np.clip(a * (255.0 if a.max() <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8), "L")
+        scale = 255.0 if a.max() <= 1.0 else 1.0
+        img = Image.fromarray(np.clip(a * scale + 0.5, 0, 255).astype(np.uint8), "L")
     if img.mode == "P":
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
+        img = img.convert("RGBA")  # keeps a transparent palette entry as alpha
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba).convert("RGB")
-    img = img.convert("L" if channels == 1 else "RGB")
+    try:
+        img = img.convert("L" if channels == 1 else "RGB")
+    except ValueError as e:
+        raise BadImageError(path, f"cannot convert a '{img.mode}' image to {channels} channels ({e})") from e
     arr = np.array(img, dtype=np.uint8)  # a writable copy
     return arr[:, :, None] if channels == 1 else arr
 
 
 def read_image(path: str | Path, channels: int) -> np.ndarray:
-    """Decode an image file fully (truncated files fail here, not later) as (H, W, channels) uint8."""
+    """Decode an image file fully (truncated files fail here, not later) as (H, W, channels) uint8.
+    A missing file raises FileNotFoundError; an undecodable or truncated one raises BadImageError naming it."""
     try:
         with Image.open(path) as img:
             img.load()
             return to_channels(img, channels, path)
-    except FileNotFoundError:
+    except (FileNotFoundError, BadImageError):
         raise
-    except BadImageError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise BadImageError(path, f"unreadable image ({e})") from e
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise BadImageError(path, f"unreadable image ({type(e).__name__}: {e})") from e
 
 
 def write_image(path: str | Path, image: np.ndarray) -> Path:
-    """Write (H, W), (H, W, 1) or (H, W, 3) uint8 (floats in [0, 1] are scaled) to `path`."""
+    """Write an (H, W), (H, W, 1) or (H, W, 3) image to `path` (format from the suffix), creating folders.
+    uint8 is written as is; any other dtype is taken as floats in [0, 1] and scaled (values outside are clipped)."""
     path = Path(path)
     a = np.asarray(image)
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in CHANNELS)):
+        raise ValueError(f"write_image {path}: expected an image (H, W), (H, W, 1) or (H, W, 3), got {a.shape}")
     if a.dtype != np.uint8:
         a = np.clip(a.astype(np.float64) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if a.ndim == 3 and a.shape[2] == 1:

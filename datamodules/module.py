@@ -10,41 +10,23 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.config import DataConfig
-from datamodules.paired import AlignedDataset, DataError, DegradedDataset, PairDataset, PairedFolderDataset
-from datamodules.synthetic import make_pair, split_size
-
-
-class SyntheticDataset(PairDataset):
-    """The procedural facades (datamodules.synthetic), generated once and kept in memory."""
-
-    def __init__(self, cfg: DataConfig, split: str, train: bool):
-        super().__init__(cfg, split, train)
-        s = cfg.synthetic
-        n = split_size(s, "train" if split == "train" else "val")
-        if cfg.input_nc != 3 or cfg.output_nc != 3:
-            raise ValueError("data.kind synthetic: input_nc and output_nc must be 3")
-        self.pairs = [make_pair(s.seed, "train" if split == "train" else "val", i, s.size) for i in range(n)]
-        self.pairs = self.pairs[: cfg.max_dataset_size] if cfg.max_dataset_size else self.pairs
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def load(self, index: int):
-        a, b = self.pairs[index]
-        return a, b, f"synthetic/{self.split}/{index:05d}.png"
-
+from datamodules.degrade import check_degradation
+from datamodules.paired import AlignedDataset, DataError, DegradedDataset, PairedFolderDataset
+from datamodules.synthetic import SyntheticDataset, check_synthetic
+from datamodules.transforms import check_preprocess
 
 DATASETS = {
-    "aligned": AlignedDataset,
-    "paired": PairedFolderDataset,
-    "single": DegradedDataset,
-    "synthetic": SyntheticDataset,
+    "aligned": AlignedDataset,  # root/{train,val,test}/*: A | B side by side (the reference layout)
+    "paired": PairedFolderDataset,  # root[/<split>]/A and .../B, paired by file stem
+    "single": DegradedDataset,  # root[/<split>]/: clean targets, sources made by data.degradation
+    "synthetic": SyntheticDataset,  # procedural facades, no files
 }
 
 
 def check_config(cfg: DataConfig) -> None:
+    """Every data option checked before any file is read; messages name the key."""
     if cfg.kind not in DATASETS:
-        raise ValueError(f"data.kind: expected one of {sorted(DATASETS)}, got '{cfg.kind}'")
+        raise ValueError(f"data.kind: expected one of {list(DATASETS)}, got '{cfg.kind}'")
     if cfg.direction not in ("AtoB", "BtoA"):
         raise ValueError(f"data.direction: expected 'AtoB' or 'BtoA', got '{cfg.direction}'")
     if cfg.on_bad_image not in ("skip", "fail"):
@@ -52,7 +34,17 @@ def check_config(cfg: DataConfig) -> None:
     for key in ("input_nc", "output_nc"):
         if getattr(cfg, key) not in (1, 3):
             raise ValueError(f"data.{key}: expected 1 or 3, got {getattr(cfg, key)}")
-    if cfg.kind != "synthetic":
+    if cfg.batch_size < 1 or cfg.num_workers < 0:
+        raise ValueError(f"data.batch_size must be >= 1 and data.num_workers >= 0, got {cfg.batch_size} and "
+                         f"{cfg.num_workers}")
+    if cfg.max_dataset_size is not None and cfg.max_dataset_size < 1:
+        raise ValueError(f"data.max_dataset_size: expected a positive number or null, got {cfg.max_dataset_size}")
+    check_preprocess(cfg)
+    if cfg.kind == "single":
+        check_degradation(cfg.degradation)
+    if cfg.kind == "synthetic":
+        check_synthetic(cfg.synthetic)
+    else:
         if not cfg.root:
             raise ValueError(f"data.root must be set for data.kind '{cfg.kind}'")
         if not Path(cfg.root).is_dir():

@@ -1,9 +1,12 @@
-"""Paired data sets: the reference aligned layout, two folders paired by file stem, one folder + a degradation."""
+"""Paired data sets: the reference aligned layout, two folders paired by file stem, one folder + a degradation.
+
+Each returns {"A": source (input_nc, H, W), "B": target (output_nc, H, W), both float32 in [-1, 1], "A_path": str}.
+"""
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 import torch
@@ -12,25 +15,35 @@ from torch.utils.data import Dataset
 
 from datamodules.config import DataConfig
 from datamodules.degrade import DEGRADATIONS, check_degradation
-from datamodules.io import BadImageError, list_images, read_image, to_channels
+from datamodules.io import BadImageError, DataError, list_images, read_image, to_channels
 from datamodules.transforms import PairTransform
 
 SPLITS = ("train", "val", "test")
-
-
-class DataError(ValueError):
-    """A data set that cannot be used as configured (names the file or folder)."""
+SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}  # seeds the per-sample evaluation degradations
+MAX_LISTED = 10  # stems named in a missing-partner error
+__all__ = ["AlignedDataset", "DataError", "DegradedDataset", "PairDataset", "PairedFolderDataset", "SPLITS"]
 
 
 class PairDataset(Dataset):
     """Base: subclasses return raw (source or None, target, name) per index; this class applies the transforms,
-    makes sources for degradations and handles unreadable files (skip and count, or fail)."""
+    makes sources for degradations and handles unreadable files.
+
+    on_bad_image "skip": an unreadable file is warned about once, remembered (`n_bad` counts distinct files; with
+    loader workers each worker counts its own), and the next readable sample is returned in its place, so batches
+    keep their size. "fail": the BadImageError naming the file propagates.
+    """
 
     def __init__(self, cfg: DataConfig, split: str, train: bool):
+        if split not in SPLITS:
+            raise ValueError(f"split: expected one of {list(SPLITS)}, got '{split}'")
         self.cfg, self.split, self.train = cfg, split, train
         self.transform = PairTransform(cfg, train)
-        self.n_bad = 0
-        self._warned: set = set()
+        self.bad_files: Set[str] = set()
+        self._bad_indices: Set[int] = set()
+
+    @property
+    def n_bad(self) -> int:
+        return len(self.bad_files)
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -38,46 +51,53 @@ class PairDataset(Dataset):
     def load(self, index: int) -> Tuple[Optional[np.ndarray], np.ndarray, str]:
         raise NotImplementedError
 
-    def make_source(self, index: int):
+    def make_source(self, index: int) -> Optional[Callable[[np.ndarray], np.ndarray]]:
         return None
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         n = len(self)
         for attempt in range(n):
             i = (index + attempt) % n
+            if i in self._bad_indices:
+                continue
             try:
                 a, b, name = self.load(i)
             except BadImageError as e:
                 if self.cfg.on_bad_image == "fail":
                     raise
-                self.n_bad += 1
-                if e.path not in self._warned:
-                    self._warned.add(e.path)
-                    warnings.warn(f"skipping unreadable image {e} (data.on_bad_image=skip)", stacklevel=2)
+                self._bad_indices.add(i)
+                if e.path not in self.bad_files:
+                    self.bad_files.add(e.path)
+                    warnings.warn(f"skipping unreadable image {e} (data.on_bad_image: skip)", stacklevel=2)
                 continue
-            src, tgt = self.transform(a, b, self.make_source(i))
+            src, tgt = self.transform(a, b, self.make_source(i), name=name)
             return {"A": src, "B": tgt, "A_path": name}
-        raise DataError(f"no readable image in the {self.split} split ({n} files tried)")
+        raise DataError(f"no readable image in the '{self.split}' split ({n} files, all unreadable)")
 
 
-def _split_dir(root: Path, split: str, fallback: Tuple[str, ...]) -> Path:
-    for name in (split, *fallback):
+def split_folder(root: Path, split: str, cfg: DataConfig) -> Path:
+    """root/<split>; validation uses data.val_split and falls back to test, test falls back to validation."""
+    names = {"train": ("train",), "val": (cfg.val_split, "test"), "test": ("test", cfg.val_split)}[split]
+    for name in names:
         if (root / name).is_dir():
             return root / name
-    raise DataError(f"no '{split}' folder in {root} (tried {[split, *fallback]})")
+    raise DataError(f"no folder for the '{split}' split in {root} (looked for {', '.join(names)})")
 
 
-def _limit(files: List[Any], cfg: DataConfig) -> List[Any]:
-    return files[: cfg.max_dataset_size] if cfg.max_dataset_size else files
+def has_split_folders(root: Path, cfg: DataConfig) -> bool:
+    return any((root / name).is_dir() for name in ("train", cfg.val_split, "test"))
+
+
+def _limit(items: List[Any], cfg: DataConfig) -> List[Any]:
+    return items[: cfg.max_dataset_size] if cfg.max_dataset_size else items
 
 
 class AlignedDataset(PairDataset):
-    """root/{train,val,test}/*.png, each image the source and target side by side (A | B)."""
+    """The reference layout: root/{train,val,test}/*, each image the pair side by side (A | B), split at width/2."""
 
     def __init__(self, cfg: DataConfig, split: str, train: bool):
         super().__init__(cfg, split, train)
-        fallback = {"train": (), "val": ("test",), "test": ("val",)}[split]
-        self.files = _limit(list_images(_split_dir(Path(cfg.root), split, fallback)), cfg)
+        self.files = _limit(list_images(split_folder(Path(cfg.root), split, cfg)), cfg)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -89,30 +109,43 @@ class AlignedDataset(PairDataset):
         if w % 2:
             raise DataError(f"{path}: an A|B image must have an even width (two halves), got {w}x{h}")
         left, right = ab[:, : w // 2], ab[:, w // 2:]
-        if self.cfg.direction == "BtoA":
-            left, right = right, left
-        a = to_channels(Image.fromarray(left), self.cfg.input_nc, path)
-        b = to_channels(Image.fromarray(right), self.cfg.output_nc, path)
+        src, tgt = (left, right) if self.cfg.direction == "AtoB" else (right, left)
+        a = to_channels(Image.fromarray(src), self.cfg.input_nc, path)
+        b = to_channels(Image.fromarray(tgt), self.cfg.output_nc, path)
         return a, b, str(path)
 
 
+def _by_stem(folder: Path) -> Dict[str, Path]:
+    files: Dict[str, Path] = {}
+    for p in list_images(folder):
+        if p.stem in files:
+            raise DataError(f"{folder}: two images share the stem '{p.stem}' ({files[p.stem].name}, {p.name}); "
+                            f"pairs are matched by stem, so each stem must be unique")
+        files[p.stem] = p
+    return files
+
+
+def _listed(stems: List[str]) -> str:
+    more = f" ... ({len(stems) - MAX_LISTED} more)" if len(stems) > MAX_LISTED else ""
+    return ", ".join(stems[:MAX_LISTED]) + more
+
+
 class PairedFolderDataset(PairDataset):
-    """root/A and root/B (or root/<split>/A, root/<split>/B), paired by file stem, never by order."""
+    """root/A and root/B (or root/<split>/A and root/<split>/B when root/train exists), paired by file stem,
+    never by order: A/x.png goes with B/x.jpg. Without split folders every split reads root/A and root/B."""
 
     def __init__(self, cfg: DataConfig, split: str, train: bool):
         super().__init__(cfg, split, train)
         root = Path(cfg.root)
-        if any((root / s).is_dir() for s in SPLITS):
-            fallback = {"train": (), "val": ("test",), "test": ("val",)}[split]
-            root = _split_dir(root, split, fallback)
+        if has_split_folders(root, cfg):
+            root = split_folder(root, split, cfg)
         src_dir, tgt_dir = (root / "A", root / "B") if cfg.direction == "AtoB" else (root / "B", root / "A")
-        src = {p.stem: p for p in list_images(src_dir)}
-        tgt = {p.stem: p for p in list_images(tgt_dir)}
+        src, tgt = _by_stem(src_dir), _by_stem(tgt_dir)
         lonely_src, lonely_tgt = sorted(set(src) - set(tgt)), sorted(set(tgt) - set(src))
         if lonely_src or lonely_tgt:
             raise DataError(
-                f"{root}: images without a partner (paired by file stem): "
-                + "; ".join(f"only in {d.name}/: {', '.join(s[:10])}{' ...' if len(s) > 10 else ''}"
+                f"{root}: images without a partner (pairs are matched by file stem): "
+                + "; ".join(f"only in {d.name}/: {_listed(s)}"
                             for d, s in ((src_dir, lonely_src), (tgt_dir, lonely_tgt)) if s))
         self.pairs = _limit([(src[s], tgt[s]) for s in sorted(src)], cfg)
 
@@ -124,19 +157,20 @@ class PairedFolderDataset(PairDataset):
         a, b = read_image(a_path, self.cfg.input_nc), read_image(b_path, self.cfg.output_nc)
         if a.shape[:2] != b.shape[:2]:
             raise DataError(f"{a_path} is {a.shape[1]}x{a.shape[0]} but its partner {b_path} is "
-                            f"{b.shape[1]}x{b.shape[0]}")
+                            f"{b.shape[1]}x{b.shape[0]}; the two images of a pair must have the same size")
         return a, b, str(a_path)
 
 
 class DegradedDataset(PairDataset):
-    """One folder of clean images (root/ or root/<split>/); the source is made on the fly by a degradation."""
+    """One folder of clean images (root/ or root/<split>/ when root/train exists) as targets; the source is made on
+    the fly from the preprocessed target by `data.degradation` and converted to input_nc channels."""
 
     def __init__(self, cfg: DataConfig, split: str, train: bool):
         super().__init__(cfg, split, train)
         check_degradation(cfg.degradation)
         root = Path(cfg.root)
-        if any((root / s).is_dir() for s in SPLITS):
-            root = _split_dir(root, split, {"train": (), "val": ("test",), "test": ("val",)}[split])
+        if has_split_folders(root, cfg):
+            root = split_folder(root, split, cfg)
         self.files = _limit(list_images(root), cfg)
         self.degrade = DEGRADATIONS[cfg.degradation.name]
 
@@ -147,10 +181,11 @@ class DegradedDataset(PairDataset):
         path = self.files[index]
         return None, read_image(path, self.cfg.output_nc), str(path)
 
-    def make_source(self, index: int):
-        # evaluation: the same degradation of the same image in every epoch; training: a fresh draw
-        rng = (np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item())) if self.train
-               else np.random.default_rng([self.cfg.synthetic.seed, index]))
+    def make_source(self, index: int) -> Callable[[np.ndarray], np.ndarray]:
+        # training: a fresh draw from torch's generator (seeded per loader worker); evaluation: seeded by
+        # (split, index), so validation sees the same degraded sources in every epoch
+        seed = int(torch.randint(0, 2**62, (), dtype=torch.int64)) if self.train else [SPLIT_IDS[self.split], index]
+        rng = np.random.default_rng(seed)
         nc, deg = self.cfg.input_nc, self.cfg.degradation
 
         def make(target: np.ndarray) -> np.ndarray:

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Dict, Tuple
 
 import numpy as np
+from PIL import Image
 
 from datamodules.config import DataConfig, SyntheticConfig
+from datamodules.io import to_channels
+from datamodules.paired import SPLITS, PairDataset
 
 SIZES = (32, 64, 128, 256)
 # class -> label colour (A)
@@ -21,7 +24,7 @@ LABELS: Dict[str, Tuple[int, int, int]] = {
     "balcony": (170, 255, 85), "cornice": (255, 85, 0), "sill": (255, 255, 0), "shop": (170, 0, 0),
 }
 CLASS_IDS = {name: i for i, name in enumerate(LABELS)}
-SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
+SPLIT_OFFSET = {"train": 0, "val": 1}  # disjoint random streams per split; the test split is the validation one
 
 
 def _layout(rng: np.random.Generator, s: int) -> np.ndarray:
@@ -79,7 +82,9 @@ def _render(m: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     base = np.array([0.62 + 0.2 * hue, 0.45 + 0.12 * (1 - hue), 0.33 + 0.1 * rng.uniform()], np.float32)
     course = max(2, s // 24)
     rows = (np.arange(s) // course)[:, None]
-    mortar = ((np.arange(s) % course) == 0)[:, None] | (((np.arange(s)[None, :] + (rows % 2) * course) % (2 * course)) == 0)
+    bed_joints = ((np.arange(s) % course) == 0)[:, None]  # horizontal mortar lines
+    head_joints = ((np.arange(s)[None, :] + (rows % 2) * course) % (2 * course)) == 0  # vertical, staggered per row
+    mortar = bed_joints | head_joints
     shade = (0.85 + 0.25 * (1 - yy))[..., None]
     wall = base * shade * np.where(mortar[..., None], 0.78, 1.0)
     out[:] = wall
@@ -105,11 +110,26 @@ def _render(m: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(out, 0, 1)
 
 
+def check_synthetic(cfg: SyntheticConfig) -> None:
+    if cfg.size not in SIZES:
+        raise ValueError(f"data.synthetic.size: expected one of {list(SIZES)}, got {cfg.size}")
+    for key in ("n_train", "n_val"):
+        if int(getattr(cfg, key)) < 1:
+            raise ValueError(f"data.synthetic.{key}: expected a positive number of pairs, got {getattr(cfg, key)}")
+
+
+def stream(split: str) -> str:
+    """The random stream a split draws from: test re-uses validation (SyntheticConfig has no n_test)."""
+    if split not in SPLITS:
+        raise ValueError(f"split: expected one of {list(SPLITS)}, got '{split}'")
+    return "train" if split == "train" else "val"
+
+
 def make_pair(seed: int, split: str, index: int, size: int) -> Tuple[np.ndarray, np.ndarray]:
     """(label map, rendering) as uint8 (size, size, 3); a pure function of its arguments."""
     if size not in SIZES:
         raise ValueError(f"data.synthetic.size: expected one of {list(SIZES)}, got {size}")
-    rng = np.random.default_rng([seed, SPLIT_OFFSET[split], index])
+    rng = np.random.default_rng([seed, SPLIT_OFFSET[stream(split)], index])
     classes = _layout(rng, size)
     palette = np.array(list(LABELS.values()), np.uint8)
     photo = (_render(classes, rng) * 255 + 0.5).astype(np.uint8)
@@ -117,28 +137,54 @@ def make_pair(seed: int, split: str, index: int, size: int) -> Tuple[np.ndarray,
 
 
 def split_size(cfg: SyntheticConfig, split: str) -> int:
-    return cfg.n_train if split == "train" else cfg.n_val
+    return cfg.n_train if stream(split) == "train" else cfg.n_val
+
+
+def make_split(cfg: SyntheticConfig, split: str) -> Tuple[np.ndarray, np.ndarray]:
+    """All pairs of a split as two uint8 arrays (n, size, size, 3): label maps A and renderings B."""
+    check_synthetic(cfg)
+    pairs = [make_pair(cfg.seed, split, i, cfg.size) for i in range(split_size(cfg, split))]
+    return np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
+
+
+class SyntheticDataset(PairDataset):
+    """The `synthetic` kind: the split generated once at construction and kept in memory (400 pairs at 64 px take
+    well under a second), then the usual transforms (the demo config uses preprocess none; flips apply in train).
+    With direction BtoA the rendering is the source. Names look like "synthetic/val/0007.png"."""
+
+    def __init__(self, cfg: DataConfig, split: str, train: bool):
+        super().__init__(cfg, split, train)
+        labels, photos = make_split(cfg.synthetic, split)
+        src, tgt = (labels, photos) if cfg.direction == "AtoB" else (photos, labels)
+        n = len(src) if not cfg.max_dataset_size else min(len(src), cfg.max_dataset_size)
+        self.sources = self._channels(src[:n], cfg.input_nc)
+        self.targets = self._channels(tgt[:n], cfg.output_nc)
+
+    @staticmethod
+    def _channels(images: np.ndarray, nc: int) -> np.ndarray:
+        return images if nc == 3 else np.stack([to_channels(Image.fromarray(im), nc) for im in images])
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def load(self, index: int):
+        return self.sources[index], self.targets[index], f"synthetic/{self.split}/{index:04d}.png"
 
 
 def write_synthetic_dataset(root: str | Path, cfg: DataConfig, layout: str = "aligned") -> Path:
-    """Write the synthetic set as files in the `aligned` (A|B) or `paired` (A/, B/) layout, per split."""
-    from PIL import Image
-
+    """Write the synthetic set (cfg.synthetic) as image files per split (train, val, and test = val) in the
+    `aligned` layout (root/<split>/0000.png, A | B side by side) or the `paired` one (root/<split>/{A,B}/0000.png)."""
     if layout not in ("aligned", "paired"):
         raise ValueError(f"layout: expected 'aligned' or 'paired', got '{layout}'")
     root = Path(root)
-    s = cfg.synthetic
     for split in SPLITS:
-        for i in range(split_size(s, split)):
-            a, b = make_pair(s.seed, split, i, s.size)
+        labels, photos = make_split(cfg.synthetic, split)
+        for i, (a, b) in enumerate(zip(labels, photos)):
             if layout == "aligned":
                 (root / split).mkdir(parents=True, exist_ok=True)
-                Image.fromarray(np.concatenate([a, b], 1)).save(root / split / f"{i:05d}.png")
+                Image.fromarray(np.concatenate([a, b], 1)).save(root / split / f"{i:04d}.png")
             else:
                 for side, img in (("A", a), ("B", b)):
                     (root / split / side).mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(img).save(root / split / side / f"{i:05d}.png")
+                    Image.fromarray(img).save(root / split / side / f"{i:04d}.png")
     return root
-
-
-SPLITS = ("train", "val", "test")
