@@ -1,12 +1,14 @@
 """Load an exported bundle and translate images: `load_translator(path)(image)`.
 
-Needs torch (and onnxruntime for the ONNX backend) but neither Lightning nor the config system.
+Needs torch, numpy and PIL (onnxruntime for the ONNX backend, this package's `nets` for the eager one) but neither
+Lightning nor the config system nor albumentations.
 """
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Dict, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -16,159 +18,374 @@ from PIL import Image
 from datamodules.io import to_channels
 
 BACKENDS = ("auto", "eager", "onnx", "pt2")
+FORMATS = (1, 2)  # translator.json formats this version reads
+META_FILE = "translator.json"
+DEFAULT_FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "weights": "weights.safetensors"}
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's RGB -> L
+RANGE_TOLERANCE = 1e-3  # how far (as a fraction of the value range) float inputs may stray outside it
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
 
 class BundleError(ValueError):
-    pass
+    """A bundle whose translator.json is unreadable, incomplete or of an unknown format."""
 
 
-def read_meta(path: str | Path) -> tuple[Path, Dict[str, Any]]:
+def read_meta(path: str | Path) -> Tuple[Path, Dict[str, Any]]:
+    """A bundle folder or its translator.json -> (folder, checked metadata)."""
     path = Path(path)
-    folder = path.parent if path.name == "translator.json" else path
-    meta_path = folder / "translator.json"
+    if not path.exists():
+        raise FileNotFoundError(f"bundle not found: {path}")
+    folder, meta_path = (path.parent, path) if path.is_file() else (path, path / META_FILE)
     if not meta_path.is_file():
         raise FileNotFoundError(f"not an export bundle: {meta_path} not found")
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{meta_path}: not valid JSON ({e})") from e
-    for key in ("input_nc", "output_nc", "value_range", "size_multiple", "files"):
+    if not isinstance(meta, dict):
+        raise BundleError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
+    fmt = meta.get("format", 1)
+    if fmt not in FORMATS:
+        raise BundleError(f"{meta_path}: bundle format {fmt!r}; this version reads formats {list(FORMATS)}")
+    for key in ("input_nc", "output_nc", "value_range", "size_multiple"):
         if key not in meta:
             raise BundleError(f"{meta_path}: missing key '{key}'")
+    for key in ("input_nc", "output_nc", "size_multiple"):
+        if not isinstance(meta[key], int) or meta[key] < 1:
+            raise BundleError(f"{meta_path}: '{key}' must be a positive int, got {meta[key]!r}")
+    vr = meta["value_range"]
+    if not (isinstance(vr, list) and len(vr) == 2 and all(isinstance(v, (int, float)) for v in vr) and vr[0] < vr[1]):
+        raise BundleError(f"{meta_path}: 'value_range' must be [low, high] with low < high, got {vr!r}")
+    meta.setdefault("files", dict(DEFAULT_FILES))
     return folder, meta
 
 
-def _need(folder: Path, name: str) -> Path:
-    p = folder / name
+def _need(folder: Path, meta: Dict[str, Any], kind: str) -> Path:
+    p = folder / meta["files"].get(kind, DEFAULT_FILES[kind])
     if not p.is_file():
-        raise FileNotFoundError(f"bundle file missing: {p}")
+        raise FileNotFoundError(f"bundle file missing: {p} (needed by the '{kind}' backend)")
     return p
 
 
-def _eager(folder: Path, meta: Dict[str, Any], device: str) -> Callable[[torch.Tensor], torch.Tensor]:
+# ---- backends: each maps an (N, C, H, W) float32 tensor to the net's output, on the tensor's device -------------
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _eager(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
     from safetensors.torch import load_file
 
     from nets import build_generator, inference_copy
 
-    net = inference_copy(build_generator(**meta["generator"]), norm_stats=meta.get("norm_stats", "running"))
-    net.load_state_dict(load_file(str(_need(folder, meta["files"]["weights"]))), strict=True)
+    spec = meta.get("generator")
+    if not isinstance(spec, dict):
+        raise BundleError(f"{folder}: translator.json has no 'generator' spec to rebuild the net from; "
+                          f"use backend 'onnx' or 'pt2'")
+    weights = load_file(str(_need(folder, meta, "weights")))
+    net = inference_copy(build_generator(**spec), norm_stats=meta.get("norm_stats", "running"))
+    try:
+        net.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        raise BundleError(f"{folder}: weights.safetensors does not fit the generator {spec}: {e}") from e
     net = net.to(device)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return net(x.to(device)).cpu()
+            return net(x.to(device)).to(x.device)
 
     return run
 
 
-def _onnx(folder: Path, meta: Dict[str, Any], device: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def _onnx(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
     import onnxruntime as ort
 
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
-    sess = ort.InferenceSession(str(_need(folder, meta["files"]["onnx"])), providers=providers)
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise RuntimeError(f"device '{device}' asked for, but this onnxruntime has no CUDAExecutionProvider "
+                               f"(it has {ort.get_available_providers()}); use device 'cpu' or backend 'eager'")
+        providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+    elif device.type != "cpu":
+        raise ValueError(f"backend 'onnx' runs on 'cpu' or 'cuda', got device '{device}'")
+    sess = ort.InferenceSession(str(_need(folder, meta, "onnx")), providers=providers)
     name = sess.get_inputs()[0].name
-    return lambda x: torch.from_numpy(sess.run(None, {name: x.float().numpy()})[0])
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        y = sess.run(None, {name: x.detach().to("cpu", torch.float32).contiguous().numpy()})[0]
+        return torch.from_numpy(y).to(x.device)
+
+    return run
 
 
-def _pt2(folder: Path, meta: Dict[str, Any], device: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    module = torch.export.load(str(_need(folder, meta["files"]["pt2"]))).module().to(device)
+def _pt2(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
+    module = torch.export.load(str(_need(folder, meta, "pt2"))).module().to(device)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return module(x.to(device)).cpu()
+            return module(x.to(device)).to(x.device)
 
     return run
 
 
-class Translator:
-    """Callable on a PIL image, a numpy array (H, W[, C] uint8, or float in [0, 1]), a tensor ((C, H, W) or
-    (N, C, H, W), float in the net's value range, or uint8), or a list of them; returns the same kind.
-    Channels are converted to the net's input channels; sizes are padded (reflection) to the net's size multiple
-    and the output cropped back, so any size works."""
+LOADERS = {"eager": _eager, "onnx": _onnx, "pt2": _pt2}
 
-    def __init__(self, meta: Dict[str, Any], run: Callable[[torch.Tensor], torch.Tensor], backend: str):
+
+def load_translator(path: str | Path, backend: str = "auto", device: str | torch.device = "cpu") -> "Translator":
+    """A bundle folder (or its translator.json) -> Translator.
+
+    backend: "eager" rebuilds the net from weights.safetensors (needs this package's `nets`); "onnx" runs
+    model.onnx with onnxruntime; "pt2" runs the torch.export program; "auto" is eager when the bundle names its
+    generator, else onnx.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {list(BACKENDS)}, got '{backend}'")
+    device = torch.device(device)
+    folder, meta = read_meta(path)
+    if backend == "auto":
+        backend = "eager" if isinstance(meta.get("generator"), dict) else "onnx"
+    return Translator(meta, LOADERS[backend](folder, meta, device), backend)
+
+
+# ---- the translator -----------------------------------------------------------------------------------------
+def _accepted(meta: Dict[str, Any]) -> Tuple[Dict[str, bool], Dict[str, int], Dict[str, Optional[int]]]:
+    """Which of batch/height/width the exported graphs leave free, their minimum, and their size if fixed."""
+    inp = meta.get("input", {})
+    if "dynamic" in inp:  # format 2
+        dynamic = {d: bool(inp["dynamic"].get(d, True)) for d in ("batch", "height", "width")}
+        low = {d: int(inp.get("min", {}).get(d, 1)) for d in dynamic}
+    else:  # format 1
+        spatial = bool(inp.get("dynamic_spatial", True))
+        dynamic = {"batch": bool(inp.get("dynamic_batch", True)), "height": spatial, "width": spatial}
+        low = {d: 1 for d in dynamic}
+    shape = inp.get("example_shape") or [None] * 4
+    fixed = {d: None if dynamic[d] else shape[i] for d, i in (("batch", 0), ("height", 2), ("width", 3))}
+    return dynamic, low, fixed
+
+
+class Translator:
+    """Translate images with an exported bundle (see `load_translator`).
+
+    Call it on a PIL image, a numpy array ((H, W) or (H, W, C), uint8 or float in [0, 1]), a tensor ((C, H, W) or
+    (N, C, H, W), float in the net's value range or uint8), or a list of them; it returns the same kind: PIL for
+    PIL, (H, W, C) uint8 arrays for arrays, tensors of the input's dtype and device for tensors. Channels are
+    converted to the net's (gray <-> RGB; alpha composited on white, as when reading files); sizes are padded
+    (reflection) to the net's size multiple and the output is cropped back, so any size works.
+    """
+
+    batch_size = 8  # images of one size translated together when called on a list
+
+    def __init__(self, meta: Dict[str, Any], run: Runner, backend: str):
         self.meta, self._run, self.backend = meta, run, backend
         self.input_nc, self.output_nc = int(meta["input_nc"]), int(meta["output_nc"])
         self.lo, self.hi = (float(v) for v in meta["value_range"])
-        self.multiple = int(meta["size_multiple"])
-        self.static_batch = not meta.get("input", {}).get("dynamic_batch", True) and backend != "eager"
+        self.size_multiple = int(meta["size_multiple"])
+        _, self._min, fixed = _accepted(meta)
+        if backend == "eager":  # the eager net takes any batch and size of the multiple
+            fixed = {d: None for d in fixed}
+        self._fixed = fixed
 
     def __repr__(self) -> str:
-        return f"Translator({self.meta.get('method')}, {self.input_nc}->{self.output_nc} ch, backend={self.backend})"
+        return (f"Translator({self.meta.get('method')}, {self.input_nc} -> {self.output_nc} channels, "
+                f"value range [{self.lo:g}, {self.hi:g}], size multiple {self.size_multiple}, "
+                f"backend {self.backend})")
 
+    # ---- raw tensors --------------------------------------------------------------------------------------
     def translate_batch(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, input_nc, H, W) float in the value range -> (N, output_nc, H, W); pads/crops to the size multiple."""
-        if x.dim() != 4 or x.shape[1] != self.input_nc:
-            raise ValueError(f"expected a batch (N, {self.input_nc}, H, W), got {tuple(x.shape)}")
+        """(N, input_nc, H, W) float in the value range -> (N, output_nc, H', W') float, H' = H for
+        same-size nets. Pads H, W (reflection) to what the graph accepts and crops the output back."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.input_nc:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"expected a batch (N, {self.input_nc}, H, W), got {got}")
+        if not x.is_floating_point():
+            raise ValueError(f"expected a float batch in the value range [{self.lo:g}, {self.hi:g}], got {x.dtype} "
+                             f"(uint8 images: call the translator itself)")
+        n, _, h, w = x.shape
+        if n == 0:
+            raise ValueError(f"expected a batch (N, {self.input_nc}, H, W) with N >= 1, got {tuple(x.shape)}")
+        x = self._pad(x.float())
+        ph, pw = x.shape[-2:]
+        chunk = self._fixed["batch"] or n
+        outs = []
+        for i in range(0, n, chunk):
+            part = x[i:i + chunk]
+            short = chunk - part.shape[0]
+            if short:  # a graph with a fixed batch size: fill up with copies, drop their outputs
+                part = torch.cat([part, part[-1:].expand(short, *part.shape[1:])])
+            outs.append(self._run(part.contiguous())[: chunk - short])
+        y = torch.cat(outs)
+        return y[..., : _crop(y.shape[-2], ph, h), : _crop(y.shape[-1], pw, w)]
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        ph, pw = (-h) % self.multiple, (-w) % self.multiple
-        if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        if self.static_batch:
-            y = torch.cat([self._run(x[i:i + 1].contiguous()) for i in range(x.shape[0])])
-        else:
-            y = self._run(x.float().contiguous())
-        return y[..., :h, :w]
+        th, tw = (self._target("height", h), self._target("width", w))
+        if (th, tw) == (h, w):
+            return x
+        ph, pw = th - h, tw - w
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        return F.pad(x, (0, pw, 0, ph), mode=mode)
 
-    # ---- conversions ------------------------------------------------------------------------------------------
-    def from_array(self, a: np.ndarray) -> torch.Tensor:
-        if a.dtype != np.uint8:
-            a = np.clip(a.astype(np.float64) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        if a.ndim == 3 and a.shape[2] == 1:
-            a = a[:, :, 0]
-        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
-            raise ValueError(f"expected an image array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {a.shape}")
-        return self._from_pil(Image.fromarray(a))
+    def _target(self, dim: str, size: int) -> int:
+        m = self.size_multiple
+        target = max(-(-size // m) * m, self._min[dim])
+        fixed = self._fixed[dim]
+        if fixed is not None:
+            if target > fixed:
+                raise ValueError(f"this bundle's {self.backend} graph was exported with a fixed {dim} of {fixed}; "
+                                 f"got {size} (pad or resize the image, or use backend 'eager')")
+            target = fixed
+        return target
 
-    def _from_pil(self, img: Image.Image) -> torch.Tensor:
-        a = to_channels(img, self.input_nc)
-        t = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float() / 255.0
+    # ---- conversions ----------------------------------------------------------------------------------------
+    def _unit_to_net(self, t: torch.Tensor) -> torch.Tensor:
         return t * (self.hi - self.lo) + self.lo
 
-    def _from_tensor(self, t: torch.Tensor) -> torch.Tensor:
+    def _net_to_unit(self, t: torch.Tensor) -> torch.Tensor:
+        return (t - self.lo) / (self.hi - self.lo)
+
+    def _channels(self, t: torch.Tensor, what: str) -> torch.Tensor:
+        """(N, C, H, W) in [0, 1] -> (N, input_nc, H, W): alpha (last of 2 or 4) composited on white, gray <-> RGB."""
+        c = t.shape[1]
+        if c == self.input_nc:
+            return t
+        if c in (2, 4) and self.input_nc in (1, 3):
+            alpha = t[:, -1:]
+            t, c = t[:, :-1] * alpha + (1 - alpha), c - 1
+        if c == self.input_nc:
+            return t
+        if c == 3 and self.input_nc == 1:
+            return (t * t.new_tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        if c == 1 and self.input_nc == 3:
+            return t.expand(-1, 3, -1, -1)
+        raise ValueError(f"expected {_channel_help(self.input_nc)}, got {what}")
+
+    def from_array(self, a: np.ndarray) -> torch.Tensor:
+        """An image array ((H, W) or (H, W, C), uint8 or float in [0, 1]) -> (input_nc, H, W) in the value range.
+        uint8 arrays convert exactly as image files do (datamodules.io)."""
+        a = np.asarray(a)
+        if a.ndim == 3 and a.shape[2] == 1:
+            a = a[:, :, 0]
+        if a.ndim not in (2, 3) or a.shape[0] == 0 or a.shape[1] == 0:
+            raise ValueError(f"expected an image array (H, W) or (H, W, C), got shape {a.shape}")
+        if a.dtype == np.uint8 and (a.ndim == 2 or a.shape[2] in (2, 3, 4)) and self.input_nc in (1, 3):
+            u = to_channels(Image.fromarray(a), self.input_nc, "array")
+            return self._unit_to_net(torch.from_numpy(np.ascontiguousarray(u.transpose(2, 0, 1))).float() / 255.0)
+        if a.dtype == np.uint8:
+            unit = a.astype(np.float32) / 255.0
+        elif np.issubdtype(a.dtype, np.floating):
+            lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+            if not (lo >= -RANGE_TOLERANCE and hi <= 1 + RANGE_TOLERANCE):
+                raise ValueError(f"expected a float image array in [0, 1], got values in [{lo:g}, {hi:g}] "
+                                 f"(pass uint8 for 0..255)")
+            unit = a.astype(np.float32)
+        else:
+            raise ValueError(f"expected a uint8 or float image array, got dtype {a.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(unit if unit.ndim == 3 else unit[:, :, None]).transpose(2, 0, 1))
+        t = self._channels(t[None].clamp(0, 1), f"an array of shape {a.shape}")[0]
+        return self._unit_to_net(t)
+
+    def from_tensor(self, t: torch.Tensor) -> torch.Tensor:
+        """(C, H, W) or (N, C, H, W), uint8 or float in the value range -> float (N, input_nc, H, W)."""
+        if t.dim() not in (3, 4):
+            raise ValueError(f"expected an image tensor (C, H, W) or (N, C, H, W), got shape {tuple(t.shape)}")
+        x = t[None] if t.dim() == 3 else t
         if t.dtype == torch.uint8:
-            t = t.float() / 255.0 * (self.hi - self.lo) + self.lo
-        if t.shape[-3] != self.input_nc:
-            if t.shape[-3] == 3 and self.input_nc == 1:
-                t = (t * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(-3, keepdim=True)
-            elif t.shape[-3] == 1 and self.input_nc == 3:
-                t = t.expand(*t.shape[:-3], 3, *t.shape[-2:])
-            else:
-                raise ValueError(f"expected {self.input_nc} channels, got a tensor of shape {tuple(t.shape)}")
-        return t.float()
+            unit = x.float() / 255.0
+        elif t.is_floating_point():
+            x = x.float()
+            lo, hi = (float(v) for v in torch.aminmax(x.nan_to_num()))
+            slack = RANGE_TOLERANCE * (self.hi - self.lo)
+            if lo < self.lo - slack or hi > self.hi + slack:
+                raise ValueError(f"expected a float tensor in the net's value range [{self.lo:g}, {self.hi:g}] "
+                                 f"(or uint8), got values in [{lo:g}, {hi:g}]")
+            if x.shape[1] == self.input_nc:
+                return x
+            unit = self._net_to_unit(x)
+        else:
+            raise ValueError(f"expected a uint8 or float image tensor, got {t.dtype}")
+        return self._unit_to_net(self._channels(unit, f"a tensor of shape {tuple(t.shape)}"))
 
     def to_uint8(self, y: torch.Tensor) -> np.ndarray:
-        y = ((y.clamp(self.lo, self.hi) - self.lo) / (self.hi - self.lo) * 255.0).round().byte()
-        a = y.permute(1, 2, 0).numpy()
-        return a[:, :, 0] if a.shape[2] == 1 else a
+        """(C, H, W) float in the value range -> (H, W, C) uint8."""
+        u = (self._net_to_unit(y.detach().float().cpu()).clamp(0, 1) * 255.0).round().to(torch.uint8)
+        return u.permute(1, 2, 0).contiguous().numpy()
 
+    def _to_pil(self, y: torch.Tensor) -> Image.Image:
+        if self.output_nc not in (1, 3):
+            raise ValueError(f"a PIL image needs 1 or 3 output channels, this net gives {self.output_nc}; "
+                             f"call it on a numpy array or tensor instead")
+        a = self.to_uint8(y)
+        return Image.fromarray(a[:, :, 0] if self.output_nc == 1 else a)
+
+    # ---- any image kind ------------------------------------------------------------------------------------
     def __call__(self, images: Union[ImageLike, Sequence[ImageLike]]):
+        """Translate one image or a list of them; each comes back as the kind it was given."""
         if isinstance(images, (list, tuple)):
-            return [self(im) for im in images]
+            return self._call_many(list(images))
         if isinstance(images, torch.Tensor):
-            batched = images.dim() == 4
-            if images.dim() not in (3, 4):
-                raise ValueError(f"expected a tensor (C, H, W) or (N, C, H, W), got {tuple(images.shape)}")
-            y = self.translate_batch(self._from_tensor(images) if batched else self._from_tensor(images)[None])
-            return y if batched else y[0]
-        if isinstance(images, Image.Image):
-            return Image.fromarray(self.to_uint8(self.translate_batch(self._from_pil(images)[None])[0]))
-        if isinstance(images, np.ndarray):
-            return self.to_uint8(self.translate_batch(self.from_array(images)[None])[0])
-        raise TypeError(f"expected a PIL image, numpy array or tensor, got {type(images).__name__}")
+            y = self.translate_batch(self.from_tensor(images))
+            return self._as_tensor(y, images)
+        return self._call_many([images])[0]
+
+    def _call_many(self, images: List[ImageLike]) -> list:
+        outputs: List[Any] = [None] * len(images)
+        inputs: Dict[int, torch.Tensor] = {}
+        for i, image in enumerate(images):
+            if isinstance(image, torch.Tensor) and image.dim() == 4:  # already a batch
+                outputs[i] = self(image)
+            else:
+                inputs[i] = self._to_input(image, i)
+        groups: Dict[Tuple, List[int]] = defaultdict(list)
+        for i, x in inputs.items():
+            groups[(tuple(x.shape), x.device)].append(i)
+        for idx in groups.values():
+            for k in range(0, len(idx), self.batch_size):
+                part = idx[k:k + self.batch_size]
+                y = self.translate_batch(torch.cat([inputs[i] for i in part]))
+                for i, yi in zip(part, y.split(1)):
+                    outputs[i] = self._like(yi, images[i])
+        return outputs
+
+    def _to_input(self, image: ImageLike, index: int) -> torch.Tensor:
+        """One image of any kind -> (1, input_nc, H, W) in the value range."""
+        if isinstance(image, Image.Image):
+            if self.input_nc not in (1, 3):
+                raise ValueError(f"expected {_channel_help(self.input_nc)}; PIL images convert to 1 or 3 only")
+            a = to_channels(image, self.input_nc, f"image {index}")
+            return self._unit_to_net(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float() / 255.0)[None]
+        if isinstance(image, np.ndarray):
+            return self.from_array(image)[None]
+        if isinstance(image, torch.Tensor):
+            return self.from_tensor(image)
+        raise TypeError(f"expected a PIL image, numpy array or torch tensor (or a list of them), "
+                        f"got {type(image).__name__}")
+
+    def _like(self, y: torch.Tensor, image: ImageLike):
+        """(1, output_nc, H, W) output -> the kind of `image`."""
+        if isinstance(image, Image.Image):
+            return self._to_pil(y[0])
+        if isinstance(image, np.ndarray):
+            return self.to_uint8(y[0])
+        return self._as_tensor(y, image)
+
+    def _as_tensor(self, y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        if like.dtype == torch.uint8:
+            y = (self._net_to_unit(y).clamp(0, 1) * 255.0).round().to(torch.uint8)
+        y = y.to(like.device, like.dtype)
+        return y if like.dim() == 4 else y[0]
 
 
-def load_translator(path: str | Path, backend: str = "auto", device: str = "cpu") -> Translator:
-    """A bundle folder (or its translator.json) -> Translator. backend: eager (rebuild the net from safetensors;
-    needs this package's nets), onnx (onnxruntime), pt2 (torch.export program), auto (eager when possible)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {list(BACKENDS)}, got '{backend}'")
-    folder, meta = read_meta(path)
-    if backend == "auto":
-        backend = "eager" if "generator" in meta else "onnx"
-    loader = {"eager": _eager, "onnx": _onnx, "pt2": _pt2}[backend]
-    if backend == "eager" and "generator" not in meta:
-        raise BundleError(f"{folder}: no 'generator' entry in translator.json; use backend 'onnx' or 'pt2'")
-    return Translator(meta, loader(folder, meta, device), backend)
+def _crop(out: int, padded: int, original: int) -> int:
+    """Where to crop one output side: nets of the same size crop to the input's; k-times upscaling nets to k times
+    it; anything else (a fixed output size) is left whole."""
+    if out == padded:
+        return original
+    if out % padded == 0:
+        return original * (out // padded)
+    return out
+
+
+def _channel_help(c: int) -> str:
+    if c == 1:
+        return "a gray image (1 channel; RGB is converted, alpha composited on white)"
+    if c == 3:
+        return "an RGB image (3 channels; gray is converted, alpha composited on white)"
+    return f"an image with exactly {c} channels"

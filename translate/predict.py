@@ -1,15 +1,74 @@
 """Translate a file or a folder with a Translator: batched by image size, names kept, inputs never touched."""
 from __future__ import annotations
 
+import contextlib
+import sys
 import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-import numpy as np
 import torch
+from PIL import Image
 
-from datamodules.io import BadImageError, IMG_EXTENSIONS, list_images, read_image, write_image
+from datamodules.io import IMG_EXTENSIONS, BadImageError, list_images, read_image, write_image
+
+
+def predict_paths(translator, input: str | Path, output: str | Path, batch_size: int = 8,
+                  progress: bool = True) -> List[Path]:
+    """Translate `input` (an image file, or a folder whose images are translated) into the folder `output`;
+    return the files written, in input order.
+
+    Outputs keep their file names (and so their format). Writing into an input folder (or any folder inside it)
+    and overwriting an input file are refused. Unreadable inputs are reported (a warning each, and a count on
+    stderr) and skipped.
+    """
+    src, out = Path(input), Path(output)
+    if src.is_dir():
+        files, in_folder = list_images(src), src
+    elif src.is_file():
+        if src.suffix.lower() not in IMG_EXTENSIONS:
+            raise ValueError(f"expected an image file ({', '.join(IMG_EXTENSIONS)}) or a folder, got {src}")
+        files, in_folder = [src], None
+    else:
+        raise FileNotFoundError(f"input not found: {src}")
+    _check_output(out, files, in_folder)
+    if translator.input_nc not in (1, 3):
+        raise ValueError(f"image files are read as 1 or 3 channels; this translator takes {translator.input_nc}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+
+    skipped: List[Path] = []
+    groups = _group_by_size(files, skipped)
+    written: Dict[Path, Path] = {}
+    out.mkdir(parents=True, exist_ok=True)
+    with _progress(progress) as bar:
+        task = bar.add_task("translating", total=len(files)) if bar is not None else None
+        if bar is not None and skipped:
+            bar.advance(task, len(skipped))
+        for paths in groups.values():
+            for i in range(0, len(paths), batch_size):
+                chunk = paths[i:i + batch_size]
+                for f, y in _translate(translator, chunk, skipped):
+                    written[f] = write_image(out / f.name, translator.to_uint8(y))
+                if bar is not None:
+                    bar.advance(task, len(chunk))
+    if skipped:
+        names = ", ".join(str(s) for s in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        print(f"skipped {len(skipped)} unreadable image(s): {names}", file=sys.stderr)
+    return [written[f] for f in files if f in written]
+
+
+def _check_output(out: Path, files: List[Path], in_folder: Path | None) -> None:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output must be a folder, got an existing file: {out}")
+    if in_folder is not None and _inside(out, in_folder):
+        raise ValueError(f"refusing to write into the input folder: output {out} is inside {in_folder}")
+    inputs = {f.resolve() for f in files}
+    clash = [f for f in files if (out / f.name).resolve() in inputs]
+    if clash:
+        raise ValueError(f"refusing to overwrite the input file {clash[0]}: choose an output folder other than "
+                         f"{out}")
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -20,69 +79,45 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def predict_paths(translator, input: str | Path, output: str | Path, batch_size: int = 8,
-                  progress: bool = True) -> List[Path]:
-    """Translate `input` (an image file or a folder of images) into `output`; return the files written.
+def _warn_skip(path: Path, reason: str, skipped: List[Path]) -> None:
+    skipped.append(path)
+    warnings.warn(f"skipping {path}: {reason}", stacklevel=3)
 
-    Outputs keep their file names. Writing into the input folder (or any folder inside it) is refused, so inputs
-    are never overwritten. Unreadable inputs are reported and skipped.
-    """
-    src, out = Path(input), Path(output)
-    if src.is_dir():
-        files, in_root = list_images(src), src
-    elif src.is_file():
-        if src.suffix.lower() not in IMG_EXTENSIONS:
-            raise ValueError(f"not an image file ({', '.join(IMG_EXTENSIONS)}): {src}")
-        files, in_root = [src], src.parent
-    else:
-        raise FileNotFoundError(f"input not found: {src}")
-    if _inside(out, in_root):
-        raise ValueError(f"refusing to write into the input folder: output {out} is inside {in_root}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
-    groups: Dict[Tuple[int, int], List[Tuple[Path, np.ndarray]]] = defaultdict(list)
-    skipped = []
+def _group_by_size(files: List[Path], skipped: List[Path]) -> Dict[Tuple[int, int], List[Path]]:
+    """Files by (width, height), read from their headers; files without a readable header are skipped."""
+    groups: Dict[Tuple[int, int], List[Path]] = defaultdict(list)
     for f in files:
         try:
-            img = read_image(f, translator.input_nc)
+            with Image.open(f) as img:
+                groups[img.size].append(f)
+        except (OSError, ValueError, SyntaxError) as e:  # PIL's UnidentifiedImageError is an OSError
+            _warn_skip(f, f"unreadable image ({e})", skipped)
+    return groups
+
+
+def _translate(translator, paths: List[Path], skipped: List[Path]):
+    """Decode `paths` (skipping what fails), translate them in batches of equal size; yield (path, output)."""
+    batches: Dict[Tuple[int, ...], List[Tuple[Path, torch.Tensor]]] = defaultdict(list)
+    for f in paths:
+        try:
+            x = translator.from_array(read_image(f, translator.input_nc))
         except BadImageError as e:
-            skipped.append(f)
-            warnings.warn(f"skipping {e}", stacklevel=2)
+            _warn_skip(f, str(e).removeprefix(f"{f}: "), skipped)
             continue
-        groups[img.shape[:2]].append((f, img))
-
-    out.mkdir(parents=True, exist_ok=True)
-    written: List[Path] = []
-    total = sum(len(g) for g in groups.values())
-    bar = _progress(progress, total)
-    with bar:
-        task = bar.add_task("translating", total=total) if progress else None
-        for items in groups.values():
-            for i in range(0, len(items), batch_size):
-                chunk = items[i:i + batch_size]
-                x = torch.stack([translator.from_array(img) for _, img in chunk])
-                y = translator.translate_batch(x)
-                for (f, _), yi in zip(chunk, y):
-                    written.append(write_image(out / f.name, translator.to_uint8(yi)))
-                if task is not None:
-                    bar.advance(task, len(chunk))
-    if skipped:
-        print(f"skipped {len(skipped)} unreadable image(s): {', '.join(str(s) for s in skipped[:5])}")
-    return written
+        batches[tuple(x.shape)].append((f, x))
+    for items in batches.values():
+        y = translator.translate_batch(torch.stack([x for _, x in items]))
+        yield from zip([f for f, _ in items], y)
 
 
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _progress(enabled: bool, total: int):
+@contextlib.contextmanager
+def _progress(enabled: bool):
     if not enabled:
-        return _NoBar()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn()) as bar:
+        yield bar

@@ -1,3 +1,4 @@
+"""predict_paths: names kept, batches of one size, inputs never touched, unreadable files skipped."""
 import numpy as np
 import pytest
 import torch
@@ -16,43 +17,86 @@ def translator(tmp_path_factory):
     meta = {"method": "cyclegan", "input_nc": 3, "output_nc": 3, "value_range": [-1.0, 1.0], "size_multiple": 4,
             "direction": "AtoB", "generator": generator_spec(net)}
     out = tmp_path_factory.mktemp("b") / "bundle"
-    export_bundle(inference_copy(net), out, meta, torch.rand(1, 3, 32, 32), size_multiple=4)
+    export_bundle(inference_copy(net), out, meta, torch.rand(1, 3, 32, 32) * 2 - 1, size_multiple=4)
     return load_translator(out)
 
 
-def make_folder(folder, names, size=(30, 20)):
+def make_images(folder, names, size=(30, 20), seed=0):
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for n in names:
         Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(folder / n)
 
 
-def test_folder_keeps_names_and_sizes(translator, tmp_path):
-    make_folder(tmp_path / "in", ["a.png", "b.jpg", "c.png"])
-    make_folder(tmp_path / "in", ["d.png"], size=(17, 9))
-    written = predict_paths(translator, tmp_path / "in", tmp_path / "out", batch_size=2, progress=False)
-    assert sorted(p.name for p in written) == ["a.png", "b.jpg", "c.png", "d.png"]
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_folder_keeps_names_sizes_and_values(translator, tmp_path):
+    src = tmp_path / "in"
+    make_images(src, ["a.png", "b.jpg", "c.png"])
+    make_images(src, ["d.png"], size=(17, 9), seed=1)
+    (src / "notes.txt").write_text("not an image")
+    before = snapshot(src)
+    written = predict_paths(translator, src, tmp_path / "out", batch_size=2, progress=False)
+    assert written == [tmp_path / "out" / n for n in ("a.png", "b.jpg", "c.png", "d.png")]
     assert Image.open(tmp_path / "out" / "d.png").size == (17, 9)
-    single = predict_paths(translator, tmp_path / "in" / "a.png", tmp_path / "one", progress=False)
-    assert [p.name for p in single] == ["a.png"]
+    assert Image.open(tmp_path / "out" / "b.jpg").format == "JPEG"
+    expected = np.asarray(translator(Image.open(src / "d.png")))
+    assert np.abs(np.asarray(Image.open(tmp_path / "out" / "d.png"), int) - expected).max() <= 1
+    assert snapshot(src) == before
 
 
-def test_refuses_output_inside_input(translator, tmp_path):
-    make_folder(tmp_path / "in", ["a.png"])
-    for out in (tmp_path / "in", tmp_path / "in" / "sub"):
-        with pytest.raises(ValueError, match="refusing to write into the input folder"):
-            predict_paths(translator, tmp_path / "in", out, progress=False)
-    with pytest.raises(ValueError, match="refusing"):
+def test_batches_hold_one_size_and_at_most_batch_size(translator, tmp_path, monkeypatch):
+    make_images(tmp_path / "in", ["a.png", "b.png", "c.png"])
+    make_images(tmp_path / "in", ["d.png", "e.png"], size=(12, 16), seed=1)
+    seen = []
+    run = translator.translate_batch
+    monkeypatch.setattr(translator, "translate_batch", lambda x: seen.append(tuple(x.shape)) or run(x))
+    predict_paths(translator, tmp_path / "in", tmp_path / "out", batch_size=2, progress=True)  # rich bar too
+    assert sorted(seen) == [(1, 3, 20, 30), (2, 3, 16, 12), (2, 3, 20, 30)]
+
+
+def test_single_file(translator, tmp_path):
+    make_images(tmp_path / "in", ["a.png", "b.png"])
+    assert predict_paths(translator, tmp_path / "in" / "a.png", tmp_path / "one", progress=False) == [
+        tmp_path / "one" / "a.png"]
+    # a folder beside or below a single input file is fine; its own folder is not
+    assert predict_paths(translator, tmp_path / "in" / "a.png", tmp_path / "in" / "sub", progress=False)
+    with pytest.raises(ValueError, match="refusing to overwrite the input file .*a.png"):
         predict_paths(translator, tmp_path / "in" / "a.png", tmp_path / "in", progress=False)
-    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["a.png"]
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"expected an image file \(.png.*got .*notes.txt"):
+        predict_paths(translator, tmp_path / "notes.txt", tmp_path / "out", progress=False)
 
 
-def test_skips_corrupt_files(translator, tmp_path):
-    make_folder(tmp_path / "in", ["a.png", "b.png"])
-    data = (tmp_path / "in" / "b.png").read_bytes()
-    (tmp_path / "in" / "b.png").write_bytes(data[: len(data) // 2])
-    with pytest.warns(UserWarning, match="b.png"):
-        written = predict_paths(translator, tmp_path / "in", tmp_path / "out", progress=False)
-    assert [p.name for p in written] == ["a.png"]
-    with pytest.raises(FileNotFoundError, match="nothing"):
-        predict_paths(translator, tmp_path / "nothing", tmp_path / "out2", progress=False)
+def test_refuses_to_write_into_the_input_folder(translator, tmp_path):
+    src = tmp_path / "in"
+    make_images(src, ["a.png"])
+    before = snapshot(src)
+    for out in (src, src / "sub", src / "sub" / ".." / "sub2"):
+        with pytest.raises(ValueError, match="refusing to write into the input folder"):
+            predict_paths(translator, src, out, progress=False)
+    assert snapshot(src) == before  # nothing written, no folder made
+    (tmp_path / "file.png").write_bytes(b"x")
+    with pytest.raises(ValueError, match="output must be a folder, got an existing file"):
+        predict_paths(translator, src, tmp_path / "file.png", progress=False)
+    with pytest.raises(FileNotFoundError, match="input not found: .*nothing"):
+        predict_paths(translator, tmp_path / "nothing", tmp_path / "out", progress=False)
+    with pytest.raises(ValueError, match="batch_size: expected an int >= 1, got 0"):
+        predict_paths(translator, src, tmp_path / "out", batch_size=0, progress=False)
+
+
+def test_skips_unreadable_files(translator, tmp_path, capsys):
+    src = tmp_path / "in"
+    make_images(src, ["a.png", "b.png", "c.png"])
+    data = (src / "b.png").read_bytes()
+    (src / "b.png").write_bytes(data[: len(data) // 2])  # header fine, pixels cut off
+    (src / "c.png").write_bytes(b"not a png at all")  # no header
+    with pytest.warns(UserWarning) as record:
+        written = predict_paths(translator, src, tmp_path / "out", progress=False)
+    assert written == [tmp_path / "out" / "a.png"]
+    assert sorted(str(w.message).split(":")[0] for w in record) == [f"skipping {src / 'b.png'}",
+                                                                     f"skipping {src / 'c.png'}"]
+    assert "skipped 2 unreadable image(s)" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
