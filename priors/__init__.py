@@ -1,10 +1,22 @@
-"""StyleGAN2 prior: ops, generator, loaders. `load_prior(path)` accepts every supported format."""
+"""StyleGAN2 prior: ops (priors.ops), generator and discriminator (priors.stylegan2), loaders (priors.loaders).
+
+`load_prior(path)` reads every supported format (ours, NVIDIA .pt / .pkl, rosinality / pSp .pt). The names below
+are imported on first use, so that `import priors.ops` stays light.
+"""
+from importlib import import_module
+
+_EXPORTS = {
+    "load_prior": "priors.loaders", "save_prior": "priors.loaders", "convert_prior": "priors.loaders",
+    "PriorLoadError": "priors.loaders",
+    "Generator": "priors.stylegan2", "GeneratorConfig": "priors.stylegan2",
+    "Discriminator": "priors.stylegan2", "DiscriminatorConfig": "priors.stylegan2",
+}
 
 
-def load_prior(path):
-    from priors.loaders import load_prior as _load
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'priors' has no attribute {name!r}")
 
-    return _load(path)
 
-
-__all__ = ["load_prior"]
+__all__ = sorted(_EXPORTS)

@@ -2,51 +2,71 @@
 
 - NVIDIA: a `{"init_kwargs", "state_dict"}` .pt, or a network pickle (.pkl) read through an allow-list unpickler
   that rebuilds tensors and records NVIDIA's persistent objects as inert stubs (their embedded source is ignored).
-- rosinality: `{"g_ema", "latent_avg"}` .pt, or the `decoder.*` part of a pSp checkpoint (not wired in yet).
-- ours: a folder with `prior.safetensors` + `prior.json` (`save_prior`), which the others convert into.
+- rosinality: a `{"g_ema", "latent_avg"}` .pt, or a pSp checkpoint whose generator keys are under `decoder.`,
+  mapped onto our modules by an explicit key map (ROSINALITY_KEY_MAP).
+- ours: `prior.safetensors` + `prior.json` in a folder (or a file pair X.safetensors + X.json), written by
+  `save_prior`; the other formats convert into it (`convert_prior`).
+Every loader is strict: each key of the source is used, each parameter and buffer of the module is set, every shape
+matches, or one error lists what did not fit. `load_prior(path)` picks the format.
 """
 from __future__ import annotations
 
+import argparse
+import copyreg
 import io
 import json
+import os
 import pickle
+import re
+import tempfile
+import warnings
 from collections import OrderedDict
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, Mapping
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import numpy as np
 import torch
 
 from nets.strict import strict_load
+from priors.ops import setup_filter
 from priors.stylegan2 import Generator, GeneratorConfig
 
-PRIOR_FORMAT = 1
+PRIOR_FORMAT = "translate-stylegan2-prior"
+PRIOR_FORMAT_VERSION = 1
+PRIOR_JSON, PRIOR_WEIGHTS = "prior.json", "prior.safetensors"
+W_AVG_SAMPLES = 10_000  # z samples that estimate w_avg when a rosinality file has no latent_avg
 
 
 class PriorLoadError(ValueError):
-    pass
+    """A prior file that cannot be loaded: unknown format, keys or shapes that do not fit, unsafe content."""
+
+
+class UnsafePickleError(PriorLoadError, pickle.UnpicklingError):
+    """A network pickle that references something other than tensors, containers and NVIDIA's object records."""
 
 
 def load_strict(net: torch.nn.Module, sd: Mapping[str, torch.Tensor], source: str) -> torch.nn.Module:
     return strict_load(net, sd, source, PriorLoadError)
 
 
-# ---- NVIDIA network pickles -----------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------ NVIDIA network pickles
+
 class PersistentStub:
-    """Stands in for an object of NVIDIA's persistent classes: keeps its recorded state, runs none of its code."""
+    """Stands in for an object of one of NVIDIA's persistent classes (a network module): records the class name and
+    the pickled state, runs none of the code the pickle carries with it."""
 
     def __init__(self, meta: Dict[str, Any]):
-        self.class_name = meta.get("class_name")
-        self.state = meta.get("state", {}) or {}
-        # NVIDIA's persistence keeps the constructor arguments in the object's state
-        self.init_args = tuple(meta.get("init_args") or self.state.get("_init_args") or ())
-        self.init_kwargs = dict(meta.get("init_kwargs") or self.state.get("_init_kwargs") or {})
+        if not isinstance(meta, dict) or not isinstance(meta.get("state", {}), dict):
+            raise UnsafePickleError(f"unexpected persistent-object record: {type(meta).__name__}")
+        self.class_name = str(meta.get("class_name"))
+        self.state: Dict[str, Any] = meta.get("state") or {}
+        self.init_args = tuple(self.state.get("_init_args") or ())  # NVIDIA keeps the constructor arguments
+        self.init_kwargs = dict(self.state.get("_init_kwargs") or {})
 
     def tensors(self, prefix: str = "") -> "OrderedDict[str, torch.Tensor]":
         """Parameters and persistent buffers, named as in the module's state_dict."""
         out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-        skip = set(self.state.get("_non_persistent_buffers_set", ()) or ())
+        skip = set(self.state.get("_non_persistent_buffers_set") or ())
         for name, t in (self.state.get("_parameters") or {}).items():
             if t is not None:
                 out[prefix + name] = t.detach()
@@ -62,124 +82,350 @@ class PersistentStub:
 
 
 def _load_storage(data: bytes):
+    """A storage pickled by torch (torch.save into bytes): read with weights_only."""
     return torch.load(io.BytesIO(data), weights_only=True)
 
 
+_np_multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+
+# (module, name) -> what the unpickler returns for it. Tensors, containers, numpy data and stubs: nothing that
+# imports a module, evaluates code, or touches files or processes.
+SAFE_PICKLE_GLOBALS: Dict[Tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("copyreg", "_reconstructor"): copyreg._reconstructor,  # protocol < 2 objects, of allowed classes only
+    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
+    ("torch.storage", "_load_from_bytes"): _load_storage,
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): PersistentStub,
+    ("dnnlib.util", "EasyDict"): dict,
+    ("dnnlib", "EasyDict"): dict,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy.core.multiarray", "scalar"): _np_multiarray.scalar,
+    ("numpy._core.multiarray", "scalar"): _np_multiarray.scalar,
+    ("numpy.core.multiarray", "_reconstruct"): _np_multiarray._reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _np_multiarray._reconstruct,
+}
+
+
 class SafeUnpickler(pickle.Unpickler):
-    ALLOWED = {
-        ("collections", "OrderedDict"): OrderedDict,
-        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-        ("torch.storage", "_load_from_bytes"): _load_storage,
-        ("torch_utils.persistence", "_reconstruct_persistent_obj"): PersistentStub,
-        ("dnnlib.util", "EasyDict"): dict,
-        ("numpy", "dtype"): np.dtype,
-        ("numpy.core.multiarray", "scalar"): np.core.multiarray.scalar,
-        ("numpy._core.multiarray", "scalar"): np.core.multiarray.scalar,
-    }
+    """Unpickler whose globals come from SAFE_PICKLE_GLOBALS only; anything else is refused."""
 
     def find_class(self, module: str, name: str):
         try:
-            return self.ALLOWED[(module, name)]
+            return SAFE_PICKLE_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
+            raise UnsafePickleError(
                 f"refusing to load '{module}.{name}' from a network pickle: only tensors, containers and NVIDIA's "
                 "persistent-object records are allowed (nothing in the file is executed)") from None
 
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"refusing a persistent id {type(pid).__name__} (not a network pickle)")
 
-def read_network_pickle(path: str | Path) -> Dict[str, Any]:
-    with open(path, "rb") as f:
-        return SafeUnpickler(f).load()
+
+def read_network_pickle(path: str | Path) -> Any:
+    """The content of an NVIDIA network pickle (.pkl), with networks as PersistentStub records."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"network pickle not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            return SafeUnpickler(f).load()
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{path}: {e}") from None
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, RuntimeError) as e:
+        raise PriorLoadError(f"{path}: not a readable network pickle ({type(e).__name__}: {e})") from e
+
+
+def _nvidia_config(init_args: Tuple, init_kwargs: Dict[str, Any], source: str) -> GeneratorConfig:
+    names = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
+    if len(init_args) > len(names):
+        raise PriorLoadError(f"{source}: {len(init_args)} positional constructor arguments, expected at most 7")
+    kwargs = dict(zip(names, init_args), **init_kwargs)
+    try:
+        return GeneratorConfig.from_nvidia(kwargs, source)
+    except ValueError as e:
+        raise PriorLoadError(str(e)) from None
 
 
 def load_nvlabs_pickle(path: str | Path, key: str = "G_ema") -> Generator:
+    """The generator `key` (G_ema: the weight average used for sampling) of an NVIDIA network pickle."""
     data = read_network_pickle(path)
-    if not isinstance(data, dict) or key not in data or not isinstance(data[key], PersistentStub):
-        raise PriorLoadError(f"{path}: no '{key}' network in this pickle (found {list(data)[:8]})")
+    if not isinstance(data, dict) or not isinstance(data.get(key), PersistentStub):
+        found = list(data)[:8] if isinstance(data, dict) else type(data).__name__
+        raise PriorLoadError(f"{path}: no '{key}' network in this pickle (found {found})")
     stub = data[key]
-    G = Generator(**stub.init_kwargs)
-    return load_strict(G, stub.tensors(), f"{path} [{key}]").eval()
+    if not stub.class_name.endswith("Generator"):
+        raise PriorLoadError(f"{path}: '{key}' is a {stub.class_name}, expected a StyleGAN2 Generator")
+    source = f"{path} [{key}]"
+    G = Generator(_nvidia_config(stub.init_args, stub.init_kwargs, source))
+    return load_strict(G, stub.tensors(), source).eval()
 
 
 def load_nvlabs_state(obj: Mapping[str, Any], source: str) -> Generator:
-    G = Generator(**obj["init_kwargs"])
+    """NVIDIA layout: {"init_kwargs": Generator's constructor arguments, "state_dict": its state dict}."""
+    G = Generator(_nvidia_config((), dict(obj["init_kwargs"]), source))
     return load_strict(G, obj["state_dict"], source).eval()
 
 
+# ------------------------------------------------------------------------------------------------------ rosinality
+# rosinality/stylegan2-pytorch implements the same network; its tensors map one to one onto ours:
+#   style.{i+1}.weight/bias (EqualLinear: weight / lr_mul stored, same run-time scale) -> mapping.fc{i}.*
+#   input.input (1, C, 4, 4)                  -> synthesis.b4.const (C, 4, 4)
+#   <conv>.conv.weight (1, O, I, k, k)         -> <layer>.weight (O, I, k, k): its 1 / sqrt(I k k) scale is our
+#                                                 ToRGB weight_gain, and cancels in demodulated layers
+#   <conv>.conv.modulation.*                   -> <layer>.affine.* (both EqualLinear, bias_init 1)
+#   <conv>.noise.weight (1,)                   -> <layer>.noise_strength ()
+#   <conv>.activate.bias                       -> <layer>.bias (FusedLeakyReLU = bias + lrelu 0.2 * sqrt(2))
+#   noises.noise_{j} (1, 1, r, r)              -> the j-th layer's noise_const (r, r)
+#   to_rgb*.bias (1, C, 1, 1)                  -> torgb.bias (C,)
+#   latent_avg                                 -> mapping.w_avg
+# Its upsampling conv is a transposed convolution with the stored kernel, i.e. a true convolution: exactly our
+# SynthesisLayer with up=2, which runs with flip_weight=False, so the kernel is copied unflipped. Its blur kernels
+# (blur.kernel, upsample.kernel) are [1, 3, 3, 1] filters times factor^2 = 4; they are checked, not copied (our
+# resampling filters are the same filter, with the gain applied by upsample2d / conv2d_resample).
+
+def _squeeze0(t: torch.Tensor) -> torch.Tensor:
+    return t[0]
+
+
+def _scalar(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape([])
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(-1)
+
+
+def _noise(t: torch.Tensor) -> torch.Tensor:
+    return t[0, 0]
+
+
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def rosinality_key_map(n_mlp: int, n_up: int) -> List[Tuple[str, str, Callable[[torch.Tensor], torch.Tensor]]]:
+    """(rosinality key, our key, transform) for a generator with n_mlp mapping layers and n_up upsampling blocks."""
+    kmap: List[Tuple[str, str, Callable]] = []
+    for i in range(n_mlp):
+        kmap += [(f"style.{i + 1}.weight", f"mapping.fc{i}.weight", _identity),
+                 (f"style.{i + 1}.bias", f"mapping.fc{i}.bias", _identity)]
+    kmap.append(("input.input", "synthesis.b4.const", _squeeze0))
+
+    def conv(src: str, dst: str, noise_idx: int) -> None:
+        kmap.extend([(f"{src}.conv.weight", f"{dst}.weight", _squeeze0),
+                     (f"{src}.conv.modulation.weight", f"{dst}.affine.weight", _identity),
+                     (f"{src}.conv.modulation.bias", f"{dst}.affine.bias", _identity),
+                     (f"{src}.noise.weight", f"{dst}.noise_strength", _scalar),
+                     (f"{src}.activate.bias", f"{dst}.bias", _identity),
+                     (f"noises.noise_{noise_idx}", f"{dst}.noise_const", _noise)])
+
+    def torgb(src: str, dst: str) -> None:
+        kmap.extend([(f"{src}.conv.weight", f"{dst}.weight", _squeeze0),
+                     (f"{src}.conv.modulation.weight", f"{dst}.affine.weight", _identity),
+                     (f"{src}.conv.modulation.bias", f"{dst}.affine.bias", _identity),
+                     (f"{src}.bias", f"{dst}.bias", _flat)])
+
+    conv("conv1", "synthesis.b4.conv1", 0)
+    torgb("to_rgb1", "synthesis.b4.torgb")
+    for i in range(n_up):
+        res = 8 * 2**i
+        conv(f"convs.{2 * i}", f"synthesis.b{res}.conv0", 2 * i + 1)
+        conv(f"convs.{2 * i + 1}", f"synthesis.b{res}.conv1", 2 * i + 2)
+        torgb(f"to_rgbs.{i}", f"synthesis.b{res}.torgb")
+    return kmap
+
+
+def rosinality_kernel_keys(n_up: int) -> List[str]:
+    """The blur-kernel buffers of a rosinality generator (checked, not copied)."""
+    return [k for i in range(n_up) for k in (f"convs.{2 * i}.conv.blur.kernel", f"to_rgbs.{i}.upsample.kernel")]
+
+
+def _channels_config(channels: Dict[int, int], source: str) -> Tuple[int, int]:
+    """(channel_base, channel_max) with min(channel_base // res, channel_max) == channels[res] for every res."""
+    cmax = max(channels.values())
+    below = {r: c for r, c in channels.items() if c < cmax}
+    base = min(c * r for r, c in below.items()) if below else cmax * max(channels)
+    if any(min(base // r, cmax) != c for r, c in channels.items()):
+        raise PriorLoadError(f"{source}: channel counts per resolution {channels} cannot be expressed as "
+                             "min(channel_base // res, channel_max)")
+    return base, cmax
+
+
+def _rosinality_config(sd: Mapping[str, torch.Tensor], source: str) -> Tuple[GeneratorConfig, int, int]:
+    n_mlp = len([k for k in sd if re.fullmatch(r"style\.\d+\.weight", k)])
+    n_up = len([k for k in sd if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k)])
+    needed = ["input.input", "style.1.weight", "to_rgb1.conv.weight"] + [f"convs.{2 * i}.conv.weight"
+                                                                         for i in range(n_up)]
+    missing = [k for k in needed if k not in sd]
+    if missing:
+        raise PriorLoadError(f"{source}: not a rosinality StyleGAN2 generator: missing {', '.join(missing)} "
+                             f"(first keys: {', '.join(list(sd)[:5])})")
+    channels = {4: sd["input.input"].shape[1]}
+    channels.update({8 * 2**i: sd[f"convs.{2 * i}.conv.weight"].shape[1] for i in range(n_up)})
+    base, cmax = _channels_config(channels, source)
+    w_dim = sd["style.1.weight"].shape[1]
+    cfg = GeneratorConfig(z_dim=w_dim, c_dim=0, w_dim=w_dim, img_resolution=4 * 2**n_up,
+                          img_channels=sd["to_rgb1.conv.weight"].shape[1], channel_base=base, channel_max=cmax,
+                          mapping_layers=n_mlp)
+    return cfg, n_mlp, n_up
+
+
+def _latent_avg(latent_avg: torch.Tensor, w_dim: int, source: str) -> torch.Tensor:
+    """rosinality / pSp keep it as (w_dim,), (1, w_dim) or repeated per layer (n, w_dim)."""
+    rows = latent_avg.detach().float().reshape(-1, w_dim) if latent_avg.ndim and latent_avg.shape[-1] == w_dim else None
+    if rows is None or not torch.equal(rows, rows[:1].expand_as(rows)):
+        raise PriorLoadError(f"{source}: latent_avg of shape {tuple(latent_avg.shape)} is not one w of size {w_dim} "
+                             "(per-layer averages are not supported)")
+    return rows[0]
+
+
 def load_rosinality(obj: Mapping[str, Any], source: str) -> Generator:
-    """rosinality `{"g_ema", "latent_avg"}` or a pSp checkpoint (`state_dict` with `decoder.*`, `latent_avg`)."""
-    from priors.rosinality import RosinalityError, rosinality_to_nvlabs
-
+    """rosinality `{"g_ema", "latent_avg"}`, or a pSp checkpoint: `state_dict` (or the dict itself) with the
+    generator under `decoder.` (the encoder is ignored) and a top-level `latent_avg`."""
     if "g_ema" in obj:
-        sd = obj["g_ema"]
+        sd = dict(obj["g_ema"])
     else:
-        sd = {k[len("decoder."):]: v for k, v in obj["state_dict"].items() if k.startswith("decoder.")}
+        state = obj["state_dict"] if "state_dict" in obj else obj
+        sd = {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}
         if not sd:
-            raise PriorLoadError(f"{source}: a checkpoint without 'g_ema' or 'decoder.*' generator weights")
-    latent_avg = obj.get("latent_avg")
-    try:
-        kwargs, nv = rosinality_to_nvlabs(sd, latent_avg.float().cpu() if latent_avg is not None else None, source)
-    except RosinalityError as e:
-        raise PriorLoadError(str(e)) from e
-    G = Generator(**kwargs)
-    if latent_avg is None:  # keep our zero-initialised w_avg: say so through strictness on every other key
-        nv["mapping.w_avg"] = G.mapping.w_avg.clone()
-    for name, buf in G.named_buffers():  # resampling filters are rebuilt, not read (checked by the converter)
+            raise PriorLoadError(f"{source}: a checkpoint without 'g_ema' or 'decoder.*' generator weights "
+                                 f"(keys: {', '.join(list(state)[:8])})")
+    cfg, n_mlp, n_up = _rosinality_config(sd, source)
+    kmap = rosinality_key_map(n_mlp, n_up)
+    kernels = rosinality_kernel_keys(n_up)
+    missing = [src for src, _, _ in kmap if src not in sd]
+    leftover = sorted(set(sd) - {src for src, _, _ in kmap} - set(kernels))
+    if missing or leftover:
+        raise PriorLoadError(f"{source}: does not fit the rosinality key map: "
+                             + "; ".join(([f"missing ({len(missing)}): {', '.join(missing[:8])}"] if missing else [])
+                                         + ([f"keys not used ({len(leftover)}): {', '.join(leftover[:8])}"]
+                                            if leftover else [])))
+    blur = setup_filter([1, 3, 3, 1]) * 4  # rosinality stores its resampling kernels with the gain factor^2
+    for k in kernels:
+        if k in sd and (sd[k].shape != blur.shape or not torch.allclose(sd[k].float(), blur, atol=1e-6)):
+            raise PriorLoadError(f"{source}: {k}: only the [1, 3, 3, 1] blur kernel is supported, got "
+                                 f"{sd[k].tolist()}")
+    ours: "OrderedDict[str, torch.Tensor]" = OrderedDict((dst, fn(sd[src])) for src, dst, fn in kmap)
+    G = Generator(cfg)
+    for name, buf in G.named_buffers():  # the resampling filters are rebuilt (checked above)
         if name.endswith("resample_filter"):
-            nv[name] = buf.clone()
-    return load_strict(G, nv, source).eval()
+            ours[name] = buf.clone()
+    latent_avg = obj.get("latent_avg")
+    ours["mapping.w_avg"] = (_latent_avg(latent_avg, cfg.w_dim, source) if latent_avg is not None
+                             else G.mapping.w_avg.clone())
+    load_strict(G, ours, source).eval()
+    if latent_avg is None:
+        warnings.warn(f"{source}: no latent_avg; w_avg (the truncation centre) is estimated as the mean w of "
+                      f"{W_AVG_SAMPLES} random z, as rosinality's mean_latent does", RuntimeWarning, stacklevel=3)
+        with torch.no_grad():
+            z = torch.randn(W_AVG_SAMPLES, cfg.z_dim, generator=torch.Generator().manual_seed(0))
+            G.mapping.w_avg.copy_(G.mapping(z)[:, 0].mean(dim=0))
+    return G
 
 
-# ---- our format ---------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------ our format
+
+def _pair_paths(path: Path) -> Tuple[Path, Path]:
+    """(json, safetensors) of our format for a folder, prior.json / prior.safetensors, or X.json / X.safetensors."""
+    if path.suffix in (".json", ".safetensors"):
+        return path.with_suffix(".json"), path.with_suffix(".safetensors")
+    return path / PRIOR_JSON, path / PRIOR_WEIGHTS
+
+
+def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def save_prior(G: Generator, out: str | Path) -> Path:
-    """Write `prior.safetensors` + `prior.json` into the folder `out`."""
+    """Write G as `prior.safetensors` + `prior.json` into the folder `out` (or as the pair out.safetensors +
+    out.json when `out` ends in .safetensors or .json). Returns the folder (or the .json)."""
     from safetensors.torch import save_file
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().clone() for k, v in G.state_dict().items()}, str(out / "prior.safetensors"))
-    meta = {"format": PRIOR_FORMAT, "architecture": "stylegan2", "generator": asdict(G.config),
-            "n_latent": G.num_ws}
-    (out / "prior.json").write_text(json.dumps(meta, indent=2))
-    return out
+    json_path, weights_path = _pair_paths(out)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in G.state_dict().items()}
+    meta = {"format": PRIOR_FORMAT, "format_version": PRIOR_FORMAT_VERSION, "architecture": "stylegan2",
+            "weights": weights_path.name, "generator": G.config.to_dict(), "n_latent": G.num_ws,
+            "w_avg": tensors["mapping.w_avg"].tolist() if "mapping.w_avg" in tensors else None}
+    _write_atomic(weights_path, lambda p: save_file(tensors, p, metadata={"format": PRIOR_FORMAT}))
+    _write_atomic(json_path, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
+    return json_path if out.suffix in (".json", ".safetensors") else out
 
 
-def load_own(folder: Path) -> Generator:
+def load_own(path: str | Path) -> Generator:
+    """Our format: a folder with prior.json + prior.safetensors, or one file of an X.json + X.safetensors pair."""
     from safetensors.torch import load_file
 
-    meta_path, weights = folder / "prior.json", folder / "prior.safetensors"
-    for p in (meta_path, weights):
+    json_path, weights_path = _pair_paths(Path(path))
+    for p in (json_path, weights_path):
         if not p.is_file():
-            raise FileNotFoundError(f"prior file not found: {p}")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != PRIOR_FORMAT:
-        raise PriorLoadError(f"{meta_path}: unsupported prior format {meta.get('format')}")
-    G = Generator.from_config(GeneratorConfig(**meta["generator"]))
-    return load_strict(G, load_file(str(weights)), str(weights)).eval()
+            raise FileNotFoundError(f"prior file not found: {p} (a prior is {json_path.name} + {weights_path.name})")
+    try:
+        meta = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PriorLoadError(f"{json_path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != PRIOR_FORMAT:
+        raise PriorLoadError(f"{json_path}: not a prior description (expected format '{PRIOR_FORMAT}')")
+    if meta.get("format_version") != PRIOR_FORMAT_VERSION:
+        raise PriorLoadError(f"{json_path}: format_version {meta.get('format_version')!r} is not supported "
+                             f"(this version reads {PRIOR_FORMAT_VERSION})")
+    try:
+        cfg = GeneratorConfig.from_dict(meta["generator"], str(json_path))
+    except (KeyError, TypeError, ValueError) as e:
+        raise PriorLoadError(f"{json_path}: bad 'generator' section ({e})") from None
+    G = load_strict(Generator(cfg), load_file(str(weights_path)), str(weights_path)).eval()
+    if meta.get("w_avg") is not None and hasattr(G.mapping, "w_avg"):
+        if not torch.equal(torch.tensor(meta["w_avg"], dtype=torch.float32), G.mapping.w_avg):
+            raise PriorLoadError(f"{json_path}: w_avg differs from mapping.w_avg in {weights_path.name}")
+    return G
 
 
-# ---- one entry point ----------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------- one entry point
+# Plain-data classes that published .pt checkpoints hold besides tensors (rosinality's train.py saves its argparse
+# options): allowed in torch.load(weights_only=True), which only sets their attributes.
+SAFE_TORCH_LOAD_GLOBALS = [argparse.Namespace]
+
+
 def load_prior(path: str | Path) -> Generator:
-    """Any supported format -> Generator (eval mode): our folder / prior.json, an NVIDIA .pkl or .pt."""
+    """Any supported format -> Generator in eval mode: our folder / .json / .safetensors, an NVIDIA network .pkl,
+    or a .pt/.pth (NVIDIA init_kwargs + state_dict, rosinality g_ema, pSp decoder.*)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"prior not found: {path}")
-    if path.is_dir():
+    if path.is_dir() or path.suffix in (".json", ".safetensors"):
         return load_own(path)
-    if path.name in ("prior.json", "prior.safetensors"):
-        return load_own(path.parent)
     if path.suffix == ".pkl":
         return load_nvlabs_pickle(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise PriorLoadError(f"cannot read {path} with weights_only=True: {str(e).splitlines()[0]}") from e
+        with torch.serialization.safe_globals(SAFE_TORCH_LOAD_GLOBALS):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure to read is reported with the file
+        raise PriorLoadError(f"cannot read {path} with torch.load(weights_only=True): "
+                             f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
     if isinstance(obj, Mapping) and "init_kwargs" in obj and "state_dict" in obj:
         return load_nvlabs_state(obj, str(path))
-    if isinstance(obj, Mapping) and ("g_ema" in obj or "state_dict" in obj):
+    if isinstance(obj, Mapping) and ("g_ema" in obj or "state_dict" in obj
+                                     or any(str(k).startswith("decoder.") for k in obj)):
         return load_rosinality(obj, str(path))
-    raise PriorLoadError(f"{path}: not a known StyleGAN2 format (keys: {list(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__})")
+    keys = list(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
+    raise PriorLoadError(f"{path}: not a known StyleGAN2 format (found {keys}; expected NVIDIA init_kwargs + "
+                         "state_dict, rosinality g_ema, or a pSp state_dict with decoder.*)")
 
 
-def convert_prior(src: str | Path, out: str | Path) -> Path:
-    return save_prior(load_prior(src), out)
+def convert_prior(in_path: str | Path, out_dir: str | Path) -> Path:
+    """Load any supported format and write it in ours (see save_prior)."""
+    return save_prior(load_prior(in_path), out_dir)

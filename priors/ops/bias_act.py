@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -13,9 +13,9 @@ from priors.ops import _backend
 
 @dataclass(frozen=True)
 class Activation:
-    func: Callable[[torch.Tensor, float], torch.Tensor]
-    def_alpha: float
-    def_gain: float
+    func: Callable[[torch.Tensor, float], torch.Tensor]  # (x, alpha) -> act(x)
+    def_alpha: float  # the default alpha (only lrelu uses one)
+    def_gain: float  # the default gain: sqrt(2) keeps the variance of ReLU-like activations (He et al.)
 
 
 ACTIVATIONS = {
@@ -31,25 +31,36 @@ ACTIVATIONS = {
 }
 
 
-def resolve(act: str, alpha: Optional[float], gain: Optional[float], clamp: Optional[float]):
+def resolve(act: str, alpha: Optional[float], gain: Optional[float],
+            clamp: Optional[float]) -> Tuple[float, float, float]:
+    """(alpha, gain, clamp) with the activation's defaults filled in; clamp -1 means none."""
     if act not in ACTIVATIONS:
-        raise ValueError(f"bias_act: act must be one of {sorted(ACTIVATIONS)}, got '{act}'")
+        raise ValueError(f"bias_act: act must be one of {sorted(ACTIVATIONS)}, got {act!r}")
+    if clamp is not None and clamp < 0:
+        raise ValueError(f"bias_act: clamp must be None or >= 0, got {clamp}")
     spec = ACTIVATIONS[act]
-    return (float(alpha if alpha is not None else spec.def_alpha), float(gain if gain is not None else spec.def_gain),
-            float(clamp if clamp is not None else -1))
+    return (float(spec.def_alpha if alpha is None else alpha), float(spec.def_gain if gain is None else gain),
+            float(-1 if clamp is None else clamp))
 
 
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = "linear",
              alpha: Optional[float] = None, gain: Optional[float] = None, clamp: Optional[float] = None,
              impl: str = "auto") -> torch.Tensor:
-    """y = clamp(act(x + b) * gain, -clamp, clamp); b (x.shape[dim],) is broadcast along `dim`."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"bias_act: expected a tensor x, got {type(x).__name__}")
+    """y = clamp(act(x + b, alpha) * gain, -clamp, clamp).
+
+    b: None or (x.shape[dim],), broadcast along `dim`; alpha and gain default to the activation's (lrelu: 0.2 and
+    sqrt(2)); clamp None = no clamping.
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError(f"bias_act: expected a floating-point tensor x, got "
+                         f"{getattr(x, 'dtype', type(x).__name__)}")
     alpha, gain, clamp = resolve(act, alpha, gain, clamp)
     if b is not None:
-        if b.ndim != 1 or not 0 <= dim < x.ndim or b.shape[0] != x.shape[dim]:
-            raise ValueError(f"bias_act: expected b of shape ({x.shape[dim] if 0 <= dim < x.ndim else '?'},) "
-                             f"for x {tuple(x.shape)} and dim={dim}, got {tuple(b.shape)}")
+        if not 0 <= dim < x.ndim:
+            raise ValueError(f"bias_act: dim must be in [0, {x.ndim}) for x {tuple(x.shape)}, got {dim}")
+        if not isinstance(b, torch.Tensor) or b.ndim != 1 or b.shape[0] != x.shape[dim]:
+            raise ValueError(f"bias_act: expected b of shape ({x.shape[dim]},) for x {tuple(x.shape)} and "
+                             f"dim={dim}, got {tuple(getattr(b, 'shape', ()))}")
     if _backend.use_cuda(x, impl):
         return _backend.bias_act(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
     if b is not None:

@@ -1,132 +1,215 @@
-"""The StyleGAN2 generator and its loaders against NVIDIA's own outputs (golden files)."""
-import os
-import pickle
-
+"""The StyleGAN2 generator and discriminator at tiny size: shapes, mapping/truncation/w_avg, style mixing, noise modes,
+forward + backward, double backward (R1 / path length), torch.export, and the configuration checks."""
 import pytest
 import torch
-from torch.torch_version import TorchVersion
 
-from priors.loaders import PriorLoadError, convert_prior, load_prior, read_network_pickle
-from priors.stylegan2 import Generator
-
-DATA = os.path.join(os.path.dirname(__file__), "..", "data", "sg2")
-NV_PT = os.path.join(DATA, "nvlabs_tiny.pt")
-NV_PKL = os.path.join(DATA, "nvlabs_tiny_network.pkl")
+from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 
-@pytest.fixture(scope="module")
-def golden():
-    with torch.serialization.safe_globals([TorchVersion]):
-        return torch.load(NV_PT, weights_only=True)
-
-
-def check_generator(G, g):
-    e = g["extra"]
-    with torch.no_grad():
-        torch.testing.assert_close(G.mapping(g["z"], None), g["ws"], atol=1e-5, rtol=0)
-        torch.testing.assert_close(G.synthesis(g["ws"], noise_mode="const"), g["img"], atol=1e-5, rtol=0)
-        torch.testing.assert_close(G(g["z"], None, noise_mode="const"), g["img"], atol=1e-5, rtol=0)
-        torch.testing.assert_close(G.mapping(g["z"], None, truncation_psi=0.7), e["ws_trunc0.7"], atol=1e-5, rtol=0)
-        torch.testing.assert_close(G.synthesis(e["ws_trunc0.7"], noise_mode="const"), e["img_trunc0.7"], atol=1e-5,
-                                   rtol=0)
-        torch.testing.assert_close(G.synthesis(g["ws"], noise_mode="none"), e["img_noise_none"], atol=1e-5, rtol=0)
-        torch.testing.assert_close(G.synthesis(g["ws"], noise_mode="const", fused_modconv=False),
-                                   e["img_fused_modconv_false"], atol=1e-5, rtol=0)
-
-
-def test_nvlabs_state_dict(golden):
-    G = load_prior(NV_PT)
-    assert G.num_ws == 8 == 2 * 5 - 2
-    check_generator(G, golden)
-
-
-def test_nvlabs_network_pickle_without_running_its_code(golden):
-    check_generator(load_prior(NV_PKL), golden)
-
-
-def test_convert_to_our_format_and_back(golden, tmp_path):
-    out = convert_prior(NV_PKL, tmp_path / "prior")
-    assert sorted(p.name for p in out.iterdir()) == ["prior.json", "prior.safetensors"]
-    check_generator(load_prior(out), golden)
-    check_generator(load_prior(out / "prior.json"), golden)
-
-
-class Evil:
-    def __reduce__(self):
-        return (os.system, ("echo pwned",))
-
-
-def test_pickle_with_code_is_refused(tmp_path):
-    p = tmp_path / "evil.pkl"
-    p.write_bytes(pickle.dumps({"G_ema": Evil()}))
-    with pytest.raises(pickle.UnpicklingError, match="refusing to load 'posix.system'|refusing to load 'os.system'"):
-        read_network_pickle(p)
-
-
-def test_strict_errors(golden, tmp_path):
-    sd = dict(golden["state_dict"])
-    sd.pop("mapping.w_avg")
-    sd["mapping.fc9.weight"] = torch.zeros(1)
-    torch.save({"init_kwargs": golden["init_kwargs"], "state_dict": sd}, tmp_path / "bad.pt")
-    with pytest.raises(PriorLoadError, match=r"missing \(1\): mapping.w_avg; unexpected \(1\): mapping.fc9.weight"):
-        load_prior(tmp_path / "bad.pt")
-    with pytest.raises(FileNotFoundError, match="nothing.pkl"):
-        load_prior(tmp_path / "nothing.pkl")
-
-
-def test_shapes_noise_modes_and_double_backward():
+def tiny_g(**kw) -> Generator:
     torch.manual_seed(0)
-    G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=32, img_channels=3,
-                  mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 256, "channel_max": 16})
-    z = torch.randn(2, 16)
+    cfg = dict(z_dim=16, w_dim=16, img_resolution=32, channel_base=256, channel_max=16, mapping_layers=2)
+    cfg.update(kw)
+    return Generator(GeneratorConfig(**cfg))
+
+
+def tiny_d(**kw) -> Discriminator:
+    torch.manual_seed(0)
+    cfg = dict(img_resolution=32, channel_base=256, channel_max=16)
+    cfg.update(kw)
+    return Discriminator(DiscriminatorConfig(**cfg))
+
+
+def test_defaults_are_config_f():
+    cfg = GeneratorConfig()
+    assert (cfg.z_dim, cfg.w_dim, cfg.img_resolution, cfg.channel_base, cfg.channel_max, cfg.mapping_layers,
+            cfg.mapping_lr_multiplier, cfg.w_avg_beta) == (512, 512, 1024, 32768, 512, 8, 0.01, 0.995)
+    dcfg = DiscriminatorConfig()
+    assert (dcfg.channel_base, dcfg.channel_max, dcfg.mbstd_group_size, dcfg.mbstd_num_channels) == (32768, 512, 4, 1)
+
+
+@pytest.mark.parametrize("res", [32, 64, 256, 1024])
+def test_n_latent_and_layout(res):
+    G = Generator(GeneratorConfig(z_dim=8, w_dim=8, img_resolution=res, channel_base=res * 2, channel_max=4,
+                                  mapping_layers=1))
+    assert G.n_latent == G.num_ws == 2 * (res.bit_length() - 1) - 2
+    assert G.synthesis.block_resolutions == [2**i for i in range(2, res.bit_length())]
+    assert hasattr(G.synthesis.b4, "const") and hasattr(G.synthesis, f"b{res}")
+
+
+def test_generator_mapping_truncation_and_w_avg_tracking():
+    G = tiny_g().eval()
+    z = torch.randn(4, 16)
     ws = G.mapping(z)
-    assert ws.shape == (2, 8, 16)
-    ws = ws.detach().requires_grad_(True)
-    img = G.synthesis(ws, noise_mode="random")
-    assert img.shape == (2, 3, 32, 32) and torch.isfinite(img).all()
-    (g,) = torch.autograd.grad(img.square().sum(), ws, create_graph=True)  # path-length style
-    g.square().sum().backward()
-    assert G.synthesis.b32.conv1.weight.grad is not None
-    mixed = G.mix_styles(ws.detach(), torch.zeros_like(ws), range(4, 8))
-    assert torch.equal(mixed[:, 4:], torch.zeros(2, 4, 16)) and torch.equal(mixed[:, :4], ws[:, :4].detach())
-    with pytest.raises(ValueError, match=r"expected ws of shape \(N, 8, 16\)"):
+    assert ws.shape == (4, 8, 16) and torch.equal(ws[:, 0], ws[:, 7])
+    G.mapping.w_avg.normal_()
+    t = G.mapping(z, truncation_psi=0.5)
+    torch.testing.assert_close(t, G.mapping.w_avg + 0.5 * (ws - G.mapping.w_avg))
+    tc = G.mapping(z, truncation_psi=0.5, truncation_cutoff=3)
+    torch.testing.assert_close(tc[:, :3], t[:, :3])
+    torch.testing.assert_close(tc[:, 3:], ws[:, 3:])
+    before = G.mapping.w_avg.clone()
+    G.mapping(z)  # eval: no update
+    assert torch.equal(G.mapping.w_avg, before)
+    G.train()
+    G.mapping(z, skip_w_avg_update=True)
+    assert torch.equal(G.mapping.w_avg, before)
+    G.mapping(z)  # training: w_avg <- lerp(mean w, w_avg, beta)
+    torch.testing.assert_close(G.mapping.w_avg, ws[:, 0].mean(0).lerp(before, 0.995))
+
+
+def test_generator_noise_modes_mixing_and_errors():
+    G = tiny_g().eval()
+    ws = G.mapping(torch.randn(2, 16))
+    with torch.no_grad():
+        const = G.synthesis(ws, noise_mode="const")
+        assert const.shape == (2, 3, 32, 32) and torch.isfinite(const).all()
+        assert torch.equal(const, G.synthesis(ws, noise_mode="const"))
+        for layer in (G.synthesis.b8.conv0, G.synthesis.b32.conv1):
+            layer.noise_strength.fill_(0.5)
+        assert not torch.equal(G.synthesis(ws, noise_mode="random"), G.synthesis(ws, noise_mode="random"))
+        assert not torch.equal(G.synthesis(ws, noise_mode="none"), G.synthesis(ws, noise_mode="const"))
+        torch.testing.assert_close(G.synthesis(ws, noise_mode="const", fused_modconv=False),
+                                   G.synthesis(ws, noise_mode="const", fused_modconv=True), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(G(torch.zeros(1, 16), noise_mode="none"),
+                                   G.synthesis(G.mapping(torch.zeros(1, 16)), noise_mode="none"))
+    other = torch.zeros_like(ws)
+    mixed = G.mix_styles(ws, other, range(4, 8))
+    assert torch.equal(mixed[:, 4:], other[:, 4:]) and torch.equal(mixed[:, :4], ws[:, :4])
+    G.train()
+    mixed = G.mixing_regularization(ws, prob=1.0, generator=torch.Generator().manual_seed(3))
+    kept = (mixed == ws).all(dim=2).all(dim=0)
+    cutoff = int(kept.float().argmin())
+    assert 1 <= cutoff < 8 and kept[:cutoff].all() and not kept[cutoff:].any()
+    assert G.mixing_regularization(ws, prob=0.0) is ws
+    with pytest.raises(ValueError, match=r"expected ws of shape \(N, 8, 16\), got \(1, 7, 16\)"):
         G.synthesis(torch.zeros(1, 7, 16))
-    with pytest.raises(ValueError, match="noise_mode"):
+    with pytest.raises(ValueError, match=r"noise_mode must be one of \['random', 'const', 'none'\], got 'fixed'"):
         G.synthesis(ws, noise_mode="fixed")
+    with pytest.raises(ValueError, match=r"expected z of shape \(N, 16\), got \(2, 5\)"):
+        G.mapping(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="power of two >= 4, got 48"):
+        tiny_g(img_resolution=48)
+    with pytest.raises(ValueError, match=r"expected images of shape \(N, 3, 32, 32\), got \(2, 3, 16, 16\)"):
+        tiny_d()(torch.zeros(2, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"batch \(6\) must be divisible by the group size \(4\)"):
+        tiny_d()(torch.zeros(6, 3, 32, 32))
 
 
-ROS = os.path.join(DATA, "rosinality_tiny.pt")
+def test_conditional_generator_and_discriminator():
+    G, D = tiny_g(c_dim=5), tiny_d(c_dim=5)
+    c = torch.nn.functional.one_hot(torch.tensor([1, 3]), 5).float()
+    img = G(torch.randn(2, 16), c, noise_mode="const")
+    assert img.shape == (2, 3, 32, 32) and D(img, c).shape == (2, 1)
+    with pytest.raises(ValueError, match=r"expected a label c of shape \(N, 5\), got None"):
+        G.mapping(torch.randn(2, 16))
 
 
-@pytest.fixture(scope="module")
-def ros():
-    with torch.serialization.safe_globals([TorchVersion]):
-        return torch.load(ROS, weights_only=True)
+def test_generator_and_discriminator_train_step_with_double_backward():
+    """A G and a D step with the regularizers that differentiate gradients: R1 (D) and path length (G)."""
+    G, D = tiny_g().train(), tiny_d().train()
+    z = torch.randn(4, 16)
+    ws = G.mapping(z)
+    fake = G.synthesis(ws)  # non-fused modconv in training
+    loss_g = torch.nn.functional.softplus(-D(fake)).mean()
+    loss_g.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in G.parameters())
+    # path length: d(img * y)/dws, then backward through that gradient
+    G.zero_grad()
+    ws = G.mapping(z).detach().requires_grad_(True)
+    img = G.synthesis(ws, noise_mode="const")
+    (pl_grad,) = torch.autograd.grad((img * torch.randn_like(img)).sum(), ws, create_graph=True)
+    pl_grad.square().sum(2).mean().backward()
+    assert G.synthesis.b32.conv1.weight.grad is not None and G.synthesis.b32.conv1.weight.grad.abs().sum() > 0
+    # R1: |dD(real)/dreal|^2, backward into D's weights
+    real = torch.randn(4, 3, 32, 32, requires_grad=True)
+    (r1_grad,) = torch.autograd.grad(D(real).sum(), real, create_graph=True)
+    r1_grad.square().sum([1, 2, 3]).mean().backward()
+    for name in ("b32.fromrgb.weight", "b32.conv1.weight", "b16.skip.weight", "b4.fc.weight"):
+        grad = dict(D.named_parameters())[name].grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
 
 
-def test_rosinality_reproduces_its_images(ros):
-    G = load_prior(ROS)
+def test_discriminator_layout_and_minibatch_std():
+    D = tiny_d()
+    assert D.block_resolutions == [32, 16, 8]
+    keys = set(D.state_dict())
+    assert {"b32.fromrgb.weight", "b32.conv0.weight", "b32.conv1.weight", "b32.skip.weight", "b4.conv.weight",
+            "b4.fc.weight", "b4.out.weight", "b32.conv1.resample_filter"} <= keys
+    assert "b32.skip.bias" not in keys and "b16.fromrgb.weight" not in keys
+    assert D.b4.conv.weight.shape[1] == 16 + 1  # the minibatch-stddev channel
+    x = torch.randn(8, 4, 2, 2)
+    y = D.b4.mbstd(x)  # groups of 4: sample i is with i + 2, i + 4, i + 6
+    expected = (x.reshape(4, 2, 4, 2, 2).var(0, unbiased=False) + 1e-8).sqrt().mean([1, 2, 3])
+    torch.testing.assert_close(y[:, 4, 0, 0], expected.repeat(4))
+
+
+def test_torch_export_generator_and_discriminator():
+    G, D = tiny_g().eval(), tiny_d().eval()
+
+    class Synthesis(torch.nn.Module):
+        def __init__(self, G):
+            super().__init__()
+            self.G = G
+
+        def forward(self, ws):
+            return self.G.synthesis(ws, noise_mode="const")
+
+    ws = G.mapping(torch.randn(2, 16)).detach()
+    for module, args in ((Synthesis(G), (ws,)), (D, (torch.randn(4, 3, 32, 32),))):
+        ep = torch.export.export(module, args)
+        with torch.no_grad():
+            torch.testing.assert_close(ep.module()(*args), module(*args), atol=1e-5, rtol=1e-5)
+
+
+def test_config_from_nvidia_init_kwargs():
+    cfg = GeneratorConfig.from_nvidia({"z_dim": 64, "c_dim": 0, "w_dim": 32, "img_resolution": 256,
+                                       "img_channels": 3, "mapping_kwargs": {"num_layers": 2},
+                                       "synthesis_kwargs": {"channel_base": 16384, "channel_max": 256,
+                                                            "num_fp16_res": 4, "conv_clamp": 256,
+                                                            "architecture": "skip"}})
+    assert (cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.channel_base, cfg.channel_max, cfg.conv_clamp) == (
+        64, 32, 2, 16384, 256, 256)
+    with pytest.raises(ValueError, match=r"unsupported synthesis_kwargs.architecture='resnet'"):
+        GeneratorConfig.from_nvidia({"z_dim": 1, "c_dim": 0, "w_dim": 1, "img_resolution": 8, "img_channels": 3,
+                                     "synthesis_kwargs": {"architecture": "resnet"}})
+    with pytest.raises(ValueError, match=r"unsupported mapping_kwargs.conv_clamp=256"):  # a synthesis argument
+        GeneratorConfig.from_nvidia({"z_dim": 1, "c_dim": 0, "w_dim": 1, "img_resolution": 8, "img_channels": 3,
+                                     "mapping_kwargs": {"conv_clamp": 256}})
+    with pytest.raises(ValueError, match="missing img_channels"):
+        GeneratorConfig.from_nvidia({"z_dim": 1, "c_dim": 0, "w_dim": 1, "img_resolution": 8})
+    with pytest.raises(ValueError, match=r"unknown GeneratorConfig fields \['n_mlp'\]"):
+        GeneratorConfig.from_dict({"n_mlp": 8})
+
+
+def test_conv_clamp_clamps():
+    G = tiny_g(conv_clamp=0.01).eval()
     with torch.no_grad():
-        torch.testing.assert_close(G.mapping(ros["z"]), ros["ws"], atol=1e-5, rtol=0)  # z path
-        torch.testing.assert_close(G.synthesis(ros["ws"], noise_mode="const"), ros["img"], atol=1e-5, rtol=0)
-        trunc = G.mapping(ros["z"], truncation_psi=0.7)  # latent_avg became w_avg
-        torch.testing.assert_close(G.synthesis(trunc, noise_mode="const"), ros["img_trunc0.7"], atol=1e-5, rtol=0)
+        G.synthesis.b32.torgb.bias.fill_(5.0)
+        img = G.synthesis(G.mapping(torch.randn(1, 16)), noise_mode="const")
+    # each ToRGB is clamped to +-0.01; the image is their upsampled sum over 4 resolutions
+    assert img.abs().max() <= 4 * 0.01 + 1e-6
 
 
-def test_psp_decoder_part_and_strictness(ros, tmp_path):
-    state = {f"decoder.{k}": v for k, v in ros["g_ema"].items()}
-    state["encoder.input_layer.0.weight"] = torch.zeros(2, 3, 3, 3)  # the encoder is not the prior's business
-    torch.save({"state_dict": state, "latent_avg": ros["latent_avg"]}, tmp_path / "psp.pt")
-    with torch.no_grad():
-        img = load_prior(tmp_path / "psp.pt").synthesis(ros["ws"], noise_mode="const")
-    torch.testing.assert_close(img, ros["img"], atol=1e-5, rtol=0)
-    bad = dict(ros["g_ema"])
-    bad["convs.0.conv.extra"] = torch.zeros(1)
-    torch.save({"g_ema": bad}, tmp_path / "bad.pt")
-    with pytest.raises(PriorLoadError, match="keys not used.*convs.0.conv.extra"):
-        load_prior(tmp_path / "bad.pt")
-    bad = dict(ros["g_ema"])
-    bad["convs.0.conv.blur.kernel"] = torch.ones(4, 4)
-    torch.save({"g_ema": bad}, tmp_path / "bad2.pt")
-    with pytest.raises(PriorLoadError, match="blur kernel"):
-        load_prior(tmp_path / "bad2.pt")
+@pytest.mark.gpu
+def test_cuda_matches_cpu_with_double_backward():
+    """The same nets on a CUDA device (compiled ops where available): outputs and R1 gradients as on the CPU."""
+    G, D = tiny_g().eval(), tiny_d().eval()
+    z, real = torch.randn(4, 16), torch.randn(4, 3, 32, 32)
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        results = []
+        for device in ("cpu", "cuda"):
+            G.to(device), D.to(device)
+            with torch.no_grad():
+                img = G(z.to(device), noise_mode="const")
+            x = real.to(device).requires_grad_(True)
+            (r1_grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+            r1_grad.square().sum().backward()
+            results.append([img, r1_grad, D.b32.conv0.weight.grad])
+            D.zero_grad()
+        for cpu, cuda in zip(*results):
+            torch.testing.assert_close(cuda.cpu(), cpu, atol=1e-4, rtol=1e-4)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
