@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-gpu bench clean
+.PHONY: venv demo test test-gpu bench build-ops clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test-gpu: venv
 
 bench: venv
 	$(PY) benchmarks/train_throughput.py
+
+# ahead-of-time build of the CUDA ops (csrc/); ARCH="8.0;9.0" for several GPU generations (default: this GPU, or 9.0)
+build-ops: venv
+	CUDA_HOME=$${CUDA_HOME:-/usr/local/cuda} $(PY) scripts/build_ops.py $(if $(ARCH),--arch "$(ARCH)")
 
 clean:
 	rm -rf runs demo_out wandb build .pytest_cache

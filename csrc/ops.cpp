@@ -1,0 +1,235 @@
+// The translate_ops operators: schemas, argument checks, and the CPU and CUDA entry points.
+//
+// The CUDA entry points launch the kernels of upfirdn2d.cu / bias_act.cu. The CPU entry points run the kernels' own
+// per-tile and per-element functions (upfirdn2d.h, bias_act.h) one thread after another, so the index arithmetic
+// of the kernels is checked on machines without a GPU; the product's CPU path is the reference PyTorch code.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <climits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bias_act.h"
+#include "upfirdn2d.h"
+
+namespace translate_ops {
+namespace {
+
+void check_dtype(const at::Tensor& x, const char* op) {
+  const auto t = x.scalar_type();
+  TORCH_CHECK(t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16, op,
+              ": expected x of dtype float32, float64, float16 or bfloat16, got ", t);
+}
+
+at::ScalarType acc_dtype(const at::Tensor& x) { return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
+
+// ---------------------------------------------------------------------------------------------------- upfirdn2d
+
+Upfirdn2dParams upfirdn2d_params(const at::Tensor& x, const at::Tensor& f, int64_t up_x, int64_t up_y,
+                                 int64_t down_x, int64_t down_y, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0,
+                                 int64_t pad_y1, bool flip, double gain) {
+  TORCH_CHECK(x.dim() == 4, "upfirdn2d: expected x of shape (N, C, H, W), got ", x.sizes());
+  check_dtype(x, "upfirdn2d");
+  TORCH_CHECK(f.dim() == 2 && f.numel() > 0, "upfirdn2d: expected a non-empty 2-D filter (fh, fw), got ", f.sizes());
+  TORCH_CHECK(up_x >= 1 && up_y >= 1 && down_x >= 1 && down_y >= 1, "upfirdn2d: up and down must be >= 1, got up=(",
+              up_x, ", ", up_y, "), down=(", down_x, ", ", down_y, ")");
+  // Every position the kernel computes (upsampled and padded) must fit in an int.
+  const int64_t up_w = x.size(3) * up_x + std::abs(pad_x0) + std::abs(pad_x1) + f.size(1);
+  const int64_t up_h = x.size(2) * up_y + std::abs(pad_y0) + std::abs(pad_y1) + f.size(0);
+  TORCH_CHECK(up_w * down_x < INT_MAX && up_h * down_y < INT_MAX, "upfirdn2d: input ", x.sizes(), " with up=(", up_x,
+              ", ", up_y, ") and padding (", pad_x0, ", ", pad_x1, ", ", pad_y0, ", ", pad_y1,
+              ") is too large for 32-bit positions");
+  // Filter positions over the upsampled, padded input, less one: out = span / down + 1 where span >= 0.
+  const int64_t span_w = x.size(3) * up_x + pad_x0 + pad_x1 - f.size(1);
+  const int64_t span_h = x.size(2) * up_y + pad_y0 + pad_y1 - f.size(0);
+  TORCH_CHECK(span_w >= 0 && span_h >= 0, "upfirdn2d: input ", x.sizes(), " with up=(", up_x, ", ", up_y,
+              "), padding (", pad_x0, ", ", pad_x1, ", ", pad_y0, ", ", pad_y1, ") and a ", f.size(0), "x",
+              f.size(1), " filter leaves no output");
+  const int64_t out_w = span_w / down_x + 1;
+  const int64_t out_h = span_h / down_y + 1;
+
+  Upfirdn2dParams p{};
+  p.planes = x.size(0) * x.size(1);
+  p.channels = x.size(1);
+  p.stride_n = x.stride(0);
+  p.stride_c = x.stride(1);
+  p.stride_h = x.stride(2);
+  p.stride_w = x.stride(3);
+  p.in_h = static_cast<int>(x.size(2));
+  p.in_w = static_cast<int>(x.size(3));
+  p.out_h = static_cast<int>(out_h);
+  p.out_w = static_cast<int>(out_w);
+  p.up_x = static_cast<int>(up_x);
+  p.up_y = static_cast<int>(up_y);
+  p.down_x = static_cast<int>(down_x);
+  p.down_y = static_cast<int>(down_y);
+  p.pad_x0 = static_cast<int>(pad_x0);
+  p.pad_y0 = static_cast<int>(pad_y0);
+  p.filt_h = static_cast<int>(f.size(0));
+  p.filt_w = static_cast<int>(f.size(1));
+  p.flip = flip;
+  p.gain = gain;
+  return p;
+}
+
+template <typename T, typename A>
+void upfirdn2d_cpu_kernel(const Upfirdn2dParams& p, const T* x, const A* f, T* y) {
+  const int taps = p.filt_w * p.filt_h;
+  std::vector<A> shared(static_cast<size_t>(taps) + static_cast<size_t>(p.span_w) * p.span_h);
+  A* s_filt = shared.data();
+  A* s_tile = s_filt + taps;
+  for (int tid = 0; tid < p.threads; ++tid) upfirdn2d_load_filter(p, f, s_filt, tid);
+  for (int tile = 0; tile < p.tiles_x * p.tiles_y; ++tile) {
+    const TileOrigin o = upfirdn2d_tile_origin(p, tile);
+    for (int64_t plane = 0; plane < p.planes; ++plane) {
+      for (int tid = 0; tid < p.threads; ++tid) upfirdn2d_load_tile(p, x, s_tile, plane, o, tid);
+      for (int tid = 0; tid < p.threads; ++tid) upfirdn2d_compute_tile(p, y, s_tile, s_filt, plane, o, tid);
+    }
+  }
+}
+
+template <bool kCuda>
+at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f, int64_t up_x, int64_t up_y, int64_t down_x,
+                     int64_t down_y, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0, int64_t pad_y1, bool flip,
+                     double gain) {
+  Upfirdn2dParams p =
+      upfirdn2d_params(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip, gain);
+  std::optional<c10::cuda::CUDAGuard> guard;
+  if (kCuda) guard.emplace(x.device());
+  const at::Tensor taps = f.to(x.device(), acc_dtype(x)).contiguous();
+  at::Tensor y = at::empty({x.size(0), x.size(1), p.out_h, p.out_w}, x.options());
+  if (y.numel() == 0) return y;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upfirdn2d", [&] {
+    using A = typename AccType<scalar_t>::type;
+    TORCH_CHECK(upfirdn2d_plan<A>(p), "upfirdn2d: a ", p.filt_h, "x", p.filt_w, " filter does not fit in ",
+                kMaxSharedBytes, " bytes of shared memory; use impl='ref'");
+    if constexpr (kCuda) {
+      C10_CUDA_CHECK(upfirdn2d_cuda_launch<scalar_t>(p, x.const_data_ptr<scalar_t>(), taps.const_data_ptr<A>(),
+                                                     y.mutable_data_ptr<scalar_t>(),
+                                                     c10::cuda::getCurrentCUDAStream(x.device().index()).stream()));
+    } else {
+      upfirdn2d_cpu_kernel<scalar_t, A>(p, x.const_data_ptr<scalar_t>(), taps.const_data_ptr<A>(),
+                                        y.mutable_data_ptr<scalar_t>());
+    }
+  });
+  return y;
+}
+
+// ----------------------------------------------------------------------------------------------------- bias_act
+
+int act_index(c10::string_view act) {
+  // In the order of bias_act.h's Act.
+  static const char* const kNames[] = {"linear", "relu",     "lrelu",   "tanh", "sigmoid",
+                                       "elu",    "selu",     "softplus", "swish"};
+  for (int i = 0; i < static_cast<int>(sizeof(kNames) / sizeof(kNames[0])); ++i) {
+    if (act == kNames[i]) return i;
+  }
+  TORCH_CHECK(false, "bias_act: act must be one of linear, relu, lrelu, tanh, sigmoid, elu, selu, softplus, swish; ",
+              "got '", std::string(act), "'");
+  return -1;  // not reached
+}
+
+template <bool kCuda>
+at::Tensor bias_act_run(const char* op, const at::Tensor& x, const std::optional<at::Tensor>& b, const at::Tensor* dy,
+                        int64_t dim, c10::string_view act, double alpha, double gain, double clamp, int64_t order) {
+  check_dtype(x, op);
+  TORCH_CHECK(order >= 0 && order <= kMaxGradOrder, op, ": derivatives of order 1 to ", kMaxGradOrder,
+              " are implemented, got order ", order);
+  BiasActParams p{};
+  p.act = act_index(act);
+  p.order = static_cast<int>(order);
+  p.alpha = alpha;
+  p.gain = gain;
+  p.clamp = clamp;
+  p.numel = x.numel();
+  p.inner = 1;
+  p.channels = 1;
+  const bool has_bias = b.has_value() && b->defined();
+  if (has_bias) {
+    TORCH_CHECK(dim >= 0 && dim < x.dim(), op, ": dim must be in [0, ", x.dim(), ") for x of shape ", x.sizes(),
+                ", got ", dim);
+    TORCH_CHECK(b->dim() == 1 && b->size(0) == x.size(dim), op, ": expected b of shape (", x.size(dim),
+                ",) for x ", x.sizes(), " and dim=", dim, ", got ", b->sizes());
+    TORCH_CHECK(b->scalar_type() == x.scalar_type() && b->device() == x.device(), op,
+                ": b must have x's dtype and device (", x.scalar_type(), ", ", x.device(), "), got ",
+                b->scalar_type(), ", ", b->device());
+    for (int64_t d = dim + 1; d < x.dim(); ++d) p.inner *= x.size(d);
+    p.channels = x.size(dim);
+  }
+  if (dy != nullptr) {
+    TORCH_CHECK(dy->sizes() == x.sizes() && dy->scalar_type() == x.scalar_type() && dy->device() == x.device(), op,
+                ": expected dy like x (", x.sizes(), ", ", x.scalar_type(), ", ", x.device(), "), got (", dy->sizes(),
+                ", ", dy->scalar_type(), ", ", dy->device(), ")");
+  }
+  std::optional<c10::cuda::CUDAGuard> guard;
+  if (kCuda) guard.emplace(x.device());
+  const at::Tensor xc = x.contiguous();
+  const at::Tensor bc = has_bias ? b->contiguous() : at::Tensor();
+  const at::Tensor dyc = dy != nullptr ? dy->contiguous() : at::Tensor();
+  at::Tensor out = at::empty(x.sizes(), x.options());
+  if (out.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bias_act", [&] {
+    const scalar_t* xp = xc.const_data_ptr<scalar_t>();
+    const scalar_t* bp = has_bias ? bc.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* dyp = dy != nullptr ? dyc.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* outp = out.mutable_data_ptr<scalar_t>();
+    if constexpr (kCuda) {
+      C10_CUDA_CHECK(bias_act_cuda_launch<scalar_t>(p, xp, bp, dyp, outp,
+                                                    c10::cuda::getCurrentCUDAStream(x.device().index()).stream()));
+    } else {
+      if (p.numel <= INT32_MAX) {  // the index types of the CUDA kernel
+        for (uint32_t i = 0; i < static_cast<uint32_t>(p.numel); ++i) bias_act_element(p, xp, bp, dyp, outp, i);
+      } else {
+        for (int64_t i = 0; i < p.numel; ++i) bias_act_element(p, xp, bp, dyp, outp, i);
+      }
+    }
+  });
+  return out;
+}
+
+template <bool kCuda>
+at::Tensor bias_act(const at::Tensor& x, const std::optional<at::Tensor>& b, int64_t dim, c10::string_view act,
+                    double alpha, double gain, double clamp) {
+  return bias_act_run<kCuda>("bias_act", x, b, nullptr, dim, act, alpha, gain, clamp, 0);
+}
+
+template <bool kCuda>
+at::Tensor bias_act_grad(const at::Tensor& dy, const at::Tensor& x, const std::optional<at::Tensor>& b, int64_t dim,
+                         c10::string_view act, double alpha, double gain, double clamp, int64_t order) {
+  TORCH_CHECK(order >= 1, "bias_act_grad: expected a derivative order >= 1, got ", order);
+  return bias_act_run<kCuda>("bias_act_grad", x, b, &dy, dim, act, alpha, gain, clamp, order);
+}
+
+}  // namespace
+}  // namespace translate_ops
+
+TORCH_LIBRARY(translate_ops, m) {
+  // The fake (meta) implementations and autograd formulas are registered from Python, in this module:
+  m.set_python_module("priors.ops._backend");
+  m.def(
+      "upfirdn2d(Tensor x, Tensor f, int up_x, int up_y, int down_x, int down_y, int pad_x0, int pad_x1, "
+      "int pad_y0, int pad_y1, bool flip_filter, float gain) -> Tensor");
+  m.def("bias_act(Tensor x, Tensor? b, int dim, str act, float alpha, float gain, float clamp) -> Tensor");
+  m.def(
+      "bias_act_grad(Tensor dy, Tensor x, Tensor? b, int dim, str act, float alpha, float gain, float clamp, "
+      "int order) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(translate_ops, CPU, m) {
+  m.impl("upfirdn2d", &translate_ops::upfirdn2d<false>);
+  m.impl("bias_act", &translate_ops::bias_act<false>);
+  m.impl("bias_act_grad", &translate_ops::bias_act_grad<false>);
+}
+
+TORCH_LIBRARY_IMPL(translate_ops, CUDA, m) {
+  m.impl("upfirdn2d", &translate_ops::upfirdn2d<true>);
+  m.impl("bias_act", &translate_ops::bias_act<true>);
+  m.impl("bias_act_grad", &translate_ops::bias_act_grad<true>);
+}
