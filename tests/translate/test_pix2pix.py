@@ -50,8 +50,16 @@ def test_one_step_matches_reference():
     for name, sd in (("net_g", g["state_dict_G_after"]), ("net_d", g["state_dict_D_after"])):
         ours = getattr(module, name).state_dict()
         assert set(ours) == set(sd)
+        off = total = 0
         for k, v in sd.items():
-            torch.testing.assert_close(ours[k].float(), v.float(), atol=1e-5, rtol=0, msg=f"{name}.{k}")
+            diff = (ours[k].float() - v.float()).abs()
+            # Adam's first step moves every weight by about lr * sign(grad): where a gradient is as small as Adam's
+            # eps, the last-bit differences between CPUs' conv kernels flip the step. Such weights may differ by up
+            # to 2 lr; any real difference moves far more of them.
+            assert diff.max().item() <= 2 * c["lr"] + 1e-6, f"{name}.{k}"
+            off += int((diff > 1e-5).sum())
+            total += diff.numel()
+        assert off <= total * 1e-5, f"{name}: {off} of {total} weights differ from the reference by more than 1e-5"
 
 
 @pytest.mark.parametrize("gan_mode", GAN_MODES)
