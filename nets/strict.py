@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 
-def strict_load(net: nn.Module, sd: Mapping[str, torch.Tensor], source: str,
-                error: Type[Exception] = ValueError) -> nn.Module:
+def check_fits(net: nn.Module, sd: Mapping[str, torch.Tensor], source: str,
+               error: Type[Exception] = ValueError) -> None:
+    """strict_load's checks without loading: `net` may live on the meta device (shapes only)."""
     own = net.state_dict()
     missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
     shapes = sorted(f"{k}: expected {tuple(own[k].shape)}, got {tuple(sd[k].shape)}"
@@ -17,5 +18,11 @@ def strict_load(net: nn.Module, sd: Mapping[str, torch.Tensor], source: str,
         parts = [f"{name} ({len(v)}): {', '.join(v[:8])}{' ...' if len(v) > 8 else ''}"
                  for name, v in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)) if v]
         raise error(f"{source} does not fit {type(net).__name__}: " + "; ".join(parts))
+
+
+def strict_load(net: nn.Module, sd: Mapping[str, torch.Tensor], source: str,
+                error: Type[Exception] = ValueError) -> nn.Module:
+    check_fits(net, sd, source, error)
+    own = net.state_dict()
     net.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
     return net
