@@ -10,7 +10,7 @@ from PIL import Image, ImageFilter
 
 from datamodules.config import DegradationConfig
 
-MIN_FACTOR, MAX_FACTOR = 2, 32  # downsample factors allowed
+MIN_FACTOR, MAX_FACTOR = 1, 32  # downsample factors allowed (1: the image itself, as in pSp's 1,2,4,8,16,32)
 
 
 def _pil(img: np.ndarray) -> Image.Image:
@@ -74,6 +74,17 @@ def sketch(img: np.ndarray, rng: np.random.Generator, cfg: DegradationConfig) ->
     return np.repeat(out, img.shape[2], axis=2)
 
 
+def none(img: np.ndarray, rng: np.random.Generator, cfg: DegradationConfig) -> np.ndarray:
+    """Inversion / encoding: the source is the target itself."""
+    return img.copy()
+
+
+def flip(img: np.ndarray, rng: np.random.Generator, cfg: DegradationConfig) -> np.ndarray:
+    """pSp's frontalization trick: the source is the target mirrored with probability 0.5. With `data.flip` (which
+    mirrors both) the two are mirrored independently at random."""
+    return img[:, ::-1].copy() if rng.random() < 0.5 else img.copy()
+
+
 DEGRADATIONS: Dict[str, Callable[[np.ndarray, np.random.Generator, DegradationConfig], np.ndarray]] = {
     "downsample": downsample,
     "sketch": sketch,
@@ -81,6 +92,8 @@ DEGRADATIONS: Dict[str, Callable[[np.ndarray, np.random.Generator, DegradationCo
     "blur": blur,
     "jpeg": jpeg,
     "noise": noise,
+    "none": none,
+    "flip": flip,
 }
 
 

@@ -82,6 +82,27 @@ def read_image(path: str | Path, channels: int) -> np.ndarray:
         raise BadImageError(path, f"unreadable image ({type(e).__name__}: {e})") from e
 
 
+def read_label_map(path: str | Path, label_nc: int) -> np.ndarray:
+    """A segmentation label map (one class index per pixel: a gray "L" or palette "P" PNG, as CelebAMask-HQ's)
+    as (H, W, 1) uint8 indices, read without any colour conversion. An index >= label_nc is an error naming the
+    file (the usual sign of an RGB-coloured map or a wrong data.label_nc)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode not in ("L", "P", "I", "I;16"):
+                raise BadImageError(path, f"expected a label map of class indices (a gray or palette PNG), got a "
+                                          f"'{img.mode}' image")
+            arr = np.array(img)
+    except (FileNotFoundError, BadImageError):
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise BadImageError(path, f"unreadable label map ({type(e).__name__}: {e})") from e
+    top = int(arr.max()) if arr.size else 0
+    if top >= label_nc:
+        raise DataError(f"{path}: class index {top} in a label map, but data.label_nc is {label_nc}")
+    return arr.astype(np.uint8)[:, :, None]
+
+
 def write_image(path: str | Path, image: np.ndarray) -> Path:
     """Write an (H, W), (H, W, 1) or (H, W, 3) image to `path` (format from the suffix), creating folders.
     uint8 is written as is; any other dtype is taken as floats in [0, 1] and scaled (values outside are clipped)."""

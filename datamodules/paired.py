@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from datamodules.config import DataConfig
 from datamodules.degrade import DEGRADATIONS, check_degradation
-from datamodules.io import BadImageError, DataError, list_images, read_image, to_channels
+from datamodules.io import BadImageError, DataError, list_images, read_image, read_label_map, to_channels
 from datamodules.transforms import PairTransform
 
 SPLITS = ("train", "val", "test")
@@ -154,7 +154,11 @@ class PairedFolderDataset(PairDataset):
 
     def load(self, index: int):
         a_path, b_path = self.pairs[index]
-        a, b = read_image(a_path, self.cfg.input_nc), read_image(b_path, self.cfg.output_nc)
+        if self.cfg.label_nc > 0:
+            a = read_label_map(a_path, self.cfg.label_nc)
+        else:
+            a = read_image(a_path, self.cfg.input_nc)
+        b = read_image(b_path, self.cfg.output_nc)
         if a.shape[:2] != b.shape[:2]:
             raise DataError(f"{a_path} is {a.shape[1]}x{a.shape[0]} but its partner {b_path} is "
                             f"{b.shape[1]}x{b.shape[0]}; the two images of a pair must have the same size")

@@ -58,6 +58,14 @@ class Rescale(A.DualTransform):
     def apply(self, img: np.ndarray, **params) -> np.ndarray:
         return resize_bicubic(as_hwc(img), *self.size(*img.shape[:2]))
 
+    def apply_to_mask(self, mask: np.ndarray, **params) -> np.ndarray:
+        """Label maps: nearest neighbour, never an interpolation that invents class indices."""
+        mask = as_hwc(mask)
+        h, w = self.size(*mask.shape[:2])
+        if mask.shape[:2] == (h, w):
+            return mask
+        return as_hwc(np.array(Image.fromarray(mask[:, :, 0]).resize((w, h), Image.NEAREST)))
+
 
 class ResizeTo(Rescale):
     """A fixed (height, width): the reference's `resize`."""
@@ -111,7 +119,7 @@ def geometry(cfg: DataConfig, train: bool) -> A.Compose:
     steps.append(RoundToMultiple(cfg.size_multiple))
     if train and cfg.flip:
         steps.append(A.HorizontalFlip(p=0.5))
-    return A.Compose(steps, additional_targets={"target": "image"})
+    return A.Compose(steps, additional_targets={"target": "image", "labels": "mask"})
 
 
 def source_colour(cfg: DataConfig, channels: int) -> Optional[A.BasicTransform]:
@@ -122,6 +130,12 @@ def source_colour(cfg: DataConfig, channels: int) -> Optional[A.BasicTransform]:
     if channels == 3:
         return A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=0.0, p=1.0)
     return A.RandomBrightnessContrast(brightness_limit=j, contrast_limit=j, p=1.0)
+
+
+def one_hot(labels: np.ndarray, label_nc: int) -> torch.Tensor:
+    """(H, W, 1) class indices -> float32 (label_nc, H, W) of 0 and 1 (pSp's ToOneHot: not rescaled to [-1, 1])."""
+    idx = torch.from_numpy(np.ascontiguousarray(labels[:, :, 0]).astype(np.int64))
+    return torch.nn.functional.one_hot(idx, label_nc).permute(2, 0, 1).float()
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -166,6 +180,9 @@ class PairTransform:
         if a is None:
             b = as_hwc(self.geometry(image=b)["image"])
             a = make_source(b)
+        elif self.cfg.label_nc > 0:  # a label map: geometry as a mask (nearest), then one-hot
+            out = self.geometry(image=b, labels=a)
+            return one_hot(as_hwc(out["labels"]), self.cfg.label_nc), to_tensor(as_hwc(out["image"]))
         else:
             out = self.geometry(image=a, target=b)
             a, b = as_hwc(out["image"]), as_hwc(out["target"])

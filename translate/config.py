@@ -25,13 +25,14 @@ class TrainerConfig:
 
     max_epochs: int = 200  # reference pix2pix: 100 epochs + 100 epochs of linear decay
     max_steps: int = -1  # optimizer steps (a GAN step counts one per optimizer); -1 = no limit
+    max_time: Optional[str] = None  # wall-clock budget "DD:HH:MM:SS"; training stops (and checkpoints) when spent
     accelerator: str = "auto"  # auto | cpu | gpu | ...
     devices: Any = "auto"  # number of devices, a list of ids, or "auto"
     num_nodes: int = 1  # machines for multi-node DDP
     strategy: str = "auto"  # auto | ddp | ddp_spawn | fsdp ... (GAN-specific DDP settings are preset)
     precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
     log_every_n_steps: int = 50  # how often scalars are written
-    check_val_every_n_epoch: int = 1  # validation frequency (epochs)
+    check_val_every_n_epoch: Optional[int] = 1  # validation frequency (epochs); null: val_check_interval counts steps across epochs
     val_check_interval: Optional[float] = None  # or validate every N batches / fraction of an epoch
     limit_train_batches: Optional[float] = None  # use only this many (or this fraction of) batches per epoch
     limit_val_batches: Optional[float] = None
@@ -110,16 +111,7 @@ def _explain(err: OmegaConfBaseException, source: str, prefix: str = "") -> Conf
 def _load_sources(files: Sequence[str | Path], overrides: Sequence[str]) -> List[Tuple[str, DictConfig]]:
     sources: List[Tuple[str, DictConfig]] = []
     for f in files:
-        path = Path(f)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            node = OmegaConf.load(path)
-        except Exception as e:  # yaml syntax errors come in several exception types
-            raise ConfigError(f"{path}: not a valid YAML file: {e}") from e
-        if not isinstance(node, DictConfig):
-            raise ConfigError(f"{path}: expected a mapping at the top level, got a list")
-        sources.append((str(path), node))
+        sources.extend(_load_file(Path(f), ()))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"command line: override '{item}' is not of the form key=value")
@@ -127,6 +119,34 @@ def _load_sources(files: Sequence[str | Path], overrides: Sequence[str]) -> List
         sources.append(("command line", OmegaConf.from_dotlist(list(overrides))))
     except OmegaConfBaseException as e:
         raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {e}") from e
+    return sources
+
+
+INCLUDE_KEY = "include"  # a config file may name files (relative to itself) merged before it
+
+
+def _load_file(path: Path, chain: Tuple[Path, ...]) -> List[Tuple[str, DictConfig]]:
+    """A YAML file as merge sources: the files it includes (recursively, first), then itself."""
+    if not path.is_file():
+        where = f" (included by {chain[-1]})" if chain else ""
+        raise ConfigError(f"config file not found: {path}{where}")
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: includes itself (through {' -> '.join(str(p) for p in chain)})")
+    try:
+        node = OmegaConf.load(path)
+    except Exception as e:  # yaml syntax errors come in several exception types
+        raise ConfigError(f"{path}: not a valid YAML file: {e}") from e
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got a list")
+    sources: List[Tuple[str, DictConfig]] = []
+    if INCLUDE_KEY in node:
+        included = node.pop(INCLUDE_KEY)
+        included = [included] if isinstance(included, str) else included
+        if not all(isinstance(i, str) for i in (included or [])):
+            raise ConfigError(f"{path}: key '{INCLUDE_KEY}': expected a file name or a list of them")
+        for name in included or []:
+            sources.extend(_load_file(path.parent / name, chain + (path.resolve(),)))
+    sources.append((str(path), node))
     return sources
 
 

@@ -42,3 +42,37 @@ def import_junyanz(
     example = torch.rand(1, spec["input_nc"], side, side) * 2 - 1
     return export_bundle(inference_copy(net, norm_stats=stats, dropout=False), out, meta, example,
                          size_multiple=mult, overwrite=overwrite)
+
+
+def import_psp(weights: str | Path, out: str | Path, *, overwrite: bool = False, atol: float = 1e-3) -> Path:
+    """A published pSp checkpoint (`psp_ffhq_encode.pt`, ...) -> bundle (encoder + decoder, ONNX through the
+    reference ops, torch.export program, weights; the eager backend rebuilds it for style-mixed variants)."""
+    from nets.psp import PSPNet
+    from translate.export import export_bundle
+    from translate.psp_checkpoint import load_psp_checkpoint
+
+    ckpt = load_psp_checkpoint(weights)
+    encoder = ckpt.build_encoder()
+    latent_avg = ckpt.latent_avg if ckpt.latent_avg is not None else ckpt.decoder.mapping.w_avg
+    net = PSPNet(encoder, ckpt.decoder, latent_avg, bool(ckpt.opts.get("start_from_latent_avg", True)),
+                 resize=None, noise_mode="const").eval().requires_grad_(False)
+    size = int(encoder.input_size)
+    n = net.n_styles
+    meta = {
+        "method": "psp",
+        "source": {"from": "psp", "weights": str(weights), "backfilled_opts": ckpt.backfilled},
+        "input_nc": int(encoder.input_nc),
+        "output_nc": 3,
+        "value_range": [-1.0, 1.0],
+        "size_multiple": size,
+        "input_size": size,
+        "direction": "AtoB",
+        "generator": None,
+        "psp": net.spec(),
+        "label_nc": int(ckpt.opts.get("label_nc") or 0),
+        "latent_mask": list(range(8, n)) if n > 8 else [],  # the paper's multi-modal default: fine layers 8+
+        "mix_alpha": None,
+    }
+    example = torch.rand(1, meta["input_nc"], size, size) * 2 - 1
+    return export_bundle(net, out, meta, example, dynamic_spatial=False, size_multiple=size, atol=atol,
+                         overwrite=overwrite)

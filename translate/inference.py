@@ -76,6 +76,8 @@ def _eager(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
 
     from nets import build_generator, inference_copy
 
+    if meta.get("method") == "psp" and isinstance(meta.get("psp"), dict):
+        return _eager_psp(folder, meta, device)
     spec = meta.get("generator")
     if not isinstance(spec, dict):
         raise BundleError(f"{folder}: translator.json has no 'generator' spec to rebuild the net from; "
@@ -92,6 +94,28 @@ def _eager(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
         with torch.inference_mode():
             return net(x.to(device)).to(x.device)
 
+    return run
+
+
+def _eager_psp(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
+    """A pSp bundle's encoder + decoder rebuilt from its spec; the runner also exposes the net (`run.net`) for
+    style-mixed variants."""
+    from safetensors.torch import load_file
+
+    from nets.psp import build_psp_net
+
+    net = build_psp_net(meta["psp"]).eval().requires_grad_(False)
+    try:
+        net.load_state_dict(load_file(str(_need(folder, meta, "weights"))), strict=True)
+    except RuntimeError as e:
+        raise BundleError(f"{folder}: weights.safetensors does not fit the pSp net of translator.json: {e}") from e
+    net = net.to(device)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return net(x.to(device)).to(x.device)
+
+    run.net = net  # type: ignore[attr-defined]
     return run
 
 
@@ -141,7 +165,8 @@ def load_translator(path: str | Path, backend: str = "auto", device: str | torch
     device = torch.device(device)
     folder, meta = read_meta(path)
     if backend == "auto":
-        backend = "eager" if isinstance(meta.get("generator"), dict) else "onnx"
+        rebuildable = isinstance(meta.get("generator"), dict) or isinstance(meta.get("psp"), dict)
+        backend = "eager" if rebuildable else "onnx"
     return Translator(meta, LOADERS[backend](folder, meta, device), backend)
 
 
@@ -182,6 +207,28 @@ class Translator:
         if backend == "eager":  # the eager net takes any batch and size of the multiple
             fixed = {d: None for d in fixed}
         self._fixed = fixed
+        # nets that take one input size only (pSp: the encoder's heads): inputs are resized to it, not padded
+        self.input_size = int(meta["input_size"]) if meta.get("input_size") else None
+        if self.input_size is not None:
+            self._fixed["height"] = self._fixed["width"] = self.input_size
+
+    def variants(self, x: torch.Tensor, n: int, latent_mask: Optional[Sequence[int]] = None,
+                 alpha: Optional[float] = None, seed: int = 0) -> torch.Tensor:
+        """pSp bundles, eager backend: n style-mixed outputs per input, (n, N, 3, H, W). latent_mask and alpha
+        default to the bundle's (the model config's `latent_mask`, `mix_alpha`)."""
+        net = getattr(self._run, "net", None)
+        if self.meta.get("method") != "psp" or net is None:
+            raise ValueError("style-mixed variants need a pSp bundle loaded with backend 'eager'")
+        mask = list(latent_mask if latent_mask is not None else self.meta.get("latent_mask") or [])
+        if not mask:
+            raise ValueError("variants: no latent_mask given and the bundle has none (e.g. layers 8..17 at 1024 px)")
+        x = x.float()
+        if self.input_size is not None and x.shape[-1] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
+                              antialias=True)
+        alpha = alpha if alpha is not None else self.meta.get("mix_alpha")
+        device = next(net.parameters()).device
+        return net.variants(x.to(device), n, mask, alpha, seed).to(x.device)
 
     def __repr__(self) -> str:
         return (f"Translator({self.meta.get('method')}, {self.input_nc} -> {self.output_nc} channels, "
@@ -201,7 +248,12 @@ class Translator:
         n, _, h, w = x.shape
         if n == 0:
             raise ValueError(f"expected a batch (N, {self.input_nc}, H, W) with N >= 1, got {tuple(x.shape)}")
-        x = self._pad(x.float())
+        x = x.float()
+        if self.input_size is not None and (h, w) != (self.input_size, self.input_size):
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
+                              antialias=True)
+            h = w = self.input_size
+        x = self._pad(x)
         ph, pw = x.shape[-2:]
         chunk = self._fixed["batch"] or n
         outs = []

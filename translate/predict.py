@@ -6,7 +6,7 @@ import sys
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from PIL import Image
@@ -15,9 +15,13 @@ from datamodules.io import IMG_EXTENSIONS, BadImageError, list_images, read_imag
 
 
 def predict_paths(translator, input: str | Path, output: str | Path, batch_size: int = 8,
-                  progress: bool = True) -> List[Path]:
+                  progress: bool = True, variants: int = 0, latent_mask: Optional[Sequence[int]] = None,
+                  mix_alpha: Optional[float] = None, seed: int = 0) -> List[Path]:
     """Translate `input` (an image file, or a folder whose images are translated) into the folder `output`;
     return the files written, in input order.
+
+    variants: also write that many style-mixed outputs per input as `<stem>_mix<k><suffix>` (pSp bundles, eager
+    backend): the codes at `latent_mask` come from random W codes (seed + k), blended by `mix_alpha` if given.
 
     Outputs keep their file names (and so their format). Writing into an input folder (or any folder inside it)
     and overwriting an input file are refused. Unreadable inputs are reported (a warning each, and a count on
@@ -37,6 +41,9 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
         raise ValueError(f"image files are read as 1 or 3 channels; this translator takes {translator.input_nc}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+    if variants < 0:
+        raise ValueError(f"variants: expected a count >= 0, got {variants}")
+    mix = (variants, latent_mask, mix_alpha, seed) if variants else None
 
     skipped: List[Path] = []
     groups = _group_by_size(files, skipped)
@@ -49,8 +56,10 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
         for paths in groups.values():
             for i in range(0, len(paths), batch_size):
                 chunk = paths[i:i + batch_size]
-                for f, y in _translate(translator, chunk, skipped):
+                for f, y, extra in _translate(translator, chunk, skipped, mix):
                     written[f] = write_image(out / f.name, translator.to_uint8(y))
+                    for k, v in enumerate(extra):
+                        write_image(out / f"{f.stem}_mix{k}{f.suffix}", translator.to_uint8(v))
                 if bar is not None:
                     bar.advance(task, len(chunk))
     if skipped:
@@ -96,8 +105,9 @@ def _group_by_size(files: List[Path], skipped: List[Path]) -> Dict[Tuple[int, in
     return groups
 
 
-def _translate(translator, paths: List[Path], skipped: List[Path]):
-    """Decode `paths` (skipping what fails), translate them in batches of equal size; yield (path, output)."""
+def _translate(translator, paths: List[Path], skipped: List[Path], mix=None):
+    """Decode `paths` (skipping what fails), translate them in batches of equal size; yield (path, output,
+    style-mixed outputs (n, C, H, W) or ())."""
     batches: Dict[Tuple[int, ...], List[Tuple[Path, torch.Tensor]]] = defaultdict(list)
     for f in paths:
         try:
@@ -107,8 +117,14 @@ def _translate(translator, paths: List[Path], skipped: List[Path]):
             continue
         batches[tuple(x.shape)].append((f, x))
     for items in batches.values():
-        y = translator.translate_batch(torch.stack([x for _, x in items]))
-        yield from zip([f for f, _ in items], y)
+        x = torch.stack([x for _, x in items])
+        y = translator.translate_batch(x)
+        if mix is None:
+            yield from ((f, yi, ()) for (f, _), yi in zip(items, y))
+        else:
+            n, mask, alpha, seed = mix
+            v = translator.variants(x, n, mask, alpha, seed)  # (n, N, C, H, W)
+            yield from ((f, yi, v[:, i]) for i, ((f, _), yi) in enumerate(zip(items, y)))
 
 
 @contextlib.contextmanager

@@ -19,7 +19,11 @@ def test_every_degradation_runs_and_changes_the_image(name, channels):
     cfg = DegradationConfig(name=name, factors=[4])
     out = DEGRADATIONS[name](img.copy(), np.random.default_rng(0), cfg)
     assert out.shape == img.shape and out.dtype == np.uint8
-    if name != "grayscale" or channels == 3:  # the luma of a gray image is itself
+    if name == "none":  # inversion: the source is the target
+        assert np.array_equal(out, img)
+    elif name == "flip":  # frontalization: the target, mirrored or not
+        assert np.array_equal(out, img) or np.array_equal(out, img[:, ::-1])
+    elif name != "grayscale" or channels == 3:  # the luma of a gray image is itself
         assert np.abs(out.astype(int) - img.astype(int)).mean() > 1.0
     again = DEGRADATIONS[name](img.copy(), np.random.default_rng(0), cfg)
     assert np.array_equal(out, again)  # a function of the image and the generator only
@@ -47,7 +51,7 @@ def test_downsample_factor_drawn_per_sample():
 
 @pytest.mark.parametrize("kw, match", [
     (dict(name="pixelate"), r"data.degradation.name: expected one of \['downsample'.*got 'pixelate'"),
-    (dict(name="downsample", factors=[64]), r"data.degradation.factors: .*2..32.*\[64\]"),
+    (dict(name="downsample", factors=[64]), r"data.degradation.factors: .*1..32.*\[64\]"),
     (dict(name="downsample", factors=[]), "data.degradation.factors"),
     (dict(name="blur", blur_sigma=[3.0, 1.0]), "data.degradation.blur_sigma"),
     (dict(name="jpeg", jpeg_quality=[0, 50]), "data.degradation.jpeg_quality"),
@@ -75,3 +79,10 @@ def test_single_folder_pairs(tmp_path, name, input_nc):
     assert (src - item["B"]).abs().mean() > 0.01
     if name in ("downsample", "jpeg"):  # training: a fresh draw of the degradation per sample
         assert len({train[0]["A"].sum().item() for _ in range(6)}) > 1
+
+
+def test_flip_mirrors_the_source_half_of_the_time():
+    rng = np.random.default_rng(0)
+    mirrored = [np.array_equal(DEGRADATIONS["flip"](PHOTO, rng, DegradationConfig()), PHOTO[:, ::-1])
+                for _ in range(400)]
+    assert 160 < sum(mirrored) < 240

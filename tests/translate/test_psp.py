@@ -1,0 +1,189 @@
+"""pSp: a few-step fit through the runner on toy faces, export + parity + predict with style-mixed variants, a
+published-layout checkpoint imported into a bundle, the frozen prior, the losses, and clear errors."""
+import os
+import sys
+
+import pytest
+import torch
+
+from nets.psp import PSPNet
+from priors.loaders import save_prior
+from priors.stylegan2 import Generator, GeneratorConfig
+from translate import cli, runner
+from translate.config import load_config
+from translate.optim import Ranger
+from translate.psp import PSP, face_crop
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_psp_checkpoint import make_checkpoint, ros, save_as_if_from_gpu  # noqa: E402,F401
+
+TINY = ["model.channels=[4,8,8,16]", "model.input_size=32", "model.loss_size=32"]
+RANDOM_LOSSES = ["model.lpips_weights=random", "model.id_weights=random"]
+
+
+@pytest.fixture(scope="module")
+def prior(tmp_path_factory):
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig(z_dim=16, w_dim=16, img_resolution=32, channel_base=256, channel_max=16,
+                                  mapping_layers=2))
+    G.mapping.w_avg.normal_()
+    return save_prior(G, tmp_path_factory.mktemp("prior") / "toy")
+
+
+def overrides(prior, tmp_path, *extra):
+    return ["method=psp", f"run_dir={tmp_path / 'run'}", f"model.prior={prior}", *TINY, *RANDOM_LOSSES,
+            "data.kind=toyfaces", "data.toyfaces.task=sketch", "data.toyfaces.size=32", "data.toyfaces.n_train=8",
+            "data.toyfaces.n_val=4", "data.input_nc=1", "data.preprocess=none", "data.batch_size=2",
+            "data.num_workers=0", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+            "logger.image_every_n_steps=0", "logger.wandb.mode=disabled", *extra]
+
+
+def module(prior_path, **model):
+    base = dict(prior=str(prior_path), channels=[4, 8, 8, 16], input_size=32, loss_size=32, lpips_weights="random",
+                id_weights="random")
+    return PSP(model={**base, **model}, input_nc=1)
+
+
+@pytest.mark.filterwarnings("ignore:.*randomly initialised")
+def test_fit_resume_export_predict_variants(prior, tmp_path):
+    cfg = load_config([], overrides(prior, tmp_path, "trainer.max_steps=2", "model.w_norm_lambda=0.01"))
+    trainer, mod = runner.fit(cfg)
+    metrics = trainer.callback_metrics
+    for k in ("l2", "lpips", "id", "w_norm", "loss"):
+        assert torch.isfinite(metrics[f"train/{k}"]), k
+    decoder_before = {k: v.clone() for k, v in mod.net.decoder.state_dict().items()}
+    assert not any(k.startswith("_loss") or "arcface" in k for k in mod.state_dict())  # loss nets not saved
+
+    cfg = load_config([], overrides(prior, tmp_path, "trainer.max_steps=4"))
+    trainer, mod = runner.fit(cfg, resume="last")
+    assert trainer.global_step == 4
+    for k, v in mod.net.decoder.state_dict().items():  # the prior never trains
+        assert torch.equal(v, decoder_before[k]), k
+
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    bundle = tmp_path / "bundle"
+    assert cli.main(["export", "--ckpt", str(ckpt), "--out", str(bundle)]) == 0
+    from translate.inference import load_translator
+
+    eager, onnx = load_translator(bundle), load_translator(bundle, backend="onnx")
+    assert eager.backend == "eager" and eager.input_size == 32
+    x = torch.rand(3, 1, 48, 40) * 2 - 1  # any size: resized to the encoder's 32 px
+    y = eager.translate_batch(x)
+    assert y.shape == (3, 3, 32, 32)
+    torch.testing.assert_close(onnx.translate_batch(x), y, atol=1e-3, rtol=0)
+
+    from datamodules.toyfaces import write_toyfaces
+
+    faces = write_toyfaces(tmp_path / "faces", n=3, size=32, split="val") / "images"
+    out = tmp_path / "out"
+    assert cli.main(["predict", "--model", str(bundle), "--input", str(faces), "--output", str(out),
+                     "--variants", "2", "--latent-mask", "4-7"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == 9 and sum("_mix" in n for n in names) == 6
+
+
+def test_prior_and_loss_nets_stay_frozen_in_eval_mode(prior):
+    with pytest.warns(UserWarning, match="randomly initialised"):
+        m = module(prior, moco_lambda=0.0)
+    m.train()
+    assert not m.net.decoder.training and m.net.encoder.training
+    assert all(not p.requires_grad for p in m.net.decoder.parameters())
+    assert all(not n.training for n in m._loss_nets.values())
+    assert set(m._loss_nets) == {"lpips", "id"}
+
+
+@pytest.mark.filterwarnings("ignore:.*randomly initialised")
+def test_losses_follow_the_paper(prior):
+    m = module(prior, l2_lambda=2.0, lpips_lambda=0.0, id_lambda=0.0, w_norm_lambda=0.5, l2_lambda_crop=3.0)
+    y, y_hat = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    codes = m.net.latent_avg + torch.randn(2, m.net.n_styles, 16)
+    terms = m.losses(None, y, y_hat, codes)
+    assert terms["l2"].item() == pytest.approx(2.0 * ((y - y_hat) ** 2).mean().item(), rel=1e-5)
+    t, b, l, r = face_crop(32)
+    assert (t, b, l, r) == (4, 28, 4, 28)  # pSp's [35:223, 32:220] at 256 px, scaled
+    crop = ((y - y_hat)[:, :, t:b, l:r] ** 2).mean()
+    assert terms["l2_crop"].item() == pytest.approx(3.0 * crop.item(), rel=1e-5)
+    # W-norm: the non-squared distance to the average latent, averaged over the batch
+    dist = (codes - m.net.latent_avg).flatten(1).norm(dim=1).mean()
+    assert terms["w_norm"].item() == pytest.approx(0.5 * dist.item(), rel=1e-5)
+    assert terms["loss"].item() == pytest.approx(sum(v.item() for k, v in terms.items() if k != "loss"), rel=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:.*randomly initialised")
+def test_wrong_shapes_are_errors_naming_expected_and_actual(prior):
+    m = module(prior)
+    with pytest.raises(ValueError, match=r"expected an image batch \(N, 1, 32, 32\), got \(2, 1, 64, 64\)"):
+        m.net.encode(torch.zeros(2, 1, 64, 64))
+    with pytest.raises(ValueError, match=r"expected an image batch \(N, 1, 32, 32\), got \(2, 3, 32, 32\)"):
+        m.net.encode(torch.zeros(2, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"pSp target: expected \(N, 3, 32, 32\) \(model.loss_size\), got"):
+        m._check_batch(torch.zeros(2, 1, 32, 32), torch.zeros(2, 3, 64, 64))
+
+
+def test_missing_weights_name_the_key(prior, tmp_path):
+    with pytest.raises(FileNotFoundError, match="model.id_weights"):
+        module(prior, lpips_lambda=0.0, id_weights=str(tmp_path / "model_ir_se50.pth"))
+    with pytest.raises(Exception, match="model.lpips"):
+        module(prior, id_lambda=0.0, lpips_weights=None)
+    with pytest.raises(ValueError, match="model.prior must be set"):
+        PSP(model={"prior": None})
+    with pytest.raises(FileNotFoundError):
+        module(prior, prior=str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="id_lambda and model.moco_lambda"):
+        module(prior, moco_lambda=0.1, moco_weights="random")
+
+
+def test_style_mixing_touches_only_the_masked_layers(prior):
+    from priors.loaders import load_prior
+    from nets.encoders import build_encoder
+
+    G = load_prior(prior)
+    enc = build_encoder("GradualStyleEncoder", input_nc=3, output_size=32, input_size=32, channels=[4, 8, 8, 16],
+                        w_dim=16)
+    net = PSPNet(enc, G, G.mapping.w_avg).eval()
+    codes, inject = torch.randn(2, 8, 16), torch.randn(1, 8, 16)
+    mixed = net.mix(codes, inject, [5, 6, 7])
+    assert torch.equal(mixed[:, :5], codes[:, :5]) and torch.equal(mixed[:, 5:], inject.expand(2, -1, -1)[:, 5:])
+    half = net.mix(codes, inject, [7], alpha=0.25)
+    torch.testing.assert_close(half[:, 7], 0.25 * inject[:, 7] + 0.75 * codes[:, 7])
+    v = net.variants(torch.rand(2, 3, 32, 32) * 2 - 1, 3, [4, 5, 6, 7])
+    assert v.shape == (3, 2, 3, 32, 32)
+    assert (v[0] - v[1]).abs().max() > 1e-3  # different random styles give different outputs
+    with pytest.raises(ValueError, match="outside 0..7"):
+        net.mix(codes, inject, [8])
+
+
+def test_published_checkpoint_imports_to_a_bundle(ros, tmp_path, monkeypatch):  # noqa: F811
+    enc, ckpt = make_checkpoint(ros)
+    path = tmp_path / "psp_ffhq_encode.pt"
+    save_as_if_from_gpu(ckpt, path, monkeypatch)
+    bundle = tmp_path / "bundle"
+    assert cli.main(["import", "--from", "psp", "--weights", str(path), "--out", str(bundle)]) == 0
+    from translate.inference import load_translator
+    from translate.psp_checkpoint import load_psp_checkpoint
+
+    psp = load_psp_checkpoint(path)
+    net = PSPNet(psp.build_encoder(), psp.decoder, psp.latent_avg).eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        ref = net(x)
+    for backend in ("eager", "onnx"):
+        torch.testing.assert_close(load_translator(bundle, backend=backend).translate_batch(x), ref,
+                                   atol=1e-3, rtol=0)
+
+
+def test_ranger_is_radam_with_lookahead():
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    start = w.detach().clone()
+    opt = Ranger([w], lr=0.1, k=2, alpha=0.5, use_gc=False)
+    radam = torch.optim.RAdam([w2 := torch.nn.Parameter(start.clone())], lr=0.1, betas=(0.95, 0.999), eps=1e-5)
+    for step in range(2):
+        for p, o in ((w, opt), (w2, radam)):
+            o.zero_grad()
+            (p ** 2).sum().backward()
+            o.step()
+    # after k=2 fast steps the weights are pulled halfway back to where they started
+    torch.testing.assert_close(w.detach(), start + 0.5 * (w2.detach() - start))
+    state = opt.state_dict()
+    assert "slow" in state["state"][0]

@@ -1,0 +1,67 @@
+"""Optimizers the reference methods use that torch does not ship as one class.
+
+`Ranger` is RAdam + Lookahead (+ gradient centralisation), the optimizer pSp trains its encoders with, built on
+`torch.optim.RAdam`: every `k` steps the weights are pulled back towards a slow copy by `alpha`. Its state (the
+slow weights) lives in `self.state`, so checkpoints and resume work like any torch optimizer.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+RANGER_DEFAULTS = {"betas": (0.95, 0.999), "eps": 1e-5, "alpha": 0.5, "k": 6}  # Ranger's published defaults
+
+
+class Ranger(torch.optim.RAdam):
+    """RAdam with Lookahead (k, alpha) and, with `use_gc`, gradient centralisation of conv/linear weights."""
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, betas=RANGER_DEFAULTS["betas"],
+                 eps: float = RANGER_DEFAULTS["eps"], weight_decay: float = 0.0, alpha: float = RANGER_DEFAULTS["alpha"],
+                 k: int = RANGER_DEFAULTS["k"], use_gc: bool = True):
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"Ranger: alpha must be in [0, 1], got {alpha}")
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"Ranger: k must be an int >= 1, got {k!r}")
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        for group in self.param_groups:
+            group.setdefault("alpha", alpha)
+            group.setdefault("k", k)
+            group.setdefault("use_gc", use_gc)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            if group["use_gc"]:
+                for p in group["params"]:
+                    if p.grad is not None and p.grad.dim() > 1:
+                        p.grad.sub_(p.grad.mean(dim=tuple(range(1, p.grad.dim())), keepdim=True))
+        # the slow weights start at the weights before the first step; they go into `state` only after RAdam has
+        # initialised its own entries there (it does so when it finds the state empty)
+        first = {p: p.detach().clone() for group in self.param_groups for p in group["params"]
+                 if p.grad is not None and "slow" not in self.state[p]}
+        loss = super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "slow" not in state:
+                    state["slow"] = first[p]
+                    state["lookahead_step"] = 0
+                state["lookahead_step"] += 1
+                if state["lookahead_step"] % group["k"] == 0:
+                    state["slow"].add_(p - state["slow"], alpha=group["alpha"])
+                    p.copy_(state["slow"])
+        return loss
+
+
+OPTIMIZERS = ("adam", "ranger")
+
+
+def build_optimizer(name: str, params: Iterable, lr: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "ranger":
+        return Ranger(params, lr=lr)
+    raise ValueError(f"model.optim_name: expected one of {list(OPTIMIZERS)}, got {name!r}")
