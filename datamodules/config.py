@@ -9,7 +9,7 @@ from typing import List, Optional
 class DegradationConfig:
     """How the `single` data set makes (degraded source, clean target) pairs from one folder of images."""
 
-    name: str = "downsample"  # downsample | sketch | grayscale | blur | jpeg | noise
+    name: str = "downsample"  # downsample | sketch | grayscale | blur | jpeg | noise | none | flip
     factors: List[int] = field(default_factory=lambda: [4])  # downsample: one factor drawn per sample (2..32)
     resize_back: bool = True  # downsample: upsample the low-res image back to the target size (pSp's SR input)
     blur_sigma: List[float] = field(default_factory=lambda: [0.5, 3.0])  # blur: sigma range (pixels)
@@ -23,19 +23,32 @@ class SyntheticConfig:
     """The procedural paired set (label map -> rendered scene); generated on the fly from the seed, no download."""
 
     size: int = 64  # image side in pixels: 32, 64, 128 or 256
-    n_train: int = 400  # number of training pairs
+    n_train: int = 400  # number of training pairs (synthetic_unpaired: images per side, of disjoint scenes)
     n_val: int = 32  # number of validation pairs (also used as the test split)
     seed: int = 0  # the whole set is a pure function of this seed
+
+
+@dataclass
+class ToyFacesConfig:
+    """Procedural toy faces (datamodules.toyfaces), rendered on the fly from the seed; no download."""
+
+    task: str = "faces"  # faces (A = B = face) | sketch (sketch -> face) | frontalize (posed -> frontal) | sr
+    size: int = 64  # image side in pixels (16..256)
+    n_train: int = 2000  # number of training faces
+    n_val: int = 64  # number of validation faces (and of test faces, drawn from their own stream)
+    seed: int = 0  # the whole set is a pure function of this seed
+    max_yaw: float = 30.0  # head turn drawn in [-max_yaw, max_yaw] degrees
 
 
 @dataclass
 class DataConfig:
     """Which images, how they are paired, and how they are preprocessed (reference pix2pix/CycleGAN options)."""
 
-    kind: str = "synthetic"  # aligned | paired | single | synthetic (| unaligned, CycleGAN)
+    kind: str = "synthetic"  # a key of datamodules.DATASETS: aligned | paired | single | synthetic | unaligned | ...
     root: Optional[str] = None  # data root folder (not used by `synthetic`)
     direction: str = "AtoB"  # AtoB | BtoA: which side is the source
     input_nc: int = 3  # channels of the source image (1 = grayscale)
+    label_nc: int = 0  # > 0: sources are label maps of class indices, resized nearest, one-hot to label_nc channels
     output_nc: int = 3  # channels of the target image
     preprocess: str = "resize_and_crop"  # resize_and_crop | crop | scale_width | scale_width_and_crop | none
     load_size: int = 286  # resize to this size (reference --load_size)
@@ -51,3 +64,4 @@ class DataConfig:
     val_split: str = "val"  # folder used for validation (falls back to `test` when missing)
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    toyfaces: ToyFacesConfig = field(default_factory=ToyFacesConfig)

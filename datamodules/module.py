@@ -11,15 +11,22 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.config import DataConfig
 from datamodules.degrade import check_degradation
+from datamodules.images import ImageFolderDataset
 from datamodules.paired import AlignedDataset, DataError, DegradedDataset, PairedFolderDataset
 from datamodules.synthetic import SyntheticDataset, check_synthetic
+from datamodules.toyfaces_data import ToyFacesDataset, check_toyfaces
 from datamodules.transforms import check_preprocess
+from datamodules.unaligned import SyntheticUnpairedDataset, UnalignedDataset
 
 DATASETS = {
     "aligned": AlignedDataset,  # root/{train,val,test}/*: A | B side by side (the reference layout)
     "paired": PairedFolderDataset,  # root[/<split>]/A and .../B, paired by file stem
     "single": DegradedDataset,  # root[/<split>]/: clean targets, sources made by data.degradation
     "synthetic": SyntheticDataset,  # procedural facades, no files
+    "toyfaces": ToyFacesDataset,  # procedural toy faces, no files; data.toyfaces.task picks A -> B
+    "images": ImageFolderDataset,  # root[/<split>]/: one folder of images, A = B (training a prior)
+    "unaligned": UnalignedDataset,  # root/trainA, trainB, testA, testB: unpaired (the reference CycleGAN layout)
+    "synthetic_unpaired": SyntheticUnpairedDataset,  # procedural facades by day (A) / night (B), no files
 }
 
 
@@ -31,6 +38,9 @@ def check_config(cfg: DataConfig) -> None:
         raise ValueError(f"data.direction: expected 'AtoB' or 'BtoA', got '{cfg.direction}'")
     if cfg.on_bad_image not in ("skip", "fail"):
         raise ValueError(f"data.on_bad_image: expected 'skip' or 'fail', got '{cfg.on_bad_image}'")
+    if cfg.label_nc < 0 or (cfg.label_nc > 0 and cfg.kind != "paired"):
+        raise ValueError(f"data.label_nc: label-map sources (> 0) are read by data.kind 'paired' (A/ label maps, B/ "
+                         f"images, matched by stem); got label_nc={cfg.label_nc} with kind '{cfg.kind}'")
     for key in ("input_nc", "output_nc"):
         if getattr(cfg, key) not in (1, 3):
             raise ValueError(f"data.{key}: expected 1 or 3, got {getattr(cfg, key)}")
@@ -42,8 +52,10 @@ def check_config(cfg: DataConfig) -> None:
     check_preprocess(cfg)
     if cfg.kind == "single":
         check_degradation(cfg.degradation)
-    if cfg.kind == "synthetic":
+    if cfg.kind in ("synthetic", "synthetic_unpaired"):
         check_synthetic(cfg.synthetic)
+    elif cfg.kind == "toyfaces":
+        check_toyfaces(cfg.toyfaces)
     else:
         if not cfg.root:
             raise ValueError(f"data.root must be set for data.kind '{cfg.kind}'")

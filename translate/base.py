@@ -17,7 +17,8 @@ class TranslationModule(pl.LightningModule):
     """Base of the methods: subclasses build their nets, write `training_step`, `inference_net` and `export_spec`.
 
     Validation/test translate `batch["A"]` with `inference_net()` and score it against `batch["B"]` (PSNR, SSIM, L1
-    on images mapped to [0, 1]); the first batch is logged as an image grid input | output | target.
+    on images mapped to [0, 1]); the first batch is logged as an image grid input | output | target. A method
+    overrides `_eval_step` to log other grids (`self._grids`: key -> (columns, caption)) or to score otherwise.
     """
 
     grid_caption = "input | output | target"
@@ -33,13 +34,17 @@ class TranslationModule(pl.LightningModule):
         self.n_images = 4
         self.image_dir: Optional[Path] = None
         self._infer: Optional[nn.Module] = None
-        self._grid_rows: Optional[List[torch.Tensor]] = None
+        self._grids: Optional[Dict[str, Tuple[List[torch.Tensor], str]]] = None  # key -> (columns, caption)
 
     # ---- to be provided by a method ---------------------------------------------------------------------------
     def inference_net(self) -> nn.Module:
         raise NotImplementedError
 
-    def export_spec(self) -> Tuple[nn.Module, Dict[str, Any]]:
+    # directions `export_spec(direction)` accepts when a method holds several translators (CycleGAN: G_A and G_B);
+    # empty: one translator, exported by `export_spec()`
+    export_directions: Tuple[str, ...] = ()
+
+    def export_spec(self, direction: Optional[str] = None) -> Tuple[nn.Module, Dict[str, Any]]:
         raise NotImplementedError
 
     # ---- shared hooks -----------------------------------------------------------------------------------------
@@ -64,26 +69,30 @@ class TranslationModule(pl.LightningModule):
 
     def _eval_start(self) -> None:
         self._infer = self.inference_net()
-        self._grid_rows = None
+        self._grids = None
 
-    def _eval_step(self, batch: Dict[str, Any], batch_idx: int, prefix: str) -> None:
-        real_a, real_b = batch["A"], batch["B"]
-        fake_b = self._infer(real_a)
+    def score(self, fake_b: torch.Tensor, real_b: torch.Tensor, prefix: str) -> None:
+        """Accumulate PSNR, SSIM and L1 of translations against their true targets (both in [-1, 1])."""
         out, ref = ((fake_b.float() + 1) / 2).clamp(0, 1), (real_b.float() + 1) / 2
         self.val_psnr(out, ref)
         self.val_ssim(out, ref)
         self.val_l1(out, ref)
         self.log_dict(
             {f"{prefix}/psnr": self.val_psnr, f"{prefix}/ssim": self.val_ssim, f"{prefix}/l1": self.val_l1},
-            on_step=False, on_epoch=True, batch_size=real_a.shape[0], sync_dist=True, prog_bar=True,
+            on_step=False, on_epoch=True, batch_size=fake_b.shape[0], sync_dist=True, prog_bar=True,
         )
+
+    def _eval_step(self, batch: Dict[str, Any], batch_idx: int, prefix: str) -> None:
+        real_a, real_b = batch["A"], batch["B"]
+        fake_b = self._infer(real_a)
+        self.score(fake_b, real_b, prefix)
         if batch_idx == 0:
-            self._grid_rows = [real_a, fake_b, real_b]
+            self._grids = {"images": ([real_a, fake_b, real_b], self.grid_caption)}
 
     def _eval_end(self, prefix: str) -> None:
-        if self._grid_rows is not None:
-            self.log_grid(f"{prefix}/images", self._grid_rows)
-        self._infer = self._grid_rows = None
+        for name, (rows, caption) in (self._grids or {}).items():
+            self.log_grid(f"{prefix}/{name}", rows, caption=caption)
+        self._infer = self._grids = None
 
     def on_validation_epoch_start(self) -> None:
         self._eval_start()

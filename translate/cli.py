@@ -11,8 +11,10 @@ USAGE_EXAMPLES = """examples:
   translate fit --config configs/pix2pix/demo.yaml --resume last
   translate validate --ckpt runs/pix2pix/checkpoints/last.ckpt
   translate export --ckpt runs/pix2pix/checkpoints/last.ckpt --out bundle/
+  translate export --ckpt runs/cyclegan_demo/checkpoints/last.ckpt --out bundles/ --direction both
   translate predict --model bundle/ --input photos/ --output translated/
   translate import --from junyanz --weights latest_net_G.pth --out bundle/
+  translate evaluate --pred translated/ --ref targets/ --inception pt_inception-2015-12-05-6726825d.pth
 """
 
 
@@ -43,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True, help="checkpoint written by `fit`")
     p.add_argument("--out", required=True, help="bundle folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    p.add_argument("--direction", choices=["AtoB", "BtoA", "both"], default=None,
+                   help="methods with a translator per direction (cyclegan): G_A (AtoB, the default), G_B (BtoA), or "
+                        "both as OUT/AtoB and OUT/BtoA")
     _add_config_args(p, config_required=False)
 
     p = sub.add_parser("predict", help="translate an image or a folder with an exported bundle")
@@ -52,9 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--backend", default="auto", choices=["auto", "eager", "onnx", "pt2"])
     p.add_argument("--device", default="cpu")
+    p.add_argument("--variants", type=int, default=0,
+                   help="pSp bundles: also write N style-mixed outputs per image (<stem>_mix<k>)")
+    p.add_argument("--latent-mask", default=None, help="pSp: layers to mix, e.g. 8-17 (default: the bundle's)")
+    p.add_argument("--mix-alpha", type=float, default=None, help="pSp: blend weight of the random codes")
+    p.add_argument("--seed", type=int, default=0, help="pSp: seed of the first variant's random code")
 
     p = sub.add_parser("import", help="turn weights of a reference implementation into a bundle")
-    p.add_argument("--from", dest="source", required=True, choices=["junyanz"], help="where the weights come from")
+    p.add_argument("--from", dest="source", required=True, choices=["junyanz", "psp"],
+                   help="where the weights come from: junyanz (pix2pix/CycleGAN generators) or psp (pSp checkpoints)")
     p.add_argument("--weights", required=True, help="e.g. latest_net_G.pth of the reference pix2pix/CycleGAN code")
     p.add_argument("--out", required=True, help="bundle folder to create")
     p.add_argument("--overwrite", action="store_true")
@@ -79,6 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", help="NVIDIA .pkl/.pt, rosinality .pt or pSp checkpoint")
     p.add_argument("out", help="output folder (prior.safetensors + prior.json)")
 
+    p = sub.add_parser("evaluate", help="score a folder of results against references: FID/KID, PSNR/SSIM/LPIPS")
+    p.add_argument("--pred", required=True, help="folder of results (translated or generated images)")
+    p.add_argument("--ref", required=True, help="folder of references; same file stems -> pair metrics too")
+    p.add_argument("-c", "--config", action="append", default=[], help="YAML file with an 'eval:' section")
+    p.add_argument("--metrics", help="comma list of psnr,ssim,l1,lpips,fid,kid (default: all that can run)")
+    p.add_argument("--inception", dest="inception_weights", help="FID Inception weights (eval.inception_weights)")
+    p.add_argument("--inception-layout", choices=["fid", "torchvision"], help="eval.inception_layout (default fid)")
+    p.add_argument("--lpips-backbone", help="torchvision alexnet/vgg16 state dict (eval.lpips_backbone)")
+    p.add_argument("--lpips-weights", "--lpips-heads", dest="lpips_weights",
+                   help="LPIPS v0.1 heads alex.pth/vgg.pth (eval.lpips_weights)")
+    p.add_argument("--lpips-net", choices=["alex", "vgg"], help="eval.lpips_net (default alex)")
+    p.add_argument("--size", type=int, help="resize every image to SIZE x SIZE first (eval.size)")
+    p.add_argument("--channels", type=int, choices=[1, 3], help="read images as 1 or 3 channels (eval.channels)")
+    p.add_argument("--batch-size", type=int, help="eval.batch_size (default 16)")
+    p.add_argument("--kid-subset-size", type=int, help="eval.kid_subset_size (default 1000)")
+    p.add_argument("--device", help="eval.device (default cpu)")
+    p.add_argument("--out", help="also write the results to this JSON file")
+
     sub.add_parser("doctor", help="report versions, devices and which op backend (CUDA or reference) runs and why")
     return parser
 
@@ -96,7 +125,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         return _run(args)
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, pickle.UnpicklingError) as e:
+    except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError,
+            pickle.UnpicklingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -132,7 +162,8 @@ def _run(args) -> int:
     if args.command == "export":
         from translate import runner
 
-        out = runner.export(args.ckpt, args.out, args.config, args.overrides, overwrite=args.overwrite)
+        out = runner.export(args.ckpt, args.out, args.config, args.overrides, overwrite=args.overwrite,
+                            direction=args.direction)
         print(f"bundle written: {out}")
         return 0
 
@@ -141,8 +172,20 @@ def _run(args) -> int:
         from translate.predict import predict_paths
 
         translator = load_translator(args.model, backend=args.backend, device=args.device)
-        written = predict_paths(translator, args.input, args.output, batch_size=args.batch_size)
+        mask = None
+        if args.latent_mask:
+            from priors.generate import parse_seeds
+
+            mask = parse_seeds(args.latent_mask)
+        written = predict_paths(translator, args.input, args.output, batch_size=args.batch_size,
+                                variants=args.variants, latent_mask=mask, mix_alpha=args.mix_alpha, seed=args.seed)
         print(f"{len(written)} images written to {args.output}")
+        return 0
+
+    if args.command == "import" and args.source == "psp":
+        from translate.importers import import_psp
+
+        print(f"bundle written: {import_psp(args.weights, args.out, overwrite=args.overwrite)}")
         return 0
 
     if args.command == "import":
@@ -167,6 +210,18 @@ def _run(args) -> int:
         from priors.loaders import convert_prior
 
         print(f"prior written: {convert_prior(args.src, args.out)}")
+        return 0
+
+    if args.command == "evaluate":
+        from translate import evaluate as ev
+
+        cfg = ev.load_eval_config(args.config, **{k: getattr(args, k) for k in (
+            "inception_weights", "inception_layout", "lpips_backbone", "lpips_weights", "lpips_net", "size",
+            "channels", "batch_size", "kid_subset_size", "device")})
+        result = ev.evaluate_folders(args.pred, args.ref, cfg, metrics=ev.parse_metrics(args.metrics))
+        print(ev.format_table(result))
+        if args.out:
+            print(f"written: {ev.write_json(result, args.out)}")
         return 0
 
     if args.command == "doctor":

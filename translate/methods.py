@@ -4,7 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Type
 
+from translate.cyclegan import CycleGAN, CycleGANConfig
 from translate.pix2pix import Pix2Pix, Pix2PixConfig
+from translate.psp import PSP, PSPConfig
+from translate.stylegan2 import StyleGAN2, StyleGAN2Config
 
 
 @dataclass(frozen=True)
@@ -15,4 +18,7 @@ class Method:
 
 METHODS = {
     "pix2pix": Method(Pix2PixConfig, Pix2Pix),
+    "cyclegan": Method(CycleGANConfig, CycleGAN),
+    "stylegan2": Method(StyleGAN2Config, StyleGAN2),  # trains a prior: exports G_ema, not a translator
+    "psp": Method(PSPConfig, PSP),  # an encoder into a frozen StyleGAN2 prior
 }

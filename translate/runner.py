@@ -30,8 +30,9 @@ class StoreRunConfig(Callback):
 
 
 def build_module(cfg: RunConfig):
+    input_nc = cfg.data.label_nc or cfg.data.input_nc  # label maps arrive one-hot, a channel per class
     return METHODS[cfg.method].module_class(
-        model=asdict(cfg.model), input_nc=cfg.data.input_nc, output_nc=cfg.data.output_nc, direction=cfg.data.direction
+        model=asdict(cfg.model), input_nc=input_nc, output_nc=cfg.data.output_nc, direction=cfg.data.direction
     )
 
 
@@ -52,13 +53,17 @@ def build_trainer(cfg: RunConfig, run_dir: Path, *, for_fit: bool = True) -> pl.
         c = cfg.checkpoint
         if c.mode not in ("max", "min"):
             raise ValueError(f"checkpoint.mode: expected 'max' or 'min', got '{c.mode}'")
+        every = dict(every_n_epochs=None if c.every_n_train_steps else c.every_n_epochs,
+                     every_n_train_steps=c.every_n_train_steps, enable_version_counter=False)
         callbacks.append(ModelCheckpoint(
             dirpath=run_dir / CHECKPOINT_DIR, filename="best-{epoch:03d}-{step}", monitor=c.monitor, mode=c.mode,
-            save_top_k=c.save_top_k if c.monitor else 0, save_last=True, auto_insert_metric_name=False,
-            every_n_epochs=None if c.every_n_train_steps else c.every_n_epochs,
-            every_n_train_steps=c.every_n_train_steps, enable_version_counter=False,
+            save_top_k=c.save_top_k if c.monitor else 0, auto_insert_metric_name=False, **every,
         ))
-    kwargs = {k: v for k, v in asdict(t).items() if v is not None}
+        # last.ckpt has its own callback: Lightning's save_last rewrites it only when a best checkpoint was written
+        # in the same step, so a metric that stops improving would leave it behind the run
+        callbacks.append(ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="last", monitor=None,
+                                         save_top_k=1, save_on_train_epoch_end=True, **every))
+    kwargs = {k: v for k, v in asdict(t).items() if v is not None or k == "check_val_every_n_epoch"}
     kwargs["strategy"] = _strategy(t.strategy)
     return pl.Trainer(
         **kwargs, default_root_dir=str(run_dir), callbacks=callbacks, plugins=[AtomicCheckpointIO()],
@@ -120,12 +125,30 @@ def evaluate(stage: str, ckpt: str | Path, files: Sequence[str] = (), overrides:
 
 
 def export(ckpt: str | Path, out: str | Path, files: Sequence[str] = (), overrides: Sequence[str] = (),
-           overwrite: bool = False) -> Path:
-    """Export a trained translator to a bundle (ONNX + torch.export program + safetensors + translator.json)."""
+           overwrite: bool = False, direction: Optional[str] = None) -> Path:
+    """Export a trained translator to a bundle (ONNX + torch.export program + safetensors + translator.json).
+
+    direction: for methods with one translator per direction (`module.export_directions`, e.g. CycleGAN's G_A
+    "AtoB" and G_B "BtoA"): which one, or "both" for one bundle each in `out/AtoB` and `out/BtoA`; None = the
+    method's default.
+    """
     cfg, module = load_run(ckpt, files, overrides)
-    net, meta = module.export_spec()
-    meta["run_config"] = to_dict(cfg)
-    return export_with_config(net, meta, out, cfg, overwrite=overwrite)
+    if hasattr(module, "export_to"):  # a method whose artefact is not a translator bundle (stylegan2: a prior)
+        if direction is not None:
+            raise ValueError(f"--direction {direction}: method '{cfg.method}' exports no translator; leave it out")
+        return module.export_to(out, overwrite=overwrite)
+    choices = tuple(getattr(module, "export_directions", ()))
+    if direction is not None and not choices:
+        raise ValueError(f"--direction {direction}: method '{cfg.method}' exports a single translator (its direction "
+                         f"is data.direction); leave --direction out")
+    if direction is not None and direction not in (*choices, "both"):
+        raise ValueError(f"--direction: expected one of {[*choices, 'both']}, got '{direction}'")
+    targets = {d: Path(out) / d for d in choices} if direction == "both" else {direction: Path(out)}
+    for d, path in targets.items():
+        net, meta = module.export_spec(d) if d is not None else module.export_spec()
+        meta["run_config"] = to_dict(cfg)
+        export_with_config(net, meta, path, cfg, overwrite=overwrite)
+    return Path(out)
 
 
 def export_with_config(net, meta: Dict[str, Any], out: str | Path, cfg: RunConfig, overwrite: bool = False) -> Path:
@@ -135,6 +158,9 @@ def export_with_config(net, meta: Dict[str, Any], out: str | Path, cfg: RunConfi
     mult = int(meta["size_multiple"])
     size = e.example_size or cfg.data.crop_size
     size = max(mult, (size // mult) * mult)
+    dynamic_spatial = e.dynamic_spatial
+    if meta.get("input_size"):  # a net that takes one input size only (pSp's encoder heads are sized for it)
+        size, dynamic_spatial = int(meta["input_size"]), False
     example = torch.rand(1, meta["input_nc"], size, size) * 2 - 1
-    return export_bundle(net, out, meta, example, dynamic_batch=e.dynamic_batch, dynamic_spatial=e.dynamic_spatial,
+    return export_bundle(net, out, meta, example, dynamic_batch=e.dynamic_batch, dynamic_spatial=dynamic_spatial,
                          size_multiple=mult, opset=e.opset, atol=e.atol, overwrite=overwrite)

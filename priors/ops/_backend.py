@@ -10,9 +10,10 @@ differentiated again (double backward for R1 and path-length regularization).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 
@@ -28,10 +29,25 @@ _state: Dict = {"error": None, "warned": False, "registered": False, "ready": se
 
 # ------------------------------------------------------------------------------------------------ which path runs
 
+@contextlib.contextmanager
+def force(impl: str) -> Iterator[None]:
+    """Within the block, every op called with impl="auto" runs `impl` ("ref" or "cuda") instead: for benchmarks and
+    parity checks of whole models, whose layers call the ops with the default."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl: expected 'auto', 'cuda' or 'ref', got {impl!r}")
+    before, _state["forced"] = _state.get("forced"), (None if impl == "auto" else impl)
+    try:
+        yield
+    finally:
+        _state["forced"] = before
+
+
 def use_cuda(x: torch.Tensor, impl: str) -> bool:
     """Whether the compiled op runs for x (see the module docstring); builds and loads the library on first use."""
     if impl not in IMPLS:
         raise ValueError(f"impl: expected 'auto', 'cuda' or 'ref', got {impl!r}")
+    if impl == "auto" and _state.get("forced"):
+        impl = _state["forced"]
     if impl == "ref":
         return False
     if not x.is_cuda:

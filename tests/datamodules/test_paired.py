@@ -46,7 +46,8 @@ def value(t):
 
 
 def test_registry_names_every_kind():
-    assert set(DATASETS) == {"aligned", "paired", "single", "synthetic"}
+    assert set(DATASETS) == {"aligned", "paired", "single", "synthetic", "unaligned", "synthetic_unpaired", "toyfaces",
+                             "images"}
 
 
 def test_aligned_layout_and_direction(tmp_path):
@@ -255,7 +256,7 @@ def test_loader_workers_draw_different_augmentations(tmp_path):
 
 
 @pytest.mark.parametrize("kw, error, match", [
-    (dict(kind="folders"), ValueError, r"data.kind: expected one of \['aligned', 'paired', 'single', 'synthetic'\]"),
+    (dict(kind="folders"), ValueError, r"data.kind: expected one of \['aligned', 'paired', 'single', 'synthetic', "),
     (dict(direction="AB"), ValueError, "data.direction: expected 'AtoB' or 'BtoA', got 'AB'"),
     (dict(on_bad_image="ignore"), ValueError, "data.on_bad_image"),
     (dict(preprocess="zoom"), ValueError, "data.preprocess: expected one of"),

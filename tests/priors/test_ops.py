@@ -218,3 +218,18 @@ def test_conv_errors():
         modulated_conv2d(x, w, torch.zeros(1, 3))
     with pytest.raises(ValueError, match=r"expected x \(N, 4, H, W\) for weight \(5, 4, 3, 3\), got \(1, 2, 8, 8\)"):
         modulated_conv2d(torch.zeros(1, 2, 8, 8), w, torch.zeros(1, 4))
+
+
+def test_force_routes_auto_calls():
+    from priors.ops import _backend
+
+    x = torch.randn(1, 2, 4, 4)
+    with _backend.force("ref"):
+        assert not _backend.use_cuda(x, "auto")
+    with _backend.force("cuda"):
+        with pytest.raises(RuntimeError, match=r"impl='cuda'"):
+            _backend.use_cuda(x, "auto")  # a CPU tensor never runs the compiled ops
+    assert not _backend.use_cuda(x, "auto")  # restored
+    with pytest.raises(ValueError, match="impl"):
+        with _backend.force("fast"):
+            pass

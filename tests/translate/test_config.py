@@ -73,9 +73,31 @@ def test_every_shipped_config_loads():
 
     configs = sorted(Path("configs").rglob("*.yaml"))
     assert configs
+    # what a user must give for the paper configs (files of their own); `???` in a config makes it required
+    required = {"psp": ["model.prior=/w/ffhq.pt", "model.encoder_weights=/w/ir_se50.pth",
+                        "model.lpips_backbone=/w/alexnet.pth", "model.lpips_weights=/w/alex.pth"]}
     for path in configs:
-        cfg = load_config([path], ["data.root=/data"])
-        assert cfg.method == path.parent.name
+        cfg = load_config([path], ["data.root=/data", *required.get(path.parent.name, [])])
+        assert cfg.method == {"prior": "stylegan2"}.get(path.parent.name, path.parent.name)  # configs/<method>/
+    with pytest.raises(ConfigError, match="key 'model.prior' must be set"):
+        load_config([Path("configs/psp/super_resolution.yaml")], ["data.root=/data"])
+
+
+def test_include_merges_files_first_and_names_problems(tmp_path):
+    (tmp_path / "base.yaml").write_text("model:\n  ngf: 8\n  ndf: 8\ndata:\n  batch_size: 3\n")
+    (tmp_path / "task.yaml").write_text("include: base.yaml\nmodel:\n  ngf: 16\n")
+    cfg = load_config([tmp_path / "task.yaml"], ["model.ndf=4"])
+    assert (cfg.model.ngf, cfg.model.ndf, cfg.data.batch_size) == (16, 4, 3)  # file over include, overrides last
+    (tmp_path / "loop.yaml").write_text("include: loop.yaml\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        load_config([tmp_path / "loop.yaml"])
+    (tmp_path / "missing.yaml").write_text("include: nope.yaml\n")
+    with pytest.raises(ConfigError, match=r"not found: .*nope.yaml \(included by .*missing.yaml\)"):
+        load_config([tmp_path / "missing.yaml"])
+    (tmp_path / "typo.yaml").write_text("model:\n  ngff: 3\n")
+    (tmp_path / "uses.yaml").write_text("include: typo.yaml\n")
+    with pytest.raises(ConfigError, match=r"typo.yaml: key 'model.ngff'"):
+        load_config([tmp_path / "uses.yaml"])
 
 
 def test_installed_command_is_declared():

@@ -1,0 +1,66 @@
+"""Helpers shared by the method tests (fixtures, so that test files need no imports from each other)."""
+import os
+
+import pytest
+import torch
+from torch import nn
+from torch.torch_version import TorchVersion
+
+JUNYANZ = os.path.join(os.path.dirname(__file__), "..", "data", "junyanz")
+
+
+def load_junyanz_golden(name):
+    """A golden file of the reference pix2pix/CycleGAN code (its config records the torch version it ran under)."""
+    with torch.serialization.safe_globals([TorchVersion]):
+        return torch.load(os.path.join(JUNYANZ, name), weights_only=True)
+
+
+def biases_before_instance_norm(net):
+    """State-dict keys of conv biases that an InstanceNorm follows: the norm subtracts each channel's mean, so their
+    gradient is zero in exact arithmetic and Adam's first step moves them by lr * sign(rounding noise)."""
+    keys = set()
+    for prefix, module in net.named_modules():
+        if isinstance(module, nn.Sequential):
+            for i, (layer, after) in enumerate(zip(module, list(module)[1:])):
+                if isinstance(layer, nn.modules.conv._ConvNd) and layer.bias is not None \
+                        and isinstance(after, nn.InstanceNorm2d):
+                    keys.add(f"{prefix}.{i}.bias" if prefix else f"{i}.bias")
+    return keys
+
+
+def assert_first_adam_step_matches(ours, ref, lr, name, atol=1e-5, max_fraction=1e-5, noise_keys=()):
+    """The state dict `ours` after one Adam step equals the reference's `ref` to `atol`, but for Adam's sign flips.
+
+    Adam's first step moves every weight by about lr * sign(grad): where a gradient is tiny next to the others (a
+    near-cancellation; L1 terms flip their sign at residuals near zero), the last-bit differences between CPUs'
+    conv kernels flip the step. Such weights may differ by up to 2 lr, and at most `max_fraction` of the weights
+    may differ by more than `atol`; any real difference moves far more of them. `noise_keys` (see
+    `biases_before_instance_norm`) have no gradient at all: they are only held to the 2 lr bound.
+    """
+    assert set(ours) == set(ref), f"{name}: keys differ"
+    assert set(noise_keys) <= set(ref), f"{name}: unknown noise keys {sorted(set(noise_keys) - set(ref))}"
+    off = total = 0
+    for k, v in ref.items():
+        diff = (ours[k].float() - v.float()).abs()
+        assert diff.max().item() <= 2 * lr + 1e-6, f"{name}.{k}: differs by {diff.max().item():.3g} > 2 lr"
+        if k in noise_keys:
+            continue
+        off += int((diff > atol).sum())
+        total += diff.numel()
+    assert off <= total * max_fraction, \
+        f"{name}: {off} of {total} weights differ from the reference by more than {atol}"
+
+
+@pytest.fixture
+def junyanz_golden():
+    return load_junyanz_golden
+
+
+@pytest.fixture
+def adam_step_matches():
+    return assert_first_adam_step_matches
+
+
+@pytest.fixture(name="biases_before_instance_norm")
+def _biases_before_instance_norm():
+    return biases_before_instance_norm

@@ -1,0 +1,256 @@
+"""Training a StyleGAN2 prior (Karras et al. 2020) from images, as NVIDIA's stylegan2-ada-pytorch does it.
+
+Non-saturating logistic loss; R1 on reals and path-length regularization, both lazy (D's every `d_reg_interval`,
+G's every `g_reg_interval` minibatches, their losses scaled by the interval, each its own optimizer step); style
+mixing; an exponential moving average of G (G_ema, the network that is sampled and exported); Adam with the
+lazy-regularization correction of lr and betas; optional DiffAugment before D. The images are `batch["B"]`.
+`cli.py export` writes G_ema in the prior format of priors.loaders, which `priors.load_prior` reads.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.nn.functional import softplus
+
+from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from translate.diffaugment import check_policy, diff_augment
+from translate.tracking import log_images
+
+
+@dataclass
+class StyleGAN2Config:
+    """StyleGAN2 training options; defaults are config F and NVIDIA's stylegan2-ada-pytorch training defaults."""
+
+    resolution: int = 256  # image side, a power of two (must equal the data's image size)
+    z_dim: int = 512  # input latent z
+    w_dim: int = 512  # intermediate latent w
+    mapping_layers: int = 8  # fully connected layers of the mapping network
+    mapping_lr_multiplier: float = 0.01  # learning-rate multiplier of the mapping network
+    channel_base: int = 32768  # feature maps at resolution r: min(channel_base // r, channel_max), G and D
+    channel_max: int = 512
+    conv_clamp: Optional[float] = None  # clamp conv outputs to +-conv_clamp (NVIDIA's ADA configs: 256)
+    mbstd_group_size: int = 4  # D's minibatch-stddev group (the batch size must be a multiple of it)
+    r1_gamma: float = 10.0  # R1 weight gamma: loss gamma / 2 * |grad D(real)|^2 (0 = off)
+    d_reg_interval: int = 16  # R1 every this many minibatches (lazy regularization)
+    g_reg_interval: int = 4  # path-length regularization every this many minibatches
+    pl_weight: float = 2.0  # path-length regularization weight (0 = off)
+    pl_decay: float = 0.01  # decay of the path-length running mean
+    pl_batch_shrink: int = 2  # path-length steps use batch_size // pl_batch_shrink samples
+    style_mixing_prob: float = 0.9  # probability of mixing two latents in a training sample
+    ema_kimg: float = 10.0  # half-life of G_ema, in thousands of images
+    ema_rampup: Optional[float] = None  # half-life at most this fraction of the images seen so far (None = off)
+    lr: float = 0.002  # Adam learning rate of G and D (before the lazy-regularization correction)
+    beta1: float = 0.0  # Adam beta1
+    beta2: float = 0.99  # Adam beta2
+    augment: List[str] = field(default_factory=list)  # DiffAugment policies: color, translation, cutout
+    val_samples: int = 16  # G_ema samples (seeds 0..n-1, a square grid) logged at each validation
+    val_truncation: float = 1.0  # truncation psi of those samples
+
+
+def lazy_correction(interval: int) -> float:
+    """c = interval / (interval + 1): Adam runs at lr * c with betas ** c when a regularizer takes every
+    interval-th step (StyleGAN2 paper, appendix B)."""
+    return interval / (interval + 1) if interval > 0 else 1.0
+
+
+def g_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-log sigmoid(D(G(z))), the non-saturating generator loss."""
+    return softplus(-fake_logits).mean()
+
+
+def d_logistic(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """-log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))), the logistic discriminator loss."""
+    return softplus(fake_logits).mean() + softplus(-real_logits).mean()
+
+
+class StyleGAN2(pl.LightningModule):
+    """G, D and G_ema; one minibatch = a G step (+ path length) then a D step (+ R1), then the EMA update."""
+
+    config_class = StyleGAN2Config
+    grid_caption = "G_ema samples, seeds 0.."
+
+    def __init__(self, model: Dict[str, Any], input_nc: int = 3, output_nc: int = 3, direction: str = "AtoB"):
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.cfg = c = StyleGAN2Config(**model)
+        check_policy(c.augment)
+        for key in ("d_reg_interval", "g_reg_interval", "pl_batch_shrink", "mbstd_group_size", "val_samples"):
+            if getattr(c, key) < 1:
+                raise ValueError(f"model.{key}: expected a positive integer, got {getattr(c, key)}")
+        self.net_g = Generator(GeneratorConfig(
+            z_dim=c.z_dim, w_dim=c.w_dim, img_resolution=c.resolution, img_channels=output_nc,
+            channel_base=c.channel_base, channel_max=c.channel_max, mapping_layers=c.mapping_layers,
+            mapping_lr_multiplier=c.mapping_lr_multiplier, conv_clamp=c.conv_clamp))
+        self.net_d = Discriminator(DiscriminatorConfig(
+            img_resolution=c.resolution, img_channels=output_nc, channel_base=c.channel_base,
+            channel_max=c.channel_max, mbstd_group_size=c.mbstd_group_size, conv_clamp=c.conv_clamp))
+        self.g_ema = copy.deepcopy(self.net_g).eval().requires_grad_(False)
+        self.register_buffer("pl_mean", torch.zeros([]))  # running mean of the path lengths
+        self.n_seen = 0  # real images seen (drives the EMA ramp-up); kept in checkpoints
+        self.n_minibatches = 0  # minibatches trained (decides the lazy regularization steps)
+        # set by the runner (translate.runner.configure_tracking); plain defaults keep the module usable alone
+        self.image_every_n_steps = 0
+        self.n_images = 4
+        self.image_dir: Optional[Path] = None
+
+    # ---- training ---------------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        c = self.cfg
+        opts = []
+        for net, interval in ((self.net_g, c.g_reg_interval), (self.net_d, c.d_reg_interval)):
+            k = lazy_correction(interval)
+            opts.append(torch.optim.Adam(net.parameters(), lr=c.lr * k, betas=(c.beta1 ** k, c.beta2 ** k)))
+        return opts
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.g_ema.eval()  # G_ema is only ever sampled; its w_avg comes from G
+        return self
+
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        return diff_augment(images, self.cfg.augment) if self.cfg.augment else images
+
+    def sample(self, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """n training samples of G with style mixing: (images (N, C, H, W), ws (N, n_latent, w_dim))."""
+        z = torch.randn(n, self.cfg.z_dim, device=self.device)
+        ws = self.net_g.mapping(z)
+        ws = self.net_g.mixing_regularization(ws, prob=self.cfg.style_mixing_prob)
+        return self.net_g.synthesis(ws), ws
+
+    def path_length_penalty(self, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(pl_weight * (|J_w^T y| - a)^2 averaged, mean path length): y random images scaled by 1/sqrt(H W), a the
+        running mean of the lengths (updated here)."""
+        c = self.cfg
+        fake, ws = self.sample(max(1, n // c.pl_batch_shrink))
+        pl_noise = torch.randn_like(fake) / math.sqrt(fake.shape[2] * fake.shape[3])
+        (pl_grads,) = torch.autograd.grad((fake * pl_noise).sum(), ws, create_graph=True)
+        pl_lengths = pl_grads.square().sum(2).mean(1).sqrt()  # (N,): mean over the n_latent styles
+        pl_mean = self.pl_mean.lerp(pl_lengths.mean(), c.pl_decay)
+        self.pl_mean.copy_(pl_mean.detach())
+        return c.pl_weight * (pl_lengths - pl_mean).square().mean(), pl_lengths.mean().detach()
+
+    def r1_penalty(self, real: torch.Tensor) -> torch.Tensor:
+        """gamma / 2 * |grad_x D(x)|^2 on real images x (through the augmentation, as D sees them)."""
+        real = real.detach().requires_grad_(True)
+        (grads,) = torch.autograd.grad(self.net_d(self.augment(real)).sum(), real, create_graph=True)
+        return self.cfg.r1_gamma / 2 * grads.square().sum(dim=[1, 2, 3]).mean()
+
+    def _step(self, opt, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt.step()
+
+    def real_images(self, batch: Dict[str, Any]) -> torch.Tensor:
+        """The batch's images, checked, cut to a whole number of minibatch-stddev groups."""
+        real = batch["B"]
+        expected = (self.net_d.img_channels, self.cfg.resolution, self.cfg.resolution)
+        if real.ndim != 4 or tuple(real.shape[1:]) != expected:
+            raise ValueError(f"stylegan2: expected images (N, {', '.join(map(str, expected))}) "
+                             f"(model.resolution, data.output_nc), got {tuple(real.shape)}")
+        # D's minibatch stddev needs whole groups: an epoch's last, smaller batch loses its incomplete group
+        group = min(self.cfg.mbstd_group_size, real.shape[0])
+        return real[: real.shape[0] - real.shape[0] % group]
+
+    def training_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        c = self.cfg
+        opt_g, opt_d = self.optimizers()
+        real = self.real_images(batch)
+        n = real.shape[0]
+        logs: Dict[str, torch.Tensor] = {}
+
+        with self.toggled_optimizer(opt_g):
+            fake, _ = self.sample(n)
+            logs["train/G"] = loss_g = g_nonsaturating(self.net_d(self.augment(fake)))
+            self._step(opt_g, loss_g)
+            if c.pl_weight > 0 and self.n_minibatches % c.g_reg_interval == 0:
+                loss_pl, logs["train/pl_length"] = self.path_length_penalty(n)
+                logs["train/G_pl"] = loss_pl
+                self._step(opt_g, loss_pl * c.g_reg_interval)
+
+        with self.toggled_optimizer(opt_d):
+            with torch.no_grad():
+                fake, _ = self.sample(n)
+            real_logits, fake_logits = self.net_d(self.augment(real)), self.net_d(self.augment(fake))
+            logs["train/D"] = loss_d = d_logistic(real_logits, fake_logits)
+            logs["train/D_real"], logs["train/D_fake"] = real_logits.detach().mean(), fake_logits.detach().mean()
+            self._step(opt_d, loss_d)
+            if c.r1_gamma > 0 and self.n_minibatches % c.d_reg_interval == 0:
+                logs["train/D_r1"] = loss_r1 = self.r1_penalty(real)
+                self._step(opt_d, loss_r1 * c.d_reg_interval)
+
+        self.update_ema(n * self.trainer.world_size)
+        self.n_minibatches += 1
+        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=n)
+        if self.image_every_n_steps and self.n_minibatches % self.image_every_n_steps == 0:
+            self.log_samples("train/samples")
+
+    @torch.no_grad()
+    def update_ema(self, batch_images: int) -> None:
+        """G_ema <- beta G_ema + (1 - beta) G with beta = 0.5 ** (batch / half-life); buffers copied from G."""
+        c = self.cfg
+        half_life = c.ema_kimg * 1000
+        if c.ema_rampup is not None:
+            half_life = min(half_life, self.n_seen * c.ema_rampup)
+        beta = 0.5 ** (batch_images / max(half_life, 1e-8))
+        for p_ema, p in zip(self.g_ema.parameters(), self.net_g.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(self.g_ema.buffers(), self.net_g.buffers()):
+            b_ema.copy_(b)
+        self.n_seen += batch_images
+
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        checkpoint["stylegan2_progress"] = {"n_seen": self.n_seen, "n_minibatches": self.n_minibatches}
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        progress = checkpoint.get("stylegan2_progress", {})
+        self.n_seen = int(progress.get("n_seen", 0))
+        self.n_minibatches = int(progress.get("n_minibatches", 0))
+
+    # ---- evaluation: a grid of G_ema samples for fixed seeds -----------------------------------------------------
+    @torch.no_grad()
+    def samples(self, seeds: List[int], truncation_psi: float = 1.0) -> torch.Tensor:
+        from priors.generate import z_for
+
+        z = z_for(seeds, self.cfg.z_dim).to(self.device)
+        return self.g_ema(z, truncation_psi=truncation_psi, noise_mode="const")
+
+    def log_samples(self, key: str) -> None:
+        if self._trainer is None:
+            return
+        side = max(1, int(math.isqrt(self.cfg.val_samples)))
+        images = self.samples(list(range(side * side)), self.cfg.val_truncation)
+        log_images(self.trainer.loggers, key, list(images.chunk(side)), step=self.global_step, n=side,
+                   caption=self.grid_caption, image_dir=self.image_dir)
+
+    def inference_net(self) -> nn.Module:
+        return self.g_ema
+
+    def validation_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        pass  # nothing to score against: a prior is judged by its samples
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_samples("val/samples")
+
+    def test_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        pass
+
+    def on_test_epoch_end(self) -> None:
+        self.log_samples("test/samples")
+
+    # ---- export: G_ema in the prior format ----------------------------------------------------------------------
+    def export_to(self, out: str | Path, overwrite: bool = False) -> Path:
+        """Write G_ema as a prior (prior.safetensors + prior.json in the folder `out`), readable by load_prior."""
+        from priors.loaders import PRIOR_JSON, save_prior
+
+        out = Path(out)
+        if (out / PRIOR_JSON).exists() and not overwrite:
+            raise ValueError(f"{out} already holds a prior; pass --overwrite to replace it")
+        return save_prior(self.g_ema, out)
