@@ -5,13 +5,16 @@ after the warm-up with time.perf_counter (on CUDA it synchronises only at the tw
 per case: seconds/iteration (mean over the timed steps and, on CPU, the median step), images/s, peak memory (CPU:
 peak RSS minus the RSS just before `fit`, main process only; CUDA: torch.cuda.max_memory_allocated over the timed
 steps), the img/s ratio against the fp32 eager case of the same shape, and for the reference-comparable cases
-(unet_128, 128 px, batch 1, fp32) the reference implementation's s/it divided by ours (`--ref-s-per-it`).
+(unet_128, 128 px, batch 1, fp32) the reference implementation's s/it divided by ours (`--ref-s-per-it`, or with
+`--reference-repo` the reference's own train.py timed on the same data, alternating with ours: REFERENCE_CASES).
 
     python benchmarks/train_throughput.py                    # CPU cases, slow ones skipped (~6 min on 2 cores)
     python benchmarks/train_throughput.py --configs 'ref128*' # only the reference-comparable cases
     python benchmarks/train_throughput.py --device cuda      # GPU cases: fp32/bf16-mixed, channels_last, compile
     python benchmarks/train_throughput.py --quick            # smoke run: 2 cases, 1 warm-up + 3 timed steps
     python benchmarks/train_throughput.py --list             # the case names
+    python benchmarks/train_throughput.py --configs 'ref128*' --reference-repo ~/pytorch-CycleGAN-and-pix2pix
+                                               # also time the reference's train.py on the same data, interleaved
 
 Methods plug in through RUNNERS (method -> runner); a runner builds the module and the training loader for a Case
 and hands them to `time_fit`. Results and how they were taken: benchmarks/README.md.
@@ -22,6 +25,7 @@ import argparse
 import fnmatch
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -35,10 +39,9 @@ from typing import Callable, Dict, List, Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# The reference implementation (junyanz/pytorch-CycleGAN-and-pix2pix, train.py at upstream commit 2a7afba, 2025-08)
-# training pix2pix with --netG unet_128 --load_size 128 --crop_size 128 --batch_size 1 on this project's 2-core
-# CPU: median wall time per iteration (see benchmarks/README.md for the measurement).
-REFERENCE_S_PER_IT = 0.45
+# No typed-in figure for the reference: `vs ref` is shown only when the reference was timed here (--reference-repo,
+# alternated with ours on the same data) or a figure is passed explicitly with --ref-s-per-it.
+REFERENCE_S_PER_IT = None
 FILES_N_PAIRS = 64  # aligned A|B pairs written for the `files` cases (256 px per side, like CMP Facades)
 FILES_SIDE = 256
 PRECISION_NAMES = {"32-true": "fp32", "bf16-mixed": "bf16-mixed", "16-mixed": "fp16-mixed"}
@@ -178,7 +181,20 @@ def run_pix2pix(case: Case, device: str, warmup: int, steps: int, data_root: Opt
     return time_fit(module, loader, device, case.precision, warmup, steps, case.batch)
 
 
-RUNNERS: Dict[str, Callable[..., Dict[str, float]]] = {"pix2pix": run_pix2pix}
+def run_cyclegan(case: Case, device: str, warmup: int, steps: int, data_root: Optional[str]) -> Dict[str, float]:
+    import torch
+
+    from translate.cyclegan import CycleGAN
+
+    torch.manual_seed(0)
+    module = CycleGAN(model=dict(netG=case.netG, channels_last=case.channels_last, **case.extra))
+    if case.compile:
+        for name in ("net_g_a", "net_g_b", "net_d_a", "net_d_b"):
+            setattr(module, name, torch.compile(getattr(module, name)))
+    return time_fit(module, _random_loader(case), device, case.precision, warmup, steps, case.batch)
+
+
+RUNNERS: Dict[str, Callable[..., Dict[str, float]]] = {"pix2pix": run_pix2pix, "cyclegan": run_cyclegan}
 
 
 # ---- the cases -------------------------------------------------------------------------------------------------------
@@ -211,6 +227,17 @@ def cases(device: str) -> List[Case]:
         if device == "cuda":
             out.append(Case(f"256-b{b}-bf16-cl-compile", batch=b, precision="bf16-mixed", channels_last=True,
                             compile=True))
+    # CycleGAN with the reference's defaults (resnet_9blocks, instance norm, LSGAN, pool 50), in-memory batches
+    cyc = dict(method="cyclegan", netG="resnet_9blocks")
+    if device == "cpu":
+        out.append(Case("cyclegan128", size=128, batch=1, **cyc))
+    for b in (1, 4):
+        out.append(Case(f"cyclegan256-b{b}-fp32", size=256, batch=b, slow=device == "cpu", **cyc))
+        if device == "cuda":
+            out.append(Case(f"cyclegan256-b{b}-bf16-cl", size=256, batch=b, precision="bf16-mixed",
+                            channels_last=True, **cyc))
+            out.append(Case(f"cyclegan256-b{b}-bf16-cl-compile", size=256, batch=b, precision="bf16-mixed",
+                            channels_last=True, compile=True, **cyc))
     return out
 
 
@@ -236,7 +263,112 @@ def write_files(root: str) -> None:
     write_synthetic_dataset(root, cfg, layout="aligned")
 
 
+def write_unaligned_files(root: str, side: int = 128) -> None:
+    """root/trainA, root/trainB: the two halves of root/train's A|B pairs, resized to `side` px (unpaired layout)."""
+    from PIL import Image
+
+    for name, half in (("A", 0), ("B", 1)):
+        out = Path(root) / f"train{name}"
+        out.mkdir(parents=True, exist_ok=True)
+        for path in sorted((Path(root) / "train").glob("*.png")):
+            with Image.open(path) as ab:
+                w, h = ab.size
+                img = ab.crop((half * w // 2, 0, (half + 1) * w // 2, h)).resize((side, side), Image.BICUBIC)
+            img.save(out / path.name)
+
+
+# ---- the reference implementation (junyanz/pytorch-CycleGAN-and-pix2pix), timed from its own train.py ----------------
+@dataclass
+class ReferenceRun:
+    """A reference train.py configuration, run on the `files` data (--dataroot holds train/, trainA/, trainB/)."""
+
+    model: str  # --model: pix2pix (aligned A|B pairs) | cycle_gan (unaligned trainA/trainB)
+    netG: str  # --netG
+    size: int  # --load_size = --crop_size
+    workers: int = 4  # --num_threads: DataLoader workers (the reference's default is 4)
+    batch: int = 1  # --batch_size
+
+    def argv(self, data_root: str, checkpoints: str, n_iters: int) -> List[str]:
+        epochs = -(-n_iters // FILES_N_PAIRS)  # one epoch is at most FILES_N_PAIRS iterations
+        return ["--dataroot", data_root, "--name", "bench", "--checkpoints_dir", checkpoints, "--model", self.model,
+                "--netG", self.netG, "--load_size", str(self.size), "--crop_size", str(self.size),
+                "--batch_size", str(self.batch), "--num_threads", str(self.workers), "--gpu_ids", "-1",
+                "--display_id", "0", "--no_html", "--print_freq", "1", "--n_epochs", str(epochs),
+                "--n_epochs_decay", "0", "--max_dataset_size", str(min(n_iters, FILES_N_PAIRS)),
+                "--save_epoch_freq", "100000", "--save_latest_freq", "100000000"]
+
+    def describe(self) -> str:
+        return f"reference {self.model} {self.netG} {self.size}px b{self.batch}, {self.workers} workers"
+
+
+# Our case name -> the reference run it is compared with (same data, same architecture, batch and crop size).
+# `ref128` (in-memory batches) is compared with the reference as users run it (4 loader workers); the `files` cases
+# with the reference using as many loader workers as ours. An entry without a case of ours is run reference-only.
+REFERENCE_CASES: Dict[str, ReferenceRun] = {
+    "ref128": ReferenceRun("pix2pix", "unet_128", 128),
+    "ref128-files-w0": ReferenceRun("pix2pix", "unet_128", 128, workers=0),
+    "ref128-files-w1": ReferenceRun("pix2pix", "unet_128", 128, workers=1),
+    "cyclegan128": ReferenceRun("cycle_gan", "resnet_9blocks", 128),
+}
+_REFERENCE_LOG = re.compile(r"\(epoch: \d+, iters: \d+, time: ([0-9.]+), data: ([0-9.]+)\)")
+
+
+def run_reference(run: ReferenceRun, repo: str, data_root: str, warmup: int, steps: int,
+                  timeout: float) -> Optional[Dict[str, float]]:
+    """Run the reference train.py for warmup + steps iterations with --print_freq 1; per iteration it logs t_comp
+    (set_input + optimize_parameters) and t_data (waiting for the loader), so t_comp + t_data is the iteration's wall
+    time. Returns the mean and median over the iterations after the warm-up, or None (and prints why) on failure."""
+    with tempfile.TemporaryDirectory(prefix="bench_ref_") as ckpt:
+        cmd = [sys.executable, "train.py"] + run.argv(data_root, ckpt, warmup + steps)
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, cwd=repo, timeout=timeout,
+                               env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        except subprocess.TimeoutExpired:
+            print(f"  reference {run.model}: abandoned after {timeout:.0f} s", flush=True)
+            return None
+    per_it = [float(c) + float(d) for c, d in _REFERENCE_LOG.findall(r.stdout)][warmup:warmup + steps]
+    if r.returncode != 0 or len(per_it) < steps:
+        print(f"  reference {run.model}: failed (exit {r.returncode}, {len(per_it)}/{steps} timed iterations logged)"
+              f"\n{r.stderr[-3000:]}", flush=True)
+        return None
+    return {"s_per_it": statistics.mean(per_it), "median_s_per_it": statistics.median(per_it),
+            "img_per_s": run.batch / statistics.mean(per_it)}
+
+
+def _mean_runs(runs: List[Dict[str, float]]) -> Dict[str, float]:
+    """Mean over repeated runs of every numeric field (s/it, median step, memory), img/s from the mean s/it; `runs`
+    keeps the runs."""
+    out = {k: statistics.mean(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], (int, float))}
+    images_per_step = statistics.mean(r["img_per_s"] * r["s_per_it"] for r in runs)
+    out["img_per_s"] = images_per_step / out["s_per_it"]
+    return dict(out, runs=runs)
+
+
 # ---- driver ----------------------------------------------------------------------------------------------------------
+def run_case(spec: dict, timeout: float) -> Optional[Dict[str, float]]:
+    """Run one of our cases (`spec` as for --one) in a subprocess; its result, or None (and print why)."""
+    name = spec["case"]["name"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    t = time.perf_counter()
+    try:
+        r = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True,
+                           text=True, env=env, cwd=ROOT, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"  {name}: abandoned after {timeout:.0f} s", flush=True)
+        return None
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        print(f"  {name}: failed (exit {r.returncode})\n{r.stderr[-3000:]}", flush=True)
+        return None
+    res = dict(json.loads(line[len("RESULT "):]), warmup=spec["warmup"], steps=spec["steps"])
+    print(f"  {name}: {res['s_per_it']:.3f} s/it ({time.perf_counter() - t:.0f} s with start-up)", flush=True)
+    return res
+
+
+def _patterns(configs: str) -> List[str]:
+    return [p.strip() for p in configs.split(",") if p.strip()]
+
+
 def run_one(spec: dict) -> None:
     case = Case(**spec["case"])
     if case.threads:
@@ -260,8 +392,14 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds after which a case is abandoned")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 cases, 1 warm-up + 3 timed steps")
     p.add_argument("--ref-s-per-it", type=float, default=REFERENCE_S_PER_IT,
-                   help=f"the reference implementation's s/it on the ref128 configuration (default {REFERENCE_S_PER_IT}, "
-                        "measured on this project's 2-core CPU)")
+                   help="the reference implementation's s/it on the ref128 configuration, measured elsewhere on this "
+                        "machine (default: none; prefer --reference-repo, which measures it alongside ours)")
+    p.add_argument("--reference-repo", metavar="PATH",
+                   help="a checkout of junyanz/pytorch-CycleGAN-and-pix2pix: also time its train.py on the same data "
+                        "for the cases in REFERENCE_CASES, alternating ours and the reference (--repeats each), and "
+                        "take `vs ref` from that measurement instead of --ref-s-per-it")
+    p.add_argument("--repeats", type=int, default=2, help="runs of ours and of the reference each, alternated "
+                   "(with --reference-repo)")
     p.add_argument("--list", action="store_true", help="print the case names for --device and exit")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one JSON spec in this process
@@ -282,39 +420,58 @@ def main() -> None:
     skip_slow = args.device == "cpu" if args.skip_slow is None else args.skip_slow
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 5)
     steps = args.steps if args.steps is not None else (3 if args.quick else 20)
-    chosen = select(all_cases, args.configs, skip_slow, args.quick)
+    ref_repo = args.reference_repo
+    if ref_repo and not (Path(ref_repo) / "train.py").is_file():
+        sys.exit(f"--reference-repo {ref_repo}: no train.py there (expected a checkout of "
+                 "junyanz/pytorch-CycleGAN-and-pix2pix)")
+    if ref_repo and args.repeats < 1:
+        sys.exit(f"--repeats: expected >= 1, got {args.repeats}")
+    # reference entries without a case of ours run reference-only when --configs names them (all, without --configs)
+    ours = {c.name for c in all_cases}
+    pats = _patterns(args.configs) or ["*"]
+    ref_only = [n for n in REFERENCE_CASES if ref_repo and n not in ours and any(fnmatch.fnmatch(n, p) for p in pats)]
+    names_ours = not args.configs or any(fnmatch.fnmatch(n, p) for n in ours for p in pats)
+    chosen = select(all_cases, args.configs, skip_slow, args.quick) if names_ours or not ref_only else []
+    ref_runs = {c.name: REFERENCE_CASES[c.name] for c in chosen if ref_repo and c.name in REFERENCE_CASES}
+    ref_runs.update({n: REFERENCE_CASES[n] for n in ref_only})
 
-    data_root = tempfile.mkdtemp(prefix="bench_data_") if any(c.data == "files" for c in chosen) else None
-    results = []
+    need_files = ref_runs or any(c.data == "files" for c in chosen)
+    data_root = tempfile.mkdtemp(prefix="bench_data_") if need_files else None
+    results, ref_rows = [], []
     try:
         if data_root:
             write_files(data_root)
+            if any(r.model == "cycle_gan" for r in ref_runs.values()):
+                write_unaligned_files(data_root)
         for case in chosen:
             w, s = (1, args.slow_steps) if case.slow else (warmup, steps)
             spec = {"case": asdict(case), "device": args.device, "warmup": w, "steps": s, "data_root": data_root}
-            env = dict(os.environ, PYTHONWARNINGS="ignore")
-            t = time.perf_counter()
-            try:
-                r = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True,
-                                   text=True, env=env, cwd=ROOT, timeout=args.timeout)
-            except subprocess.TimeoutExpired:
-                print(f"  {case.name}: abandoned after {args.timeout:.0f} s", flush=True)
-                continue
-            line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), None)
-            if line is None:
-                print(f"  {case.name}: failed (exit {r.returncode})\n{r.stderr[-3000:]}", flush=True)
-                continue
-            res = dict(json.loads(line[len("RESULT "):]), warmup=w, steps=s)
-            results.append((case, res))
-            print(f"  {case.name}: {res['s_per_it']:.3f} s/it ({time.perf_counter() - t:.0f} s with start-up)",
-                  flush=True)
+            ref = ref_runs.get(case.name)
+            ours_runs, theirs = [], []
+            for _ in range(args.repeats if ref else 1):  # ABAB: machine noise falls on both alike
+                res = run_case(spec, args.timeout)
+                ours_runs += [res] if res else []
+                if ref:
+                    r = run_reference(ref, ref_repo, data_root, w, s, args.timeout)
+                    if r:
+                        theirs.append(r)
+                        print(f"  {case.name} (reference): {r['s_per_it']:.3f} s/it", flush=True)
+            if ours_runs:
+                res = _mean_runs(ours_runs) if len(ours_runs) > 1 else ours_runs[0]
+                results.append((case, dict(res, ref=_mean_runs(theirs)) if theirs else res))
+        for name in ref_only:
+            theirs = [r for r in (run_reference(ref_runs[name], ref_repo, data_root, warmup, steps, args.timeout)
+                                  for _ in range(args.repeats)) if r]
+            ref_rows += [(name, ref_runs[name], _mean_runs(theirs))] if theirs else []
     finally:
         if data_root:
             shutil.rmtree(data_root, ignore_errors=True)
-    report(results, args)
+    report(results, args, ref_rows)
 
 
-def report(results, args) -> None:
+def report(results, args, ref_rows=()) -> None:
+    """The table; with --reference-repo each compared case is followed by its reference row, and `vs ref` is the
+    measured reference median step over ours (the other `ref` cases use ref128's reference, else --ref-s-per-it)."""
     import torch
 
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {os.cpu_count()} cores"
@@ -324,6 +481,7 @@ def report(results, args) -> None:
     print(f"{'case':24s} {'configuration':58s} {'s/it':>7s} {'med':>7s} {'img/s':>7s} {mem:>9s} "
           f"{'vs fp32':>7s} {'vs ref':>7s}")
     base: Dict[tuple, float] = {}
+    measured_ref = next((r["ref"]["median_s_per_it"] for c, r in results if c.name == "ref128" and "ref" in r), None)
     for case, res in results:
         key = (case.method, case.netG, case.size, case.batch, case.data, case.workers, case.threads)
         if case.precision == "32-true" and not case.channels_last and not case.compile:
@@ -331,17 +489,32 @@ def report(results, args) -> None:
         vs_fp32 = f"{res['img_per_s'] / base[key]:6.2f}x" if key in base else "-"
         med = res["median_s_per_it"]
         vs_ref = ""
-        if case.ref:
+        if case.ref or "ref" in res:
             ours = med if med == med else res["s_per_it"]  # median where there is one (CPU)
-            vs_ref = f"{args.ref_s_per_it / ours:6.2f}x"
+            theirs = res["ref"]["median_s_per_it"] if "ref" in res else measured_ref or args.ref_s_per_it
+            vs_ref = f"{theirs / ours:6.2f}x" if theirs else "-"
         print(f"{case.name:24s} {case.describe():58s} {res['s_per_it']:7.3f} "
               f"{(f'{med:7.3f}' if med == med else '      -')} {res['img_per_s']:7.2f} {res['peak_mib']:9.0f} "
               f"{vs_fp32:>7s} {vs_ref:>7s}")
-    if any(c.ref for c, _ in results):
+        if "ref" in res:
+            _print_reference_row("  reference", REFERENCE_CASES[case.name], res["ref"])
+    for name, run, ref in ref_rows:
+        _print_reference_row(f"{name} (ref only)", run, ref)
+    if measured_ref is not None or any("ref" in r for _, r in results):
+        print(f"vs ref: the reference's median step, measured here alternately with ours ({args.repeats} runs each, "
+              "means of the per-run medians), divided by ours; target >= 1.5x")
+    elif args.ref_s_per_it and any(c.ref for c, _ in results):
         print(f"vs ref: the reference implementation's {args.ref_s_per_it} s/it on unet_128 / 128 px / batch 1 / fp32 "
               "divided by ours (median step on CPU); target >= 1.5x")
     if args.json:
-        Path(args.json).write_text(json.dumps([{"case": asdict(c), **r} for c, r in results], indent=1))
+        rows = [{"case": asdict(c), **r} for c, r in results]
+        rows += [{"reference_only": name, "run": asdict(run), **ref} for name, run, ref in ref_rows]
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+def _print_reference_row(label: str, run: ReferenceRun, ref: Dict[str, float]) -> None:
+    print(f"{label:24s} {run.describe():58s} {ref['s_per_it']:7.3f} {ref['median_s_per_it']:7.3f} "
+          f"{ref['img_per_s']:7.2f} {'-':>9s}")
 
 
 if __name__ == "__main__":
