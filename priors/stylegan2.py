@@ -169,10 +169,21 @@ class SynthesisLayer(nn.Module):
                                 dtype=x.dtype) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        if not torch.is_grad_enabled() and not x.is_cuda and self.activation == "lrelu":
+            # CPU inference: noise, bias, activation and gain in place on the fresh conv output (the same
+            # arithmetic as bias_act's reference path, without a new full-size tensor per step)
+            y = modulated_conv2d(x, self.weight, styles, up=self.up, padding=self.padding,
+                                 resample_filter=self.resample_filter, flip_weight=self.up == 1,
+                                 fused_modconv=fused_modconv)
+            if noise is not None:
+                y.add_(noise.to(y.dtype))
+            y.add_(self.bias.to(y.dtype).reshape(1, -1, 1, 1))
+            torch.nn.functional.leaky_relu_(y, ACTIVATIONS["lrelu"].def_alpha).mul_(self.act_gain * gain)
+            return y.clamp_(-clamp, clamp) if clamp is not None else y
         x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
                              resample_filter=self.resample_filter, flip_weight=self.up == 1,
                              fused_modconv=fused_modconv)
-        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
 
 

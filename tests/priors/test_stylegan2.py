@@ -213,3 +213,20 @@ def test_cuda_matches_cpu_with_double_backward():
             torch.testing.assert_close(cuda.cpu(), cpu, atol=1e-4, rtol=1e-4)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+@pytest.mark.parametrize("noise_mode", ["const", "none"])
+def test_cpu_inference_path_equals_the_differentiable_one(noise_mode):
+    """Without autograd, SynthesisLayer applies noise, bias and the activation in place: the same numbers."""
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig(z_dim=8, w_dim=8, img_resolution=16, channel_base=64, channel_max=8,
+                                  mapping_layers=2, conv_clamp=0.5))
+    for name, p in G.named_parameters():
+        if name.endswith("bias") or name.endswith("noise_strength"):
+            p.data.normal_()
+    ws = torch.randn(2, G.num_ws, 8)
+    with torch.no_grad():
+        fast = G.synthesis(ws, noise_mode=noise_mode)
+    slow = G.synthesis(ws, noise_mode=noise_mode)  # grad enabled: bias_act's path
+    assert slow.requires_grad
+    torch.testing.assert_close(fast, slow.detach(), atol=1e-6, rtol=0)
