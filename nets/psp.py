@@ -16,10 +16,14 @@ from priors.stylegan2 import Generator, GeneratorConfig
 
 class PSPNet(nn.Module):
     """encoder + frozen decoder: (N, input_nc, S, S) -> (N, 3, R, R) at the prior's resolution R, or pooled to
-    `resize`. State dict `encoder.*`, `decoder.*`, `latent_avg` (n_styles, w_dim)."""
+    `resize`. State dict `encoder.*`, `decoder.*`, `latent_avg` (n_styles, w_dim).
+
+    restyle_iters > 0: ReStyle (Alaluf et al. 2021): the encoder takes [input, current reconstruction] (input_nc + 3
+    channels) and predicts residuals, from the average latent: w_0 = latent_avg, w_{t+1} = w_t + E([x, G(w_t)])."""
 
     def __init__(self, encoder: nn.Module, decoder: Generator, latent_avg: torch.Tensor,
-                 start_from_latent_avg: bool = True, resize: Optional[int] = None, noise_mode: str = "const"):
+                 start_from_latent_avg: bool = True, resize: Optional[int] = None, noise_mode: str = "const",
+                 restyle_iters: int = 0):
         super().__init__()
         n = decoder.num_ws
         if getattr(encoder, "n_styles", n) != n or getattr(encoder, "w_dim", decoder.w_dim) != decoder.w_dim:
@@ -32,19 +36,40 @@ class PSPNet(nn.Module):
                              f"{tuple(latent_avg.shape)}")
         self.register_buffer("latent_avg", latent_avg.expand(n, -1).clone())
         self.start_from_latent_avg, self.resize, self.noise_mode = start_from_latent_avg, resize, noise_mode
+        if restyle_iters < 0:
+            raise ValueError(f"restyle_iters: expected >= 0, got {restyle_iters}")
+        self.restyle_iters = int(restyle_iters)
 
     @property
     def n_styles(self) -> int:
         return self.decoder.num_ws
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """W+ codes (N, n_styles, w_dim) of an input batch."""
+    def _offsets(self, x: torch.Tensor) -> torch.Tensor:
         codes = self.encoder(x)
         if codes.dim() == 2:  # a W encoder: one w for every style vector
             codes = codes.unsqueeze(1).expand(-1, self.n_styles, -1)
+        return codes  # (N, n_styles, w_dim)
+
+    def encode(self, x: torch.Tensor, iters: Optional[int] = None) -> torch.Tensor:
+        """W+ codes (N, n_styles, w_dim) of an input batch; a ReStyle net runs `iters` (default restyle_iters)
+        iterations from the average latent."""
+        if self.restyle_iters:
+            codes = self.latent_avg.unsqueeze(0).expand(x.shape[0], -1, -1)
+            for _ in range(self.restyle_iters if iters is None else iters):
+                codes = self.restyle_step(x, codes, self.decode(codes))
+            return codes
+        codes = self._offsets(x)
         if self.start_from_latent_avg:
             codes = codes + self.latent_avg.unsqueeze(0)
         return codes
+
+    def restyle_step(self, x: torch.Tensor, codes: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
+        """One ReStyle iteration: codes + E([x, rec]), the reconstruction `rec` resized to the encoder's input."""
+        size = tuple(x.shape[-2:])
+        if tuple(rec.shape[-2:]) != size:
+            rec = (F.adaptive_avg_pool2d(rec, size) if rec.shape[-1] > size[-1]
+                   else F.interpolate(rec, size=size, mode="bilinear", align_corners=False))
+        return codes + self._offsets(torch.cat([x, rec], dim=1))
 
     def decode(self, codes: torch.Tensor, noise_mode: Optional[str] = None) -> torch.Tensor:
         img = self.decoder.synthesis(codes, noise_mode=noise_mode or self.noise_mode)
@@ -84,7 +109,8 @@ class PSPNet(nn.Module):
     def spec(self) -> Dict[str, Any]:
         """Plain arguments that rebuild this net (with `build_psp_net`) around weights.safetensors."""
         return {"encoder": self.encoder.spec(), "decoder": self.decoder.config.to_dict(),
-                "start_from_latent_avg": self.start_from_latent_avg, "resize": self.resize}
+                "start_from_latent_avg": self.start_from_latent_avg, "resize": self.resize,
+                "restyle_iters": self.restyle_iters}
 
 
 def build_psp_net(spec: Dict[str, Any]) -> PSPNet:
@@ -92,4 +118,5 @@ def build_psp_net(spec: Dict[str, Any]) -> PSPNet:
     encoder = build_encoder(**{k: v for k, v in spec["encoder"].items()})
     decoder = Generator(GeneratorConfig.from_dict(spec["decoder"]))
     n = decoder.num_ws
-    return PSPNet(encoder, decoder, torch.zeros(n, decoder.w_dim), spec["start_from_latent_avg"], spec.get("resize"))
+    return PSPNet(encoder, decoder, torch.zeros(n, decoder.w_dim), spec["start_from_latent_avg"], spec.get("resize"),
+                  restyle_iters=int(spec.get("restyle_iters", 0)))

@@ -15,6 +15,8 @@ USAGE_EXAMPLES = """examples:
   translate predict --model bundle/ --input photos/ --output translated/
   translate import --from junyanz --weights latest_net_G.pth --out bundle/
   translate evaluate --pred translated/ --ref targets/ --inception pt_inception-2015-12-05-6726825d.pth
+  translate invert --ckpt runs/psp_toyfaces_sr/checkpoints/last.ckpt --input faces/ --out codes/ --refine 200
+  translate interpolate --model bundle/ --codes codes/a.safetensors codes/b.safetensors --steps 8 --out path.png
 """
 
 
@@ -108,8 +110,77 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="eval.device (default cpu)")
     p.add_argument("--out", help="also write the results to this JSON file")
 
+    _add_inversion_parsers(sub)
     sub.add_parser("doctor", help="report versions, devices and which op backend (CUDA or reference) runs and why")
     return parser
+
+
+def _add_inversion_parsers(sub) -> None:
+    p = sub.add_parser("invert", help="invert images into W+ codes of a pSp net's StyleGAN2 (encoder, ReStyle, "
+                                      "domain-regularised refinement)")
+    _add_psp_source(p)
+    p.add_argument("--input", required=True, help="folder of images")
+    p.add_argument("--out", required=True, help="folder for <stem>.safetensors (code) and <stem>.png (reconstruction)")
+    p.add_argument("--refine", type=int, default=0, metavar="N", help="N optimisation steps from the encoder's code")
+    p.add_argument("--restyle", type=int, default=0, metavar="K", help="K ReStyle iterations (ReStyle encoders)")
+    p.add_argument("--no-domain", action="store_true", help="refine without the domain term (lambda_dom 0)")
+    p.add_argument("--lambda-dom", type=float, default=None, help="weight of ||w - E(G(w))||^2 (default 2.0)")
+    p.add_argument("--lambda-vgg", type=float, default=None, help="weight of the LPIPS term (default 1.0)")
+    p.add_argument("--lr", type=float, default=None, help="Adam step size of the refinement (default 0.01)")
+    p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"])
+    p.add_argument("--lpips-backbone", help="torchvision alexnet/vgg16 state dict (with --lpips-weights)")
+    p.add_argument("--lpips-weights", help="LPIPS v0.1 heads alex.pth/vgg.pth; without them LPIPS is off")
+    p.add_argument("--device", default="cpu")
+
+    p = sub.add_parser("interpolate", help="decode a linear path between two W+ codes, or style-mix them, to a grid")
+    _add_psp_source(p)
+    p.add_argument("--codes", nargs=2, required=True, metavar=("A", "B"), help="two codes written by `invert`")
+    p.add_argument("--steps", type=int, default=8, help="images along the path, both ends included")
+    p.add_argument("--mix", choices=["coarse", "medium", "fine"], help="style mixing of these layers instead")
+    p.add_argument("--out", required=True, help="PNG grid to write")
+    p.add_argument("--device", default="cpu")
+
+
+def _add_psp_source(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ckpt", help="pSp training checkpoint written by `fit`")
+    src.add_argument("--model", help="pSp bundle written by `export` or `import --from psp`")
+
+
+def _invert(args) -> int:
+    from translate import invert
+
+    net = invert.load_psp_net(args.ckpt, args.model, device=args.device)
+    lpips = None
+    if args.lpips_weights or args.lpips_backbone:
+        from nets.perceptual import load_lpips
+
+        lpips = load_lpips(args.lpips_net, args.lpips_backbone, args.lpips_weights, backbone_key="--lpips-backbone",
+                           heads_key="--lpips-weights").to(args.device)
+    elif args.refine:
+        print("note: LPIPS is off (no --lpips-backbone/--lpips-weights given): the perceptual term has weight 0")
+    kwargs = {k: v for k, v in (("lambda_vgg", args.lambda_vgg), ("lambda_dom", args.lambda_dom), ("lr", args.lr))
+              if v is not None}
+    if args.no_domain:
+        kwargs["lambda_dom"] = 0.0
+    results = invert.invert_folder(net, args.input, args.out, refine_steps=args.refine, restyle=args.restyle,
+                                   lpips=lpips, **kwargs)
+    print(invert.format_results(results))
+    print(f"{len(results)} codes and reconstructions written to {args.out}")
+    return 0
+
+
+def _interpolate(args) -> int:
+    from translate import invert
+
+    net = invert.load_psp_net(args.ckpt, args.model, device=args.device)
+    w_a, w_b = (invert.load_code(p, net).to(args.device) for p in args.codes)
+    if args.mix:
+        out = invert.save_grid(invert.mix_grid(net, w_a, w_b, args.mix), args.out, nrow=4)
+    else:
+        out = invert.save_grid(invert.interpolate(net, w_a, w_b, args.steps), args.out, nrow=args.steps)
+    print(f"grid written: {out}")
+    return 0
 
 
 def _print_config(args) -> None:
@@ -164,7 +235,8 @@ def _run(args) -> int:
 
         out = runner.export(args.ckpt, args.out, args.config, args.overrides, overwrite=args.overwrite,
                             direction=args.direction)
-        print(f"bundle written: {out}")
+        what = "prior" if (out / "prior.json").is_file() else "bundle"  # a stylegan2 run exports its G_ema
+        print(f"{what} written: {out}")
         return 0
 
     if args.command == "predict":
@@ -223,6 +295,12 @@ def _run(args) -> int:
         if args.out:
             print(f"written: {ev.write_json(result, args.out)}")
         return 0
+
+    if args.command == "invert":
+        return _invert(args)
+
+    if args.command == "interpolate":
+        return _interpolate(args)
 
     if args.command == "doctor":
         from translate.doctor import report

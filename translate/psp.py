@@ -65,6 +65,8 @@ class PSPConfig:
     train_decoder: bool = False  # also fine-tune the StyleGAN2 generator (pSp's option; off in the paper)
     latent_mask: List[int] = field(default_factory=list)  # style-mixing layers for multi-modal output (e.g. 8..17)
     mix_alpha: Optional[float] = None  # mixing weight of the random codes on latent_mask (None = replace)
+    restyle_iters: int = 0  # ReStyle: > 0 trains an encoder of [input, reconstruction] for this many residual steps
+    #                         per batch from the average latent's image (the ReStyle paper: 5); 0 = plain pSp
 
 
 # ---- loss networks -------------------------------------------------------------------------------------------
@@ -181,6 +183,8 @@ def check_config(cfg: PSPConfig) -> None:
     if cfg.id_lambda > 0 and cfg.moco_lambda > 0:
         raise ValueError("model.id_lambda and model.moco_lambda are both > 0: choose the identity loss (faces) or "
                          "the MoCo loss (other domains)")
+    if cfg.restyle_iters < 0:
+        raise ValueError(f"model.restyle_iters must be >= 0 (0 = plain pSp), got {cfg.restyle_iters}")
     for key in ("l2_lambda", "lpips_lambda", "id_lambda", "w_norm_lambda", "l2_lambda_crop", "lpips_lambda_crop",
                 "moco_lambda"):
         if getattr(cfg, key) < 0:
@@ -204,13 +208,14 @@ class PSP(TranslationModule):
         if decoder.img_channels != 3:
             raise ValueError(f"model.prior: expected an RGB generator, {cfg.prior} makes {decoder.img_channels} "
                              f"channels")
-        encoder = build_encoder(cfg.encoder_type, num_layers=cfg.num_layers, mode=cfg.mode, input_nc=input_nc,
+        encoder_nc = input_nc + (decoder.img_channels if cfg.restyle_iters else 0)  # ReStyle: + the reconstruction
+        encoder = build_encoder(cfg.encoder_type, num_layers=cfg.num_layers, mode=cfg.mode, input_nc=encoder_nc,
                                 output_size=decoder.img_resolution, input_size=cfg.input_size,
                                 channels=list(cfg.channels), w_dim=decoder.w_dim)
         if cfg.encoder_weights:
             self._init_encoder(encoder, cfg.encoder_weights)
         self.net = PSPNet(encoder, decoder, self._average_latent(decoder), cfg.start_from_latent_avg,
-                          resize=cfg.loss_size, noise_mode="random")
+                          resize=cfg.loss_size, noise_mode="random", restyle_iters=cfg.restyle_iters)
         self.net.decoder.requires_grad_(cfg.train_decoder)
         self.net.decoder.eval()
         # loss networks: frozen, outside the module tree (not in checkpoints, not in DDP), moved in on_fit_start
@@ -295,15 +300,34 @@ class PSP(TranslationModule):
         opt = self.optimizers()
         x, y = batch["A"], batch["B"]
         self._check_batch(x, y)
-        codes = self.net.encode(x)
-        y_hat = self.net.decode(codes, noise_mode="random")
-        terms = self.losses(x, y, y_hat, codes)
         opt.zero_grad(set_to_none=True)
-        self.manual_backward(terms["loss"])
+        if self.cfg.restyle_iters:
+            terms, y_hat = self._restyle_backward(x, y)
+        else:
+            codes = self.net.encode(x)
+            y_hat = self.net.decode(codes, noise_mode="random")
+            terms = self.losses(x, y, y_hat, codes)
+            self.manual_backward(terms["loss"])
         opt.step()
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, on_step=True, on_epoch=False,
                       batch_size=x.shape[0], prog_bar=False)
         self.maybe_log_train_images([x, y_hat, y])
+
+    def _restyle_backward(self, x: torch.Tensor, y: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
+        """ReStyle's training iterations: from the average latent and its image, each step predicts a residual
+        from [x, current reconstruction], takes the losses and backpropagates them (gradients add up over the
+        steps; the next step's inputs are detached). Returns the last step's terms and output."""
+        net = self.net
+        codes = net.latent_avg.unsqueeze(0).expand(x.shape[0], -1, -1)
+        with torch.no_grad():
+            rec = net.decode(codes, noise_mode="const")  # the average image
+        for _ in range(self.cfg.restyle_iters):
+            codes = net.restyle_step(x, codes, rec)
+            y_hat = net.decode(codes, noise_mode="random")
+            terms = self.losses(x, y, y_hat, codes)
+            self.manual_backward(terms["loss"])
+            codes, rec = codes.detach(), y_hat.detach()
+        return terms, y_hat
 
     def on_train_epoch_end(self) -> None:  # pSp trains by steps at a constant learning rate: no schedule
         pass
@@ -325,7 +349,7 @@ class PSP(TranslationModule):
         net.noise_mode, net.resize = "const", None
         meta = {
             "method": "psp",
-            "input_nc": int(net.encoder.input_nc),
+            "input_nc": int(self.hparams.input_nc),  # the images' channels (a ReStyle encoder takes 3 more)
             "output_nc": 3,
             "value_range": [-1.0, 1.0],
             "size_multiple": int(self.cfg.input_size),
