@@ -47,6 +47,24 @@ class TranslationModule(pl.LightningModule):
     def export_spec(self, direction: Optional[str] = None) -> Tuple[nn.Module, Dict[str, Any]]:
         raise NotImplementedError
 
+    # ---- shared by the GAN methods (pix2pix, CycleGAN): `self.cfg` has lr, beta1/2, the LR policy, channels_last --
+    def gan_optimizers(self, generator_params, discriminator_params):
+        """Adam for the generators and for the discriminators, each with the per-epoch LR schedule of the config."""
+        from translate.schedules import build_scheduler
+
+        c = self.cfg
+        opts = [torch.optim.Adam(list(params), lr=c.lr, betas=(c.beta1, c.beta2))
+                for params in (generator_params, discriminator_params)]
+        return opts, [build_scheduler(o, c.lr_policy, c.n_epochs, c.n_epochs_decay, c.lr_decay_iters) for o in opts]
+
+    def prepare_pair(self, batch: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """batch["A"], batch["B"], in channels_last when the config asks for it."""
+        real_a, real_b = batch["A"], batch["B"]
+        if self.cfg.channels_last:
+            real_a = real_a.contiguous(memory_format=torch.channels_last)
+            real_b = real_b.contiguous(memory_format=torch.channels_last)
+        return real_a, real_b
+
     # ---- shared hooks -----------------------------------------------------------------------------------------
     def on_train_epoch_end(self) -> None:
         scheds = self.lr_schedulers()

@@ -12,7 +12,6 @@ from torch import nn
 from nets import build_discriminator, build_generator, generator_spec, inference_copy
 from translate.base import TranslationModule
 from translate.losses import check_gan_mode, d_loss, g_loss, gradient_penalty
-from translate.schedules import build_scheduler
 
 DIRECTIONS = ("AtoB", "BtoA")
 POOL_REUSE_P = 0.5  # probability that a full pool answers with a stored image (and keeps the new one instead)
@@ -128,21 +127,8 @@ class CycleGAN(TranslationModule):
 
     # ---- training ---------------------------------------------------------------------------------------------
     def configure_optimizers(self):
-        c = self.cfg
-        generators = [*self.net_g_a.parameters(), *self.net_g_b.parameters()]
-        discriminators = [*self.net_d_a.parameters(), *self.net_d_b.parameters()]
-        opt_g = torch.optim.Adam(generators, lr=c.lr, betas=(c.beta1, c.beta2))
-        opt_d = torch.optim.Adam(discriminators, lr=c.lr, betas=(c.beta1, c.beta2))
-        scheds = [build_scheduler(o, c.lr_policy, c.n_epochs, c.n_epochs_decay, c.lr_decay_iters)
-                  for o in (opt_g, opt_d)]
-        return [opt_g, opt_d], scheds
-
-    def _prepare(self, batch: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
-        real_a, real_b = batch["A"], batch["B"]
-        if self.cfg.channels_last:
-            real_a = real_a.contiguous(memory_format=torch.channels_last)
-            real_b = real_b.contiguous(memory_format=torch.channels_last)
-        return real_a, real_b
+        return self.gan_optimizers([*self.net_g_a.parameters(), *self.net_g_b.parameters()],
+                                   [*self.net_d_a.parameters(), *self.net_d_b.parameters()])
 
     def discriminator_loss(self, net_d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """0.5 * (GAN(D(real), real) + GAN(D(fake), fake)): halved, as in the reference, to slow D down."""
@@ -155,7 +141,7 @@ class CycleGAN(TranslationModule):
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
         c = self.cfg
         opt_g, opt_d = self.optimizers()
-        real_a, real_b = self._prepare(batch)
+        real_a, real_b = self.prepare_pair(batch)
 
         with self.toggled_optimizer(opt_g):  # D_A and D_B frozen
             fake_b = self.net_g_a(real_a)

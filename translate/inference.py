@@ -88,18 +88,23 @@ def _eager(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
         net.load_state_dict(weights, strict=True)
     except RuntimeError as e:
         raise BundleError(f"{folder}: weights.safetensors does not fit the generator {spec}: {e}") from e
+    return _eager_runner(net, device)
+
+
+def _eager_runner(net: torch.nn.Module, device: torch.device) -> Runner:
+    """The eager net on `device` as a runner; `run.net` exposes it (pSp's style-mixed variants use it)."""
     net = net.to(device)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return net(x.to(device)).to(x.device)
 
+    run.net = net  # type: ignore[attr-defined]
     return run
 
 
 def _eager_psp(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
-    """A pSp bundle's encoder + decoder rebuilt from its spec; the runner also exposes the net (`run.net`) for
-    style-mixed variants."""
+    """A pSp bundle's encoder + decoder rebuilt from its spec."""
     from safetensors.torch import load_file
 
     from nets.psp import build_psp_net
@@ -109,14 +114,7 @@ def _eager_psp(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runn
         net.load_state_dict(load_file(str(_need(folder, meta, "weights"))), strict=True)
     except RuntimeError as e:
         raise BundleError(f"{folder}: weights.safetensors does not fit the pSp net of translator.json: {e}") from e
-    net = net.to(device)
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return net(x.to(device)).to(x.device)
-
-    run.net = net  # type: ignore[attr-defined]
-    return run
+    return _eager_runner(net, device)
 
 
 def _onnx(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:

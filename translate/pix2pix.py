@@ -10,7 +10,6 @@ from torch import nn
 from nets import build_discriminator, build_generator, generator_spec, inference_copy
 from translate.base import TranslationModule
 from translate.losses import check_gan_mode, d_loss, g_loss, gradient_penalty
-from translate.schedules import build_scheduler
 
 TEST_MODES = ("train", "batchstats", "eval")
 
@@ -67,23 +66,12 @@ class Pix2Pix(TranslationModule):
 
     # ---- training ---------------------------------------------------------------------------------------------
     def configure_optimizers(self):
-        c = self.cfg
-        opt_g = torch.optim.Adam(self.net_g.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
-        opt_d = torch.optim.Adam(self.net_d.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
-        scheds = [build_scheduler(o, c.lr_policy, c.n_epochs, c.n_epochs_decay, c.lr_decay_iters) for o in (opt_g, opt_d)]
-        return [opt_g, opt_d], scheds
-
-    def _prepare(self, batch: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
-        real_a, real_b = batch["A"], batch["B"]
-        if self.cfg.channels_last:
-            real_a = real_a.contiguous(memory_format=torch.channels_last)
-            real_b = real_b.contiguous(memory_format=torch.channels_last)
-        return real_a, real_b
+        return self.gan_optimizers(self.net_g.parameters(), self.net_d.parameters())
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
         c = self.cfg
         opt_g, opt_d = self.optimizers()
-        real_a, real_b = self._prepare(batch)
+        real_a, real_b = self.prepare_pair(batch)
         fake_b = self.net_g(real_a)
         real_ab = torch.cat([real_a, real_b], 1)
         fake_ab = torch.cat([real_a, fake_b], 1)  # conditional GAN: D sees the input with the output

@@ -64,3 +64,16 @@ def adam_step_matches():
 @pytest.fixture(name="biases_before_instance_norm")
 def _biases_before_instance_norm():
     return biases_before_instance_norm
+
+
+@pytest.fixture(scope="module")
+def prior(tmp_path_factory):
+    """A tiny StyleGAN2 prior (32 px, w_dim 16, 8 style vectors) saved in our prior format, for the pSp tests."""
+    from priors.loaders import save_prior
+    from priors.stylegan2 import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig(z_dim=16, w_dim=16, img_resolution=32, channel_base=256, channel_max=16,
+                                  mapping_layers=2))
+    G.mapping.w_avg.normal_()
+    return save_prior(G, tmp_path_factory.mktemp("prior") / "toy")

@@ -6,8 +6,7 @@ import torch
 
 from nets.encoders import build_encoder
 from nets.psp import PSPNet
-from priors.loaders import load_prior, save_prior
-from priors.stylegan2 import Generator, GeneratorConfig
+from priors.loaders import load_prior
 from translate import cli, invert
 from translate.invert import (domain_distance, interpolate, invert_folder, invert_image, load_code,
                               mix_grid, mix_layers, save_code)
@@ -22,15 +21,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def prior(tmp_path_factory):
-    torch.manual_seed(0)
-    G = Generator(GeneratorConfig(z_dim=16, w_dim=16, img_resolution=32, channel_base=256, channel_max=16,
-                                  mapping_layers=2))
-    G.mapping.w_avg.normal_()
-    return save_prior(G, tmp_path_factory.mktemp("prior") / "toy")
 
 
 def tiny_net(prior, input_nc=3, seed=0, restyle_iters=0):

@@ -7,8 +7,6 @@ import pytest
 import torch
 
 from nets.psp import PSPNet
-from priors.loaders import save_prior
-from priors.stylegan2 import Generator, GeneratorConfig
 from translate import cli, runner
 from translate.config import load_config
 from translate.optim import Ranger
@@ -19,15 +17,6 @@ from test_psp_checkpoint import make_checkpoint, ros, save_as_if_from_gpu  # noq
 
 TINY = ["model.channels=[4,8,8,16]", "model.input_size=32", "model.loss_size=32"]
 RANDOM_LOSSES = ["model.lpips_weights=random", "model.id_weights=random"]
-
-
-@pytest.fixture(scope="module")
-def prior(tmp_path_factory):
-    torch.manual_seed(0)
-    G = Generator(GeneratorConfig(z_dim=16, w_dim=16, img_resolution=32, channel_base=256, channel_max=16,
-                                  mapping_layers=2))
-    G.mapping.w_avg.normal_()
-    return save_prior(G, tmp_path_factory.mktemp("prior") / "toy")
 
 
 def overrides(prior, tmp_path, *extra):
