@@ -7,7 +7,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "load_prior": "priors.loaders", "save_prior": "priors.loaders", "convert_prior": "priors.loaders",
-    "PriorLoadError": "priors.loaders",
+    "PriorLoadError": "priors.loaders", "load_discriminator": "priors.loaders",
     "Generator": "priors.stylegan2", "GeneratorConfig": "priors.stylegan2",
     "Discriminator": "priors.stylegan2", "DiscriminatorConfig": "priors.stylegan2",
 }

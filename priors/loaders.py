@@ -29,7 +29,7 @@ import torch
 
 from nets.strict import strict_load
 from priors.ops import setup_filter
-from priors.stylegan2 import Generator, GeneratorConfig
+from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 PRIOR_FORMAT = "translate-stylegan2-prior"
 PRIOR_FORMAT_VERSION = 1
@@ -164,6 +164,72 @@ def load_nvlabs_pickle(path: str | Path, key: str = "G_ema") -> Generator:
     source = f"{path} [{key}]"
     G = Generator(_nvidia_config(stub.init_args, stub.init_kwargs, source))
     return load_strict(G, stub.tensors(), source).eval()
+
+
+def load_nvlabs_discriminator(path: str | Path, key: str = "D") -> Discriminator:
+    """The discriminator `key` of an NVIDIA network pickle (residual architecture only)."""
+    data = read_network_pickle(path)
+    if not isinstance(data, dict) or not isinstance(data.get(key), PersistentStub):
+        found = list(data)[:8] if isinstance(data, dict) else type(data).__name__
+        raise PriorLoadError(f"{path}: no '{key}' network in this pickle (found {found})")
+    stub, source = data[key], f"{path} [{key}]"
+    if not stub.class_name.endswith("Discriminator"):
+        raise PriorLoadError(f"{source}: a {stub.class_name}, expected a StyleGAN2 Discriminator")
+    names = ("c_dim", "img_resolution", "img_channels")
+    kwargs = dict(zip(names, stub.init_args), **stub.init_kwargs)
+    epilogue = dict(kwargs.pop("epilogue_kwargs", None) or {})
+    fields = {k: kwargs.pop(k) for k in ("c_dim", "img_resolution", "img_channels", "channel_base", "channel_max",
+                                         "conv_clamp", "cmap_dim") if k in kwargs}
+    fields.update({k: epilogue.pop(k) for k in ("mbstd_group_size", "mbstd_num_channels") if k in epilogue})
+    kwargs.pop("num_fp16_res", None)  # precision only
+    problems = [f"{k}={v!r}" for k, v in {**kwargs, **epilogue}.items()
+                if v and not (k == "architecture" and v == "resnet")]
+    if problems:
+        raise PriorLoadError(f"{source}: not a supported StyleGAN2 discriminator configuration: unsupported "
+                             f"{', '.join(problems)}")
+    D = Discriminator(DiscriminatorConfig(**fields))
+    return load_strict(D, _drop_block_filters(stub.tensors(), D, source), source).eval()
+
+
+def _drop_block_filters(sd: Mapping[str, torch.Tensor], D: Discriminator, source: str) -> Dict[str, torch.Tensor]:
+    """NVIDIA's discriminator blocks also keep their resampling filter at block level (`b64.resample_filter`); ours
+    keep it in the layers only. Checked equal to the layers' filter, then dropped."""
+    out = dict(sd)
+    for res in D.block_resolutions:
+        t = out.pop(f"b{res}.resample_filter", None)
+        if t is not None and not torch.equal(t, getattr(D, f"b{res}").conv1.resample_filter):
+            raise PriorLoadError(f"{source}: b{res}.resample_filter is not StyleGAN2's [1, 3, 3, 1] filter")
+    return out
+
+
+def load_discriminator_checkpoint(path: str | Path) -> Discriminator:
+    """The discriminator `net_d` of a checkpoint written by this framework's StyleGAN2 training (`method:
+    stylegan2`), with its architecture from the checkpoint's model config; read with weights_only=True."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure to read is reported with the file
+        raise PriorLoadError(f"cannot read {path} with torch.load(weights_only=True): "
+                             f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
+    model = (ckpt.get("hyper_parameters") or {}).get("model") if isinstance(ckpt, Mapping) else None
+    sd = ckpt.get("state_dict") if isinstance(ckpt, Mapping) else None
+    if not isinstance(model, Mapping) or not isinstance(sd, Mapping) or not any(k.startswith("net_d.") for k in sd):
+        raise PriorLoadError(f"{path}: not a StyleGAN2 training checkpoint of this framework (expected "
+                             "hyper_parameters.model and net_d.* weights); NVIDIA pickles (.pkl) are read too")
+    D = Discriminator(DiscriminatorConfig(
+        img_resolution=int(model.get("resolution", 256)),
+        img_channels=int(ckpt["hyper_parameters"].get("output_nc", 3)),
+        channel_base=int(model.get("channel_base", 32768)), channel_max=int(model.get("channel_max", 512)),
+        mbstd_group_size=model.get("mbstd_group_size", 4), conv_clamp=model.get("conv_clamp")))
+    return load_strict(D, {k[len("net_d."):]: v for k, v in sd.items() if k.startswith("net_d.")}, str(path)).eval()
+
+
+def load_discriminator(path: str | Path) -> Discriminator:
+    """A trained StyleGAN2 discriminator: `D` of an NVIDIA network pickle (.pkl), or `net_d` of a checkpoint of this
+    framework's StyleGAN2 training. Strict, and nothing in the file is executed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"discriminator weights not found: {path}")
+    return load_nvlabs_discriminator(path) if path.suffix == ".pkl" else load_discriminator_checkpoint(path)
 
 
 def load_nvlabs_state(obj: Mapping[str, Any], source: str) -> Generator:

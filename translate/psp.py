@@ -13,6 +13,7 @@ meaningless, which is only useful for smoke tests.
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -24,9 +25,10 @@ from torch import nn
 from nets.encoders import ENCODERS, PAPER_CHANNELS, build_encoder, load_arcface, load_backbone_weights
 from nets.psp import PSPNet
 from priors.loaders import load_prior
-from priors.stylegan2 import Generator
+from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator
 from translate.base import TranslationModule
 from translate.optim import build_optimizer
+from translate.stylegan2 import d_logistic, g_nonsaturating
 
 RANDOM = "random"  # weight-file value that builds a randomly initialised loss network (smoke tests only)
 FACE_CROP_256 = (35, 223, 32, 220)  # pSp's inner-face crop (top, bottom, left, right) of a 256-px face
@@ -67,6 +69,19 @@ class PSPConfig:
     mix_alpha: Optional[float] = None  # mixing weight of the random codes on latent_mask (None = replace)
     restyle_iters: int = 0  # ReStyle: > 0 trains an encoder of [input, reconstruction] for this many residual steps
     #                         per batch from the average latent's image (the ReStyle paper: 5); 0 = plain pSp
+    # domain-guided encoder training (In-Domain GAN Inversion, Zhu et al. 2020): a StyleGAN2 discriminator at the loss
+    # resolution learns targets from outputs (logistic loss + R1) and the encoder also minimises its non-saturating
+    # loss, which keeps the reconstructions, and so the codes, in the generator's domain
+    adv_lambda: float = 0.0  # weight of the encoder's adversarial term (the paper: 0.1); 0 = no discriminator
+    discriminator_weights: Optional[str] = None  # start D from a trained one (the paper starts from the GAN's D): an
+    #   NVIDIA network .pkl (its D) or a `method: stylegan2` checkpoint of this framework; None = random init
+    d_channel_base: int = 32768  # D's feature maps at resolution r: min(d_channel_base // r, d_channel_max);
+    d_channel_max: int = 512  # a loaded D must have this architecture (config F: 32768 / 512)
+    d_mbstd_group_size: int = 4  # D's minibatch-stddev group
+    d_learning_rate: float = 1e-4  # Adam for D (the paper: 1e-4, betas 0.9 / 0.99)
+    d_betas: List[float] = field(default_factory=lambda: [0.9, 0.99])
+    r1_gamma: float = 10.0  # R1 on the targets: gamma / 2 * |grad D(y)|^2 (the paper: 10; 0 = off)
+    d_reg_interval: int = 1  # R1 every this many steps, its loss scaled by the interval (1 = every step, as the paper)
 
 
 # ---- loss networks -------------------------------------------------------------------------------------------
@@ -186,15 +201,52 @@ def check_config(cfg: PSPConfig) -> None:
     if cfg.restyle_iters < 0:
         raise ValueError(f"model.restyle_iters must be >= 0 (0 = plain pSp), got {cfg.restyle_iters}")
     for key in ("l2_lambda", "lpips_lambda", "id_lambda", "w_norm_lambda", "l2_lambda_crop", "lpips_lambda_crop",
-                "moco_lambda"):
+                "moco_lambda", "adv_lambda", "r1_gamma"):
         if getattr(cfg, key) < 0:
             raise ValueError(f"model.{key} must be >= 0, got {getattr(cfg, key)}")
+    for key in ("d_reg_interval", "d_mbstd_group_size"):
+        if getattr(cfg, key) < 1:
+            raise ValueError(f"model.{key}: expected a positive integer, got {getattr(cfg, key)}")
+    if len(cfg.d_betas) != 2:
+        raise ValueError(f"model.d_betas: expected [beta1, beta2], got {cfg.d_betas}")
+
+
+def build_discriminator(cfg: PSPConfig, channels: int = 3) -> Discriminator:
+    """The discriminator of domain-guided training, at the loss resolution, from the config's architecture; with
+    `discriminator_weights`, loaded strictly from that file, whose architecture must be the configured one."""
+    from priors.loaders import load_discriminator
+
+    want = DiscriminatorConfig(img_resolution=cfg.loss_size, img_channels=channels, channel_base=cfg.d_channel_base,
+                               channel_max=cfg.d_channel_max, mbstd_group_size=cfg.d_mbstd_group_size)
+    if not cfg.discriminator_weights:
+        return Discriminator(want)
+    key = f"model.discriminator_weights ({cfg.discriminator_weights})"
+    try:
+        D = load_discriminator(cfg.discriminator_weights)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{key}: file not found (a StyleGAN2 discriminator: NVIDIA .pkl or a stylegan2 "
+                                "checkpoint of this framework; null trains one from scratch)") from None
+    got = D.config
+    checks = [("model.loss_size", want.img_resolution, got.img_resolution),
+              ("data.output_nc", want.img_channels, got.img_channels),
+              ("model.d_channel_base", want.channel_base, got.channel_base),
+              ("model.d_channel_max", want.channel_max, got.channel_max)]
+    wrong = [f"{name} is {mine}, the file's D has {theirs}" for name, mine, theirs in checks if mine != theirs]
+    if got.c_dim or got.mbstd_num_channels != want.mbstd_num_channels:
+        wrong.append(f"the file's D is conditional or has {got.mbstd_num_channels} minibatch-stddev channels")
+    if wrong:
+        raise ValueError(f"{key}: does not fit the configured discriminator: " + "; ".join(wrong) +
+                         " (D judges images at model.loss_size; set the keys to the file's values)")
+    D.b4.mbstd.group_size = cfg.d_mbstd_group_size
+    D.config.mbstd_group_size = cfg.d_mbstd_group_size
+    return D.train()
 
 
 # ---- the method ------------------------------------------------------------------------------------------------
 class PSP(TranslationModule):
     config_class = PSPConfig
     grid_caption = "input | output | target"
+    init_only_keys = ("encoder_weights", "discriminator_weights")  # weights the checkpoint replaces
 
     def __init__(self, model: Dict[str, Any], input_nc: int = 3, output_nc: int = 3, direction: str = "AtoB"):
         """input_nc: image channels, or the number of classes of one-hot label maps (data.label_nc)."""
@@ -218,6 +270,9 @@ class PSP(TranslationModule):
                           resize=cfg.loss_size, noise_mode="random", restyle_iters=cfg.restyle_iters)
         self.net.decoder.requires_grad_(cfg.train_decoder)
         self.net.decoder.eval()
+        # domain-guided training: a discriminator trained alongside (in checkpoints, never exported)
+        self.net_d = build_discriminator(cfg, decoder.img_channels) if cfg.adv_lambda > 0 else None
+        self.n_steps = 0  # training steps taken (decides the lazy R1 steps); kept in checkpoints
         # loss networks: frozen, outside the module tree (not in checkpoints, not in DDP), moved in on_fit_start
         self._loss_nets = build_loss_nets(cfg)
 
@@ -256,10 +311,14 @@ class PSP(TranslationModule):
 
     # ---- training ---------------------------------------------------------------------------------------------
     def configure_optimizers(self):
+        c = self.cfg
         params = list(self.net.encoder.parameters())
-        if self.cfg.train_decoder:
+        if c.train_decoder:
             params += list(self.net.decoder.parameters())
-        return build_optimizer(self.cfg.optim_name, params, self.cfg.learning_rate)
+        opt = build_optimizer(c.optim_name, params, c.learning_rate)
+        if self.net_d is None:
+            return opt
+        return [opt, torch.optim.Adam(self.net_d.parameters(), lr=c.d_learning_rate, betas=tuple(c.d_betas))]
 
     def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
         c = self.cfg
@@ -293,22 +352,30 @@ class PSP(TranslationModule):
             terms["w_norm"] = offset.flatten(1).norm(dim=1).mean() * c.w_norm_lambda
         if c.moco_lambda > 0:
             terms["moco"] = nets["moco"](y_hat, y) * c.moco_lambda
+        if c.adv_lambda > 0:
+            terms["adv"] = g_nonsaturating(self.net_d(self.d_batch(y_hat))) * c.adv_lambda
         terms["loss"] = torch.stack(list(terms.values())).sum()
         return terms
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
-        opt = self.optimizers()
+        opts = self.optimizers()
+        opt, opt_d = (opts[0], opts[1]) if isinstance(opts, (list, tuple)) else (opts, None)
         x, y = batch["A"], batch["B"]
         self._check_batch(x, y)
-        opt.zero_grad(set_to_none=True)
-        if self.cfg.restyle_iters:
-            terms, y_hat = self._restyle_backward(x, y)
-        else:
-            codes = self.net.encode(x)
-            y_hat = self.net.decode(codes, noise_mode="random")
-            terms = self.losses(x, y, y_hat, codes)
-            self.manual_backward(terms["loss"])
-        opt.step()
+        with self.toggled_optimizer(opt) if opt_d is not None else contextlib.nullcontext():
+            opt.zero_grad(set_to_none=True)
+            if self.cfg.restyle_iters:
+                terms, y_hat = self._restyle_backward(x, y)
+            else:
+                codes = self.net.encode(x)
+                y_hat = self.net.decode(codes, noise_mode="random")
+                terms = self.losses(x, y, y_hat, codes)
+                self.manual_backward(terms["loss"])
+            opt.step()
+        if opt_d is not None:
+            with self.toggled_optimizer(opt_d):
+                terms.update(self._discriminator_step(opt_d, y, y_hat.detach()))
+        self.n_steps += 1
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, on_step=True, on_epoch=False,
                       batch_size=x.shape[0], prog_bar=False)
         self.maybe_log_train_images([x, y_hat, y])
@@ -328,6 +395,36 @@ class PSP(TranslationModule):
             self.manual_backward(terms["loss"])
             codes, rec = codes.detach(), y_hat.detach()
         return terms, y_hat
+
+    def d_batch(self, images: torch.Tensor) -> torch.Tensor:
+        """The images D judges: cut to a whole number of minibatch-stddev groups (an epoch's last, smaller batch
+        loses its incomplete group)."""
+        group = min(self.cfg.d_mbstd_group_size, images.shape[0])
+        return images[: images.shape[0] - images.shape[0] % group]
+
+    def _discriminator_step(self, opt_d, real: torch.Tensor, fake: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Logistic loss on targets (real) vs outputs (fake), then R1 on the targets every d_reg_interval steps."""
+        c = self.cfg
+        r1 = c.r1_gamma > 0 and self.n_steps % c.d_reg_interval == 0
+        real, fake = self.d_batch(real).detach().requires_grad_(r1), self.d_batch(fake)
+        real_logits, fake_logits = self.net_d(real), self.net_d(fake)
+        terms = {"D": d_logistic(real_logits, fake_logits), "D_real": real_logits.detach().mean(),
+                 "D_fake": fake_logits.detach().mean()}
+        loss = terms["D"]
+        if r1:  # the same forward pass of the targets gives the gradient penalty
+            (grads,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+            terms["D_r1"] = c.r1_gamma / 2 * grads.square().sum(dim=[1, 2, 3]).mean()
+            loss = loss + terms["D_r1"] * c.d_reg_interval
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt_d.step()
+        return {k: v.detach() for k, v in terms.items()}
+
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        checkpoint["psp_progress"] = {"n_steps": self.n_steps}
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        self.n_steps = int(checkpoint.get("psp_progress", {}).get("n_steps", 0))
 
     def on_train_epoch_end(self) -> None:  # pSp trains by steps at a constant learning rate: no schedule
         pass

@@ -1,7 +1,7 @@
 """Build Lightning objects from a RunConfig and run them: what each CLI subcommand does, as plain functions."""
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -107,7 +107,10 @@ def load_run(ckpt: str | Path, files: Sequence[str] = (), overrides: Sequence[st
     if "run_config" not in state:
         raise CheckpointError(f"{ckpt}: not a checkpoint written by this framework (no 'run_config' entry)")
     cfg = load_config(files, overrides, base=state["run_config"])
-    module = build_module(cfg)
+    # files that only initialise weights (pSp's encoder_weights, discriminator_weights) are not read again: the
+    # checkpoint holds what was trained from them, and the files need not exist where the checkpoint is used
+    init_only = getattr(METHODS[cfg.method].module_class, "init_only_keys", ())
+    module = build_module(replace(cfg, model=replace(cfg.model, **{k: None for k in init_only})))
     module.load_state_dict(state["state_dict"], strict=True)
     return cfg, module
 
