@@ -298,7 +298,8 @@ def _io_entries(meta: Dict[str, Any], ep: ExportedProgram, example: torch.Tensor
         return int(dim) if not isinstance(dim, torch.SymInt) else letters.get(str(dim), str(dim))
 
     common = {"dtype": "float32", "value_range": list(meta["value_range"])}
-    inp = {"name": "image", "channels": meta["input_nc"], **common, "shape": [show(d) for d in in_shape],
+    inp = {"name": "image", "channels": meta["input_nc"], **common,
+           "value_range": list(meta.get("input_range") or meta["value_range"]), "shape": [show(d) for d in in_shape],
            "dynamic": dict(dynamic), "min": {d: ranges[d][0] for d in DIMS}, "max": {d: ranges[d][1] for d in DIMS},
            "example_shape": list(example.shape)}
     out = {"name": "output", "channels": meta["output_nc"], **common, "shape": [show(d) for d in out_shape]}

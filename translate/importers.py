@@ -58,6 +58,7 @@ def import_psp(weights: str | Path, out: str | Path, *, overwrite: bool = False,
                  resize=None, noise_mode="const").eval().requires_grad_(False)
     size = int(encoder.input_size)
     n = net.n_styles
+    label_nc = int(ckpt.opts.get("label_nc") or 0)
     meta = {
         "method": "psp",
         "source": {"from": "psp", "weights": str(weights), "backfilled_opts": ckpt.backfilled},
@@ -69,10 +70,13 @@ def import_psp(weights: str | Path, out: str | Path, *, overwrite: bool = False,
         "direction": "AtoB",
         "generator": None,
         "psp": net.spec(),
-        "label_nc": int(ckpt.opts.get("label_nc") or 0),
+        # pSp's label_nc: 0 images, 1 sketches, > 1 one-hot label maps (read by predict as class indices)
+        "label_nc": label_nc if label_nc > 1 else 0,
         "latent_mask": list(range(8, n)) if n > 8 else [],  # the paper's multi-modal default: fine layers 8+
         "mix_alpha": None,
     }
+    if label_nc == 1:  # pSp's sketch transforms are ToTensor without Normalize: sketches in [0, 1]
+        meta["input_range"] = [0.0, 1.0]
     example = torch.rand(1, meta["input_nc"], size, size) * 2 - 1
     return export_bundle(net, out, meta, example, dynamic_spatial=False, size_multiple=size, atol=atol,
                          overwrite=overwrite)

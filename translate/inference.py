@@ -53,9 +53,11 @@ def read_meta(path: str | Path) -> Tuple[Path, Dict[str, Any]]:
     for key in ("input_nc", "output_nc", "size_multiple"):
         if not isinstance(meta[key], int) or meta[key] < 1:
             raise BundleError(f"{meta_path}: '{key}' must be a positive int, got {meta[key]!r}")
-    vr = meta["value_range"]
-    if not (isinstance(vr, list) and len(vr) == 2 and all(isinstance(v, (int, float)) for v in vr) and vr[0] < vr[1]):
-        raise BundleError(f"{meta_path}: 'value_range' must be [low, high] with low < high, got {vr!r}")
+    for key in ("value_range", "input_range"):
+        vr = meta.get(key, [0, 1])  # input_range is optional (default: value_range)
+        if not (isinstance(vr, list) and len(vr) == 2 and all(isinstance(v, (int, float)) for v in vr)
+                and vr[0] < vr[1]):
+            raise BundleError(f"{meta_path}: '{key}' must be [low, high] with low < high, got {vr!r}")
     meta.setdefault("files", dict(DEFAULT_FILES))
     return folder, meta
 
@@ -200,6 +202,8 @@ class Translator:
         self.meta, self._run, self.backend = meta, run, backend
         self.input_nc, self.output_nc = int(meta["input_nc"]), int(meta["output_nc"])
         self.lo, self.hi = (float(v) for v in meta["value_range"])
+        # inputs may have a range of their own (published pSp sketch models take sketches in [0, 1])
+        self.in_lo, self.in_hi = (float(v) for v in meta.get("input_range") or meta["value_range"])
         self.size_multiple = int(meta["size_multiple"])
         _, self._min, fixed = _accepted(meta)
         if backend == "eager":  # the eager net takes any batch and size of the multiple
@@ -209,6 +213,11 @@ class Translator:
         self.input_size = int(meta["input_size"]) if meta.get("input_size") else None
         if self.input_size is not None:
             self._fixed["height"] = self._fixed["width"] = self.input_size
+        # > 0: the net takes one-hot label maps of this many classes (segmentation-to-image), not images
+        self.label_nc = int(meta.get("label_nc") or 0)
+        if self.label_nc and self.label_nc != self.input_nc:
+            raise BundleError(f"label_nc {self.label_nc} but input_nc {self.input_nc}: a label-map net takes one "
+                              "channel per class")
 
     def variants(self, x: torch.Tensor, n: int, latent_mask: Optional[Sequence[int]] = None,
                  alpha: Optional[float] = None, seed: int = 0) -> torch.Tensor:
@@ -241,8 +250,8 @@ class Translator:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"expected a batch (N, {self.input_nc}, H, W), got {got}")
         if not x.is_floating_point():
-            raise ValueError(f"expected a float batch in the value range [{self.lo:g}, {self.hi:g}], got {x.dtype} "
-                             f"(uint8 images: call the translator itself)")
+            raise ValueError(f"expected a float batch in the input range [{self.in_lo:g}, {self.in_hi:g}], got "
+                             f"{x.dtype} (uint8 images: call the translator itself)")
         n, _, h, w = x.shape
         if n == 0:
             raise ValueError(f"expected a batch (N, {self.input_nc}, H, W) with N >= 1, got {tuple(x.shape)}")
@@ -285,8 +294,11 @@ class Translator:
         return target
 
     # ---- conversions ----------------------------------------------------------------------------------------
-    def _unit_to_net(self, t: torch.Tensor) -> torch.Tensor:
-        return t * (self.hi - self.lo) + self.lo
+    def _unit_to_input(self, t: torch.Tensor) -> torch.Tensor:
+        return t * (self.in_hi - self.in_lo) + self.in_lo
+
+    def _input_to_unit(self, t: torch.Tensor) -> torch.Tensor:
+        return (t - self.in_lo) / (self.in_hi - self.in_lo)
 
     def _net_to_unit(self, t: torch.Tensor) -> torch.Tensor:
         return (t - self.lo) / (self.hi - self.lo)
@@ -317,7 +329,7 @@ class Translator:
             raise ValueError(f"expected an image array (H, W) or (H, W, C), got shape {a.shape}")
         if a.dtype == np.uint8 and (a.ndim == 2 or a.shape[2] in (2, 3, 4)) and self.input_nc in (1, 3):
             u = to_channels(Image.fromarray(a), self.input_nc, "array")
-            return self._unit_to_net(torch.from_numpy(np.ascontiguousarray(u.transpose(2, 0, 1))).float() / 255.0)
+            return self._unit_to_input(torch.from_numpy(np.ascontiguousarray(u.transpose(2, 0, 1))).float() / 255.0)
         if a.dtype == np.uint8:
             unit = a.astype(np.float32) / 255.0
         elif np.issubdtype(a.dtype, np.floating):
@@ -330,7 +342,24 @@ class Translator:
             raise ValueError(f"expected a uint8 or float image array, got dtype {a.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(unit if unit.ndim == 3 else unit[:, :, None]).transpose(2, 0, 1))
         t = self._channels(t[None].clamp(0, 1), f"an array of shape {a.shape}")[0]
-        return self._unit_to_net(t)
+        return self._unit_to_input(t)
+
+    def from_label_map(self, labels: np.ndarray) -> torch.Tensor:
+        """Class indices (H, W) or (H, W, 1) -> one-hot (label_nc, H', W') of 0 and 1, as the training data: resized
+        to the net's fixed input size with nearest neighbour (never interpolated between classes)."""
+        if not self.label_nc:
+            raise ValueError("this translator takes images, not label maps (its bundle has no label_nc)")
+        a = np.asarray(labels)
+        a = a[:, :, 0] if a.ndim == 3 and a.shape[2] == 1 else a
+        if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"expected a label map of integer class indices (H, W), got {a.dtype} {a.shape}")
+        if a.size and (int(a.min()) < 0 or int(a.max()) >= self.label_nc):
+            raise ValueError(f"class indices must lie in [0, {self.label_nc}), got [{int(a.min())}, {int(a.max())}]")
+        idx = torch.from_numpy(a.astype(np.int64))
+        if self.input_size is not None and idx.shape != (self.input_size, self.input_size):
+            idx = F.interpolate(idx[None, None].float(), size=(self.input_size, self.input_size),
+                                mode="nearest")[0, 0].long()
+        return F.one_hot(idx, self.label_nc).permute(2, 0, 1).float()
 
     def from_tensor(self, t: torch.Tensor) -> torch.Tensor:
         """(C, H, W) or (N, C, H, W), uint8 or float in the value range -> float (N, input_nc, H, W)."""
@@ -342,16 +371,16 @@ class Translator:
         elif t.is_floating_point():
             x = x.float()
             lo, hi = (float(v) for v in torch.aminmax(x.nan_to_num()))
-            slack = RANGE_TOLERANCE * (self.hi - self.lo)
-            if lo < self.lo - slack or hi > self.hi + slack:
-                raise ValueError(f"expected a float tensor in the net's value range [{self.lo:g}, {self.hi:g}] "
-                                 f"(or uint8), got values in [{lo:g}, {hi:g}]")
+            slack = RANGE_TOLERANCE * (self.in_hi - self.in_lo)
+            if lo < self.in_lo - slack or hi > self.in_hi + slack:
+                raise ValueError(f"expected a float tensor in the net's input range [{self.in_lo:g}, "
+                                 f"{self.in_hi:g}] (or uint8), got values in [{lo:g}, {hi:g}]")
             if x.shape[1] == self.input_nc:
                 return x
-            unit = self._net_to_unit(x)
+            unit = self._input_to_unit(x)
         else:
             raise ValueError(f"expected a uint8 or float image tensor, got {t.dtype}")
-        return self._unit_to_net(self._channels(unit, f"a tensor of shape {tuple(t.shape)}"))
+        return self._unit_to_input(self._channels(unit, f"a tensor of shape {tuple(t.shape)}"))
 
     def to_uint8(self, y: torch.Tensor) -> np.ndarray:
         """(C, H, W) float in the value range -> (H, W, C) uint8."""
@@ -400,7 +429,8 @@ class Translator:
             if self.input_nc not in (1, 3):
                 raise ValueError(f"expected {_channel_help(self.input_nc)}; PIL images convert to 1 or 3 only")
             a = to_channels(image, self.input_nc, f"image {index}")
-            return self._unit_to_net(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float() / 255.0)[None]
+            unit = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float() / 255.0
+            return self._unit_to_input(unit)[None]
         if isinstance(image, np.ndarray):
             return self.from_array(image)[None]
         if isinstance(image, torch.Tensor):

@@ -11,7 +11,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from PIL import Image
 
-from datamodules.io import IMG_EXTENSIONS, BadImageError, list_images, read_image, write_image
+from datamodules.io import (IMG_EXTENSIONS, BadImageError, DataError, list_images, read_image, read_label_map,
+                            write_image)
 
 
 def predict_paths(translator, input: str | Path, output: str | Path, batch_size: int = 8,
@@ -22,6 +23,9 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
 
     variants: also write that many style-mixed outputs per input as `<stem>_mix<k><suffix>` (pSp bundles, eager
     backend): the codes at `latent_mask` come from random W codes (seed + k), blended by `mix_alpha` if given.
+
+    A translator of label maps (`label_nc` > 0, e.g. segmentation-to-face) reads each file as class indices (a gray
+    or palette PNG), resized with nearest neighbour and one-hot encoded as in training.
 
     Outputs keep their file names (and so their format). Writing into an input folder (or any folder inside it)
     and overwriting an input file are refused. Unreadable inputs are reported (a warning each, and a count on
@@ -37,7 +41,8 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
     else:
         raise FileNotFoundError(f"input not found: {src}")
     _check_output(out, files, in_folder)
-    if translator.input_nc not in (1, 3):
+    label_nc = getattr(translator, "label_nc", 0)
+    if translator.input_nc not in (1, 3) and not label_nc:
         raise ValueError(f"image files are read as 1 or 3 channels; this translator takes {translator.input_nc}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
@@ -111,8 +116,11 @@ def _translate(translator, paths: List[Path], skipped: List[Path], mix=None):
     batches: Dict[Tuple[int, ...], List[Tuple[Path, torch.Tensor]]] = defaultdict(list)
     for f in paths:
         try:
-            x = translator.from_array(read_image(f, translator.input_nc))
-        except BadImageError as e:
+            if getattr(translator, "label_nc", 0):  # segmentation-to-image: files are maps of class indices
+                x = translator.from_label_map(read_label_map(f, translator.label_nc))
+            else:
+                x = translator.from_array(read_image(f, translator.input_nc))
+        except (BadImageError, DataError) as e:
             _warn_skip(f, str(e).removeprefix(f"{f}: "), skipped)
             continue
         batches[tuple(x.shape)].append((f, x))

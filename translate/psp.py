@@ -273,8 +273,9 @@ class PSP(TranslationModule):
         # domain-guided training: a discriminator trained alongside (in checkpoints, never exported)
         self.net_d = build_discriminator(cfg, decoder.img_channels) if cfg.adv_lambda > 0 else None
         self.n_steps = 0  # training steps taken (decides the lazy R1 steps); kept in checkpoints
-        # loss networks: frozen, outside the module tree (not in checkpoints, not in DDP), moved in on_fit_start
-        self._loss_nets = build_loss_nets(cfg)
+        # loss networks: frozen, outside the module tree (not in checkpoints, not in DDP), built from their weight
+        # files when training needs them (validate, export and invert do not: a checkpoint is usable without them)
+        self._loss_nets: Optional[Dict[str, nn.Module]] = None
 
     @staticmethod
     def _init_encoder(encoder: nn.Module, path: str) -> None:
@@ -302,12 +303,17 @@ class PSP(TranslationModule):
             self.net.decoder.eval()
         return self
 
-    def on_fit_start(self) -> None:
-        for net in self._loss_nets.values():
-            net.to(self.device)
+    @property
+    def loss_nets(self) -> Dict[str, nn.Module]:
+        """The frozen networks of the losses (LPIPS, ArcFace, MoCo), built on first use; a missing weight file is
+        an error naming its config key."""
+        if self._loss_nets is None:
+            self._loss_nets = build_loss_nets(self.cfg)
+        return self._loss_nets
 
-    def on_validation_start(self) -> None:
-        self.on_fit_start()
+    def on_fit_start(self) -> None:  # before the first step: missing loss weights fail here, not mid-run
+        for net in self.loss_nets.values():
+            net.to(self.device)
 
     # ---- training ---------------------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -332,7 +338,7 @@ class PSP(TranslationModule):
     def losses(self, x: torch.Tensor, y: torch.Tensor, y_hat: torch.Tensor,
                codes: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Weighted loss terms (key "loss" is their sum); y_hat already at the loss resolution."""
-        c, nets = self.cfg, self._loss_nets
+        c, nets = self.cfg, self.loss_nets
         terms: Dict[str, torch.Tensor] = {}
         if c.l2_lambda > 0:
             terms["l2"] = F.mse_loss(y_hat, y) * c.l2_lambda

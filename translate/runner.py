@@ -149,6 +149,7 @@ def export(ckpt: str | Path, out: str | Path, files: Sequence[str] = (), overrid
     targets = {d: Path(out) / d for d in choices} if direction == "both" else {direction: Path(out)}
     for d, path in targets.items():
         net, meta = module.export_spec(d) if d is not None else module.export_spec()
+        meta["label_nc"] = int(cfg.data.label_nc)  # > 0: the net takes one-hot label maps (predict reads indices)
         meta["run_config"] = to_dict(cfg)
         export_with_config(net, meta, path, cfg, overwrite=overwrite)
     return Path(out)

@@ -161,7 +161,7 @@ def test_channel_conversions(translators):
         tr(np.zeros((2, 3, 4, 5), np.uint8))
     with pytest.raises(ValueError, match=r"float image array in \[0, 1\], got values in \[0, 255\]"):
         tr(a.astype(np.float32))
-    with pytest.raises(ValueError, match=r"value range \[-1, 1\] \(or uint8\), got values in \[0, 255\]"):
+    with pytest.raises(ValueError, match=r"input range \[-1, 1\] \(or uint8\), got values in \[0, 255\]"):
         tr(torch.from_numpy(a).permute(2, 0, 1).float())
     with pytest.raises(TypeError, match="got str"):
         tr("photo.png")

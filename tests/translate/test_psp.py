@@ -50,6 +50,10 @@ def test_fit_resume_export_predict_variants(prior, tmp_path):
         assert torch.equal(v, decoder_before[k]), k
 
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    # a trained checkpoint is used without the loss networks' weight files (here: files that do not exist)
+    _, loaded = runner.load_run(ckpt, overrides=[f"model.lpips_weights={tmp_path / 'alex.pth'}",
+                                                 f"model.id_weights={tmp_path / 'model_ir_se50.pth'}"])
+    assert loaded._loss_nets is None
     bundle = tmp_path / "bundle"
     assert cli.main(["export", "--ckpt", str(ckpt), "--out", str(bundle)]) == 0
     from translate.inference import load_translator
@@ -72,13 +76,14 @@ def test_fit_resume_export_predict_variants(prior, tmp_path):
 
 
 def test_prior_and_loss_nets_stay_frozen_in_eval_mode(prior):
+    m = module(prior, moco_lambda=0.0)
     with pytest.warns(UserWarning, match="randomly initialised"):
-        m = module(prior, moco_lambda=0.0)
+        m.on_fit_start()  # builds the loss nets
     m.train()
     assert not m.net.decoder.training and m.net.encoder.training
     assert all(not p.requires_grad for p in m.net.decoder.parameters())
-    assert all(not n.training for n in m._loss_nets.values())
-    assert set(m._loss_nets) == {"lpips", "id"}
+    assert all(not n.training for n in m.loss_nets.values())
+    assert set(m.loss_nets) == {"lpips", "id"}
 
 
 @pytest.mark.filterwarnings("ignore:.*randomly initialised")
@@ -110,10 +115,11 @@ def test_wrong_shapes_are_errors_naming_expected_and_actual(prior):
 
 
 def test_missing_weights_name_the_key(prior, tmp_path):
+    # loss networks are built when training starts (on_fit_start, before the first step)
     with pytest.raises(FileNotFoundError, match="model.id_weights"):
-        module(prior, lpips_lambda=0.0, id_weights=str(tmp_path / "model_ir_se50.pth"))
+        module(prior, lpips_lambda=0.0, id_weights=str(tmp_path / "model_ir_se50.pth")).on_fit_start()
     with pytest.raises(Exception, match="model.lpips"):
-        module(prior, id_lambda=0.0, lpips_weights=None)
+        module(prior, id_lambda=0.0, lpips_weights=None).on_fit_start()
     with pytest.raises(ValueError, match="model.prior must be set"):
         PSP(model={"prior": None})
     with pytest.raises(FileNotFoundError):
@@ -159,6 +165,41 @@ def test_published_checkpoint_imports_to_a_bundle(ros, tmp_path, monkeypatch):  
     for backend in ("eager", "onnx"):
         torch.testing.assert_close(load_translator(bundle, backend=backend).translate_batch(x), ref,
                                    atol=1e-3, rtol=0)
+
+
+def test_published_sketch_and_segmentation_models_take_their_inputs(ros, tmp_path):  # noqa: F811
+    """pSp's label_nc: 1 marks sketch models, fed sketches in [0, 1] (ToTensor, no Normalize); > 1 marks one-hot
+    label-map models, whose `predict` inputs are class-index maps."""
+    import numpy as np
+    from PIL import Image
+
+    from translate.inference import load_translator
+
+    for label_nc, dataset in ((1, "celebs_sketch_to_face"), (5, "celebs_seg_to_face")):
+        _, ckpt = make_checkpoint(ros, input_nc=label_nc, opts={"encoder_type": "GradualStyleEncoder",
+                                                                 "dataset_type": dataset, "label_nc": label_nc,
+                                                                 "input_nc": label_nc})
+        torch.save(ckpt, tmp_path / f"{dataset}.pt")
+        bundle = tmp_path / dataset
+        assert cli.main(["import", "--from", "psp", "--weights", str(tmp_path / f"{dataset}.pt"),
+                         "--out", str(bundle)]) == 0
+        t = load_translator(bundle)
+        if label_nc == 1:
+            assert t.label_nc == 0 and (t.in_lo, t.in_hi) == (0.0, 1.0) and (t.lo, t.hi) == (-1.0, 1.0)
+            white = t.from_array(np.full((32, 32), 255, np.uint8))
+            assert white.shape == (1, 32, 32) and torch.all(white == 1.0)  # white is 1 (would be 1 in [-1, 1] too)
+            black = t.from_array(np.zeros((32, 32), np.uint8))
+            assert torch.all(black == 0.0)  # black is 0, not -1
+            with pytest.raises(ValueError, match=r"input range \[0, 1\]"):
+                t.from_tensor(torch.full((1, 32, 32), -1.0))
+        else:
+            assert t.label_nc == 5
+            maps = tmp_path / f"{dataset}_maps"
+            maps.mkdir()
+            Image.fromarray(np.arange(32 * 32, dtype=np.uint8).reshape(32, 32) % 5, mode="L").save(maps / "a.png")
+            assert cli.main(["predict", "--model", str(bundle), "--input", str(maps), "--output",
+                             str(tmp_path / "out")]) == 0
+            assert (tmp_path / "out" / "a.png").is_file()
 
 
 def test_ranger_is_radam_with_lookahead():

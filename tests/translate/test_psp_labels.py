@@ -1,0 +1,86 @@
+"""Segmentation-to-face end to end: pSp trained on one-hot label maps, exported, and `predict` on a folder of label
+maps (class indices read as such, resized nearest, one-hot as in training)."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from translate import cli, runner
+from translate.config import load_config
+from translate.inference import load_translator
+
+LABEL_NC = 4
+
+
+def label_map(size, i):
+    labels = np.zeros((size, size), np.uint8)
+    labels[size // 4: 3 * size // 4, size // 3:] = 1 + i % (LABEL_NC - 1)
+    labels[:2] = LABEL_NC - 1
+    return labels
+
+
+def write_seg_pairs(root, n=4, size=32):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        (root / split / "A").mkdir(parents=True)
+        (root / split / "B").mkdir(parents=True)
+        for i in range(n):
+            img = Image.fromarray(label_map(size, i), mode="L").convert("P")
+            img.putpalette(list(rng.integers(0, 255, 768, dtype=np.uint8)))  # colours must not matter
+            img.save(root / split / "A" / f"{i:03d}.png")
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / split / "B" / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def seg_bundle(prior, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("seg")
+    data = write_seg_pairs(tmp / "data")
+    cfg = load_config([], [
+        "method=psp", f"run_dir={tmp / 'run'}", f"model.prior={prior}", "model.channels=[4,8,8,16]",
+        "model.input_size=32", "model.loss_size=32", "model.lpips_lambda=0", "model.id_lambda=0",
+        "data.kind=paired", f"data.root={data}", f"data.label_nc={LABEL_NC}", "data.preprocess=none",
+        "data.flip=false", "data.batch_size=2", "data.num_workers=0", "trainer.max_steps=1",
+        "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "logger.image_every_n_steps=0",
+        "logger.wandb.mode=disabled"])
+    runner.fit(cfg)
+    bundle = tmp / "bundle"
+    assert cli.main(["export", "--ckpt", str(tmp / "run" / "checkpoints" / "last.ckpt"), "--out", str(bundle)]) == 0
+    return bundle, data
+
+
+def test_predict_reads_label_maps_as_one_hot_classes(seg_bundle, tmp_path):
+    bundle, data = seg_bundle
+    t = load_translator(bundle)
+    assert t.label_nc == LABEL_NC == t.input_nc
+    out = tmp_path / "out"
+    assert cli.main(["predict", "--model", str(bundle), "--input", str(data / "val" / "A"), "--output", str(out)]) == 0
+    written = sorted(out.iterdir())
+    assert [p.name for p in written] == [f"{i:03d}.png" for i in range(4)]
+    # the file's output is the net's output for the one-hot map of its indices (not of its palette colours)
+    one_hot = torch.nn.functional.one_hot(torch.from_numpy(label_map(32, 1)).long(), LABEL_NC).permute(2, 0, 1)
+    expected = t.to_uint8(t.translate_batch(one_hot[None].float())[0])
+    got = np.array(Image.open(out / "001.png"))
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_label_maps_resize_nearest_and_bad_maps_are_skipped(seg_bundle, tmp_path):
+    bundle, _ = seg_bundle
+    t = load_translator(bundle)
+    big = np.kron(label_map(32, 2), np.ones((3, 3), np.uint8))  # 96 px: resized to the encoder's 32
+    x = t.from_label_map(big)
+    assert x.shape == (LABEL_NC, 32, 32)
+    assert set(x.unique().tolist()) == {0.0, 1.0} and torch.equal(x.sum(0), torch.ones(32, 32))  # one class each
+    assert torch.equal(x.argmax(0), torch.from_numpy(label_map(32, 2)).long())
+    with pytest.raises(ValueError, match=r"class indices must lie in \[0, 4\)"):
+        t.from_label_map(np.full((32, 32), 7, np.uint8))
+
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    Image.fromarray(label_map(32, 0), mode="L").save(folder / "good.png")
+    Image.fromarray(np.full((32, 32), 9, np.uint8), mode="L").save(folder / "wrong_classes.png")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "rgb.png")
+    with pytest.warns(UserWarning, match="skipping"):
+        assert cli.main(["predict", "--model", str(bundle), "--input", str(folder), "--output",
+                         str(tmp_path / "o")]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["good.png"]
