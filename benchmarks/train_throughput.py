@@ -216,6 +216,7 @@ def cases(device: str) -> List[Case]:
             Case("ref128-1thread", threads=1, **ref),
             Case("ref128-files-w0", data="files", workers=0, **ref),
             Case("ref128-files-w1", data="files", workers=1, **ref),
+            Case("ref128-files-w0-bf16", data="files", workers=0, precision="bf16-mixed", **ref),
         ]
     bf16_slow = device == "cpu" and not _cpu_has_native_bf16()
     for b in (1, 16):
@@ -231,6 +232,7 @@ def cases(device: str) -> List[Case]:
     cyc = dict(method="cyclegan", netG="resnet_9blocks")
     if device == "cpu":
         out.append(Case("cyclegan128", size=128, batch=1, **cyc))
+        out.append(Case("cyclegan128-bf16", size=128, batch=1, precision="bf16-mixed", **cyc))
     for b in (1, 4):
         out.append(Case(f"cyclegan256-b{b}-fp32", size=256, batch=b, slow=device == "cpu", **cyc))
         if device == "cuda":
@@ -309,6 +311,9 @@ REFERENCE_CASES: Dict[str, ReferenceRun] = {
     "ref128-files-w0": ReferenceRun("pix2pix", "unet_128", 128, workers=0),
     "ref128-files-w1": ReferenceRun("pix2pix", "unet_128", 128, workers=1),
     "cyclegan128": ReferenceRun("cycle_gan", "resnet_9blocks", 128),
+    # our bf16-mixed autocast against the reference as it runs (fp32: it has no mixed precision on the CPU)
+    "ref128-files-w0-bf16": ReferenceRun("pix2pix", "unet_128", 128, workers=0),
+    "cyclegan128-bf16": ReferenceRun("cycle_gan", "resnet_9blocks", 128),
 }
 _REFERENCE_LOG = re.compile(r"\(epoch: \d+, iters: \d+, time: ([0-9.]+), data: ([0-9.]+)\)")
 
