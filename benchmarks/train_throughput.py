@@ -198,15 +198,9 @@ RUNNERS: Dict[str, Callable[..., Dict[str, float]]] = {"pix2pix": run_pix2pix, "
 
 
 # ---- the cases -------------------------------------------------------------------------------------------------------
-def _cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def cases(device: str) -> List[Case]:
+    from translate.doctor import cpu_has_native_bf16
+
     out: List[Case] = []
     ref = dict(netG="unet_128", size=128, batch=1, ref=True)
     if device == "cpu":
@@ -218,7 +212,7 @@ def cases(device: str) -> List[Case]:
             Case("ref128-files-w1", data="files", workers=1, **ref),
             Case("ref128-files-w0-bf16", data="files", workers=0, precision="bf16-mixed", **ref),
         ]
-    bf16_slow = device == "cpu" and not _cpu_has_native_bf16()
+    bf16_slow = device == "cpu" and not cpu_has_native_bf16()
     for b in (1, 16):
         for precision, tag in (("32-true", "fp32"), ("bf16-mixed", "bf16")):
             for cl in (False, True):

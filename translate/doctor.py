@@ -13,6 +13,15 @@ def _version(module: str) -> str:
         return f"not available ({type(e).__name__}: {e})"
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AVX-512 BF16 or AMX; read from /proc/cpuinfo, so Linux only)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def report() -> str:
     import torch
 
@@ -27,6 +36,9 @@ def report() -> str:
     else:
         lines.append(f"cuda              no device (torch built with CUDA {torch.version.cuda})")
     lines.append(f"cpu threads       {torch.get_num_threads()}")
+    lines.append("cpu bf16          " + ("native: trainer.precision=bf16-mixed trains faster on this CPU (CycleGAN "
+                                         "1.6x here, benchmarks/README.md)" if cpu_has_native_bf16() else
+                                         "not native: keep trainer.precision=32-true on this CPU"))
     try:
         from priors.ops import backend
 
