@@ -1,5 +1,7 @@
 """Domain-guided encoder training (In-Domain GAN Inversion as a pSp option): a discriminator trained alongside with
 R1, the encoder's adversarial term, D weights from a trained StyleGAN2, resume, export without D, clear errors."""
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,7 +12,7 @@ from translate import cli, runner
 from translate.config import load_config
 from translate.psp import PSP
 
-NVLABS_PKL = "../shared/golden/sg2/nvlabs_tiny_network.pkl"
+NVLABS_PKL = str(Path(__file__).resolve().parents[1] / "data" / "sg2" / "nvlabs_tiny_network.pkl")
 TINY_D = dict(d_channel_base=256, d_channel_max=16, d_mbstd_group_size=2)
 
 
