@@ -283,12 +283,14 @@ class ReferenceRun:
     size: int  # --load_size = --crop_size
     workers: int = 4  # --num_threads: DataLoader workers (the reference's default is 4)
     batch: int = 1  # --batch_size
+    gpu: bool = False  # --gpu_ids 0 (else -1: the CPU)
 
     def argv(self, data_root: str, checkpoints: str, n_iters: int) -> List[str]:
         epochs = -(-n_iters // FILES_N_PAIRS)  # one epoch is at most FILES_N_PAIRS iterations
         return ["--dataroot", data_root, "--name", "bench", "--checkpoints_dir", checkpoints, "--model", self.model,
                 "--netG", self.netG, "--load_size", str(self.size), "--crop_size", str(self.size),
-                "--batch_size", str(self.batch), "--num_threads", str(self.workers), "--gpu_ids", "-1",
+                "--batch_size", str(self.batch), "--num_threads", str(self.workers),
+                "--gpu_ids", "0" if self.gpu else "-1",
                 "--display_id", "0", "--no_html", "--print_freq", "1", "--n_epochs", str(epochs),
                 "--n_epochs_decay", "0", "--max_dataset_size", str(min(n_iters, FILES_N_PAIRS)),
                 "--save_epoch_freq", "100000", "--save_latest_freq", "100000000"]
@@ -308,6 +310,9 @@ REFERENCE_CASES: Dict[str, ReferenceRun] = {
     # our bf16-mixed autocast against the reference as it runs (fp32: it has no mixed precision on the CPU)
     "ref128-files-w0-bf16": ReferenceRun("pix2pix", "unet_128", 128, workers=0),
     "cyclegan128-bf16": ReferenceRun("cycle_gan", "resnet_9blocks", 128),
+    # GPU, 256 px (the CycleGAN issue's GPU target): the reference in fp32 on the GPU, as it runs
+    "cyclegan256-b1-fp32": ReferenceRun("cycle_gan", "resnet_9blocks", 256, gpu=True),
+    "cyclegan256-b1-bf16-cl": ReferenceRun("cycle_gan", "resnet_9blocks", 256, gpu=True),
 }
 _REFERENCE_LOG = re.compile(r"\(epoch: \d+, iters: \d+, time: ([0-9.]+), data: ([0-9.]+)\)")
 
@@ -441,7 +446,7 @@ def main() -> None:
         if data_root:
             write_files(data_root)
             if any(r.model == "cycle_gan" for r in ref_runs.values()):
-                write_unaligned_files(data_root)
+                write_unaligned_files(data_root, max(r.size for r in ref_runs.values() if r.model == "cycle_gan"))
         for case in chosen:
             w, s = (1, args.slow_steps) if case.slow else (warmup, steps)
             spec = {"case": asdict(case), "device": args.device, "warmup": w, "steps": s, "data_root": data_root}

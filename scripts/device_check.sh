@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The GPU checks of the open issues as one prepared script, for a lent GPU machine (see the device tool's README).
+#
+#   bash scripts/device_check.sh fetch      # HERE (with pip access): the missing packages as wheels into .whl/
+#   bash scripts/device_check.sh ops        # THERE: cli doctor, the gpu-marked tests, benchmarks/ops.py fp32 + fp16
+#   bash scripts/device_check.sh speed      # THERE: benchmarks/psp.py and train_throughput.py on CUDA
+#   bash scripts/device_check.sh all        # THERE: both (about 9 minutes; split it if the call limit is 10)
+#
+# On the device machine the wheels in .whl/ (carried) are installed into /tmp/site first. Logs go to $OUT (or
+# device_out/): at most 7 files, within what the device tool brings back. A reference checkout of pytorch-CycleGAN-and-pix2pix at $REF (optional; carried) adds the
+# reference's own train.py rows to the CycleGAN timing. Each stage has its own time limit, so one that hangs does not
+# take the others with it.
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+stage=${1:-all}
+WHEELS=(albumentations==2.0.8 albucore==0.0.24 pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0
+        typing-inspection==0.4.5 typing_extensions==4.16.0 simsimd==6.5.16 stringzilla==5.3.2 omegaconf==2.4.0
+        kornia==0.9.0 kornia_rs==0.2.0)
+
+if [ "$stage" = fetch ]; then
+    grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+    plat=()
+    for p in manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 manylinux1; do
+        plat+=(--platform "${p}_x86_64")
+    done
+    exec python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp "${plat[@]}" \
+        -d .whl "${WHEELS[@]}"
+fi
+
+OUT=${OUT:-device_out}
+mkdir -p "$OUT"
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        || { echo "wheel install failed"; exit 1; }
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+PY=${PY:-python3}
+
+run() {  # run NAME SECONDS COMMAND...: output to $OUT/NAME.txt and the console
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name (limit ${limit}s): $*"
+    local t0=$SECONDS
+    timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.txt"
+    echo "== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0)) s"
+}
+
+if [ "$stage" = ops ] || [ "$stage" = all ]; then
+    run doctor 60 $PY cli.py doctor
+    # issue 3: cuda-vs-ref parity (fp32/fp16), gradcheck/gradgradcheck, compile/export with the compiled ops
+    run test_gpu 240 $PY -m pytest -q -m gpu -p no:cacheprovider tests --durations 5
+    run ops_fp32 75 $PY benchmarks/ops.py
+    run ops_fp16 75 $PY benchmarks/ops.py --dtype float16
+fi
+if [ "$stage" = speed ] || [ "$stage" = all ]; then
+    # issue 5: encode + decode images/s, fp32 vs bf16, cuda vs ref ops, batch 8
+    run psp 120 $PY benchmarks/psp.py --device cuda --batch 8 --sizes 256 1024 --repeats 3
+    # issue 4 (and 2): 256 px training steps, fp32 vs the fastest precision/layout, with the reference if carried
+    ref=()
+    [ -n "${REF:-}" ] && [ -f "$REF/train.py" ] && ref=(--reference-repo "$REF" --repeats 1)
+    run train 200 $PY benchmarks/train_throughput.py --device cuda --warmup 5 --steps 20 --timeout 90 \
+        --configs 'cyclegan256-b1-fp32,cyclegan256-b1-bf16-cl,cyclegan256-b4-*,256-b1-fp32,256-b1-bf16-cl' \
+        --json "$OUT/train.json" "${ref[@]}"
+fi
