@@ -5,6 +5,7 @@
 #   bash scripts/device_check.sh ops        # THERE: cli doctor, the gpu-marked tests, benchmarks/ops.py fp32 + fp16
 #   bash scripts/device_check.sh speed      # THERE: benchmarks/psp.py and train_throughput.py on CUDA
 #   bash scripts/device_check.sh all        # THERE: both (about 9 minutes; split it if the call limit is 10)
+# With the device tool: run(command="bash scripts/device_check.sh ops", carry=[".whl"], timeout_s=480), then "speed".
 #
 # On the device machine the wheels in .whl/ (carried) are installed into /tmp/site first. Logs go to $OUT (or
 # device_out/): at most 7 files, within what the device tool brings back. A reference checkout of pytorch-CycleGAN-and-pix2pix at $REF (optional; carried) adds the
