@@ -8,7 +8,8 @@
 # With the device tool: run(command="bash scripts/device_check.sh ops", carry=[".whl"], timeout_s=480), then "speed".
 #
 # On the device machine the wheels in .whl/ (carried) are installed into /tmp/site first. Logs go to $OUT (or
-# device_out/): at most 7 files, within what the device tool brings back. A reference checkout of pytorch-CycleGAN-and-pix2pix at $REF (optional; carried) adds the
+# device_out/): at most 7 files, within what the device tool brings back. A reference checkout of
+# pytorch-CycleGAN-and-pix2pix at $REF (optional; carried) adds the
 # reference's own train.py rows to the CycleGAN timing. Each stage has its own time limit, so one that hangs does not
 # take the others with it.
 set -u -o pipefail
@@ -61,6 +62,7 @@ if [ "$stage" = speed ] || [ "$stage" = all ]; then
     ref=()
     [ -n "${REF:-}" ] && [ -f "$REF/train.py" ] && ref=(--reference-repo "$REF" --repeats 1)
     run train 240 $PY benchmarks/train_throughput.py --device cuda --warmup 5 --steps 20 --timeout 90 \
-        --configs 'cyclegan256-b1-fp32,cyclegan256-b1-bf16-cl,cyclegan256-b4-fp32,cyclegan256-b4-bf16-cl,256-b1-fp32,256-b1-bf16-cl' \
+        --configs "cyclegan256-b1-fp32,cyclegan256-b1-bf16-cl,cyclegan256-b4-fp32,cyclegan256-b4-bf16-cl,\
+256-b1-fp32,256-b1-bf16-cl" \
         --json "$OUT/train.json" "${ref[@]}"
 fi
