@@ -156,3 +156,10 @@ def test_a_checkpoint_is_used_without_its_initialisation_files(prior, tmp_path):
     ckpt.unlink()  # the D it started from is gone: the run's checkpoint holds the trained D
     _, mod = runner.load_run(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert mod.net_d is not None and mod.cfg.discriminator_weights is None
+
+
+def test_restyle_encoders_train_with_the_discriminator_too(prior, tmp_path):
+    cfg = load_config([], overrides(prior, tmp_path, "trainer.max_steps=2", "model.restyle_iters=2"))
+    trainer, mod = runner.fit(cfg)
+    assert mod.n_steps == 1 and torch.isfinite(trainer.callback_metrics["train/adv"])
+    assert torch.isfinite(trainer.callback_metrics["train/D"])
