@@ -152,29 +152,29 @@ def _nvidia_config(init_args: Tuple, init_kwargs: Dict[str, Any], source: str) -
         raise PriorLoadError(str(e)) from None
 
 
-def load_nvlabs_pickle(path: str | Path, key: str = "G_ema") -> Generator:
-    """The generator `key` (G_ema: the weight average used for sampling) of an NVIDIA network pickle."""
+def _pickled_network(path: str | Path, key: str, kind: str) -> Tuple[PersistentStub, str]:
+    """The network `key` of an NVIDIA network pickle, checked to be a `kind` (Generator / Discriminator), and the
+    source name for messages."""
     data = read_network_pickle(path)
     if not isinstance(data, dict) or not isinstance(data.get(key), PersistentStub):
         found = list(data)[:8] if isinstance(data, dict) else type(data).__name__
         raise PriorLoadError(f"{path}: no '{key}' network in this pickle (found {found})")
     stub = data[key]
-    if not stub.class_name.endswith("Generator"):
-        raise PriorLoadError(f"{path}: '{key}' is a {stub.class_name}, expected a StyleGAN2 Generator")
-    source = f"{path} [{key}]"
+    if not stub.class_name.endswith(kind):
+        raise PriorLoadError(f"{path}: '{key}' is a {stub.class_name}, expected a StyleGAN2 {kind}")
+    return stub, f"{path} [{key}]"
+
+
+def load_nvlabs_pickle(path: str | Path, key: str = "G_ema") -> Generator:
+    """The generator `key` (G_ema: the weight average used for sampling) of an NVIDIA network pickle."""
+    stub, source = _pickled_network(path, key, "Generator")
     G = Generator(_nvidia_config(stub.init_args, stub.init_kwargs, source))
     return load_strict(G, stub.tensors(), source).eval()
 
 
 def load_nvlabs_discriminator(path: str | Path, key: str = "D") -> Discriminator:
     """The discriminator `key` of an NVIDIA network pickle (residual architecture only)."""
-    data = read_network_pickle(path)
-    if not isinstance(data, dict) or not isinstance(data.get(key), PersistentStub):
-        found = list(data)[:8] if isinstance(data, dict) else type(data).__name__
-        raise PriorLoadError(f"{path}: no '{key}' network in this pickle (found {found})")
-    stub, source = data[key], f"{path} [{key}]"
-    if not stub.class_name.endswith("Discriminator"):
-        raise PriorLoadError(f"{source}: a {stub.class_name}, expected a StyleGAN2 Discriminator")
+    stub, source = _pickled_network(path, key, "Discriminator")
     names = ("c_dim", "img_resolution", "img_channels")
     kwargs = dict(zip(names, stub.init_args), **stub.init_kwargs)
     epilogue = dict(kwargs.pop("epilogue_kwargs", None) or {})
@@ -205,11 +205,7 @@ def _drop_block_filters(sd: Mapping[str, torch.Tensor], D: Discriminator, source
 def load_discriminator_checkpoint(path: str | Path) -> Discriminator:
     """The discriminator `net_d` of a checkpoint written by this framework's StyleGAN2 training (`method:
     stylegan2`), with its architecture from the checkpoint's model config; read with weights_only=True."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure to read is reported with the file
-        raise PriorLoadError(f"cannot read {path} with torch.load(weights_only=True): "
-                             f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
+    ckpt = _torch_load(path)
     model = (ckpt.get("hyper_parameters") or {}).get("model") if isinstance(ckpt, Mapping) else None
     sd = ckpt.get("state_dict") if isinstance(ckpt, Mapping) else None
     if not isinstance(model, Mapping) or not isinstance(sd, Mapping) or not any(k.startswith("net_d.") for k in sd):
@@ -466,6 +462,17 @@ def load_own(path: str | Path) -> Generator:
 SAFE_TORCH_LOAD_GLOBALS = [argparse.Namespace]
 
 
+def _torch_load(path: Path) -> Any:
+    """torch.load on the CPU with weights_only=True (plus the argparse Namespace of pSp's opts); a file that cannot
+    be read that way is a PriorLoadError naming it."""
+    try:
+        with torch.serialization.safe_globals(SAFE_TORCH_LOAD_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure to read is reported with the file
+        raise PriorLoadError(f"cannot read {path} with torch.load(weights_only=True): "
+                             f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
+
+
 def load_prior(path: str | Path) -> Generator:
     """Any supported format -> Generator in eval mode: our folder / .json / .safetensors, an NVIDIA network .pkl,
     or a .pt/.pth (NVIDIA init_kwargs + state_dict, rosinality g_ema, pSp decoder.*)."""
@@ -476,12 +483,7 @@ def load_prior(path: str | Path) -> Generator:
         return load_own(path)
     if path.suffix == ".pkl":
         return load_nvlabs_pickle(path)
-    try:
-        with torch.serialization.safe_globals(SAFE_TORCH_LOAD_GLOBALS):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure to read is reported with the file
-        raise PriorLoadError(f"cannot read {path} with torch.load(weights_only=True): "
-                             f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
+    obj = _torch_load(path)
     if isinstance(obj, Mapping) and "init_kwargs" in obj and "state_dict" in obj:
         return load_nvlabs_state(obj, str(path))
     if isinstance(obj, Mapping) and ("g_ema" in obj or "state_dict" in obj

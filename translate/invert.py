@@ -103,9 +103,12 @@ def encode(net: PSPNet, img: torch.Tensor, restyle_iters: int = 1) -> torch.Tens
     return net.encode(to_encoder_size(net, img))
 
 
-def domain_distance(net: PSPNet, w: torch.Tensor, restyle_iters: int = 1) -> torch.Tensor:
-    """||w - E(G(w))|| per code (N,): how far w lies from what the encoder makes of its own reconstruction."""
-    return (w - encode(net, net.decode(w), restyle_iters)).flatten(1).norm(dim=1)
+def domain_distance(net: PSPNet, w: torch.Tensor, restyle_iters: int = 1,
+                    rec: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """||w - E(G(w))|| per code (N,): how far w lies from what the encoder makes of its own reconstruction
+    (`rec` = G(w) when the caller has it already)."""
+    rec = net.decode(w) if rec is None else rec
+    return (w - encode(net, rec, restyle_iters)).flatten(1).norm(dim=1)
 
 
 # ---- refinement ------------------------------------------------------------------------------------------------
@@ -195,7 +198,7 @@ def invert_image(net: PSPNet, img: torch.Tensor, stem: str = "image", refine_ste
         recon = net.decode(w)
     seconds = time.perf_counter() - start
     with torch.no_grad():
-        dist = float(domain_distance(net, w, iters)[0])
+        dist = float(domain_distance(net, w, iters, rec=recon)[0])
         lp = float(lpips(recon, target).mean()) if lpips is not None else None
     return Inversion(stem, w[0].cpu(), recon[0].cpu(), float(F.mse_loss(recon, target)), seconds, dist, lp, history)
 

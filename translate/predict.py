@@ -61,7 +61,7 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
         for paths in groups.values():
             for i in range(0, len(paths), batch_size):
                 chunk = paths[i:i + batch_size]
-                for f, y, extra in _translate(translator, chunk, skipped, mix):
+                for f, y, extra in _translate(translator, chunk, skipped, mix, label_nc):
                     written[f] = write_image(out / f.name, translator.to_uint8(y))
                     for k, v in enumerate(extra):
                         write_image(out / f"{f.stem}_mix{k}{f.suffix}", translator.to_uint8(v))
@@ -110,14 +110,14 @@ def _group_by_size(files: List[Path], skipped: List[Path]) -> Dict[Tuple[int, in
     return groups
 
 
-def _translate(translator, paths: List[Path], skipped: List[Path], mix=None):
+def _translate(translator, paths: List[Path], skipped: List[Path], mix=None, label_nc: int = 0):
     """Decode `paths` (skipping what fails), translate them in batches of equal size; yield (path, output,
     style-mixed outputs (n, C, H, W) or ())."""
     batches: Dict[Tuple[int, ...], List[Tuple[Path, torch.Tensor]]] = defaultdict(list)
     for f in paths:
         try:
-            if getattr(translator, "label_nc", 0):  # segmentation-to-image: files are maps of class indices
-                x = translator.from_label_map(read_label_map(f, translator.label_nc))
+            if label_nc:  # segmentation-to-image: files are maps of class indices
+                x = translator.from_label_map(read_label_map(f, label_nc))
             else:
                 x = translator.from_array(read_image(f, translator.input_nc))
         except (BadImageError, DataError) as e:

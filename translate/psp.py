@@ -13,9 +13,8 @@ meaningless, which is only useful for smoke tests.
 """
 from __future__ import annotations
 
-import contextlib
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -28,7 +27,7 @@ from priors.loaders import load_prior
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator
 from translate.base import TranslationModule
 from translate.optim import build_optimizer
-from translate.stylegan2 import d_logistic, g_nonsaturating
+from translate.stylegan2 import d_logistic, g_nonsaturating, r1_penalty, whole_groups
 
 RANDOM = "random"  # weight-file value that builds a randomly initialised loss network (smoke tests only)
 FACE_CROP_256 = (35, 223, 32, 220)  # pSp's inner-face crop (top, bottom, left, right) of a 256-px face
@@ -237,9 +236,9 @@ def build_discriminator(cfg: PSPConfig, channels: int = 3) -> Discriminator:
     if wrong:
         raise ValueError(f"{key}: does not fit the configured discriminator: " + "; ".join(wrong) +
                          " (D judges images at model.loss_size; set the keys to the file's values)")
-    D.b4.mbstd.group_size = cfg.d_mbstd_group_size
-    D.config.mbstd_group_size = cfg.d_mbstd_group_size
-    return D.train()
+    ours = Discriminator(replace(got, mbstd_group_size=cfg.d_mbstd_group_size))  # the configured stddev group
+    ours.load_state_dict(D.state_dict())
+    return ours
 
 
 # ---- the method ------------------------------------------------------------------------------------------------
@@ -368,7 +367,7 @@ class PSP(TranslationModule):
         opt, opt_d = (opts[0], opts[1]) if isinstance(opts, (list, tuple)) else (opts, None)
         x, y = batch["A"], batch["B"]
         self._check_batch(x, y)
-        with self.toggled_optimizer(opt) if opt_d is not None else contextlib.nullcontext():
+        with self.toggled_optimizer(opt):
             opt.zero_grad(set_to_none=True)
             if self.cfg.restyle_iters:
                 terms, y_hat = self._restyle_backward(x, y)
@@ -403,10 +402,8 @@ class PSP(TranslationModule):
         return terms, y_hat
 
     def d_batch(self, images: torch.Tensor) -> torch.Tensor:
-        """The images D judges: cut to a whole number of minibatch-stddev groups (an epoch's last, smaller batch
-        loses its incomplete group)."""
-        group = min(self.cfg.d_mbstd_group_size, images.shape[0])
-        return images[: images.shape[0] - images.shape[0] % group]
+        """The images D judges: whole minibatch-stddev groups."""
+        return whole_groups(images, self.cfg.d_mbstd_group_size)
 
     def _discriminator_step(self, opt_d, real: torch.Tensor, fake: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Logistic loss on targets (real) vs outputs (fake), then R1 on the targets every d_reg_interval steps."""
@@ -418,8 +415,7 @@ class PSP(TranslationModule):
                  "D_fake": fake_logits.detach().mean()}
         loss = terms["D"]
         if r1:  # the same forward pass of the targets gives the gradient penalty
-            (grads,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
-            terms["D_r1"] = c.r1_gamma / 2 * grads.square().sum(dim=[1, 2, 3]).mean()
+            terms["D_r1"] = r1_penalty(real_logits, real, c.r1_gamma)
             loss = loss + terms["D_r1"] * c.d_reg_interval
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(loss)

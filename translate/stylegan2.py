@@ -70,6 +70,20 @@ def d_logistic(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Te
     return softplus(fake_logits).mean() + softplus(-real_logits).mean()
 
 
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor, gamma: float) -> torch.Tensor:
+    """gamma / 2 * |grad_x D(x)|^2 averaged over the batch, from D's logits of the reals x (which require grad);
+    differentiable (double backward) so that it trains D."""
+    (grads,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return gamma / 2 * grads.square().sum(dim=[1, 2, 3]).mean()
+
+
+def whole_groups(images: torch.Tensor, group_size: int) -> torch.Tensor:
+    """The images cut to a whole number of D's minibatch-stddev groups (an epoch's last, smaller batch loses its
+    incomplete group)."""
+    group = min(group_size, images.shape[0])
+    return images[: images.shape[0] - images.shape[0] % group]
+
+
 class StyleGAN2(pl.LightningModule):
     """G, D and G_ema; one minibatch = a G step (+ path length) then a D step (+ R1), then the EMA update."""
 
@@ -140,8 +154,7 @@ class StyleGAN2(pl.LightningModule):
     def r1_penalty(self, real: torch.Tensor) -> torch.Tensor:
         """gamma / 2 * |grad_x D(x)|^2 on real images x (through the augmentation, as D sees them)."""
         real = real.detach().requires_grad_(True)
-        (grads,) = torch.autograd.grad(self.net_d(self.augment(real)).sum(), real, create_graph=True)
-        return self.cfg.r1_gamma / 2 * grads.square().sum(dim=[1, 2, 3]).mean()
+        return r1_penalty(self.net_d(self.augment(real)), real, self.cfg.r1_gamma)
 
     def _step(self, opt, loss: torch.Tensor) -> None:
         opt.zero_grad(set_to_none=True)
@@ -155,9 +168,7 @@ class StyleGAN2(pl.LightningModule):
         if real.ndim != 4 or tuple(real.shape[1:]) != expected:
             raise ValueError(f"stylegan2: expected images (N, {', '.join(map(str, expected))}) "
                              f"(model.resolution, data.output_nc), got {tuple(real.shape)}")
-        # D's minibatch stddev needs whole groups: an epoch's last, smaller batch loses its incomplete group
-        group = min(self.cfg.mbstd_group_size, real.shape[0])
-        return real[: real.shape[0] - real.shape[0] % group]
+        return whole_groups(real, self.cfg.mbstd_group_size)
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
         c = self.cfg

@@ -77,3 +77,20 @@ def prior(tmp_path_factory):
                                   mapping_layers=2))
     G.mapping.w_avg.normal_()
     return save_prior(G, tmp_path_factory.mktemp("prior") / "toy")
+
+
+# what every tiny pSp run in these tests shares: small nets at 32 px, on the CPU, quiet
+TINY_PSP_RUN = ["method=psp", "model.channels=[4,8,8,16]", "model.input_size=32", "model.loss_size=32",
+                "data.preprocess=none", "data.num_workers=0", "trainer.accelerator=cpu",
+                "trainer.enable_progress_bar=false", "logger.image_every_n_steps=0", "logger.wandb.mode=disabled"]
+
+
+@pytest.fixture(scope="session")
+def tiny_psp_config():
+    """(prior, run_dir, *overrides) -> the RunConfig of a tiny pSp run on the CPU (TINY_PSP_RUN + the overrides)."""
+    from translate.config import load_config
+
+    def make(prior, run_dir, *extra):
+        return load_config([], [*TINY_PSP_RUN, f"model.prior={prior}", f"run_dir={run_dir}", *extra])
+
+    return make

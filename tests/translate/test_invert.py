@@ -142,23 +142,19 @@ def test_bad_codes_are_clear_errors(prior, tmp_path):
         interpolate(net, torch.zeros(8, 16), torch.zeros(8, 16), 1)
 
 
-def fit_tiny_psp(prior, run_dir, *extra):
+def fit_tiny_psp(make_config, prior, run_dir, *extra):
     from translate import runner
-    from translate.config import load_config
 
-    cfg = load_config([], [
-        "method=psp", f"run_dir={run_dir}", f"model.prior={prior}", "model.channels=[4,8,8,16]",
-        "model.input_size=32", "model.loss_size=32", "model.lpips_lambda=0", "model.id_lambda=0",
-        "data.kind=toyfaces", "data.toyfaces.task=faces", "data.toyfaces.size=32", "data.toyfaces.n_train=2",
-        "data.toyfaces.n_val=2", "data.preprocess=none", "data.batch_size=2", "data.num_workers=0",
-        "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "trainer.max_steps=1",
-        "trainer.limit_val_batches=0", "logger.image_every_n_steps=0", "logger.wandb.mode=disabled", *extra])
+    cfg = make_config(prior, run_dir, "model.lpips_lambda=0", "model.id_lambda=0", "data.kind=toyfaces",
+                      "data.toyfaces.task=faces", "data.toyfaces.size=32", "data.toyfaces.n_train=2",
+                      "data.toyfaces.n_val=2", "data.batch_size=2", "trainer.max_steps=1",
+                      "trainer.limit_val_batches=0", *extra)
     _, module = runner.fit(cfg)
     return str(run_dir / "checkpoints" / "last.ckpt"), module
 
 
-def test_cli_invert_and_interpolate_from_a_checkpoint(prior, faces, tmp_path, capsys):
-    ckpt, _ = fit_tiny_psp(prior, tmp_path / "run")
+def test_cli_invert_and_interpolate_from_a_checkpoint(prior, faces, tmp_path, capsys, tiny_psp_config):
+    ckpt, _ = fit_tiny_psp(tiny_psp_config, prior, tmp_path / "run")
     codes = tmp_path / "codes"
     assert cli.main(["invert", "--ckpt", ckpt, "--input", str(faces), "--out", str(codes), "--refine", "2"]) == 0
     printed = capsys.readouterr().out
@@ -177,14 +173,15 @@ def test_cli_invert_and_interpolate_from_a_checkpoint(prior, faces, tmp_path, ca
     assert "ReStyle needs a ReStyle-trained encoder" in capsys.readouterr().err
 
 
-def test_restyle_training_option(prior, faces, tmp_path, monkeypatch, capsys):
+def test_restyle_training_option(prior, faces, tmp_path, monkeypatch, capsys, tiny_psp_config):
     from nets.psp import build_psp_net
     from translate.psp import PSP
 
     calls = []
     original = PSP.manual_backward
     monkeypatch.setattr(PSP, "manual_backward", lambda self, loss: calls.append(1) or original(self, loss))
-    ckpt, module = fit_tiny_psp(prior, tmp_path / "run", "model.restyle_iters=3", "model.w_norm_lambda=0.01")
+    ckpt, module = fit_tiny_psp(tiny_psp_config, prior, tmp_path / "run", "model.restyle_iters=3",
+                                "model.w_norm_lambda=0.01")
     assert len(calls) == 3  # one backward per ReStyle iteration of the single training step
     net = module.net.eval()
     assert net.encoder.input_nc == 6 and net.restyle_iters == 3  # the image + the current reconstruction

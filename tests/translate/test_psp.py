@@ -8,23 +8,16 @@ import torch
 
 from nets.psp import PSPNet
 from translate import cli, runner
-from translate.config import load_config
 from translate.optim import Ranger
 from translate.psp import PSP, face_crop
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_psp_checkpoint import make_checkpoint, ros, save_as_if_from_gpu  # noqa: E402,F401
 
-TINY = ["model.channels=[4,8,8,16]", "model.input_size=32", "model.loss_size=32"]
-RANDOM_LOSSES = ["model.lpips_weights=random", "model.id_weights=random"]
-
-
-def overrides(prior, tmp_path, *extra):
-    return ["method=psp", f"run_dir={tmp_path / 'run'}", f"model.prior={prior}", *TINY, *RANDOM_LOSSES,
-            "data.kind=toyfaces", "data.toyfaces.task=sketch", "data.toyfaces.size=32", "data.toyfaces.n_train=8",
-            "data.toyfaces.n_val=4", "data.input_nc=1", "data.preprocess=none", "data.batch_size=2",
-            "data.num_workers=0", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
-            "logger.image_every_n_steps=0", "logger.wandb.mode=disabled", *extra]
+# random loss nets, 32-px toy sketches -> faces
+SKETCH_RUN = ["model.lpips_weights=random", "model.id_weights=random", "data.kind=toyfaces",
+              "data.toyfaces.task=sketch", "data.toyfaces.size=32", "data.toyfaces.n_train=8", "data.toyfaces.n_val=4",
+              "data.input_nc=1", "data.batch_size=2"]
 
 
 def module(prior_path, **model):
@@ -34,8 +27,8 @@ def module(prior_path, **model):
 
 
 @pytest.mark.filterwarnings("ignore:.*randomly initialised")
-def test_fit_resume_export_predict_variants(prior, tmp_path):
-    cfg = load_config([], overrides(prior, tmp_path, "trainer.max_steps=2", "model.w_norm_lambda=0.01"))
+def test_fit_resume_export_predict_variants(prior, tmp_path, tiny_psp_config):
+    cfg = tiny_psp_config(prior, tmp_path / "run", *SKETCH_RUN, "trainer.max_steps=2", "model.w_norm_lambda=0.01")
     trainer, mod = runner.fit(cfg)
     metrics = trainer.callback_metrics
     for k in ("l2", "lpips", "id", "w_norm", "loss"):
@@ -43,7 +36,7 @@ def test_fit_resume_export_predict_variants(prior, tmp_path):
     decoder_before = {k: v.clone() for k, v in mod.net.decoder.state_dict().items()}
     assert not any(k.startswith("_loss") or "arcface" in k for k in mod.state_dict())  # loss nets not saved
 
-    cfg = load_config([], overrides(prior, tmp_path, "trainer.max_steps=4"))
+    cfg = tiny_psp_config(prior, tmp_path / "run", *SKETCH_RUN, "trainer.max_steps=4")
     trainer, mod = runner.fit(cfg, resume="last")
     assert trainer.global_step == 4
     for k, v in mod.net.decoder.state_dict().items():  # the prior never trains

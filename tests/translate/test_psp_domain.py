@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from priors.loaders import PriorLoadError, load_discriminator, read_network_pickle
 from priors.stylegan2 import Discriminator, DiscriminatorConfig
 from translate import cli, runner
-from translate.config import load_config
 from translate.psp import PSP
 
 NVLABS_PKL = str(Path(__file__).resolve().parents[1] / "data" / "sg2" / "nvlabs_tiny_network.pkl")
@@ -22,15 +21,11 @@ def module(prior, **model):
     return PSP(model={**base, **model}, input_nc=3)
 
 
-def overrides(prior, tmp_path, *extra):
-    return ["method=psp", f"run_dir={tmp_path / 'run'}", f"model.prior={prior}", "model.channels=[4,8,8,16]",
-            "model.input_size=32", "model.loss_size=32", "model.lpips_lambda=0", "model.id_lambda=0",
-            "model.adv_lambda=0.1", "model.d_channel_base=256", "model.d_channel_max=16",
-            "model.d_mbstd_group_size=2", "model.d_reg_interval=2", "data.kind=toyfaces", "data.toyfaces.task=faces",
-            "data.toyfaces.size=32", "data.toyfaces.n_train=8", "data.toyfaces.n_val=4", "data.preprocess=none",
-            "data.batch_size=4", "data.num_workers=0", "trainer.accelerator=cpu",
-            "trainer.enable_progress_bar=false", "logger.image_every_n_steps=0", "logger.wandb.mode=disabled",
-            *extra]
+# no loss nets, a small D with lazy R1, batches of 4 toy faces at 32 px
+DOMAIN_RUN = ["model.lpips_lambda=0", "model.id_lambda=0", "model.adv_lambda=0.1", "model.d_channel_base=256",
+              "model.d_channel_max=16", "model.d_mbstd_group_size=2", "model.d_reg_interval=2", "data.kind=toyfaces",
+              "data.toyfaces.task=faces", "data.toyfaces.size=32", "data.toyfaces.n_train=8", "data.toyfaces.n_val=4",
+              "data.batch_size=4"]
 
 
 def d_checkpoint(path, D, resolution):
@@ -43,8 +38,8 @@ def d_checkpoint(path, D, resolution):
     return path
 
 
-def test_fit_trains_encoder_and_discriminator_resumes_and_exports_without_d(prior, tmp_path):
-    cfg = load_config([], overrides(prior, tmp_path, "trainer.max_steps=4"))  # 2 steps: 2 optimizers each
+def test_fit_trains_encoder_and_discriminator_resumes_and_exports_without_d(prior, tmp_path, tiny_psp_config):
+    cfg = tiny_psp_config(prior, tmp_path / "run", *DOMAIN_RUN, "trainer.max_steps=4")  # 2 steps: 2 optimizers each
     trainer, mod = runner.fit(cfg)
     metrics = trainer.callback_metrics
     for k in ("l2", "adv", "loss", "D", "D_real", "D_fake", "D_r1"):
@@ -54,7 +49,7 @@ def test_fit_trains_encoder_and_discriminator_resumes_and_exports_without_d(prio
     d_before = {k: v.clone() for k, v in mod.net_d.state_dict().items()}
     assert any(k.startswith("net_d.") for k in mod.state_dict())  # D is saved for resuming
 
-    cfg = load_config([], overrides(prior, tmp_path, "trainer.max_steps=8"))
+    cfg = tiny_psp_config(prior, tmp_path / "run", *DOMAIN_RUN, "trainer.max_steps=8")
     trainer, mod = runner.fit(cfg, resume="last")
     assert mod.n_steps == 4  # restored from the checkpoint, then 2 more
     assert any(not torch.equal(v, d_before[k]) for k, v in mod.net_d.state_dict().items())  # D trained
@@ -147,19 +142,20 @@ def test_a_discriminator_that_does_not_fit_is_an_error_naming_the_keys(prior, tm
         module(prior, adv_lambda=-1.0)
 
 
-def test_a_checkpoint_is_used_without_its_initialisation_files(prior, tmp_path):
+def test_a_checkpoint_is_used_without_its_initialisation_files(prior, tmp_path, tiny_psp_config):
     trained = Discriminator(DiscriminatorConfig(img_resolution=32, channel_base=256, channel_max=16,
                                                 mbstd_group_size=2))
     ckpt = d_checkpoint(tmp_path / "d.ckpt", trained, 32)
-    cfg = load_config([], overrides(prior, tmp_path, "trainer.max_steps=2", f"model.discriminator_weights={ckpt}"))
+    cfg = tiny_psp_config(prior, tmp_path / "run", *DOMAIN_RUN, "trainer.max_steps=2",
+                          f"model.discriminator_weights={ckpt}")
     runner.fit(cfg)
     ckpt.unlink()  # the D it started from is gone: the run's checkpoint holds the trained D
     _, mod = runner.load_run(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert mod.net_d is not None and mod.cfg.discriminator_weights is None
 
 
-def test_restyle_encoders_train_with_the_discriminator_too(prior, tmp_path):
-    cfg = load_config([], overrides(prior, tmp_path, "trainer.max_steps=2", "model.restyle_iters=2"))
+def test_restyle_encoders_train_with_the_discriminator_too(prior, tmp_path, tiny_psp_config):
+    cfg = tiny_psp_config(prior, tmp_path / "run", *DOMAIN_RUN, "trainer.max_steps=2", "model.restyle_iters=2")
     trainer, mod = runner.fit(cfg)
     assert mod.n_steps == 1 and torch.isfinite(trainer.callback_metrics["train/adv"])
     assert torch.isfinite(trainer.callback_metrics["train/D"])

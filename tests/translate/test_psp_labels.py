@@ -6,7 +6,6 @@ import torch
 from PIL import Image
 
 from translate import cli, runner
-from translate.config import load_config
 from translate.inference import load_translator
 
 LABEL_NC = 4
@@ -28,21 +27,18 @@ def write_seg_pairs(root, n=4, size=32):
             img = Image.fromarray(label_map(size, i), mode="L").convert("P")
             img.putpalette(list(rng.integers(0, 255, 768, dtype=np.uint8)))  # colours must not matter
             img.save(root / split / "A" / f"{i:03d}.png")
-            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / split / "B" / f"{i:03d}.png")
+            face = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(face).save(root / split / "B" / f"{i:03d}.png")
     return root
 
 
 @pytest.fixture(scope="module")
-def seg_bundle(prior, tmp_path_factory):
+def seg_bundle(prior, tmp_path_factory, tiny_psp_config):
     tmp = tmp_path_factory.mktemp("seg")
     data = write_seg_pairs(tmp / "data")
-    cfg = load_config([], [
-        "method=psp", f"run_dir={tmp / 'run'}", f"model.prior={prior}", "model.channels=[4,8,8,16]",
-        "model.input_size=32", "model.loss_size=32", "model.lpips_lambda=0", "model.id_lambda=0",
-        "data.kind=paired", f"data.root={data}", f"data.label_nc={LABEL_NC}", "data.preprocess=none",
-        "data.flip=false", "data.batch_size=2", "data.num_workers=0", "trainer.max_steps=1",
-        "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "logger.image_every_n_steps=0",
-        "logger.wandb.mode=disabled"])
+    cfg = tiny_psp_config(prior, tmp / "run", "model.lpips_lambda=0", "model.id_lambda=0", "data.kind=paired",
+                          f"data.root={data}", f"data.label_nc={LABEL_NC}", "data.flip=false", "data.batch_size=2",
+                          "trainer.max_steps=1")
     runner.fit(cfg)
     bundle = tmp / "bundle"
     assert cli.main(["export", "--ckpt", str(tmp / "run" / "checkpoints" / "last.ckpt"), "--out", str(bundle)]) == 0
