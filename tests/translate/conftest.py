@@ -1,11 +1,15 @@
 """Helpers shared by the method tests (fixtures, so that test files need no imports from each other)."""
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 from torch.torch_version import TorchVersion
 
+ROOT = Path(__file__).resolve().parents[2]
 JUNYANZ = os.path.join(os.path.dirname(__file__), "..", "data", "junyanz")
 
 
@@ -94,3 +98,21 @@ def tiny_psp_config():
         return load_config([], [*TINY_PSP_RUN, f"model.prior={prior}", f"run_dir={run_dir}", *extra])
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_psp_overrides():
+    """TINY_PSP_RUN, for runs through the CLI."""
+    return list(TINY_PSP_RUN)
+
+
+def cli_process(*args: str, **popen) -> subprocess.Popen:
+    """`python cli.py *args` in a child process on one thread each (DDP and kill tests), output in .stdout."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+@pytest.fixture(name="cli_process")
+def _cli_process():
+    return cli_process

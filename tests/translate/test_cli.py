@@ -1,11 +1,8 @@
 """End to end through the CLI: fit on generated 32x32 data, resume, validate, export, predict; bad input."""
 import csv
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +11,6 @@ from PIL import Image
 from translate.checkpoints import load_checkpoint
 from translate.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY = [
     "data.kind=synthetic", "data.synthetic.size=32", "data.synthetic.n_train=8", "data.synthetic.n_val=4",
     "data.batch_size=2", "data.num_workers=0", "data.preprocess=none", "model.netG=unet", "model.num_downs=5",
@@ -107,16 +103,10 @@ def test_missing_data_root_names_the_path(tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
-def _cli(*args, **kw):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
-
-
-def test_ddp_two_cpu_processes(tmp_path):
+def test_ddp_two_cpu_processes(tmp_path, cli_process):
     run_dir = tmp_path / "ddp"
-    p = _cli("fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1", "trainer.strategy=ddp",
-             "trainer.devices=2")
+    p = cli_process("fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1", "trainer.strategy=ddp",
+                    "trainer.devices=2")
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out[-3000:]
     last = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
@@ -124,10 +114,10 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert last["global_step"] == 4
 
 
-def test_resume_after_sigkill(tmp_path):
+def test_resume_after_sigkill(tmp_path, cli_process):
     run_dir = tmp_path / "killed"
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    p = _cli("fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1000", "checkpoint.monitor=null",
+    p = cli_process("fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1000", "checkpoint.monitor=null",
              "checkpoint.every_n_train_steps=4", "trainer.check_val_every_n_epoch=1000")
     deadline = time.time() + 240
     while time.time() < deadline and not (ckpt.is_file() and load_checkpoint(ckpt)["global_step"] >= 12):

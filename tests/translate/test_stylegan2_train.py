@@ -178,3 +178,16 @@ def test_diffaugment_shifts_cuts_and_differentiates_twice():
     assert torch.autograd.gradgradcheck(f, (xd,))
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         diff_augment(torch.zeros(3, 8, 8), ["color"])
+
+
+def test_ddp_two_cpu_processes_count_every_rank_s_images(tmp_path, cli_process):
+    """R1 and path length (double backward) under Lightning's DDP; the EMA's image count is the global one."""
+    config = write_config(tmp_path)
+    p = cli_process("fit", "--config", str(config), "trainer.strategy=ddp", "trainer.devices=2",
+                    "data.batch_size=2", "model.mbstd_group_size=2")
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out[-3000:]
+    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    # 12 images over 2 processes x batch 2 = 3 minibatches per process; every process's images count
+    assert last["stylegan2_progress"] == {"n_seen": 12, "n_minibatches": 3}
+    assert last["global_step"] == 3 * 2 + 2 + 2  # G and D steps, + path length and R1 at minibatches 0 and 2
