@@ -75,12 +75,30 @@ def score(task: str, lpips=None) -> Dict[str, object]:
             outs.append(net(batch["A"]))
     x, y, out = torch.cat(xs), torch.cat(ys), torch.cat(outs)
     base = {"sr": x, "frontalize": x, "sketch": mean_face.expand_as(y)}[task]
-    result = {"task": task, "n": len(y), "psp_psnr": psnr(out, y).mean().item(),
-              "base_psnr": psnr(base, y).mean().item(), "grid": (x[:4], out[:4], y[:4])}
+    psp_psnr, base_psnr = psnr(out, y), psnr(base, y)
+    result = {"task": task, "n": len(y), "psp_psnr": psp_psnr.mean().item(),
+              "base_psnr": base_psnr.mean().item(), "grid": (x[:4], out[:4], y[:4])}
+    if task == "frontalize":  # the unchanged input is a strong baseline for small turns only
+        result["by_yaw"] = by_yaw(cfg.data.toyfaces, psp_psnr, base_psnr)
     if lpips is not None:
         result["psp_lpips"] = lpips(out, y).mean().item()
         result["base_lpips"] = lpips(base, y).mean().item()
     return result
+
+
+def by_yaw(faces, psp_psnr: torch.Tensor, base_psnr: torch.Tensor, width: float = 10.0) -> List[str]:
+    """Mean PSNRs of held-out faces grouped by |yaw| (val face i is face_params(seed, "val", i))."""
+    from datamodules.toyfaces import face_params
+
+    yaw = torch.tensor([abs(face_params(faces.seed, "val", i, faces.max_yaw).yaw) for i in range(len(psp_psnr))])
+    rows, lo = [], 0.0
+    while lo < max(faces.max_yaw, 1e-6):
+        m = (yaw >= lo) & (yaw < lo + width) if lo + width < faces.max_yaw else yaw >= lo
+        if m.any():
+            rows.append(f"  |yaw| {lo:.0f}-{min(lo + width, faces.max_yaw):.0f} deg: {int(m.sum()):>3} faces, pSp "
+                        f"{psp_psnr[m].mean():.2f} dB, unchanged input {base_psnr[m].mean():.2f} dB")
+        lo += width
+    return rows
 
 
 def save_grid(results: List[Dict[str, object]], path: Path) -> None:
@@ -128,6 +146,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if lpips is not None:
             line += f" {r['psp_lpips']:>9.3f} {r['base_lpips']:>10.3f}"
         print(line + f"   {times.get(r['task'], float('nan')):.0f}")
+    for r in results:
+        if "by_yaw" in r:
+            print(f"{r['task']} by head turn:", *r["by_yaw"], sep="\n")
     return 0
 
 
