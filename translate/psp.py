@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -110,20 +111,20 @@ class IDLoss(nn.Module):
 
 
 class MocoLoss(nn.Module):
-    """1 - cos of MoCo v2 ResNet-50 features (after global pooling) of y_hat and y, for non-face domains."""
+    """1 - cos of MoCo v2 ResNet-50 features (after global pooling) of y_hat and y, for non-face domains.
+
+    As the reference computes it, so that its loss weights carry over: images resized to 224 px by nearest
+    neighbour and fed in [-1, 1], without ImageNet normalisation."""
 
     def __init__(self, backbone: nn.Module):
         super().__init__()
         self.backbone = backbone.eval().requires_grad_(False)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
 
     def train(self, mode: bool = True) -> "MocoLoss":
         return super().train(False)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=(MOCO_SIZE, MOCO_SIZE), mode="bilinear", align_corners=False)
-        x = ((x + 1) / 2 - self.mean) / self.std
+        x = F.interpolate(x, size=(MOCO_SIZE, MOCO_SIZE), mode="nearest")
         return F.normalize(self.backbone(x).flatten(1), dim=1)
 
     def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -146,8 +147,15 @@ def load_moco(path: Optional[str], key: str = "model.moco_weights") -> nn.Module
     if not path:
         raise FileNotFoundError(f"{key} is not set: the MoCo loss needs a MoCo v2 ResNet-50 checkpoint "
                                 "(moco_v2_800ep_pretrain.pt); set it or give moco_lambda 0")
-    state = load_checkpoint(path)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{key}: MoCo weights not found: {path} (expected moco_v2_800ep_pretrain.pt)")
+    try:
+        state = load_checkpoint(path)
+    except Exception as e:  # noqa: BLE001 - any failure to read is reported with the file and the key
+        raise ValueError(f"{key}: cannot read {path}: {e}") from e
     sd = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(sd, dict):
+        raise ValueError(f"{key}: {path} holds a {type(sd).__name__}, expected a MoCo v2 checkpoint")
     prefix = "module.encoder_q."
     own = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix) and not k.startswith(prefix + "fc.")}
     if not own:

@@ -227,3 +227,49 @@ def test_ranger_is_radam_with_lookahead():
     torch.testing.assert_close(w.detach(), start + 0.5 * (w2.detach() - start))
     state = opt.state_dict()
     assert "slow" in state["state"][0]
+
+
+def test_moco_loss_loads_moco_v2_checkpoints_and_computes_as_the_reference(tmp_path):
+    import torchvision
+    from torch import nn
+    from torch.nn import functional as F
+
+    from translate.psp import MocoLoss, load_moco
+
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet50(weights=None).eval()
+    for m in resnet.modules():  # non-trivial batch-norm statistics, so that eval mode matters
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    # the layout of moco_v2_800ep_pretrain.pt: query and key encoders with MLP heads, the queue, the optimizer
+    sd = {f"module.encoder_q.{k}": v for k, v in resnet.state_dict().items() if not k.startswith("fc.")}
+    sd.update({"module.encoder_q.fc.0.weight": torch.randn(8, 2048), "module.encoder_q.fc.2.weight": torch.randn(4, 8),
+               "module.encoder_k.conv1.weight": torch.randn(64, 3, 7, 7), "module.queue": torch.randn(4, 16)})
+    path = tmp_path / "moco_v2_800ep_pretrain.pt"
+    torch.save({"epoch": 800, "arch": "resnet50", "state_dict": sd, "optimizer": {}}, path)
+
+    loss = MocoLoss(load_moco(str(path))).train()
+    assert not loss.backbone.training
+    y_hat = (torch.rand(2, 3, 40, 40) * 2 - 1).requires_grad_(True)
+    y = torch.rand(2, 3, 40, 40) * 2 - 1
+    value = loss(y_hat, y)
+    value.backward()
+    assert y_hat.grad.abs().sum() > 0 and all(p.grad is None for p in loss.backbone.parameters())
+
+    # the reference: the ResNet without its classifier on nearest-resized [-1, 1] images, cosine of pooled features
+    pooled = nn.Sequential(*list(resnet.children())[:-1])
+    with torch.no_grad():
+        a, b = (F.normalize(pooled(F.interpolate(t, size=224)).flatten(1), dim=1) for t in (y_hat, y))
+    torch.testing.assert_close(value.detach(), (1 - (a * b).sum(1)).mean(), atol=1e-5, rtol=0)
+
+    with pytest.raises(FileNotFoundError, match="model.moco_weights"):
+        load_moco(None)
+    with pytest.raises(FileNotFoundError, match="model.moco_weights: MoCo weights not found: .*nowhere.pt"):
+        load_moco(str(tmp_path / "nowhere.pt"))
+    torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="module.encoder_q"):
+        load_moco(str(tmp_path / "other.pt"))
+    (tmp_path / "pickled.pt").write_bytes(b"\x80\x04not a checkpoint")
+    with pytest.raises(ValueError, match="model.moco_weights"):
+        load_moco(str(tmp_path / "pickled.pt"))
