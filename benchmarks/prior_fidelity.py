@@ -35,8 +35,10 @@ def held_out_faces(n: int, size: int, seed: int = 1) -> torch.Tensor:
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR (dB) of images in [-1, 1]."""
-    mse = (((a.clamp(-1, 1) - b) / 2) ** 2).flatten(1).mean(1)
-    return 10 * torch.log10(1 / mse.clamp_min(1e-12))
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    return peak_signal_noise_ratio((a.clamp(-1, 1) + 1) / 2, (b + 1) / 2, data_range=1.0, reduction="none",
+                                   dim=(1, 2, 3))
 
 
 def main(argv: Optional[List[str]] = None) -> int:

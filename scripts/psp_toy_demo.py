@@ -11,6 +11,7 @@ sketch-to-face -> the mean training face. LPIPS is added when you pass LPIPS wei
 from __future__ import annotations
 
 import argparse
+import math
 import subprocess
 import sys
 import time
@@ -87,17 +88,19 @@ def score(task: str, lpips=None) -> Dict[str, object]:
 
 
 def by_yaw(faces, psp_psnr: torch.Tensor, base_psnr: torch.Tensor, width: float = 10.0) -> List[str]:
-    """Mean PSNRs of held-out faces grouped by |yaw| (val face i is face_params(seed, "val", i))."""
+    """Mean PSNRs of held-out faces grouped by |yaw| in bins of `width` degrees (val face i is
+    face_params(seed, "val", i))."""
     from datamodules.toyfaces import face_params
 
     yaw = torch.tensor([abs(face_params(faces.seed, "val", i, faces.max_yaw).yaw) for i in range(len(psp_psnr))])
-    rows, lo = [], 0.0
-    while lo < max(faces.max_yaw, 1e-6):
-        m = (yaw >= lo) & (yaw < lo + width) if lo + width < faces.max_yaw else yaw >= lo
+    n_bins = max(1, math.ceil(faces.max_yaw / width))
+    bins = (yaw / width).floor().clamp(max=n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        m = bins == b
         if m.any():
-            rows.append(f"  |yaw| {lo:.0f}-{min(lo + width, faces.max_yaw):.0f} deg: {int(m.sum()):>3} faces, pSp "
-                        f"{psp_psnr[m].mean():.2f} dB, unchanged input {base_psnr[m].mean():.2f} dB")
-        lo += width
+            rows.append(f"  |yaw| {b * width:.0f}-{min((b + 1) * width, faces.max_yaw):.0f} deg: {int(m.sum()):>3} "
+                        f"faces, pSp {psp_psnr[m].mean():.2f} dB, unchanged input {base_psnr[m].mean():.2f} dB")
     return rows
 
 

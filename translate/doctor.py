@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import platform
+from pathlib import Path
 from typing import List
 
 
@@ -16,7 +17,7 @@ def _version(module: str) -> str:
 def cpu_has_native_bf16() -> bool:
     """Whether the CPU computes bf16 natively (AVX-512 BF16 or AMX; read from /proc/cpuinfo, so Linux only)."""
     try:
-        flags = open("/proc/cpuinfo").read()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -137,8 +137,8 @@ def load_moco(path: Optional[str], key: str = "model.moco_weights") -> nn.Module
     """ResNet-50 without its classifier, from a MoCo v2 checkpoint (`module.encoder_q.*`, fc dropped), strictly."""
     import torchvision
 
+    from nets.perceptual import read_weights
     from nets.strict import strict_load
-    from translate.checkpoints import load_checkpoint
 
     net = torchvision.models.resnet50(weights=None)
     net.fc = nn.Identity()
@@ -149,13 +149,7 @@ def load_moco(path: Optional[str], key: str = "model.moco_weights") -> nn.Module
                                 "(moco_v2_800ep_pretrain.pt); set it or give moco_lambda 0")
     if not Path(path).is_file():
         raise FileNotFoundError(f"{key}: MoCo weights not found: {path} (expected moco_v2_800ep_pretrain.pt)")
-    try:
-        state = load_checkpoint(path)
-    except Exception as e:  # noqa: BLE001 - any failure to read is reported with the file and the key
-        raise ValueError(f"{key}: cannot read {path}: {e}") from e
-    sd = state.get("state_dict", state) if isinstance(state, dict) else state
-    if not isinstance(sd, dict):
-        raise ValueError(f"{key}: {path} holds a {type(sd).__name__}, expected a MoCo v2 checkpoint")
+    sd = read_weights(path, key)  # weights_only; the checkpoint's `state_dict`; errors name the key
     prefix = "module.encoder_q."
     own = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix) and not k.startswith(prefix + "fc.")}
     if not own:

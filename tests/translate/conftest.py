@@ -116,3 +116,18 @@ def cli_process(*args: str, **popen) -> subprocess.Popen:
 @pytest.fixture(name="cli_process")
 def _cli_process():
     return cli_process
+
+
+@pytest.fixture(name="fit_ddp")
+def _fit_ddp():
+    """(run_dir, *cli args) -> the last checkpoint of `cli.py fit` under DDP with two CPU processes (one epoch
+    unless the args say otherwise)."""
+    from translate.checkpoints import load_checkpoint
+
+    def fit(run_dir, *args):
+        p = cli_process("fit", *args, f"run_dir={run_dir}", "trainer.strategy=ddp", "trainer.devices=2")
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out[-3000:]
+        return load_checkpoint(Path(run_dir) / "checkpoints" / "last.ckpt")
+
+    return fit

@@ -103,13 +103,8 @@ def test_missing_data_root_names_the_path(tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
-def test_ddp_two_cpu_processes(tmp_path, cli_process):
-    run_dir = tmp_path / "ddp"
-    p = cli_process("fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1", "trainer.strategy=ddp",
-                    "trainer.devices=2")
-    out, _ = p.communicate(timeout=300)
-    assert p.returncode == 0, out[-3000:]
-    last = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+def test_ddp_two_cpu_processes(tmp_path, fit_ddp):
+    last = fit_ddp(tmp_path / "ddp", *TINY, "trainer.max_epochs=1")
     # 8 samples over 2 processes x batch 2 = 2 batches per process per epoch
     assert last["global_step"] == 4
 

@@ -69,16 +69,12 @@ def test_fit_resume_export_predict_variants(prior, tmp_path, tiny_psp_config):
 
 
 @pytest.mark.filterwarnings("ignore:.*randomly initialised")
-def test_ddp_two_cpu_processes(prior, tmp_path, cli_process, tiny_psp_overrides):
+def test_ddp_two_cpu_processes(prior, tmp_path, fit_ddp, tiny_psp_overrides):
     """pSp under Lightning's DDP: the encoder trains on both processes' data, the prior stays frozen."""
     from priors import load_prior
-    from translate.checkpoints import load_checkpoint
 
-    p = cli_process("fit", *tiny_psp_overrides, f"model.prior={prior}", f"run_dir={tmp_path / 'run'}", *SKETCH_RUN,
-                    "model.w_norm_lambda=0.01", "trainer.max_epochs=1", "trainer.strategy=ddp", "trainer.devices=2")
-    out, _ = p.communicate(timeout=300)
-    assert p.returncode == 0, out[-3000:]
-    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    last = fit_ddp(tmp_path / "run", *tiny_psp_overrides, f"model.prior={prior}", *SKETCH_RUN,
+                   "model.w_norm_lambda=0.01", "trainer.max_epochs=1")
     # 8 faces over 2 processes x batch 2 = 2 steps per process
     assert last["global_step"] == 2 and last["psp_progress"] == {"n_steps": 2}
     for k, v in load_prior(prior).state_dict().items():

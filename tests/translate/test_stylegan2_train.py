@@ -180,14 +180,10 @@ def test_diffaugment_shifts_cuts_and_differentiates_twice():
         diff_augment(torch.zeros(3, 8, 8), ["color"])
 
 
-def test_ddp_two_cpu_processes_count_every_rank_s_images(tmp_path, cli_process):
+def test_ddp_two_cpu_processes_count_every_rank_s_images(tmp_path, fit_ddp):
     """R1 and path length (double backward) under Lightning's DDP; the EMA's image count is the global one."""
     config = write_config(tmp_path)
-    p = cli_process("fit", "--config", str(config), "trainer.strategy=ddp", "trainer.devices=2",
-                    "data.batch_size=2", "model.mbstd_group_size=2")
-    out, _ = p.communicate(timeout=300)
-    assert p.returncode == 0, out[-3000:]
-    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    last = fit_ddp(tmp_path / "run", "--config", str(config), "data.batch_size=2", "model.mbstd_group_size=2")
     # 12 images over 2 processes x batch 2 = 3 minibatches per process; every process's images count
     assert last["stylegan2_progress"] == {"n_seen": 12, "n_minibatches": 3}
     assert last["global_step"] == 3 * 2 + 2 + 2  # G and D steps, + path length and R1 at minibatches 0 and 2
