@@ -9,7 +9,7 @@ from typing import List, Optional
 class DegradationConfig:
     """How the `single` data set makes (degraded source, clean target) pairs from one folder of images."""
 
-    name: str = "downsample"  # downsample | sketch | grayscale | blur | jpeg | noise | none | flip
+    name: str = "downsample"  # downsample | downsample_psp | sketch | grayscale | blur | jpeg | noise | none | flip
     factors: List[int] = field(default_factory=lambda: [4])  # downsample: one factor drawn per sample (2..32)
     resize_back: bool = True  # downsample: upsample the low-res image back to the target size (pSp's SR input)
     blur_sigma: List[float] = field(default_factory=lambda: [0.5, 3.0])  # blur: sigma range (pixels)
@@ -57,6 +57,7 @@ class DataConfig:
     color_jitter: float = 0.0  # brightness/contrast/saturation jitter applied to the source image only
     size_multiple: int = 4  # preprocess `none` rounds sizes to a multiple of this (the net's size multiple)
     batch_size: int = 1  # reference pix2pix default
+    drop_last: bool = False  # drop each epoch's last partial training batch (pSp and StyleGAN2 do)
     num_workers: int = 2  # loader worker processes (0 = load in the main process)
     serial_batches: bool = False  # unaligned: pair A[i] with B[i] instead of a random B
     max_dataset_size: Optional[int] = None  # use at most this many images per split

@@ -33,6 +33,52 @@ def downsample(img: np.ndarray, rng: np.random.Generator, cfg: DegradationConfig
     return _hwc(small)
 
 
+def psp_bicubic_kernel(factor: int, a: float = -0.5):
+    """pSp's 1-D downsampling kernel: 4 * factor taps of the cubic convolution kernel (a = -0.5), sampled at
+    (i - 2 factor + 0.5) / factor and normalised to sum 1 (float32, as pSp computes it)."""
+    import torch
+
+    x = ((torch.arange(4 * factor, dtype=torch.float32) - 2 * factor + 0.5) / factor).abs()
+    near = (a + 2) * x**3 - (a + 3) * x**2 + 1
+    far = a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a
+    k = torch.where(x <= 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+    return k / k.sum()
+
+
+def psp_downsample_image(img: np.ndarray, factor: int) -> np.ndarray:
+    """pSp's super-resolution downsampling of a uint8 HxWxC image: the kernel above as a separable strided
+    convolution over [0, 1] values with mirror (reflect) padding of 4f - f taps (the smaller half first), clamped
+    to [0, 1] and truncated to uint8 (torchvision's ToPILImage). Factor 1 is not the identity: it shifts the image by
+    half a pixel, as in pSp."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w, c = img.shape
+    taps, pad = 4 * factor, 3 * factor
+    if pad >= min(h, w):
+        raise ValueError(f"data.degradation: downsample_psp by {factor} mirrors {pad} pixels, which needs an image "
+                         f"larger than {pad} px on each side; got {w}x{h}")
+    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+    k = psp_bicubic_kernel(factor)
+    before, after = pad // 2, pad - pad // 2
+    x = F.conv2d(F.pad(x, (0, 0, before, after), mode="reflect"), k.view(1, 1, taps, 1).expand(c, 1, taps, 1),
+                 stride=(factor, 1), groups=c)
+    x = F.conv2d(F.pad(x, (before, after, 0, 0), mode="reflect"), k.view(1, 1, 1, taps).expand(c, 1, 1, taps),
+                 stride=(1, factor), groups=c)
+    return (x[0].clamp(0, 1) * 255).to(torch.uint8).permute(1, 2, 0).numpy()  # truncation, not rounding
+
+
+def downsample_psp(img: np.ndarray, rng: np.random.Generator, cfg: DegradationConfig) -> np.ndarray:
+    """Super-resolution input exactly as pSp makes it (its SuperResTransforms), for training encoders comparable
+    to its published SR models: pSp's bicubic downsampling (above) by a factor drawn from `factors`, then, with
+    `resize_back`, PIL bilinear up to the target's size."""
+    factor = int(rng.choice(cfg.factors))
+    small = psp_downsample_image(img, factor)
+    if not cfg.resize_back:
+        return small
+    return _hwc(_pil(small).resize((img.shape[1], img.shape[0]), Image.BILINEAR))
+
+
 def grayscale(img: np.ndarray, rng: np.random.Generator, cfg: DegradationConfig) -> np.ndarray:
     """Colorization input: the luma, replicated to the image's channel count."""
     gray = _hwc(_pil(img).convert("L"))
@@ -87,6 +133,7 @@ def flip(img: np.ndarray, rng: np.random.Generator, cfg: DegradationConfig) -> n
 
 DEGRADATIONS: Dict[str, Callable[[np.ndarray, np.random.Generator, DegradationConfig], np.ndarray]] = {
     "downsample": downsample,
+    "downsample_psp": downsample_psp,
     "sketch": sketch,
     "grayscale": grayscale,
     "blur": blur,
@@ -107,7 +154,7 @@ def check_degradation(cfg: DegradationConfig) -> None:
     """Validate the fields the chosen degradation uses; messages name the key."""
     if cfg.name not in DEGRADATIONS:
         raise ValueError(f"data.degradation.name: expected one of {list(DEGRADATIONS)}, got '{cfg.name}'")
-    if cfg.name == "downsample":
+    if cfg.name in ("downsample", "downsample_psp"):
         bad = [f for f in cfg.factors if not MIN_FACTOR <= int(f) <= MAX_FACTOR]
         if not cfg.factors or bad:
             raise ValueError(f"data.degradation.factors: expected integers in {MIN_FACTOR}..{MAX_FACTOR}, "

@@ -86,16 +86,16 @@ class PairedDataModule(pl.LightningDataModule):
         if stage in ("test", "predict"):
             self.dataset("test")
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool, drop_last: bool = False) -> DataLoader:
         # never more loader workers than cores left over by the training process itself
         workers = max(0, min(self.cfg.num_workers, (os.cpu_count() or 1) - 1))
         return DataLoader(
             self.dataset(split), batch_size=self.cfg.batch_size, shuffle=shuffle, num_workers=workers,
-            persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(), drop_last=False,
+            persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(), drop_last=drop_last,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=not self.cfg.serial_batches)
+        return self._loader("train", shuffle=not self.cfg.serial_batches, drop_last=self.cfg.drop_last)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)

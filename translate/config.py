@@ -71,7 +71,7 @@ class CheckpointConfig:
     mode: str = "max"  # max | min
     save_top_k: int = 1  # how many best checkpoints to keep
     every_n_epochs: int = 1  # checkpoint frequency (epochs)
-    every_n_train_steps: Optional[int] = None  # or every N optimizer steps
+    every_n_train_steps: Optional[int] = None  # or every N training minibatches (+ at the end)
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """Build Lightning objects from a RunConfig and run them: what each CLI subcommand does, as plain functions."""
 from __future__ import annotations
 
+import random
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
@@ -29,6 +31,57 @@ class StoreRunConfig(Callback):
         checkpoint["run_config"] = self.run_config
 
 
+class RankSeed(Callback):
+    """Under DDP every process draws its own random numbers (latents, noise, dropout, augmentations, image pools):
+    the seed becomes `seed * world_size + rank`, as in NVIDIA's StyleGAN2 training loop, instead of every process
+    repeating rank 0's draws. The nets were initialised from the plain seed before this, and DDP starts every process
+    from rank 0's weights anyway; one process keeps the plain seed."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if trainer.world_size > 1:
+            seed = self.seed * trainer.world_size + trainer.global_rank
+            torch.manual_seed(seed)  # all devices too
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose `every_n_minibatches` counts training minibatches. Lightning's `every_n_train_steps`
+    counts optimizer steps, which our methods take 2-4 of per minibatch (G, D, StyleGAN2's lazy regularisers), so its
+    multiples would be hit irregularly or skipped. In that mode the epoch saves are off and the end of training saves
+    too (`save_at_end`), so last.ckpt never lags behind a finished run."""
+
+    def __init__(self, *, every_n_minibatches: Optional[int] = None, save_at_end: bool = False, **kwargs: Any):
+        if every_n_minibatches:
+            kwargs.update(every_n_train_steps=None, every_n_epochs=0)
+        super().__init__(**kwargs)
+        self.every_n_minibatches = every_n_minibatches
+        self.save_at_end = save_at_end
+
+    def _save_now(self, trainer) -> None:
+        candidates = self._monitor_candidates(trainer)
+        if self.monitor is not None and self.monitor not in candidates:
+            self._defer_save_until_validation = True  # saved at the end of the next validation, as Lightning does
+            return
+        self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self.every_n_minibatches:
+            return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        done = trainer.fit_loop.epoch_loop.batch_progress.total.processed  # this minibatch included
+        if done % self.every_n_minibatches == 0 and not self._should_skip_saving_checkpoint(trainer):
+            self._save_now(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        super().on_train_end(trainer, pl_module)
+        if self.every_n_minibatches and self.save_at_end and not self._should_skip_saving_checkpoint(trainer):
+            self._save_now(trainer)
+
+
 def build_module(cfg: RunConfig):
     input_nc = cfg.data.label_nc or cfg.data.input_nc  # label maps arrive one-hot, a channel per class
     return METHODS[cfg.method].module_class(
@@ -46,23 +99,23 @@ def _strategy(name: str):
 
 def build_trainer(cfg: RunConfig, run_dir: Path, *, for_fit: bool = True) -> pl.Trainer:
     t = cfg.trainer
-    callbacks: List[Callback] = [StoreRunConfig(to_dict(cfg))]
+    callbacks: List[Callback] = [StoreRunConfig(to_dict(cfg)), RankSeed(cfg.seed)]
     if t.enable_progress_bar:
         callbacks.append(RichProgressBar(leave=True))
     if for_fit:
         c = cfg.checkpoint
         if c.mode not in ("max", "min"):
             raise ValueError(f"checkpoint.mode: expected 'max' or 'min', got '{c.mode}'")
-        every = dict(every_n_epochs=None if c.every_n_train_steps else c.every_n_epochs,
-                     every_n_train_steps=c.every_n_train_steps, enable_version_counter=False)
-        callbacks.append(ModelCheckpoint(
+        every = dict(every_n_epochs=c.every_n_epochs, every_n_minibatches=c.every_n_train_steps,
+                     enable_version_counter=False)
+        callbacks.append(RunCheckpoint(
             dirpath=run_dir / CHECKPOINT_DIR, filename="best-{epoch:03d}-{step}", monitor=c.monitor, mode=c.mode,
             save_top_k=c.save_top_k if c.monitor else 0, auto_insert_metric_name=False, **every,
         ))
         # last.ckpt has its own callback: Lightning's save_last rewrites it only when a best checkpoint was written
         # in the same step, so a metric that stops improving would leave it behind the run
-        callbacks.append(ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="last", monitor=None,
-                                         save_top_k=1, save_on_train_epoch_end=True, **every))
+        callbacks.append(RunCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="last", monitor=None, save_top_k=1,
+                                       save_on_train_epoch_end=True, save_at_end=True, **every))
     kwargs = {k: v for k, v in asdict(t).items() if v is not None or k == "check_val_every_n_epoch"}
     kwargs["strategy"] = _strategy(t.strategy)
     return pl.Trainer(

@@ -12,7 +12,7 @@ import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import pytorch_lightning as pl
 import torch
@@ -52,6 +52,20 @@ class StyleGAN2Config:
     augment: List[str] = field(default_factory=list)  # DiffAugment policies: color, translation, cutout
     val_samples: int = 16  # G_ema samples (seeds 0..n-1, a square grid) logged at each validation
     val_truncation: float = 1.0  # truncation psi of those samples
+
+
+def sanitize_grads(params: Iterable[torch.Tensor]) -> None:
+    """Before every optimizer step, as NVIDIA's training loop: a parameter a loss did not reach (G's ToRGB biases in
+    the path-length step, D's output bias in R1) gets a zero gradient instead of none, so Adam still counts the step
+    and decays its moments (the reference's `+ 0 * output` terms); NaN/inf gradients become 0/+-1e5 instead of
+    poisoning Adam's state for good."""
+    for p in params:
+        if not p.requires_grad:
+            continue
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        else:
+            torch.nan_to_num(p.grad, nan=0.0, posinf=1e5, neginf=-1e5, out=p.grad)
 
 
 def lazy_correction(interval: int) -> float:
@@ -159,6 +173,7 @@ class StyleGAN2(pl.LightningModule):
     def _step(self, opt, loss: torch.Tensor) -> None:
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
+        sanitize_grads(p for group in getattr(opt, "optimizer", opt).param_groups for p in group["params"])
         opt.step()
 
     def real_images(self, batch: Dict[str, Any]) -> torch.Tensor:
@@ -238,7 +253,7 @@ class StyleGAN2(pl.LightningModule):
             return
         side = max(1, int(math.isqrt(self.cfg.val_samples)))
         images = self.samples(list(range(side * side)), self.cfg.val_truncation)
-        log_images(self.trainer.loggers, key, list(images.chunk(side)), step=self.global_step, n=side,
+        log_images(self.trainer.loggers, key, list(images.chunk(side)), step=self.n_minibatches, n=side,
                    caption=self.grid_caption, image_dir=self.image_dir)
 
     def inference_net(self) -> nn.Module:

@@ -86,3 +86,43 @@ def test_flip_mirrors_the_source_half_of_the_time():
     mirrored = [np.array_equal(DEGRADATIONS["flip"](PHOTO, rng, DegradationConfig()), PHOTO[:, ::-1])
                 for _ in range(400)]
     assert 160 < sum(mirrored) < 240
+
+
+def _psp_down_by_matrix(img, f):
+    """pSp's SR downsampling written independently: a dense float64 resampling matrix with mirrored borders."""
+    def cubic(x, a=-0.5):
+        x = abs(x)
+        return (a + 2) * x**3 - (a + 3) * x**2 + 1 if x <= 1 else a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a if x < 2 else 0
+
+    def matrix(n):
+        weights = np.array([cubic((t - 2 * f + 0.5) / f) for t in range(4 * f)])
+        weights /= weights.sum()
+        m = np.zeros((n // f, n))
+        for o in range(n // f):
+            for t, wt in enumerate(weights):
+                i = o * f + t - (3 * f) // 2
+                i = -i if i < 0 else 2 * (n - 1) - i if i > n - 1 else i  # mirror without repeating the edge
+                m[o, i] += wt
+        return m
+
+    h, w, _ = img.shape
+    x = np.einsum("oh,hwc,pw->opc", matrix(h), img / 255.0, matrix(w))
+    return np.floor(np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 4, 8])
+def test_downsample_psp_is_psp_s_filter(factor):
+    from datamodules.degrade import psp_downsample_image
+
+    ours = psp_downsample_image(PHOTO, factor)
+    expected = _psp_down_by_matrix(PHOTO, factor)
+    assert ours.shape == (64 // factor, 64 // factor, 3)
+    diff = np.abs(ours.astype(int) - expected)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01  # float32 vs float64 at the truncation boundary
+    if factor == 1:  # not the identity: half a pixel of shift
+        assert np.abs(ours.astype(int) - PHOTO).mean() > 1.0
+    cfg = DegradationConfig(name="downsample_psp", factors=[factor])
+    up = DEGRADATIONS["downsample_psp"](PHOTO, np.random.default_rng(0), cfg)
+    assert np.array_equal(up, np.asarray(Image.fromarray(ours).resize((64, 64), Image.BILINEAR)))
+    with pytest.raises(ValueError, match="downsample_psp by 32 mirrors 96 pixels.*64x64"):
+        DEGRADATIONS["downsample_psp"](PHOTO, np.random.default_rng(0), DegradationConfig(factors=[32]))

@@ -118,3 +118,13 @@ def test_written_files_load_as_the_same_pairs(tmp_path, layout):
         assert torch.equal(test[i]["B"], mem[i]["B"])
     with pytest.raises(ValueError, match="layout: expected 'aligned' or 'paired'"):
         write_synthetic_dataset(tmp_path / "x", c, layout="folders")
+
+
+@pytest.mark.parametrize("drop_last, sizes", [(False, [2, 2, 1]), (True, [2, 2])])
+def test_drop_last_drops_only_the_partial_training_batch(drop_last, sizes):
+    cfg = DataConfig(kind="synthetic", synthetic=SyntheticConfig(size=32, n_train=5, n_val=3), preprocess="none",
+                     batch_size=2, num_workers=0, drop_last=drop_last)
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    assert [len(b["A"]) for b in dm.train_dataloader()] == sizes
+    assert [len(b["A"]) for b in dm.val_dataloader()] == [2, 1]  # evaluation sees every image

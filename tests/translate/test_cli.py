@@ -128,3 +128,26 @@ def test_resume_after_sigkill(tmp_path, cli_process):
     after = load_checkpoint(ckpt)
     assert after["global_step"] == step + 4
     assert adam_steps(after) == [(step + 4) // 2] * 2
+
+
+def test_every_ddp_process_draws_its_own_random_numbers():
+    """seed * world_size + rank under DDP (NVIDIA's rule), so processes do not repeat rank 0's latents and noise;
+    one process keeps the plain seed."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from translate.runner import RankSeed
+
+    def draw(world_size, rank):
+        torch.manual_seed(123)
+        RankSeed(7).setup(SimpleNamespace(world_size=world_size, global_rank=rank), None, "fit")
+        return torch.randn(4), np.random.rand()
+
+    (t0, n0), (t1, n1) = draw(2, 0), draw(2, 1)
+    assert not torch.equal(t0, t1) and n0 != n1
+    torch.manual_seed(7 * 2 + 1)
+    assert torch.equal(t1, torch.randn(4))
+    one_process = draw(1, 0)[0]
+    torch.manual_seed(123)
+    assert torch.equal(one_process, torch.randn(4))  # untouched

@@ -109,3 +109,21 @@ def test_installed_command_is_declared():
         pytest.skip("the project is not installed in this environment (make test installs it)")
     (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "translate"]
     assert ep.value == "translate.cli:main"
+
+
+def test_psp_paper_configs_augment_as_psp():
+    """pSp mirrors training images for inversion and frontalization only (never label maps, whose left/right classes
+    would swap meaning), drops the last partial batch, and makes SR inputs with its own filters."""
+    from pathlib import Path
+
+    required = ["data.root=/data", "model.prior=/w/ffhq.pt", "model.encoder_weights=/w/ir_se50.pth",
+                "model.lpips_backbone=/w/alexnet.pth", "model.lpips_weights=/w/alex.pth"]
+    flips = {}
+    for task in ("encode", "frontalization", "domain_guided", "super_resolution", "sketch_to_face", "seg_to_face"):
+        cfg = load_config([Path(f"configs/psp/{task}.yaml")], required)
+        flips[task] = cfg.data.flip
+        assert cfg.data.drop_last, task
+    assert flips == {"encode": True, "frontalization": True, "domain_guided": True, "super_resolution": False,
+                     "sketch_to_face": False, "seg_to_face": False}
+    sr = load_config([Path("configs/psp/super_resolution.yaml")], required).data.degradation
+    assert (sr.name, sr.factors) == ("downsample_psp", [1, 2, 4, 8, 16, 32])

@@ -187,3 +187,45 @@ def test_ddp_two_cpu_processes_count_every_rank_s_images(tmp_path, fit_ddp):
     # 12 images over 2 processes x batch 2 = 3 minibatches per process; every process's images count
     assert last["stylegan2_progress"] == {"n_seen": 12, "n_minibatches": 3}
     assert last["global_step"] == 3 * 2 + 2 + 2  # G and D steps, + path length and R1 at minibatches 0 and 2
+
+
+def test_every_n_train_steps_counts_minibatches_not_optimizer_steps(tmp_path, monkeypatch):
+    """A StyleGAN2 minibatch takes 2-4 optimizer steps (here 4, 2, 4, 2, ...): saves still come every 2 minibatches,
+    and the end of training saves last.ckpt."""
+    saved = []
+    save_now = runner.RunCheckpoint._save_now
+
+    def spy(self, trainer):
+        if self.filename == "last":
+            saved.append(trainer.fit_loop.epoch_loop.batch_progress.total.processed)
+        save_now(self, trainer)
+
+    monkeypatch.setattr(runner.RunCheckpoint, "_save_now", spy)
+    config = write_config(tmp_path)
+    trainer, module = runner.fit(load_config([config], ["trainer.max_epochs=2", "checkpoint.every_n_train_steps=2",
+                                                        "data.toyfaces.n_train=10"]))
+    assert module.n_minibatches == 6 and trainer.global_step == 6 * 2 + 3 + 3
+    assert saved == [2, 4, 6]
+    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert last["stylegan2_progress"]["n_minibatches"] == 6
+
+    saved.clear()  # 3 more minibatches: 8, then the end of training at 9
+    runner.fit(load_config([config], ["trainer.max_epochs=3", "checkpoint.every_n_train_steps=2",
+                                      "data.toyfaces.n_train=10"]), resume="last")
+    assert saved == [8, 9]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["stylegan2_progress"]["n_minibatches"] == 9
+
+
+def test_parameters_a_regularizer_does_not_reach_still_take_adam_steps(tmp_path):
+    """G's ToRGB biases get no gradient from the path-length penalty, D's output bias none from R1: like NVIDIA's
+    `+ 0 * output` terms they get a zero gradient, so every parameter of an optimizer has the same Adam step count."""
+    from translate.stylegan2 import sanitize_grads
+
+    trainer, module = runner.fit(load_config([write_config(tmp_path)]))
+    for opt, expected in zip(trainer.optimizers, (3 + 2, 3 + 2)):  # 3 main steps + regularization at 0 and 2
+        steps = {int(s["step"]) for s in opt.state_dict()["state"].values()}
+        assert steps == {expected}
+    p, q, frozen = (torch.zeros(3, requires_grad=True), torch.zeros(2, requires_grad=True), torch.zeros(1))
+    p.grad = torch.tensor([float("nan"), float("inf"), -float("inf")])
+    sanitize_grads([p, q, frozen])
+    assert p.grad.tolist() == [0.0, 1e5, -1e5] and torch.equal(q.grad, torch.zeros(2)) and frozen.grad is None
