@@ -103,8 +103,15 @@ def read_label_map(path: str | Path, label_nc: int) -> np.ndarray:
     return arr.astype(np.uint8)[:, :, None]
 
 
+# lossy formats at near-lossless settings (PIL's defaults, JPEG quality 75 with 4:2:0 chroma and lossy WebP 80,
+# would visibly degrade translated images)
+SAVE_OPTIONS = {".jpg": dict(quality=95, subsampling=0), ".jpeg": dict(quality=95, subsampling=0),
+                ".webp": dict(lossless=True)}
+
+
 def write_image(path: str | Path, image: np.ndarray) -> Path:
-    """Write an (H, W), (H, W, 1) or (H, W, 3) image to `path` (format from the suffix), creating folders.
+    """Write an (H, W), (H, W, 1) or (H, W, 3) image to `path` (format from the suffix: JPEG at quality 95 without
+    chroma subsampling, WebP lossless), creating folders.
     uint8 is written as is; any other dtype is taken as floats in [0, 1] and scaled (values outside are clipped)."""
     path = Path(path)
     a = np.asarray(image)
@@ -115,5 +122,5 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(a).save(path)
+    Image.fromarray(a).save(path, **SAVE_OPTIONS.get(path.suffix.lower(), {}))
     return path

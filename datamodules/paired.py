@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from datamodules.config import DataConfig
 from datamodules.degrade import DEGRADATIONS, check_degradation
 from datamodules.io import BadImageError, DataError, list_images, read_image, read_label_map, to_channels
-from datamodules.transforms import PairTransform
+from datamodules.transforms import PairTransform, resize_bicubic
 
 SPLITS = ("train", "val", "test")
 SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}  # seeds the per-sample evaluation degradations
@@ -106,12 +106,17 @@ class AlignedDataset(PairDataset):
         path = self.files[index]
         ab = read_image(path, 3)
         h, w = ab.shape[:2]
-        if w % 2:
-            raise DataError(f"{path}: an A|B image must have an even width (two halves), got {w}x{h}")
+        if w % 2 and self.cfg.preprocess != "resize_and_crop":  # there both halves are resized to load_size anyway
+            raise DataError(f"{path}: an A|B image of odd width {w} splits into halves of {w // 2} and {w - w // 2} "
+                            f"px, which data.preprocess '{self.cfg.preprocess}' keeps unequal; use even widths or "
+                            f"resize_and_crop (which, as the reference, gives B the extra column and resizes both)")
         left, right = ab[:, : w // 2], ab[:, w // 2:]
         src, tgt = (left, right) if self.cfg.direction == "AtoB" else (right, left)
         a = to_channels(Image.fromarray(src), self.cfg.input_nc, path)
         b = to_channels(Image.fromarray(tgt), self.cfg.output_nc, path)
+        if w % 2:  # resize_and_crop's first step, done here on each half so that the pair has one size
+            size = self.cfg.load_size
+            a, b = resize_bicubic(a, size, size), resize_bicubic(b, size, size)
         return a, b, str(path)
 
 

@@ -1,8 +1,9 @@
 """Networks of the reference pix2pix/CycleGAN code. One visible dict per kind; the tests iterate them.
 
 `build_generator` / `build_discriminator` are the reference's `define_G` / `define_D` without the device handling:
-they build the net named in the dict, then initialise it as the reference does, so that with the same seed the
-weights are the reference's, bit for bit.
+they build the net named in the dict, then initialise it as the reference does, so that with the same seed a net's
+weights are the reference's, bit for bit (whole models only where the reference draws in the same order: its
+versions before 2025 built and initialised one net after the other; the 2025 one builds all nets first).
 """
 from __future__ import annotations
 

@@ -114,7 +114,7 @@ class CycleGAN(TranslationModule):
             return build_discriminator(c.netD, in_nc, ndf=c.ndf, n_layers=c.n_layers_D, norm=c.norm,
                                        init_type=c.init_type, init_gain=c.init_gain)
 
-        # built and initialised in the reference's order, so that one seed gives the reference's weights
+        # built and initialised one after the other in the reference's order (as its versions before 2025 did)
         self.net_g_a = generator(input_nc, output_nc)  # A -> B
         self.net_g_b = generator(output_nc, input_nc)  # B -> A
         self.net_d_a = discriminator(output_nc)  # real B vs G_A(A)

@@ -1,8 +1,15 @@
-"""Learning-rate policies of the reference pix2pix/CycleGAN code, stepped once per epoch."""
+"""Learning-rate policies of the reference pix2pix/CycleGAN code, stepped once per epoch.
+
+The reference sets the lr at the start of each epoch (its epoch e, counted from 1, trains at policy(e)); Lightning's
+schedulers here step at the end of an epoch, so our epoch k (counted from 0) is the reference's k + 1: every factor
+below is taken at k + 1, and the runs train every epoch at the reference's lr (with `linear`, the last at 0).
+"""
 from __future__ import annotations
 
+import math
+
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, StepLR
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 LR_POLICIES = ("linear", "step", "cosine", "constant")
 
@@ -14,7 +21,27 @@ class LinearDecay:
         self.n_epochs, self.n_epochs_decay, self.epoch_count = n_epochs, n_epochs_decay, epoch_count
 
     def __call__(self, epoch: int) -> float:
-        return 1.0 - max(0, epoch + self.epoch_count - self.n_epochs) / float(self.n_epochs_decay + 1)
+        return 1.0 - max(0, epoch + 1 + self.epoch_count - self.n_epochs) / float(self.n_epochs_decay + 1)
+
+
+class StepDecay:
+    """x gamma every `step_size` epochs of the reference's count."""
+
+    def __init__(self, step_size: int, gamma: float = 0.1):
+        self.step_size, self.gamma = step_size, gamma
+
+    def __call__(self, epoch: int) -> float:
+        return self.gamma ** ((epoch + 1) // self.step_size)
+
+
+class CosineDecay:
+    """Cosine annealing to 0 over `t_max` epochs of the reference's count (torch's CosineAnnealingLR, eta_min 0)."""
+
+    def __init__(self, t_max: int):
+        self.t_max = t_max
+
+    def __call__(self, epoch: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * (epoch + 1) / self.t_max))
 
 
 def build_scheduler(
@@ -23,9 +50,13 @@ def build_scheduler(
     if policy == "linear":
         return LambdaLR(optimizer, LinearDecay(n_epochs, n_epochs_decay))
     if policy == "step":  # x0.1 every lr_decay_iters epochs
-        return StepLR(optimizer, step_size=lr_decay_iters, gamma=0.1)
+        return LambdaLR(optimizer, StepDecay(lr_decay_iters))
     if policy == "cosine":
-        return CosineAnnealingLR(optimizer, T_max=max(1, n_epochs), eta_min=0)
+        return LambdaLR(optimizer, CosineDecay(max(1, n_epochs)))
     if policy == "constant":
-        return LambdaLR(optimizer, LinearDecay(10**9, 1))
+        return LambdaLR(optimizer, lambda_constant)
     raise ValueError(f"model.lr_policy: expected one of {list(LR_POLICIES)}, got '{policy}'")
+
+
+def lambda_constant(epoch: int) -> float:
+    return 1.0

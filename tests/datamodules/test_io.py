@@ -105,3 +105,14 @@ def test_write_image(tmp_path):
     assert (read_image(tmp_path / "f.png", 3) == 128).all()
     with pytest.raises(ValueError, match=r"bad.png.*\(3, 4, 6\)"):
         write_image(tmp_path / "bad.png", np.zeros((3, 4, 6), np.uint8))
+
+
+def test_lossy_formats_are_written_near_losslessly(tmp_path):
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 256, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)  # 64x64 colour blocks
+    write_image(tmp_path / "x.jpg", smooth)
+    write_image(tmp_path / "x.webp", smooth)
+    Image.fromarray(smooth).save(tmp_path / "pil_default.jpg")
+    err = {f: np.abs(read_image(tmp_path / f, 3).astype(int) - smooth).mean() for f in ("x.jpg", "pil_default.jpg")}
+    assert err["x.jpg"] < 0.5 * err["pil_default.jpg"]
+    assert np.array_equal(read_image(tmp_path / "x.webp", 3), smooth)

@@ -66,11 +66,18 @@ def test_aligned_channels(tmp_path):
     assert item["A"].shape == (1, 8, 8) and item["B"].shape == (3, 8, 8) and value(item["A"]) == 60
 
 
-def test_aligned_odd_width_names_the_file(tmp_path):
-    save(tmp_path / "train" / "odd.png", rand_img(8, 17))
+def test_aligned_odd_width(tmp_path):
+    """As the reference: B gets the extra column and resize_and_crop evens them out; other modes name the file."""
+    img = rand_img(8, 17)
+    save(tmp_path / "train" / "odd.png", img)
     ds = build_datamodule(cfg(kind="aligned", root=str(tmp_path))).dataset("train")
-    with pytest.raises(DataError, match=r"odd.png.*even width.*17x8"):
+    with pytest.raises(DataError, match=r"odd.png.*odd width 17.*8 and 9 px.*'none'"):
         ds[0]
+    resized = build_datamodule(cfg(kind="aligned", root=str(tmp_path), preprocess="resize_and_crop", load_size=8,
+                                   crop_size=8, flip=False)).dataset("train")[0]
+    assert resized["A"].shape == resized["B"].shape == (3, 8, 8)
+    expected_b = np.asarray(Image.fromarray(img[:, 8:]).resize((8, 8), Image.BICUBIC)) / 127.5 - 1
+    assert np.allclose(resized["B"].permute(1, 2, 0).numpy(), expected_b, atol=1e-5)
 
 
 def test_aligned_split_folders_and_fallbacks(tmp_path):

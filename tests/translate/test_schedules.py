@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -15,18 +17,34 @@ def lrs(policy, epochs, **kw):
     return out, sched
 
 
-def test_linear_constant_then_decay_to_zero():
-    out, _ = lrs("linear", 8, n_epochs=3, n_epochs_decay=4)
-    assert out[:3] == [1.0, 1.0, 1.0]
-    assert all(a > b for a, b in zip(out[2:7], out[3:7]))
-    assert out[6] == pytest.approx(1 / 5)
+def reference_lrs(policy, epochs, n_epochs, n_epochs_decay, lr_decay_iters=50):
+    """The reference's schedule, written from its rules: epoch e (from 1) trains at the lr set at its start."""
+    out = []
+    for e in range(1, epochs + 1):
+        if policy == "linear":
+            out.append(1.0 - max(0, e + 1 - n_epochs) / (n_epochs_decay + 1))
+        elif policy == "step":
+            out.append(0.1 ** (e // lr_decay_iters))
+        else:
+            out.append((1 + math.cos(math.pi * e / n_epochs)) / 2)
+    return out
 
 
-def test_step_and_cosine():
+def test_linear_constant_then_decay_to_zero_as_the_reference():
+    out, _ = lrs("linear", 7, n_epochs=3, n_epochs_decay=4)
+    assert out == pytest.approx([1.0, 1.0, 0.8, 0.6, 0.4, 0.2, 0.0])  # as the reference: the last epoch at 0
+    assert out == pytest.approx(reference_lrs("linear", 7, 3, 4))
+    out, _ = lrs("linear", 200, n_epochs=100, n_epochs_decay=100)
+    assert out[98] == 1.0 and out[99] == pytest.approx(100 / 101) and out[199] == 0.0
+
+
+def test_step_and_cosine_as_the_reference():
     out, _ = lrs("step", 5, n_epochs=1, n_epochs_decay=1, lr_decay_iters=2)
-    assert out == pytest.approx([1, 1, 0.1, 0.1, 0.01])
+    assert out == pytest.approx([1, 0.1, 0.1, 0.01, 0.01]) == reference_lrs("step", 5, 1, 1, 2)
     out, _ = lrs("cosine", 5, n_epochs=4, n_epochs_decay=0)
-    assert out[0] == 1.0 and out[4] == pytest.approx(0.0, abs=1e-9)
+    assert out == pytest.approx(reference_lrs("cosine", 5, 4, 0)) and out[3] == pytest.approx(0.0, abs=1e-9)
+    out, _ = lrs("constant", 3, n_epochs=1, n_epochs_decay=1)
+    assert out == [1.0, 1.0, 1.0]
 
 
 def test_state_round_trips_through_weights_only_load(tmp_path):
