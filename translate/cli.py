@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latent-mask", default=None, help="pSp: layers to mix, e.g. 8-17 (default: the bundle's)")
     p.add_argument("--mix-alpha", type=float, default=None, help="pSp: blend weight of the random codes")
     p.add_argument("--seed", type=int, default=0, help="pSp: seed of the first variant's random code")
+    p.add_argument("--resize-outputs", type=int, default=None, metavar="SIZE",
+                   help="average-pool outputs to SIZE x SIZE (pSp's --resize_outputs: 256)")
 
     p = sub.add_parser("import", help="turn weights of a reference implementation into a bundle")
     p.add_argument("--from", dest="source", required=True, choices=["junyanz", "psp"],
@@ -250,7 +252,8 @@ def _run(args) -> int:
 
             mask = parse_seeds(args.latent_mask)
         written = predict_paths(translator, args.input, args.output, batch_size=args.batch_size,
-                                variants=args.variants, latent_mask=mask, mix_alpha=args.mix_alpha, seed=args.seed)
+                                variants=args.variants, latent_mask=mask, mix_alpha=args.mix_alpha, seed=args.seed,
+                                resize_outputs=args.resize_outputs)
         print(f"{len(written)} images written to {args.output}")
         return 0
 

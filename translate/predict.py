@@ -17,12 +17,16 @@ from datamodules.io import (IMG_EXTENSIONS, BadImageError, DataError, list_image
 
 def predict_paths(translator, input: str | Path, output: str | Path, batch_size: int = 8,
                   progress: bool = True, variants: int = 0, latent_mask: Optional[Sequence[int]] = None,
-                  mix_alpha: Optional[float] = None, seed: int = 0) -> List[Path]:
+                  mix_alpha: Optional[float] = None, seed: int = 0,
+                  resize_outputs: Optional[int] = None) -> List[Path]:
     """Translate `input` (an image file, or a folder whose images are translated) into the folder `output`;
     return the files written, in input order.
 
     variants: also write that many style-mixed outputs per input as `<stem>_mix<k><suffix>` (pSp bundles, eager
     backend): the codes at `latent_mask` come from random W codes (seed + k), blended by `mix_alpha` if given.
+
+    resize_outputs: average-pool every output to this many pixels per side (pSp's --resize_outputs: its 1024-px
+    faces at 256, as the paper's losses and metrics see them); None keeps the translator's resolution.
 
     A translator of label maps (`label_nc` > 0, e.g. segmentation-to-face) reads each file as class indices (a gray
     or palette PNG), resized with nearest neighbour and one-hot encoded as in training.
@@ -49,6 +53,9 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
     if variants < 0:
         raise ValueError(f"variants: expected a count >= 0, got {variants}")
     mix = (variants, latent_mask, mix_alpha, seed) if variants else None
+    if resize_outputs is not None and (not isinstance(resize_outputs, int) or resize_outputs < 1):
+        raise ValueError(f"resize_outputs: expected a side in pixels >= 1, got {resize_outputs!r}")
+    pool = (lambda t: torch.nn.functional.adaptive_avg_pool2d(t, resize_outputs)) if resize_outputs else (lambda t: t)
 
     skipped: List[Path] = []
     groups = _group_by_size(files, skipped)
@@ -62,9 +69,9 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
             for i in range(0, len(paths), batch_size):
                 chunk = paths[i:i + batch_size]
                 for f, y, extra in _translate(translator, chunk, skipped, mix, label_nc):
-                    written[f] = write_image(out / f.name, translator.to_uint8(y))
+                    written[f] = write_image(out / f.name, translator.to_uint8(pool(y)))
                     for k, v in enumerate(extra):
-                        write_image(out / f"{f.stem}_mix{k}{f.suffix}", translator.to_uint8(v))
+                        write_image(out / f"{f.stem}_mix{k}{f.suffix}", translator.to_uint8(pool(v)))
                 if bar is not None:
                     bar.advance(task, len(chunk))
     if skipped:

@@ -3,8 +3,10 @@ published-layout checkpoint imported into a bundle, the frozen prior, the losses
 import os
 import sys
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from nets.psp import PSPNet
 from translate import cli, runner
@@ -66,6 +68,16 @@ def test_fit_resume_export_predict_variants(prior, tmp_path, tiny_psp_config):
                      "--variants", "2", "--latent-mask", "4-7"]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert len(names) == 9 and sum("_mix" in n for n in names) == 6
+    pooled = tmp_path / "pooled"  # pSp's --resize_outputs: area-averaged to 16 px
+    assert cli.main(["predict", "--model", str(bundle), "--input", str(faces), "--output", str(pooled),
+                     "--variants", "1", "--latent-mask", "4-7", "--resize-outputs", "16"]) == 0
+    from datamodules.io import read_image
+
+    y = eager.translate_batch(eager.from_array(read_image(faces / "00000.png", 1))[None])[0]  # raw, unclamped
+    expected = eager.to_uint8(y.reshape(3, 16, 2, 16, 2).mean((2, 4))).astype(int)  # pooled before clamping
+    small = np.asarray(Image.open(pooled / "00000.png"), dtype=int)
+    assert small.shape == (16, 16, 3) and Image.open(pooled / "00000_mix0.png").size == (16, 16)
+    assert np.abs(small - expected).max() <= 1
 
 
 @pytest.mark.filterwarnings("ignore:.*randomly initialised")
