@@ -35,7 +35,7 @@ def to_uint8(t: torch.Tensor):
 def main(overrides):
     t0 = time.time()
     cfg = load_config([ROOT / "configs/pix2pix/demo.yaml"], overrides)
-    trainer, module = runner.fit(cfg)
+    trainer, module = runner.fit(cfg, overwrite=True)  # the demo reruns from scratch
     ckpt = trainer.checkpoint_callback.best_model_path or trainer.checkpoint_callback.last_model_path
     t_train = time.time() - t0
     bundle = runner.export(ckpt, OUT / "bundle", overwrite=True)

@@ -138,7 +138,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.score_only:
         ensure_prior()
         for t in tasks:
-            times[t] = cli("fit", "--config", str(ROOT / "configs" / "psp" / f"{TASKS[t]}.yaml"))
+            times[t] = cli("fit", "--config", str(ROOT / "configs" / "psp" / f"{TASKS[t]}.yaml"), "--overwrite")
     results = [score(t, lpips) for t in tasks]
     save_grid(results, Path(args.grid))
     print(f"\nheld-out toy faces (seed 1, never seen by the prior or the encoder); grid: {args.grid}")

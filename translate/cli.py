@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="train a model from YAML configs")
     _add_config_args(p, config_required=False)
     p.add_argument("--resume", metavar="last|PATH", help="continue from <run_dir>/checkpoints/last.ckpt or a path")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a run_dir that holds checkpoints of an earlier run (they are deleted)")
 
     for name, what in (("validate", "validation"), ("test", "test")):
         p = sub.add_parser(name, help=f"score a checkpoint on the {what} split")
@@ -221,7 +223,7 @@ def _run(args) -> int:
         from translate.config import load_config
 
         cfg = load_config(args.config, args.overrides)
-        trainer, _ = runner.fit(cfg, resume=args.resume)
+        trainer, _ = runner.fit(cfg, resume=args.resume, overwrite=args.overwrite)
         if trainer.is_global_zero:
             print(f"run directory: {cfg.run_dir}")
         return 0

@@ -153,10 +153,30 @@ def _check_example(example: torch.Tensor, meta: Dict[str, Any], mult: int) -> to
 
 
 def _check_destination(out_dir: Path, overwrite: bool) -> None:
+    """An empty or new folder, or with `overwrite` a folder holding a bundle and nothing else: --overwrite replaces a
+    bundle, never a run directory, a data folder or anything else pointed at by mistake."""
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"bundle destination exists and is not a folder: {out_dir}")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if not overwrite:
         raise FileExistsError(f"bundle folder exists and is not empty: {out_dir} (pass overwrite=True / --overwrite)")
+    others = sorted(p.name for p in out_dir.iterdir() if p.name not in _bundle_files(out_dir))
+    if not (out_dir / META_FILE).is_file() or others:
+        what = f"it also holds {', '.join(others[:5])}{', ...' if len(others) > 5 else ''}" if others else \
+            f"it has no {META_FILE}"
+        raise FileExistsError(f"--overwrite replaces a bundle folder only, and {out_dir} is not one ({what}); "
+                              f"choose another folder")
+
+
+def _bundle_files(out_dir: Path) -> set:
+    """The names a bundle in `out_dir` consists of: the standard files and those its translator.json lists."""
+    names = set(FILES.values()) | {META_FILE}
+    try:
+        names |= set(json.loads((out_dir / META_FILE).read_text())["files"]["all"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return names
 
 
 # ---- export with the widest dynamism the net allows ------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Build Lightning objects from a RunConfig and run them: what each CLI subcommand does, as plain functions."""
 from __future__ import annotations
 
+import os
 import random
+import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -139,9 +141,31 @@ def resolve_resume(resume: Optional[str], run_dir: Path) -> Optional[str]:
     return str(path)
 
 
-def fit(cfg: RunConfig, resume: Optional[str] = None) -> Tuple[pl.Trainer, Any]:
+def _first_process() -> bool:
+    """False in the processes a DDP launcher (Lightning's, torchrun, SLURM) started beside the first one."""
+    return all(os.environ.get(k, "0") == "0" for k in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"))
+
+
+def check_run_dir(run_dir: Path, resume: Optional[str], overwrite: bool) -> None:
+    """A fresh fit never mixes into (or silently replaces) a previous run's checkpoints: it needs --resume to
+    continue them or --overwrite to delete them first."""
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    old = sorted(p.name for p in ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
+    if resume is not None or not old or not _first_process():
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{run_dir} holds the checkpoints of a previous run ({', '.join(old[:3])}{', ...' if len(old) > 3 else ''}):"
+            f" continue it with --resume last, train elsewhere with run_dir=..., or pass --overwrite to delete them "
+            f"and start over")
+    shutil.rmtree(ckpt_dir)
+
+
+def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -> Tuple[pl.Trainer, Any]:
+    """Train. A run_dir with checkpoints of an earlier run needs `resume` (continue) or `overwrite` (start over)."""
     run_dir = Path(cfg.run_dir)
     ckpt_path = resolve_resume(resume, run_dir)
+    check_run_dir(run_dir, resume, overwrite)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg.data)
     module = build_module(cfg)

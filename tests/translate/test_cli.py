@@ -151,3 +151,16 @@ def test_every_ddp_process_draws_its_own_random_numbers():
     one_process = draw(1, 0)[0]
     torch.manual_seed(123)
     assert torch.equal(one_process, torch.randn(4))  # untouched
+
+
+def test_a_fresh_fit_never_mixes_into_an_earlier_run(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    old = run_dir / "checkpoints" / "best-009-80.ckpt"
+    old.write_bytes(b"an earlier run's weights")
+    assert main(["fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert "best-009-80.ckpt" in err and "--resume last" in err and "--overwrite" in err
+    assert old.read_bytes() == b"an earlier run's weights"
+    assert main(["fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1", "--overwrite"]) == 0
+    assert not old.exists() and load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 0

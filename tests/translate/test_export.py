@@ -177,8 +177,19 @@ def test_refuses_to_overwrite_unless_asked(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(FileExistsError, match="not a folder"):
         export_bundle(TinyNet().eval(), tmp_path / "file", meta_for(), rand(2, 3, 8, 8), size_multiple=2)
+    # --overwrite replaces bundles only: not a folder of other files (a run directory, data, ...)
+    with pytest.raises(FileExistsError, match=r"replaces a bundle folder only.*is not one \(it also holds keep.txt\)"):
+        export_bundle(TinyNet().eval(), dest, meta_for(), rand(2, 3, 8, 8), size_multiple=2, overwrite=True)
+    assert [p.name for p in dest.iterdir()] == ["keep.txt"]
+    (dest / "keep.txt").unlink()
+    static = dict(dynamic_batch=False, dynamic_spatial=False, check=False)
+    export_bundle(TinyNet().eval(), dest, meta_for(), rand(1, 3, 6, 4), size_multiple=2, **static)
+    (dest / "checkpoints").mkdir()  # a bundle with something else beside it is kept too
+    with pytest.raises(FileExistsError, match=r"also holds checkpoints"):
+        export_bundle(TinyNet().eval(), dest, meta_for(), rand(1, 3, 6, 4), size_multiple=2, overwrite=True, **static)
+    (dest / "checkpoints").rmdir()
     out = export_bundle(TinyNet().eval(), dest, meta_for(), rand(1, 3, 6, 4), size_multiple=2, overwrite=True,
-                        dynamic_batch=False, dynamic_spatial=False, check=False)
+                        **static)
     assert sorted(p.name for p in out.iterdir()) == FILES
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "file"]
     meta = read_json(out)  # static on request: nothing to fall back from; unchecked: no parity
