@@ -225,6 +225,12 @@ def invert_folder(net: PSPNet, input: str | Path, out: str | Path, **kwargs) -> 
     out = Path(out)
     if out.resolve() == Path(input).resolve():
         raise ValueError(f"--out {out} is the input folder: the reconstructions would overwrite the inputs")
+    by_stem: Dict[str, Path] = {}
+    for path in files:
+        if path.stem in by_stem:
+            raise ValueError(f"{by_stem[path.stem].name} and {path.name} would both be written as {path.stem}"
+                             f".safetensors/.png in {out}; rename one of them")
+        by_stem[path.stem] = path
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for path in files:

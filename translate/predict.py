@@ -44,7 +44,7 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
         files, in_folder = [src], None
     else:
         raise FileNotFoundError(f"input not found: {src}")
-    _check_output(out, files, in_folder)
+    _check_output(out, files, in_folder, variants)
     label_nc = getattr(translator, "label_nc", 0)
     if translator.input_nc not in (1, 3) and not label_nc:
         raise ValueError(f"image files are read as 1 or 3 channels; this translator takes {translator.input_nc}")
@@ -70,8 +70,8 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
                 chunk = paths[i:i + batch_size]
                 for f, y, extra in _translate(translator, chunk, skipped, mix, label_nc):
                     written[f] = write_image(out / f.name, translator.to_uint8(pool(y)))
-                    for k, v in enumerate(extra):
-                        write_image(out / f"{f.stem}_mix{k}{f.suffix}", translator.to_uint8(pool(v)))
+                    for name, v in zip(output_names(f, len(extra))[1:], extra):
+                        write_image(out / name, translator.to_uint8(pool(v)))
                 if bar is not None:
                     bar.advance(task, len(chunk))
     if skipped:
@@ -80,7 +80,11 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
     return [written[f] for f in files if f in written]
 
 
-def _check_output(out: Path, files: List[Path], in_folder: Path | None) -> None:
+def output_names(f: Path, variants: int) -> List[str]:
+    return [f.name] + [f"{f.stem}_mix{k}{f.suffix}" for k in range(variants)]
+
+
+def _check_output(out: Path, files: List[Path], in_folder: Path | None, variants: int = 0) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"output must be a folder, got an existing file: {out}")
     if in_folder is not None and _inside(out, in_folder):
@@ -90,6 +94,13 @@ def _check_output(out: Path, files: List[Path], in_folder: Path | None) -> None:
     if clash:
         raise ValueError(f"refusing to overwrite the input file {clash[0]}: choose an output folder other than "
                          f"{out}")
+    owner: Dict[str, Path] = {}
+    for f in files:
+        for name in output_names(f, variants if isinstance(variants, int) and variants > 0 else 0):
+            if name in owner:
+                raise ValueError(f"the outputs of {owner[name].name} and {f.name} would both be written to {out / name}"
+                                 f"; rename one of the inputs")
+            owner[name] = f
 
 
 def _inside(path: Path, folder: Path) -> bool:

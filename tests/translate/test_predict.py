@@ -100,3 +100,23 @@ def test_skips_unreadable_files(translator, tmp_path, capsys):
                                                                      f"skipping {src / 'c.png'}"]
     assert "skipped 2 unreadable image(s)" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+
+
+def test_outputs_that_would_overwrite_each_other_are_refused(tmp_path):
+    """pSp variants are written as <stem>_mix<k>: an input already named so would be overwritten."""
+    from translate.predict import _check_output
+
+    files = [tmp_path / "in" / "face.png", tmp_path / "in" / "face_mix1.png"]
+    _check_output(tmp_path / "out", files, tmp_path / "in", variants=1)  # face_mix0 is free
+    with pytest.raises(ValueError, match=r"outputs of face.png and face_mix1.png .*face_mix1.png; rename"):
+        _check_output(tmp_path / "out", files, tmp_path / "in", variants=2)
+
+
+def test_invert_refuses_two_inputs_with_one_stem(tmp_path):
+    from translate.invert import invert_folder
+
+    for name in ("a.png", "a.jpg"):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / name)
+    with pytest.raises(ValueError, match=r"a.jpg and a.png would both be written as a.safetensors"):
+        invert_folder(None, tmp_path, tmp_path / "codes")
+    assert not (tmp_path / "codes").exists()
