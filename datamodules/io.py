@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional, Tuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 CHANNELS = (1, 3)  # what the networks take: grayscale or RGB
@@ -15,9 +15,10 @@ MODES_16BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 class BadImageError(ValueError):
     """An image file that cannot be decoded or converted; names the file."""
 
-    def __init__(self, path: str | Path, reason: str):
+    def __init__(self, path: str | Path, reason: Optional[str] = None):
+        # one argument: a whole message (how a DataLoader worker re-raises the error in the main process)
         self.path, self.reason = str(path), reason
-        super().__init__(f"{path}: {reason}")
+        super().__init__(str(path) if reason is None else f"{path}: {reason}")
 
 
 class DataError(ValueError):
@@ -69,13 +70,35 @@ def to_channels(img: Image.Image, channels: int, path: str | Path = "image") -> 
     return arr[:, :, None] if channels == 1 else arr
 
 
+EXIF_ORIENTATION = 0x0112  # 1 = as stored; 5-8 turn the image by 90 degrees
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(EXIF_ORIENTATION, 1))
+    except Exception:  # a malformed EXIF block: the pixels as stored
+        return 1
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The image as viewers show it: turned/mirrored by its EXIF orientation tag (phone photos), else itself."""
+    return ImageOps.exif_transpose(img) if _orientation(img) != 1 else img
+
+
+def displayed_size(img: Image.Image) -> Tuple[int, int]:
+    """(width, height) of an opened image as `read_image` will return it (EXIF orientation applied)."""
+    w, h = img.size
+    return (h, w) if _orientation(img) in (5, 6, 7, 8) else (w, h)
+
+
 def read_image(path: str | Path, channels: int) -> np.ndarray:
-    """Decode an image file fully (truncated files fail here, not later) as (H, W, channels) uint8.
+    """Decode an image file fully (truncated files fail here, not later) as (H, W, channels) uint8, upright as
+    viewers show it (EXIF orientation applied; the reference code ignores the tag, which turns phone photos).
     A missing file raises FileNotFoundError; an undecodable or truncated one raises BadImageError naming it."""
     try:
         with Image.open(path) as img:
             img.load()
-            return to_channels(img, channels, path)
+            return to_channels(upright(img), channels, path)
     except (FileNotFoundError, BadImageError):
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:

@@ -7,7 +7,7 @@ from typing import Dict, Optional
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from datamodules.config import DataConfig
 from datamodules.degrade import check_degradation
@@ -86,12 +86,30 @@ class PairedDataModule(pl.LightningDataModule):
         if stage in ("test", "predict"):
             self.dataset("test")
 
+    @staticmethod
+    def collate(items):
+        """torch's default collate, with a DataError naming two files when images of one batch differ in size."""
+        try:
+            return default_collate(items)
+        except RuntimeError as e:
+            for key in ("A", "B"):
+                sizes = [tuple(it[key].shape[-2:]) if isinstance(it.get(key), torch.Tensor) else None for it in items]
+                odd = next((i for i, s in enumerate(sizes) if s != sizes[0]), None)
+                if odd is not None:
+                    (h0, w0), (h1, w1) = sizes[0], sizes[odd]
+                    name = lambda it: it.get(f"{key}_path", "an image")  # noqa: E731
+                    raise DataError(f"images of different sizes in one batch: {name(items[0])} is {w0}x{h0}, "
+                                    f"{name(items[odd])} is {w1}x{h1}; use a data.preprocess that resizes (e.g. "
+                                    f"resize_and_crop), images of one size, or data.batch_size=1") from e
+            raise
+
     def _loader(self, split: str, shuffle: bool, drop_last: bool = False) -> DataLoader:
         # never more loader workers than cores left over by the training process itself
         workers = max(0, min(self.cfg.num_workers, (os.cpu_count() or 1) - 1))
         return DataLoader(
             self.dataset(split), batch_size=self.cfg.batch_size, shuffle=shuffle, num_workers=workers,
             persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(), drop_last=drop_last,
+            collate_fn=self.collate,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -30,6 +30,11 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         raise
 
 
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__  # an empty file raises an EOFError without a message
+
+
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Dict[str, Any]:
     """Load a checkpoint with `weights_only=True`: a file that would need to run code to load is refused."""
     path = Path(path)
@@ -39,7 +44,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Dict[str, An
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         raise CheckpointError(
-            f"cannot load checkpoint {path} safely (weights_only=True): {str(e).splitlines()[0]}. "
+            f"cannot load checkpoint {path} safely (weights_only=True): {_first_line(e)}. "
             "Files that need arbitrary code to unpickle are refused."
         ) from e
 

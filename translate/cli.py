@@ -198,12 +198,29 @@ def main(argv: Optional[List[str]] = None) -> int:
     from translate.checkpoints import CheckpointError
     from translate.config import ConfigError
 
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
     try:
         return _run(args)
     except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError,
-            pickle.UnpicklingError) as e:
-        print(f"error: {e}", file=sys.stderr)
+            pickle.UnpicklingError, MisconfigurationException) as e:
+        print(f"error: {_message(e)}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        if "Error(s) in loading state_dict" not in str(e):
+            raise
+        print(f"error: the checkpoint's weights do not fit the configured nets (were model.* options changed?): "
+              f"{_message(e)}", file=sys.stderr)
+        return 2
+
+
+def _message(e: BaseException) -> str:
+    """The error's own message: without the worker traceback a DataLoader worker puts in front of it."""
+    text = str(e)
+    if "Original Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text
 
 
 def _run(args) -> int:

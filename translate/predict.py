@@ -11,8 +11,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from PIL import Image
 
-from datamodules.io import (IMG_EXTENSIONS, BadImageError, DataError, list_images, read_image, read_label_map,
-                            write_image)
+from datamodules.io import (IMG_EXTENSIONS, BadImageError, DataError, displayed_size, list_images, read_image,
+                            read_label_map, write_image)
 
 
 def predict_paths(translator, input: str | Path, output: str | Path, batch_size: int = 8,
@@ -122,8 +122,8 @@ def _group_by_size(files: List[Path], skipped: List[Path]) -> Dict[Tuple[int, in
     for f in files:
         try:
             with Image.open(f) as img:
-                groups[img.size].append(f)
-        except (OSError, ValueError, SyntaxError) as e:  # PIL's UnidentifiedImageError is an OSError
+                groups[displayed_size(img)].append(f)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # UnidentifiedImageError: OSError
             _warn_skip(f, f"unreadable image ({e})", skipped)
     return groups
 

@@ -116,3 +116,24 @@ def test_lossy_formats_are_written_near_losslessly(tmp_path):
     err = {f: np.abs(read_image(tmp_path / f, 3).astype(int) - smooth).mean() for f in ("x.jpg", "pil_default.jpg")}
     assert err["x.jpg"] < 0.5 * err["pil_default.jpg"]
     assert np.array_equal(read_image(tmp_path / "x.webp", 3), smooth)
+
+
+@pytest.mark.parametrize("orientation, turn", [(1, None), (3, Image.Transpose.ROTATE_180),
+                                               (6, Image.Transpose.ROTATE_270), (8, Image.Transpose.ROTATE_90)])
+def test_exif_orientation_is_applied(tmp_path, orientation, turn):
+    """Phone photos store pixels sideways with an orientation tag: they are read upright, as viewers show them."""
+    from datamodules.io import displayed_size
+
+    rng = np.random.default_rng(0)
+    shown = np.kron(rng.integers(0, 256, (4, 2, 3)), np.ones((8, 8, 1))).astype(np.uint8)  # 32 high, 16 wide
+    stored = Image.fromarray(shown)
+    if turn is not None:  # what the camera wrote: the inverse turn
+        stored = stored.transpose({Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270,
+                                   Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90}.get(turn, turn))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(tmp_path / "p.jpg", exif=exif.tobytes(), quality=100, subsampling=0)
+    got = read_image(tmp_path / "p.jpg", 3)
+    assert got.shape == (32, 16, 3) and np.abs(got.astype(int) - shown).mean() < 3
+    with Image.open(tmp_path / "p.jpg") as img:
+        assert displayed_size(img) == (16, 32)

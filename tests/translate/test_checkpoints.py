@@ -40,3 +40,11 @@ def test_refuses_checkpoints_that_execute_code(tmp_path):
         load_checkpoint(p)
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.ckpt")
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04truncated"])
+def test_empty_or_garbage_files_name_the_file(tmp_path, content):
+    path = tmp_path / "bad.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"cannot load checkpoint .*bad.ckpt safely"):
+        load_checkpoint(path)

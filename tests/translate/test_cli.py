@@ -164,3 +164,26 @@ def test_a_fresh_fit_never_mixes_into_an_earlier_run(tmp_path, capsys):
     assert old.read_bytes() == b"an earlier run's weights"
     assert main(["fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1", "--overwrite"]) == 0
     assert not old.exists() and load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 0
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_images_of_different_sizes_in_one_batch_name_the_files(tmp_path, capsys, workers):
+    """preprocess none keeps sizes: a batch that cannot be stacked names two files, also from a loader worker."""
+    for split in ("train", "val"):
+        (tmp_path / split).mkdir()
+        for i, w in enumerate((16, 16, 24, 24)):
+            Image.fromarray(np.zeros((8, 2 * w, 3), np.uint8)).save(tmp_path / split / f"{i}.png")
+    args = ["fit", *TINY, "data.kind=aligned", f"data.root={tmp_path}", f"run_dir={tmp_path}/r",
+            "data.batch_size=4", f"data.num_workers={workers}", "trainer.max_epochs=1", "data.serial_batches=true"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: images of different sizes in one batch") and "Traceback" not in err
+    assert "24x8" in err and "16x8" in err and "data.batch_size=1" in err
+
+
+def test_a_misspelt_monitor_or_changed_architecture_is_a_clean_error(tmp_path, capsys, run):
+    assert main(["fit", *TINY, f"run_dir={tmp_path}/m", "trainer.max_epochs=1", "checkpoint.monitor=val/PSNR"]) == 2
+    assert "val/PSNR" in capsys.readouterr().err
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert main(["validate", "--ckpt", str(ckpt), "model.ngf=8"]) == 2
+    assert "do not fit the configured nets" in capsys.readouterr().err
