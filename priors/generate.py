@@ -10,22 +10,27 @@ from torchvision.utils import make_grid, save_image
 from priors.loaders import load_prior
 
 
-def parse_seeds(text: str) -> List[int]:
-    """'0-3,7,9' -> [0, 1, 2, 3, 7, 9]."""
+def parse_seeds(text: str, flag: str = "--seeds") -> List[int]:
+    """'0-3,7,9' -> [0, 1, 2, 3, 7, 9]; errors name `flag`."""
     seeds: List[int] = []
     for part in text.split(","):
         part = part.strip()
         if not part:
             continue
-        if "-" in part:
-            lo, hi = (int(v) for v in part.split("-", 1))
-            if hi < lo:
-                raise ValueError(f"--seeds: range '{part}' goes backwards")
-            seeds.extend(range(lo, hi + 1))
-        else:
-            seeds.append(int(part))
+        try:
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError(f"{flag}: range '{part}' goes backwards")
+                seeds.extend(range(lo, hi + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError as e:
+            if str(e).startswith(flag):
+                raise
+            raise ValueError(f"{flag}: expected integers and ranges such as 0-3,7, got '{text}'") from e
     if not seeds:
-        raise ValueError(f"--seeds: no seed in '{text}'")
+        raise ValueError(f"{flag}: no number in '{text}'")
     return seeds
 
 

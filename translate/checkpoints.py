@@ -43,10 +43,12 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Dict[str, An
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise CheckpointError(
-            f"cannot load checkpoint {path} safely (weights_only=True): {_first_line(e)}. "
-            "Files that need arbitrary code to unpickle are refused."
-        ) from e
+        if "Weights only load failed" in str(e) and "Unsupported operand" not in str(e):  # not garbage bytes
+            raise CheckpointError(
+                f"cannot load checkpoint {path} safely (weights_only=True): it needs arbitrary code to unpickle, "
+                f"which is refused ({_first_line(e).rstrip('.')})") from e
+        raise CheckpointError(f"cannot load checkpoint {path} safely (weights_only=True): not a readable PyTorch "
+                              f"checkpoint, or a truncated one ({type(e).__name__})") from e
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

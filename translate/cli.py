@@ -203,7 +203,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return _run(args)
     except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError,
-            pickle.UnpicklingError, MisconfigurationException) as e:
+            pickle.UnpicklingError, MisconfigurationException, IsADirectoryError, NotADirectoryError,
+            PermissionError) as e:
         print(f"error: {_message(e)}", file=sys.stderr)
         return 2
     except RuntimeError as e:
@@ -264,16 +265,19 @@ def _run(args) -> int:
         from translate.inference import load_translator
         from translate.predict import predict_paths
 
-        translator = load_translator(args.model, backend=args.backend, device=args.device)
         mask = None
         if args.latent_mask:
             from priors.generate import parse_seeds
 
-            mask = parse_seeds(args.latent_mask)
+            mask = parse_seeds(args.latent_mask, "--latent-mask")
+        translator = load_translator(args.model, backend=args.backend, device=args.device)
         written = predict_paths(translator, args.input, args.output, batch_size=args.batch_size,
                                 variants=args.variants, latent_mask=mask, mix_alpha=args.mix_alpha, seed=args.seed,
                                 resize_outputs=args.resize_outputs)
         print(f"{len(written)} images written to {args.output}")
+        if not written:
+            print("error: no image could be translated (see the warnings above)", file=sys.stderr)
+            return 1
         return 0
 
     if args.command == "import" and args.source == "psp":
@@ -294,7 +298,7 @@ def _run(args) -> int:
     if args.command == "generate":
         from priors.generate import generate, parse_seeds
 
-        mix = parse_seeds(args.mix_seeds) if args.mix_seeds else None
+        mix = parse_seeds(args.mix_seeds, "--mix-seeds") if args.mix_seeds else None
         out = generate(args.prior, parse_seeds(args.seeds), args.out, trunc=args.trunc, noise_mode=args.noise_mode,
                        mix_seeds=mix, mix_layers=args.mix_layers)
         print(f"grid written: {out}")

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -117,7 +118,7 @@ def _load_sources(files: Sequence[str | Path], overrides: Sequence[str]) -> List
             raise ConfigError(f"command line: override '{item}' is not of the form key=value")
     try:
         sources.append(("command line", OmegaConf.from_dotlist(list(overrides))))
-    except OmegaConfBaseException as e:
+    except (OmegaConfBaseException, yaml.YAMLError) as e:
         raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {e}") from e
     return sources
 

@@ -36,6 +36,9 @@ def read_meta(path: str | Path) -> Tuple[Path, Dict[str, Any]]:
     if not path.exists():
         raise FileNotFoundError(f"bundle not found: {path}")
     folder, meta_path = (path.parent, path) if path.is_file() else (path, path / META_FILE)
+    if path.is_file() and path.name != META_FILE:
+        raise BundleError(f"{path}: expected a bundle folder (or its {META_FILE}); a training checkpoint becomes one "
+                          f"with `cli.py export --ckpt {path} --out bundle/`")
     if not meta_path.is_file():
         raise FileNotFoundError(f"not an export bundle: {meta_path} not found")
     try:
@@ -162,12 +165,35 @@ def load_translator(path: str | Path, backend: str = "auto", device: str | torch
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {list(BACKENDS)}, got '{backend}'")
-    device = torch.device(device)
+    device = check_device(device)
     folder, meta = read_meta(path)
     if backend == "auto":
         rebuildable = isinstance(meta.get("generator"), dict) or isinstance(meta.get("psp"), dict)
         backend = "eager" if rebuildable else "onnx"
-    return Translator(meta, LOADERS[backend](folder, meta, device), backend)
+    try:
+        runner = LOADERS[backend](folder, meta, device)
+    except (FileNotFoundError, BundleError):
+        raise
+    except Exception as e:  # a truncated or foreign weights.safetensors / model.onnx / model.pt2
+        raise BundleError(f"{folder}: cannot load the {backend} model of this bundle ({type(e).__name__}: "
+                          f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no message'}); export it again"
+                          ) from e
+    return Translator(meta, runner, backend)
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """A device this machine has, or a ValueError saying what is missing."""
+    try:
+        device = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"device: not a torch device: {device!r} (e.g. cpu, cuda, cuda:1)") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device}: no CUDA GPU is available here (use --device cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device}: bundles run on cpu or cuda")
+    return device
 
 
 # ---- the translator -----------------------------------------------------------------------------------------

@@ -138,6 +138,9 @@ def resolve_resume(resume: Optional[str], run_dir: Path) -> Optional[str]:
     path = run_dir / CHECKPOINT_DIR / "last.ckpt" if resume == "last" else Path(resume)
     if not path.is_file():
         raise CheckpointError(f"--resume {resume}: no checkpoint at {path}")
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or "run_config" not in state or "state_dict" not in state:
+        raise CheckpointError(f"--resume {resume}: {path} is not a training checkpoint written by this framework")
     return str(path)
 
 
@@ -181,7 +184,7 @@ def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -
 def load_run(ckpt: str | Path, files: Sequence[str] = (), overrides: Sequence[str] = ()) -> Tuple[RunConfig, Any]:
     """A trained module and its run config from a checkpoint (config files/overrides are applied on top)."""
     state = load_checkpoint(ckpt)
-    if "run_config" not in state:
+    if not isinstance(state, dict) or "run_config" not in state:
         raise CheckpointError(f"{ckpt}: not a checkpoint written by this framework (no 'run_config' entry)")
     cfg = load_config(files, overrides, base=state["run_config"])
     # files that only initialise weights (pSp's encoder_weights, discriminator_weights) are not read again: the

@@ -187,3 +187,28 @@ def test_a_misspelt_monitor_or_changed_architecture_is_a_clean_error(tmp_path, c
     ckpt = run / "checkpoints" / "last.ckpt"
     assert main(["validate", "--ckpt", str(ckpt), "model.ngf=8"]) == 2
     assert "do not fit the configured nets" in capsys.readouterr().err
+
+
+def test_more_bad_input_gets_clean_errors(tmp_path, capsys, run):
+    import torch
+
+    foreign = tmp_path / "plain.ckpt"
+    torch.save({"hello": torch.zeros(1)}, foreign)
+    assert main(["fit", *TINY, f"run_dir={tmp_path}/r", "--resume", str(foreign)]) == 2
+    assert "not a training checkpoint written by this framework" in capsys.readouterr().err
+    torch.save(torch.zeros(3), foreign)
+    assert main(["export", "--ckpt", str(foreign), "--out", str(tmp_path / "b")]) == 2
+    assert "not a checkpoint written by this framework" in capsys.readouterr().err
+    assert main(["fit", *TINY, "data.batch_size=[1,2"]) == 2
+    assert "cannot parse overrides" in capsys.readouterr().err
+    assert main(["predict", "--model", str(tmp_path), "--input", str(tmp_path), "--output", str(tmp_path / "o"),
+                 "--latent-mask", "abc"]) == 2
+    assert "--latent-mask: expected integers" in capsys.readouterr().err
+    bundle = tmp_path / "bundle"
+    assert main(["export", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--out", str(bundle)]) == 0
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "zero.png").write_bytes(b"")
+    with pytest.warns(UserWarning, match="zero.png"):
+        assert main(["predict", "--model", str(bundle), "--input", str(tmp_path / "in"),
+                     "--output", str(tmp_path / "o")]) == 1
+    assert "no image could be translated" in capsys.readouterr().err

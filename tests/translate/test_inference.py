@@ -234,3 +234,23 @@ def test_cuda_matches_cpu(unet, translators, backend):
     assert y.is_cuda
     torch.testing.assert_close(y.cpu(), translators[backend].translate_batch(x), atol=1e-4, rtol=0)
     assert isinstance(tr, Translator) and tr(image()).shape == (37, 50, 1)
+
+
+def test_broken_bundle_files_checkpoints_and_devices_are_named(unet, tmp_path):
+    for name in ("weights.safetensors", "model.onnx", "model.pt2", "translator.json"):
+        shutil.copy(unet[0] / name, tmp_path)
+    for name, backend in (("weights.safetensors", "eager"), ("model.onnx", "onnx"), ("model.pt2", "pt2")):
+        good = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(good[:100])  # truncated
+        with pytest.raises(BundleError, match=rf"cannot load the {backend} model of this bundle.*export it again"):
+            load_translator(tmp_path, backend=backend)
+        (tmp_path / name).write_bytes(good)
+    ckpt = tmp_path / "last.ckpt"
+    ckpt.write_bytes(b"\x80")
+    with pytest.raises(BundleError, match="expected a bundle folder.*cli.py export --ckpt"):
+        load_translator(ckpt)
+    with pytest.raises(ValueError, match="not a torch device: 'toaster'"):
+        load_translator(tmp_path, device="toaster")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU is available"):
+            load_translator(tmp_path, device="cuda")
