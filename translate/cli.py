@@ -320,6 +320,9 @@ def _run(args) -> int:
         print(ev.format_table(result))
         if args.out:
             print(f"written: {ev.write_json(result, args.out)}")
+        if not result["metrics"]:
+            print("error: no metric could be computed (see 'skipped' above)", file=sys.stderr)
+            return 1
         return 0
 
     if args.command == "invert":

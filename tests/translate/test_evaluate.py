@@ -242,3 +242,14 @@ def test_cli_missing_weights_names_the_option(sets, capsys):
     assert rc == 2 and "fid needs --inception PATH (eval.inception_weights)" in err
     rc = cli.main(["evaluate", "--pred", str(sets["pred"]), "--ref", str(sets["root"] / "missing")])
     assert rc == 2 and "image folder not found" in capsys.readouterr().err
+
+
+def test_cli_fails_when_no_metric_could_be_computed(sets, capsys, tmp_path):
+    """A prediction missing (e.g. skipped by predict) leaves no pair metric: a non-zero exit, not an empty table."""
+    import shutil
+
+    pred = shutil.copytree(sets["pred"], tmp_path / "pred")
+    sorted(pred.iterdir())[0].unlink()
+    rc = cli.main(["evaluate", "--pred", str(pred), "--ref", str(sets["ref"])])  # the default: what can be computed
+    captured = capsys.readouterr()
+    assert rc == 1 and "no metric could be computed" in captured.err and "skipped psnr" in captured.out
