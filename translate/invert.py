@@ -15,6 +15,7 @@ PNG. `interpolate` and `mix_grid` decode codes back to image grids (linear paths
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -219,7 +220,7 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
 def invert_folder(net: PSPNet, input: str | Path, out: str | Path, **kwargs) -> List[Inversion]:
     """Invert every image of `input` (see `invert_image` for the options); writes `<stem>.safetensors` (the code)
     and `<stem>.png` (the reconstruction) into `out`."""
-    from datamodules.io import list_images, write_image
+    from datamodules.io import BadImageError, list_images, write_image
 
     files = list_images(input)
     out = Path(out)
@@ -234,7 +235,12 @@ def invert_folder(net: PSPNet, input: str | Path, out: str | Path, **kwargs) -> 
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for path in files:
-        r = invert_image(net, read_rgb(path), path.stem, **kwargs)
+        try:
+            img = read_rgb(path)
+        except BadImageError as e:  # as predict: reported and skipped, the other images are still inverted
+            warnings.warn(f"skipping {path}: {e.reason or e}", stacklevel=2)
+            continue
+        r = invert_image(net, img, path.stem, **kwargs)
         save_code(r.w, out / f"{r.stem}.safetensors")
         write_image(out / f"{r.stem}.png", to_uint8(r.recon))
         results.append(r)

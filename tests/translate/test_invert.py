@@ -54,6 +54,14 @@ def test_encoder_mode_writes_codes_and_reconstructions(prior, faces, tmp_path):
             torch.testing.assert_close(r.w, net.encode(invert.read_rgb(faces / f"{r.stem}.png")[None])[0])
         assert r.mse > 0 and r.domain >= 0 and r.seconds > 0 and r.lpips is None
 
+    import shutil
+
+    mixed = shutil.copytree(faces, tmp_path / "mixed")
+    (mixed / "broken.png").write_bytes(b"not an image")  # reported and skipped, as predict does
+    with pytest.warns(UserWarning, match="skipping .*broken.png"):
+        again = invert_folder(net, mixed, tmp_path / "codes2")
+    assert [r.stem for r in again] == [r.stem for r in results] and not (tmp_path / "codes2" / "broken.png").exists()
+
 
 def test_refinement_lowers_the_objective_and_the_error(prior, faces):
     net = tiny_net(prior)
