@@ -194,7 +194,14 @@ def _print_config(args) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse stops collecting positionals at an option: `--config a.yaml x=1 --resume last y=2` leaves x=1 and
+    # y=2 over; they are overrides too, in the order given
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = list(args.overrides) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from translate.checkpoints import CheckpointError
     from translate.config import ConfigError
 

@@ -212,3 +212,11 @@ def test_more_bad_input_gets_clean_errors(tmp_path, capsys, run):
         assert main(["predict", "--model", str(bundle), "--input", str(tmp_path / "in"),
                      "--output", str(tmp_path / "o")]) == 1
     assert "no image could be translated" in capsys.readouterr().err
+
+
+def test_overrides_may_follow_options(capsys):
+    assert main(["fit", "model.ngf=12", "--config", "configs/pix2pix/demo.yaml", "model.ndf=6", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "ngf: 12" in out and "ndf: 6" in out
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "configs/pix2pix/demo.yaml", "--no-such-flag"])
