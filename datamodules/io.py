@@ -1,13 +1,16 @@
 """Reading and writing image files. numpy + PIL only: the inference API uses this without the training stack."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+# image formats a folder may hold that are not read (animations, camera and HDR formats): listed with a warning
+UNREAD_EXTENSIONS = (".gif", ".heic", ".heif", ".avif", ".jp2", ".exr", ".hdr", ".dng", ".cr2", ".nef", ".raw")
 CHANNELS = (1, 3)  # what the networks take: grayscale or RGB
 MODES_16BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
@@ -31,6 +34,11 @@ def list_images(folder: str | Path) -> List[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
+    unread = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in UNREAD_EXTENSIONS)
+    if unread:
+        warnings.warn(f"{folder}: {len(unread)} image(s) in formats that are not read ({', '.join(unread[:3])}"
+                      f"{', ...' if len(unread) > 3 else ''}); convert them to one of {', '.join(IMG_EXTENSIONS)}",
+                      stacklevel=2)
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(IMG_EXTENSIONS)}) in {folder}")
     return files

@@ -137,3 +137,12 @@ def test_exif_orientation_is_applied(tmp_path, orientation, turn):
     assert got.shape == (32, 16, 3) and np.abs(got.astype(int) - shown).mean() < 3
     with Image.open(tmp_path / "p.jpg") as img:
         assert displayed_size(img) == (16, 32)
+
+
+def test_images_in_formats_that_are_not_read_are_reported(tmp_path):
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "b.jfif", format="JPEG")
+    (tmp_path / "anim.gif").write_bytes(b"GIF89a")
+    (tmp_path / "notes.txt").write_text("not an image, not reported")
+    with pytest.warns(UserWarning, match=r"1 image\(s\) in formats that are not read \(anim.gif\)"):
+        assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.jfif"]
