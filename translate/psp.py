@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
 from nets.encoders import ENCODERS, PAPER_CHANNELS, build_encoder, load_arcface, load_backbone_weights
@@ -434,6 +435,19 @@ class PSP(TranslationModule):
         pass
 
     # ---- evaluation and export ---------------------------------------------------------------------------------
+    def _eval_step(self, batch: Dict[str, Any], batch_idx: int, prefix: str) -> None:
+        """PSNR/SSIM/L1 with constant noise (base class), and while fitting also the training loss terms as pSp
+        validates (random noise): `val/loss`, `val/l2`, ... so `checkpoint.monitor: val/loss` (mode min) keeps
+        pSp's best model."""
+        super()._eval_step(batch, batch_idx, prefix)
+        if prefix != "val" or self._trainer is None or self.trainer.state.fn != TrainerFn.FITTING:
+            return  # `validate`/`test` of a finished run need no loss-network weight files
+        x, y = batch["A"], batch["B"]
+        codes = self.net.encode(x)
+        terms = self.losses(x, y, self.net.decode(codes, noise_mode="random"), codes)
+        self.log_dict({f"val/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
+                      batch_size=x.shape[0], sync_dist=True)
+
     def inference_net(self) -> nn.Module:
         """Deterministic (constant noise) and pooled to the loss resolution, to score against the targets."""
         import copy

@@ -41,6 +41,9 @@ def test_fit_resume_export_predict_variants(prior, tmp_path, tiny_psp_config):
     cfg = tiny_psp_config(prior, tmp_path / "run", *SKETCH_RUN, "trainer.max_steps=4")
     trainer, mod = runner.fit(cfg, resume="last")
     assert trainer.global_step == 4
+    metrics = trainer.callback_metrics  # one epoch done: validated, with pSp's loss terms (monitor val/loss as pSp)
+    for k in ("l2", "lpips", "id", "loss", "psnr"):
+        assert torch.isfinite(metrics[f"val/{k}"]), k
     for k, v in mod.net.decoder.state_dict().items():  # the prior never trains
         assert torch.equal(v, decoder_before[k]), k
 
