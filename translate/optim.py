@@ -33,9 +33,11 @@ class Ranger(torch.optim.RAdam):
     def step(self, closure=None):
         for group in self.param_groups:
             if group["use_gc"]:
+                whole = group.get("gc_whole", False)  # one mean over the whole tensor (see psp_decoder_groups)
                 for p in group["params"]:
-                    if p.grad is not None and p.grad.dim() > 1:
-                        p.grad.sub_(p.grad.mean(dim=tuple(range(1, p.grad.dim())), keepdim=True))
+                    if p.grad is not None and (whole or p.grad.dim() > 1):
+                        dims = tuple(range(p.grad.dim())) if whole else tuple(range(1, p.grad.dim()))
+                        p.grad.sub_(p.grad.mean(dim=dims, keepdim=True))
         # the slow weights start at the weights before the first step; they go into `state` only after RAdam has
         # initialised its own entries there (it does so when it finds the state empty)
         first = {p: p.detach().clone() for group in self.param_groups for p in group["params"]
@@ -54,6 +56,18 @@ class Ranger(torch.optim.RAdam):
                     state["slow"].add_(p - state["slow"], alpha=group["alpha"])
                     p.copy_(state["slow"])
         return loss
+
+
+def psp_decoder_groups(decoder: torch.nn.Module) -> list:
+    """The StyleGAN2 decoder's parameters as pSp's Ranger sees them when it fine-tunes the decoder (train_decoder).
+    pSp's rosinality generator stores modulated conv weights as (1, out, in, k, k), the constant input as
+    (1, C, 4, 4) and the ToRGB bias as (1, 3, 1, 1), so gradient centralisation (a mean over every dim but the
+    first) takes one mean over the whole tensor there; our NVIDIA-layout weights (out, in, k, k), (C, 4, 4), (3,)
+    go into a `gc_whole` group for the same update. Linear weights and other biases have the same layout in both."""
+    whole, rest = [], []
+    for name, p in decoder.named_parameters():
+        (whole if p.dim() >= 3 or name.endswith("torgb.bias") else rest).append(p)
+    return [{"params": whole, "gc_whole": True}, {"params": rest}]
 
 
 OPTIMIZERS = ("adam", "ranger")

@@ -28,7 +28,7 @@ from nets.psp import PSPNet
 from priors.loaders import load_prior
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator
 from translate.base import TranslationModule
-from translate.optim import build_optimizer
+from translate.optim import build_optimizer, psp_decoder_groups
 from translate.stylegan2 import d_logistic, g_nonsaturating, r1_penalty, whole_groups
 
 RANDOM = "random"  # weight-file value that builds a randomly initialised loss network (smoke tests only)
@@ -320,9 +320,9 @@ class PSP(TranslationModule):
     # ---- training ---------------------------------------------------------------------------------------------
     def configure_optimizers(self):
         c = self.cfg
-        params = list(self.net.encoder.parameters())
+        params = [{"params": list(self.net.encoder.parameters())}]
         if c.train_decoder:
-            params += list(self.net.decoder.parameters())
+            params += psp_decoder_groups(self.net.decoder)
         opt = build_optimizer(c.optim_name, params, c.learning_rate)
         if self.net_d is None:
             return opt

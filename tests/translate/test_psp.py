@@ -240,6 +240,35 @@ def test_ranger_is_radam_with_lookahead():
     assert "slow" in state["state"][0]
 
 
+def test_decoder_fine_tuning_centralises_gradients_as_psp_does(prior):
+    """train_decoder: Ranger centralises each decoder gradient as pSp does on rosinality's layouts: one mean over
+    the whole tensor for modulated conv weights, the constant input and the ToRGB bias; per row for linear weights;
+    none for other biases. RAdam's first step is plain momentum SGD, so it shows the centralised gradient itself."""
+    m = module(prior, train_decoder=True)
+    opt = m.configure_optimizers()
+    groups = {id(p): g.get("gc_whole", False) for g in opt.param_groups for p in g["params"]}
+    dec = dict(m.net.decoder.named_parameters())
+    assert groups[id(dec["synthesis.b4.const"])] and groups[id(dec["synthesis.b8.conv0.weight"])]
+    assert groups[id(dec["synthesis.b8.torgb.bias"])] and groups[id(dec["synthesis.b8.torgb.weight"])]
+    assert not groups[id(dec["synthesis.b8.conv0.affine.weight"])] and not groups[id(dec["synthesis.b8.conv0.bias"])]
+    assert not any(groups[id(p)] for p in m.net.encoder.parameters())
+    torch.manual_seed(0)
+    before = {k: p.detach().clone() for k, p in dec.items()}
+    grads = {k: torch.randn_like(p) + 1.0 for k, p in dec.items()}
+    for k, p in dec.items():
+        p.grad = grads[k].clone()
+    opt.step()
+    lr = opt.param_groups[0]["lr"]
+    for name, centred in (("synthesis.b8.conv0.weight", grads["synthesis.b8.conv0.weight"]
+                           - grads["synthesis.b8.conv0.weight"].mean()),
+                          ("synthesis.b8.torgb.bias", grads["synthesis.b8.torgb.bias"]
+                           - grads["synthesis.b8.torgb.bias"].mean()),
+                          ("synthesis.b8.conv0.affine.weight", grads["synthesis.b8.conv0.affine.weight"]
+                           - grads["synthesis.b8.conv0.affine.weight"].mean(1, keepdim=True)),
+                          ("synthesis.b8.conv0.bias", grads["synthesis.b8.conv0.bias"])):
+        torch.testing.assert_close(dec[name].detach(), before[name] - lr * centred, msg=name)
+
+
 def test_moco_loss_loads_moco_v2_checkpoints_and_computes_as_the_reference(tmp_path):
     import torchvision
     from torch import nn
