@@ -100,12 +100,16 @@ class UnpairedDataset(Dataset):
                     warnings.warn(f"skipping unreadable image {e} (data.on_bad_image: skip)", stacklevel=2)
         raise DataError(f"no readable image on side {side} of the '{self.split}' split ({n} files, all unreadable)")
 
+    iterated = "A"  # the side walked through in order; the other gets a random partner (the reference: trainA)
+
     def __getitem__(self, index: int) -> Dict[str, Any]:
-        b_index = index
+        other = "B" if self.iterated == "A" else "A"
+        other_index = index
         if self.train and not self.cfg.serial_batches:
-            b_index = int(torch.randint(self.size("B"), ()))  # a new random partner every time
-        a, a_name = self._read("A", index % self.size("A"))
-        b, b_name = self._read("B", b_index % self.size("B"))
+            other_index = int(torch.randint(self.size(other), ()))  # a new random partner every time
+        idx = {self.iterated: index % self.size(self.iterated), other: other_index % self.size(other)}
+        a, a_name = self._read("A", idx["A"])
+        b, b_name = self._read("B", idx["B"])
         return {"A": self.transform["A"](a, a_name), "B": self.transform["B"](b, b_name), "A_path": a_name,
                 "B_path": b_name, "paired": self.paired}
 
@@ -127,6 +131,8 @@ class UnalignedDataset(UnpairedDataset):
                 raise DataError(f"data.root: {e}") from e
             self.files[side] = files[: cfg.max_dataset_size] if cfg.max_dataset_size else files
         self.channels = {"A": cfg.input_nc, "B": cfg.output_nc}
+        # the reference always walks trainA and swaps the roles afterwards: with BtoA the target side is walked
+        self.iterated = "A" if cfg.direction == "AtoB" else "B"
 
     def size(self, side: str) -> int:
         return len(self.files[side])

@@ -68,6 +68,12 @@ def test_evaluation_is_serial_and_uses_test_folders(root):
 def test_direction_btoa_swaps_the_folders(root):
     ds = UnalignedDataset(cfg_for(root, direction="BtoA", serial_batches=True), "train", train=True)
     assert grey(ds[0]["A"]) == 100 and grey(ds[0]["B"]) == 10
+    # as the reference, trainA is walked in order and trainB drawn at random, whichever side is the source
+    ds = UnalignedDataset(cfg_for(root, direction="BtoA"), "train", train=True)
+    torch.manual_seed(0)
+    items = [ds[i] for i in range(len(ds))]
+    assert [grey(x["B"]) for x in items] == [10, 11, 12, 10, 11]
+    assert set(grey(x["A"]) for x in items) <= set(range(100, 105)) and len({grey(x["A"]) for x in items}) > 1
 
 
 def test_each_side_gets_its_own_geometry(tmp_path):
