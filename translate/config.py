@@ -173,7 +173,13 @@ def load_config(
     _check_required(sources)
     base = OmegaConf.structured(RunConfig)
     model = OmegaConf.structured(model_schema)
+    sections = {k for k, v in OmegaConf.to_container(base).items() if isinstance(v, dict)} | {"model"}
     for source, node in sources:
+        for key in sections & set(node.keys()):
+            value = node._get_node(key)._value()
+            if value is not None and not OmegaConf.is_dict(node[key]):
+                raise ConfigError(f"{source}: key '{key}' must be a section of options (indented keys under "
+                                  f"'{key}:'), got {value!r}")
         node = node.copy()
         model_node = node.pop("model", None) if "model" in node else None
         try:

@@ -127,3 +127,13 @@ def test_psp_paper_configs_augment_as_psp():
                      "sketch_to_face": False, "seg_to_face": False}
     sr = load_config([Path("configs/psp/super_resolution.yaml")], required).data.degradation
     assert (sr.name, sr.factors) == ("downsample_psp", [1, 2, 4, 8, 16, 32])
+
+
+def test_a_section_given_as_a_value_names_the_key_and_file(tmp_path):
+    for text, key in (("model: 5\n", "model"), ("data: [1, 2]\n", "data"), ("trainer: fast\n", "trainer")):
+        path = tmp_path / f"{key}.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=rf"{key}.yaml: key '{key}' must be a section of options"):
+            load_config([path])
+    with pytest.raises(ConfigError, match=r"command line: key 'model' must be a section"):
+        load_config([], ["model=5"])
