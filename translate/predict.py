@@ -57,6 +57,9 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
         raise ValueError(f"resize_outputs: expected a side in pixels >= 1, got {resize_outputs!r}")
     pool = (lambda t: torch.nn.functional.adaptive_avg_pool2d(t, resize_outputs)) if resize_outputs else (lambda t: t)
 
+    replaced = sum((out / name).exists() for f in files for name in output_names(f, variants if variants > 0 else 0))
+    if replaced:
+        warnings.warn(f"{out}: {replaced} existing file(s) will be replaced by this run's outputs", stacklevel=2)
     skipped: List[Path] = []
     groups = _group_by_size(files, skipped)
     written: Dict[Path, Path] = {}

@@ -45,6 +45,8 @@ def test_folder_keeps_names_sizes_and_values(translator, tmp_path):
     expected = np.asarray(translator(Image.open(src / "d.png")))
     assert np.abs(np.asarray(Image.open(tmp_path / "out" / "d.png"), int) - expected).max() <= 1
     assert snapshot(src) == before
+    with pytest.warns(UserWarning, match=r"4 existing file\(s\) will be replaced"):  # a rerun says so
+        predict_paths(translator, src, tmp_path / "out", batch_size=2, progress=False)
 
 
 def test_batches_hold_one_size_and_at_most_batch_size(translator, tmp_path, monkeypatch):
