@@ -1,9 +1,11 @@
 """Build Lightning objects from a RunConfig and run them: what each CLI subcommand does, as plain functions."""
 from __future__ import annotations
 
+import math
 import os
 import random
 import shutil
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -16,7 +18,7 @@ from pytorch_lightning.strategies import DDPStrategy
 
 from datamodules import build_datamodule
 from translate.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
-from translate.config import RunConfig, load_config, to_dict, to_yaml
+from translate.config import ConfigError, RunConfig, load_config, to_dict, to_yaml
 from translate.methods import METHODS
 from translate.tracking import build_loggers
 
@@ -82,6 +84,29 @@ class RunCheckpoint(ModelCheckpoint):
         super().on_train_end(trainer, pl_module)
         if self.every_n_minibatches and self.save_at_end and not self._should_skip_saving_checkpoint(trainer):
             self._save_now(trainer)
+
+
+def fit_sizes(cfg: RunConfig, module) -> RunConfig:
+    """Images the data module makes must suit the generators (a U-Net of 8 levels takes multiples of 256). With
+    data.preprocess none/scale_width, data.size_multiple is raised to the generators' multiple (with a warning);
+    a crop_size that does not fit is an error naming the key, before anything trains."""
+    need = max((m.size_multiple for m in module.modules() if isinstance(getattr(m, "size_multiple", None), int)),
+               default=1)
+    d = cfg.data
+    if need <= 1 or d.kind in ("synthetic", "synthetic_unpaired", "toyfaces"):
+        return cfg  # generated sets are made at a fixed size the sets check themselves
+    if d.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop"):
+        if d.crop_size % need:
+            raise ConfigError(f"data.crop_size is {d.crop_size}, but the generator takes image sides divisible by "
+                              f"{need}: set data.crop_size to a multiple of {need}")
+        return cfg
+    if d.size_multiple % need == 0:
+        return cfg
+    multiple = math.lcm(d.size_multiple, need)
+    warnings.warn(f"data.size_multiple raised from {d.size_multiple} to {multiple}: the generator takes image sides "
+                  f"divisible by {need}, and with data.preprocess '{d.preprocess}' images are resized to the nearest "
+                  f"multiple", stacklevel=2)
+    return replace(cfg, data=replace(d, size_multiple=multiple))
 
 
 def build_module(cfg: RunConfig):
@@ -172,6 +197,9 @@ def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg.data)
     module = build_module(cfg)
+    sized = fit_sizes(cfg, module)
+    if sized is not cfg:
+        cfg, datamodule = sized, build_datamodule(sized.data)
     trainer = build_trainer(cfg, run_dir)
     configure_tracking(module, cfg, run_dir)
     if trainer.is_global_zero:

@@ -171,14 +171,14 @@ def test_images_of_different_sizes_in_one_batch_name_the_files(tmp_path, capsys,
     """preprocess none keeps sizes: a batch that cannot be stacked names two files, also from a loader worker."""
     for split in ("train", "val"):
         (tmp_path / split).mkdir()
-        for i, w in enumerate((16, 16, 24, 24)):
-            Image.fromarray(np.zeros((8, 2 * w, 3), np.uint8)).save(tmp_path / split / f"{i}.png")
+        for i, w in enumerate((32, 32, 64, 64)):  # sides the U-Net takes: kept as they are
+            Image.fromarray(np.zeros((32, 2 * w, 3), np.uint8)).save(tmp_path / split / f"{i}.png")
     args = ["fit", *TINY, "data.kind=aligned", f"data.root={tmp_path}", f"run_dir={tmp_path}/r",
             "data.batch_size=4", f"data.num_workers={workers}", "trainer.max_epochs=1", "data.serial_batches=true"]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: images of different sizes in one batch") and "Traceback" not in err
-    assert "24x8" in err and "16x8" in err and "data.batch_size=1" in err
+    assert "64x32" in err and "32x32" in err and "data.batch_size=1" in err
 
 
 def test_a_misspelt_monitor_or_changed_architecture_is_a_clean_error(tmp_path, capsys, run):
@@ -220,3 +220,23 @@ def test_overrides_may_follow_options(capsys):
     assert "ngf: 12" in out and "ndf: 6" in out
     with pytest.raises(SystemExit):
         main(["fit", "--config", "configs/pix2pix/demo.yaml", "--no-such-flag"])
+
+
+def test_image_sizes_are_fitted_to_the_generator(tmp_path):
+    """A U-Net of 5 levels takes sides divisible by 32: preprocess none raises data.size_multiple to it (warned);
+    a crop_size that does not fit is an error before training."""
+    from translate import runner
+    from translate.config import ConfigError, load_config
+
+    for split in ("train", "val"):
+        (tmp_path / split).mkdir()
+        for i in range(2):
+            Image.fromarray(np.full((36, 2 * 40, 3), 60 * i, np.uint8)).save(tmp_path / split / f"{i}.png")
+    base = [*TINY, "data.kind=aligned", f"data.root={tmp_path}", f"run_dir={tmp_path}/r", "trainer.max_epochs=1",
+            "data.batch_size=1", "checkpoint.monitor=null"]
+    with pytest.warns(UserWarning, match="data.size_multiple raised from 4 to 32"):
+        runner.fit(load_config([], base))
+    assert "size_multiple: 32" in (tmp_path / "r" / "config.yaml").read_text()
+    bad = load_config([], [*base, "data.preprocess=resize_and_crop", "data.load_size=48", "data.crop_size=40"])
+    with pytest.raises(ConfigError, match="data.crop_size is 40.*divisible by 32"):
+        runner.fit(bad, overwrite=True)
