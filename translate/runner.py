@@ -116,11 +116,13 @@ def build_module(cfg: RunConfig):
     )
 
 
-def _strategy(name: str):
+def _strategy(name: str, method: str = ""):
     # GANs call D in several backward passes per step, and G is idle during D's: DDP must allow unused parameters.
+    # The StyleGAN2 prior keeps its buffers (path-length mean, w_avg) per process, as NVIDIA's training loop does;
+    # the other methods take rank 0's (batch-norm statistics).
     if name in ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook"):
         start = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}[name]
-        return DDPStrategy(find_unused_parameters=True, start_method=start)
+        return DDPStrategy(find_unused_parameters=True, start_method=start, broadcast_buffers=method != "stylegan2")
     return name
 
 
@@ -144,7 +146,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, *, for_fit: bool = True) -> pl.
         callbacks.append(RunCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="last", monitor=None, save_top_k=1,
                                        save_on_train_epoch_end=True, save_at_end=True, **every))
     kwargs = {k: v for k, v in asdict(t).items() if v is not None or k == "check_val_every_n_epoch"}
-    kwargs["strategy"] = _strategy(t.strategy)
+    kwargs["strategy"] = _strategy(t.strategy, cfg.method)
     return pl.Trainer(
         **kwargs, default_root_dir=str(run_dir), callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         logger=build_loggers(cfg.logger, run_dir, to_dict(cfg)) if for_fit else False,

@@ -229,3 +229,11 @@ def test_parameters_a_regularizer_does_not_reach_still_take_adam_steps(tmp_path)
     p.grad = torch.tensor([float("nan"), float("inf"), -float("inf")])
     sanitize_grads([p, q, frozen])
     assert p.grad.tolist() == [0.0, 1e5, -1e5] and torch.equal(q.grad, torch.zeros(2)) and frozen.grad is None
+
+
+def test_ddp_keeps_the_prior_s_buffers_per_process(tmp_path):
+    """As NVIDIA (broadcast_buffers=False): pl_mean and w_avg are not overwritten by rank 0's every step."""
+    p2p = runner.build_trainer(load_config([], ["trainer.strategy=ddp", "trainer.accelerator=cpu"]), tmp_path)
+    sg2 = runner.build_trainer(load_config([write_config(tmp_path)], ["trainer.strategy=ddp"]), tmp_path)
+    assert sg2.strategy._ddp_kwargs["broadcast_buffers"] is False
+    assert p2p.strategy._ddp_kwargs["broadcast_buffers"] is True  # batch-norm statistics follow rank 0
