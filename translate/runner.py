@@ -184,10 +184,10 @@ def check_run_dir(run_dir: Path, resume: Optional[str], overwrite: bool) -> None
     if resume is not None or not old or not _first_process():
         return
     if not overwrite:
+        names = ", ".join(old[:3]) + (", ..." if len(old) > 3 else "")
         raise FileExistsError(
-            f"{run_dir} holds the checkpoints of a previous run ({', '.join(old[:3])}{', ...' if len(old) > 3 else ''}):"
-            f" continue it with --resume last, train elsewhere with run_dir=..., or pass --overwrite to delete them "
-            f"and start over")
+            f"{run_dir} holds the checkpoints of a previous run ({names}): continue it with --resume last, train "
+            f"elsewhere with run_dir=..., or pass --overwrite to delete them and start over")
     shutil.rmtree(ckpt_dir)
 
 

@@ -92,7 +92,9 @@ def _psp_down_by_matrix(img, f):
     """pSp's SR downsampling written independently: a dense float64 resampling matrix with mirrored borders."""
     def cubic(x, a=-0.5):
         x = abs(x)
-        return (a + 2) * x**3 - (a + 3) * x**2 + 1 if x <= 1 else a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a if x < 2 else 0
+        if x <= 1:
+            return (a + 2) * x**3 - (a + 3) * x**2 + 1
+        return a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a if x < 2 else 0
 
     def matrix(n):
         weights = np.array([cubic((t - 2 * f + 0.5) / f) for t in range(4 * f)])
