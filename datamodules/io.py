@@ -33,8 +33,9 @@ def list_images(folder: str | Path) -> List[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
-    unread = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in UNREAD_EXTENSIONS)
+    entries = [p for p in folder.iterdir() if p.is_file()]
+    files = sorted(p for p in entries if p.suffix.lower() in IMG_EXTENSIONS)
+    unread = sorted(p.name for p in entries if p.suffix.lower() in UNREAD_EXTENSIONS)
     if unread:
         warnings.warn(f"{folder}: {len(unread)} image(s) in formats that are not read ({', '.join(unread[:3])}"
                       f"{', ...' if len(unread) > 3 else ''}); convert them to one of {', '.join(IMG_EXTENSIONS)}",

@@ -35,13 +35,14 @@ def _first_line(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__  # an empty file raises an EOFError without a message
 
 
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Dict[str, Any]:
-    """Load a checkpoint with `weights_only=True`: a file that would need to run code to load is refused."""
+def load_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> Dict[str, Any]:
+    """Load a checkpoint with `weights_only=True`: a file that would need to run code to load is refused.
+    mmap: map the tensors instead of reading them (a cheap look at a checkpoint's entries)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:
         if "Weights only load failed" in str(e) and "Unsupported operand" not in str(e):  # not garbage bytes
             raise CheckpointError(

@@ -202,24 +202,31 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.overrides = list(args.overrides) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return _run(args)
+    except Exception as e:  # noqa: BLE001 - a user's mistake is one line; anything else keeps its traceback
+        message = _user_error(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+def _user_error(e: BaseException) -> Optional[str]:
+    """The one-line message of an error a user can fix (bad config, file, checkpoint, device), else None."""
     from translate.checkpoints import CheckpointError
     from translate.config import ConfigError
 
-    from lightning_fabric.utilities.exceptions import MisconfigurationException
-
-    try:
-        return _run(args)
-    except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError,
-            pickle.UnpicklingError, MisconfigurationException, IsADirectoryError, NotADirectoryError,
-            PermissionError) as e:
-        print(f"error: {_message(e)}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:
-        if "Error(s) in loading state_dict" not in str(e):
-            raise
-        print(f"error: the checkpoint's weights do not fit the configured nets (were model.* options changed?): "
-              f"{_message(e)}", file=sys.stderr)
-        return 2
+    if isinstance(e, (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError,
+                      pickle.UnpicklingError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        return _message(e)
+    lightning = sys.modules.get("lightning_fabric.utilities.exceptions")  # not imported: cannot have raised
+    if lightning is not None and isinstance(e, lightning.MisconfigurationException):
+        return _message(e)
+    if isinstance(e, RuntimeError) and "Error(s) in loading state_dict" in str(e):
+        return (f"the checkpoint's weights do not fit the configured nets (were model.* options changed?): "
+                f"{_message(e)}")
+    return None
 
 
 def _message(e: BaseException) -> str:

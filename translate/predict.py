@@ -44,22 +44,19 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
         files, in_folder = [src], None
     else:
         raise FileNotFoundError(f"input not found: {src}")
+    if variants < 0:
+        raise ValueError(f"variants: expected a count >= 0, got {variants}")
     _check_output(out, files, in_folder, variants)
     label_nc = getattr(translator, "label_nc", 0)
     if translator.input_nc not in (1, 3) and not label_nc:
         raise ValueError(f"image files are read as 1 or 3 channels; this translator takes {translator.input_nc}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
-    if variants < 0:
-        raise ValueError(f"variants: expected a count >= 0, got {variants}")
     mix = (variants, latent_mask, mix_alpha, seed) if variants else None
     if resize_outputs is not None and (not isinstance(resize_outputs, int) or resize_outputs < 1):
         raise ValueError(f"resize_outputs: expected a side in pixels >= 1, got {resize_outputs!r}")
     pool = (lambda t: torch.nn.functional.adaptive_avg_pool2d(t, resize_outputs)) if resize_outputs else (lambda t: t)
 
-    replaced = sum((out / name).exists() for f in files for name in output_names(f, variants if variants > 0 else 0))
-    if replaced:
-        warnings.warn(f"{out}: {replaced} existing file(s) will be replaced by this run's outputs", stacklevel=2)
     skipped: List[Path] = []
     groups = _group_by_size(files, skipped)
     written: Dict[Path, Path] = {}
@@ -99,11 +96,14 @@ def _check_output(out: Path, files: List[Path], in_folder: Path | None, variants
                          f"{out}")
     owner: Dict[str, Path] = {}
     for f in files:
-        for name in output_names(f, variants if isinstance(variants, int) and variants > 0 else 0):
+        for name in output_names(f, variants):
             if name in owner:
                 raise ValueError(f"the outputs of {owner[name].name} and {f.name} would both be written to {out / name}"
                                  f"; rename one of the inputs")
             owner[name] = f
+    replaced = sum((out / name).exists() for name in owner)
+    if replaced:
+        warnings.warn(f"{out}: {replaced} existing file(s) will be replaced by this run's outputs", stacklevel=3)
 
 
 def _inside(path: Path, folder: Path) -> bool:

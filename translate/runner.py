@@ -165,7 +165,7 @@ def resolve_resume(resume: Optional[str], run_dir: Path) -> Optional[str]:
     path = run_dir / CHECKPOINT_DIR / "last.ckpt" if resume == "last" else Path(resume)
     if not path.is_file():
         raise CheckpointError(f"--resume {resume}: no checkpoint at {path}")
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, mmap=True)  # Lightning reads it for real; only the entries are looked at here
     if not isinstance(state, dict) or "run_config" not in state or "state_dict" not in state:
         raise CheckpointError(f"--resume {resume}: {path} is not a training checkpoint written by this framework")
     return str(path)
