@@ -126,7 +126,8 @@ def _strategy(name: str, method: str = ""):
     return name
 
 
-def build_trainer(cfg: RunConfig, run_dir: Path, *, for_fit: bool = True) -> pl.Trainer:
+def build_trainer(cfg: RunConfig, run_dir: Path, *, for_fit: bool = True,
+                  resume_step: Optional[int] = None) -> pl.Trainer:
     t = cfg.trainer
     callbacks: List[Callback] = [StoreRunConfig(to_dict(cfg)), RankSeed(cfg.seed)]
     if t.enable_progress_bar:
@@ -149,7 +150,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, *, for_fit: bool = True) -> pl.
     kwargs["strategy"] = _strategy(t.strategy, cfg.method)
     return pl.Trainer(
         **kwargs, default_root_dir=str(run_dir), callbacks=callbacks, plugins=[AtomicCheckpointIO()],
-        logger=build_loggers(cfg.logger, run_dir, to_dict(cfg)) if for_fit else False,
+        logger=build_loggers(cfg.logger, run_dir, to_dict(cfg), resume_step) if for_fit else False,
     )
 
 
@@ -159,16 +160,17 @@ def configure_tracking(module, cfg: RunConfig, run_dir: Path) -> None:
     module.image_dir = run_dir / "images"
 
 
-def resolve_resume(resume: Optional[str], run_dir: Path) -> Optional[str]:
+def resolve_resume(resume: Optional[str], run_dir: Path) -> Tuple[Optional[str], Optional[int]]:
+    """The checkpoint `--resume` names (`last` = the run's last.ckpt) and the global step it was saved at."""
     if resume is None:
-        return None
+        return None, None
     path = run_dir / CHECKPOINT_DIR / "last.ckpt" if resume == "last" else Path(resume)
     if not path.is_file():
         raise CheckpointError(f"--resume {resume}: no checkpoint at {path}")
     state = load_checkpoint(path, mmap=True)  # Lightning reads it for real; only the entries are looked at here
     if not isinstance(state, dict) or "run_config" not in state or "state_dict" not in state:
         raise CheckpointError(f"--resume {resume}: {path} is not a training checkpoint written by this framework")
-    return str(path)
+    return str(path), int(state.get("global_step", 0))
 
 
 def _first_process() -> bool:
@@ -194,7 +196,7 @@ def check_run_dir(run_dir: Path, resume: Optional[str], overwrite: bool) -> None
 def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -> Tuple[pl.Trainer, Any]:
     """Train. A run_dir with checkpoints of an earlier run needs `resume` (continue) or `overwrite` (start over)."""
     run_dir = Path(cfg.run_dir)
-    ckpt_path = resolve_resume(resume, run_dir)
+    ckpt_path, resume_step = resolve_resume(resume, run_dir)
     check_run_dir(run_dir, resume, overwrite)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg.data)
@@ -202,7 +204,7 @@ def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -
     sized = fit_sizes(cfg, module)
     if sized is not cfg:
         cfg, datamodule = sized, build_datamodule(sized.data)
-    trainer = build_trainer(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir, resume_step=resume_step)
     configure_tracking(module, cfg, run_dir)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)

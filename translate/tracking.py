@@ -1,12 +1,15 @@
 """Loggers (W&B offline by default, CSV) and the one image-logging helper every method calls."""
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_only
 from torchvision.utils import make_grid, save_image
 
@@ -15,13 +18,55 @@ from translate.config import LoggerConfig
 WANDB_MODES = ("offline", "online", "disabled")
 
 
-def build_loggers(cfg: LoggerConfig, run_dir: Path, run_config: Dict[str, Any]) -> List[Logger]:
-    """CSV (metrics.csv in the run dir) and/or W&B; the resolved config is attached to the W&B run."""
+class _ResumedWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv; a resumed run keeps its rows up to the step it
+    resumes from (later rows were logged after that checkpoint and are logged again)."""
+
+    def __init__(self, log_dir: str, resume_step: int):
+        self.resume_step = resume_step
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        self.kept: List[Dict[str, str]] = []
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self.kept = [r for r in csv.DictReader(f) if int(float(r.get("step") or 0)) <= self.resume_step]
+        if not self.kept:
+            return super()._check_log_dir_exists()
+        self.metrics_keys = sorted(set().union(*self.kept))
+        tmp = self.metrics_file_path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows(self.kept)
+        os.replace(tmp, self.metrics_file_path)
+
+
+class RunCSVLogger(CSVLogger):
+    """metrics.csv in `<run_dir>/csv/`, continued (not replaced) when the run resumes from step `resume_step`."""
+
+    def __init__(self, run_dir: Path, resume_step: Optional[int] = None):
+        super().__init__(save_dir=str(run_dir), name="csv", version="")
+        self.resume_step = resume_step
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None and self.resume_step is not None:
+            os.makedirs(self.log_dir, exist_ok=True)
+            self._experiment = _ResumedWriter(self.log_dir, self.resume_step)
+        return super().experiment
+
+
+def build_loggers(cfg: LoggerConfig, run_dir: Path, run_config: Dict[str, Any],
+                  resume_step: Optional[int] = None) -> List[Logger]:
+    """CSV (metrics.csv in the run dir, continued when resuming from step `resume_step`) and/or W&B; the resolved
+    config is attached to the W&B run."""
     if cfg.wandb.mode not in WANDB_MODES:
         raise ValueError(f"logger.wandb.mode: expected one of {list(WANDB_MODES)}, got '{cfg.wandb.mode}'")
     loggers: List[Logger] = []
     if cfg.csv:
-        loggers.append(CSVLogger(save_dir=str(run_dir), name="csv", version=""))
+        loggers.append(RunCSVLogger(run_dir, resume_step))
     if cfg.wandb.mode != "disabled":
         os.environ.setdefault("WANDB_SILENT", "true")
         loggers.append(

@@ -47,11 +47,20 @@ def test_fit_writes_the_run_directory(run):
 def test_resume_continues_with_optimizer_and_schedule_state(run, tmp_path):
     copy = tmp_path / "resumed"
     subprocess.run(["cp", "-r", str(run), str(copy)], check=True)
+    metrics = copy / "csv" / "metrics.csv"
+    before = list(csv.DictReader(open(metrics)))
+    with open(metrics, "a") as f:  # a row logged after last.ckpt was written (a crash before the next save)
+        f.write(",".join({"epoch": "7", "step": "99"}.get(k, "") for k in before[0]) + "\n")
     assert main(["fit", *TINY, f"run_dir={copy}", "trainer.max_epochs=3", "--resume", "last"]) == 0
     last = load_checkpoint(copy / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 3 * STEPS_PER_EPOCH
     assert adam_steps(last) == [12, 12]  # continued, not restarted
     assert [s["last_epoch"] for s in last["lr_schedulers"]] == [3, 3]
+    # the metrics of the first two epochs are kept (Lightning's CSV logger deletes them), the stray row is not
+    after = list(csv.DictReader(open(metrics)))
+    assert [r["step"] for r in after[:len(before)]] == [r["step"] for r in before]
+    assert {r["epoch"] for r in after if r.get("val/psnr")} == {"0", "1", "2"}
+    assert not any(r["epoch"] == "7" for r in after)
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
