@@ -21,7 +21,6 @@ from typing import Dict, List, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torchvision.models.inception import BasicConv2d, Inception3, InceptionA, InceptionAux, InceptionB, InceptionC
 from torchvision.models.inception import InceptionD, InceptionE
 

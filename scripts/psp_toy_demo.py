@@ -46,11 +46,6 @@ def ensure_prior() -> None:
     cli("export", "--ckpt", str(PRIOR_RUN / "checkpoints" / "last.ckpt"), "--out", str(PRIOR_RUN / "prior"))
 
 
-def best_checkpoint(run: Path) -> Path:
-    best = sorted((run / "checkpoints").glob("best-*.ckpt"))
-    return best[-1] if best else run / "checkpoints" / "last.ckpt"
-
-
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR (dB) of images in [-1, 1]."""
     mse = (((a.clamp(-1, 1) - b) / 2) ** 2).flatten(1).mean(1)
@@ -62,7 +57,8 @@ def score(task: str, lpips=None) -> Dict[str, object]:
     from translate.runner import load_run
 
     run = ROOT / "runs" / f"psp_{TASKS[task]}"
-    cfg, module = load_run(best_checkpoint(run))
+    # the last checkpoint, not the best: validation ran on these held-out faces, so picking by it would be tuning
+    cfg, module = load_run(run / "checkpoints" / "last.ckpt")
     net = module.inference_net()
     dm = build_datamodule(cfg.data)
     dm.setup("fit")

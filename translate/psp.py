@@ -68,6 +68,8 @@ class PSPConfig:
     train_decoder: bool = False  # also fine-tune the StyleGAN2 generator (pSp's option; off in the paper)
     latent_mask: List[int] = field(default_factory=list)  # style-mixing layers for multi-modal output (e.g. 8..17)
     mix_alpha: Optional[float] = None  # mixing weight of the random codes on latent_mask (None = replace)
+    train_noise: str = "random"  # the prior's noise inputs while training: random (pSp) | const, the fixed maps that
+    #                              validation, export and predict use (so training optimises what they output)
     restyle_iters: int = 0  # ReStyle: > 0 trains an encoder of [input, reconstruction] for this many residual steps
     #                         per batch from the average latent's image (the ReStyle paper: 5); 0 = plain pSp
     # domain-guided encoder training (In-Domain GAN Inversion, Zhu et al. 2020): a StyleGAN2 discriminator at the loss
@@ -200,6 +202,8 @@ def check_config(cfg: PSPConfig) -> None:
     if cfg.id_lambda > 0 and cfg.moco_lambda > 0:
         raise ValueError("model.id_lambda and model.moco_lambda are both > 0: choose the identity loss (faces) or "
                          "the MoCo loss (other domains)")
+    if cfg.train_noise not in ("random", "const"):
+        raise ValueError(f"model.train_noise: expected random or const, got {cfg.train_noise!r}")
     if cfg.restyle_iters < 0:
         raise ValueError(f"model.restyle_iters must be >= 0 (0 = plain pSp), got {cfg.restyle_iters}")
     for key in ("l2_lambda", "lpips_lambda", "id_lambda", "w_norm_lambda", "l2_lambda_crop", "lpips_lambda_crop",
@@ -376,7 +380,7 @@ class PSP(TranslationModule):
                 terms, y_hat = self._restyle_backward(x, y)
             else:
                 codes = self.net.encode(x)
-                y_hat = self.net.decode(codes, noise_mode="random")
+                y_hat = self.net.decode(codes, noise_mode=self.cfg.train_noise)
                 terms = self.losses(x, y, y_hat, codes)
                 self.manual_backward(terms["loss"])
             opt.step()
@@ -398,7 +402,7 @@ class PSP(TranslationModule):
             rec = net.decode(codes, noise_mode="const")  # the average image
         for _ in range(self.cfg.restyle_iters):
             codes = net.restyle_step(x, codes, rec)
-            y_hat = net.decode(codes, noise_mode="random")
+            y_hat = net.decode(codes, noise_mode=self.cfg.train_noise)
             terms = self.losses(x, y, y_hat, codes)
             self.manual_backward(terms["loss"])
             codes, rec = codes.detach(), y_hat.detach()
@@ -437,14 +441,14 @@ class PSP(TranslationModule):
     # ---- evaluation and export ---------------------------------------------------------------------------------
     def _eval_step(self, batch: Dict[str, Any], batch_idx: int, prefix: str) -> None:
         """PSNR/SSIM/L1 with constant noise (base class), and while fitting also the training loss terms as pSp
-        validates (random noise): `val/loss`, `val/l2`, ... so `checkpoint.monitor: val/loss` (mode min) keeps
-        pSp's best model."""
+        validates (with the training noise): `val/loss`, `val/l2`, ... so `checkpoint.monitor: val/loss` (mode
+        min) keeps pSp's best model."""
         super()._eval_step(batch, batch_idx, prefix)
         if prefix != "val" or self._trainer is None or self.trainer.state.fn != TrainerFn.FITTING:
             return  # `validate`/`test` of a finished run need no loss-network weight files
         x, y = batch["A"], batch["B"]
         codes = self.net.encode(x)
-        terms = self.losses(x, y, self.net.decode(codes, noise_mode="random"), codes)
+        terms = self.losses(x, y, self.net.decode(codes, noise_mode=self.cfg.train_noise), codes)
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
                       batch_size=x.shape[0], sync_dist=True)
 

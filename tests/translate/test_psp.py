@@ -313,3 +313,23 @@ def test_moco_loss_loads_moco_v2_checkpoints_and_computes_as_the_reference(tmp_p
     (tmp_path / "pickled.pt").write_bytes(b"\x80\x04not a checkpoint")
     with pytest.raises(ValueError, match="model.moco_weights"):
         load_moco(str(tmp_path / "pickled.pt"))
+
+
+@pytest.mark.filterwarnings("ignore:.*randomly initialised")
+@pytest.mark.filterwarnings("ignore:.*could not find the monitored key")
+@pytest.mark.parametrize("noise", ["random", "const"])
+def test_training_noise_is_configurable(prior, tmp_path, tiny_psp_config, monkeypatch, noise):
+    seen = []
+    decode = PSPNet.decode
+
+    def recording(self, codes, noise_mode=None):
+        seen.append(noise_mode or self.noise_mode)
+        return decode(self, codes, noise_mode)
+
+    monkeypatch.setattr(PSPNet, "decode", recording)
+    cfg = tiny_psp_config(prior, tmp_path / "run", *SKETCH_RUN, "trainer.max_steps=2", f"model.train_noise={noise}",
+                          "trainer.limit_val_batches=0")
+    runner.fit(cfg)
+    assert seen and set(seen) == {noise}  # every training decode (2 steps) used the configured noise
+    with pytest.raises(ValueError, match="model.train_noise: expected random or const, got 'fixed'"):
+        module(prior, train_noise="fixed")
