@@ -54,11 +54,12 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def score(task: str, lpips=None) -> Dict[str, object]:
     from datamodules import build_datamodule
+    from translate.checkpoints import load_checkpoint
     from translate.runner import load_run
 
-    run = ROOT / "runs" / f"psp_{TASKS[task]}"
     # the last checkpoint, not the best: validation ran on these held-out faces, so picking by it would be tuning
-    cfg, module = load_run(run / "checkpoints" / "last.ckpt")
+    last = ROOT / "runs" / f"psp_{TASKS[task]}" / "checkpoints" / "last.ckpt"
+    cfg, module = load_run(last)
     net = module.inference_net()
     dm = build_datamodule(cfg.data)
     dm.setup("fit")
@@ -74,6 +75,7 @@ def score(task: str, lpips=None) -> Dict[str, object]:
     base = {"sr": x, "frontalize": x, "sketch": mean_face.expand_as(y)}[task]
     psp_psnr, base_psnr = psnr(out, y), psnr(base, y)
     result = {"task": task, "n": len(y), "psp_psnr": psp_psnr.mean().item(),
+              "steps": int(load_checkpoint(last, mmap=True)["global_step"]),  # minibatches the time budget allowed
               "base_psnr": base_psnr.mean().item(), "grid": (x[:4], out[:4], y[:4])}
     if task == "frontalize":  # the unchanged input is a strong baseline for small turns only
         result["by_yaw"] = by_yaw(cfg.data.toyfaces, psp_psnr, base_psnr)
@@ -139,12 +141,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     save_grid(results, Path(args.grid))
     print(f"\nheld-out toy faces (seed 1, never seen by the prior or the encoder); grid: {args.grid}")
     head = f"{'task':<11} {'pSp PSNR':>9} {'baseline PSNR':>14}  baseline"
-    print(head + ("   pSp LPIPS  base LPIPS" if lpips is not None else "") + "   train s")
+    print(head + ("   pSp LPIPS  base LPIPS" if lpips is not None else "") + "   train s  minibatches")
     for r in results:
         line = f"{r['task']:<11} {r['psp_psnr']:>9.2f} {r['base_psnr']:>14.2f}  {BASELINE[r['task']]:<32}"
         if lpips is not None:
             line += f" {r['psp_lpips']:>9.3f} {r['base_lpips']:>10.3f}"
-        print(line + f"   {times.get(r['task'], float('nan')):.0f}")
+        print(line + f"   {times.get(r['task'], float('nan')):>7.0f}  {r['steps']:>11}")
     for r in results:
         if "by_yaw" in r:
             print(f"{r['task']} by head turn:", *r["by_yaw"], sep="\n")
