@@ -27,18 +27,18 @@ class _ResumedWriter(ExperimentWriter):
         super().__init__(log_dir)
 
     def _check_log_dir_exists(self) -> None:
-        self.kept: List[Dict[str, str]] = []
+        kept: List[Dict[str, str]] = []
         if os.path.isfile(self.metrics_file_path):
             with open(self.metrics_file_path, newline="") as f:
-                self.kept = [r for r in csv.DictReader(f) if int(float(r.get("step") or 0)) <= self.resume_step]
-        if not self.kept:
+                kept = [r for r in csv.DictReader(f) if int(float(r.get("step") or 0)) <= self.resume_step]
+        if not kept:
             return super()._check_log_dir_exists()
-        self.metrics_keys = sorted(set().union(*self.kept))
+        self.metrics_keys = sorted(set().union(*kept))
         tmp = self.metrics_file_path + ".tmp"
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
             writer.writeheader()
-            writer.writerows(self.kept)
+            writer.writerows(kept)
         os.replace(tmp, self.metrics_file_path)
 
 
