@@ -407,11 +407,27 @@ def _pair_paths(path: Path) -> Tuple[Path, Path]:
     return path / PRIOR_JSON, path / PRIOR_WEIGHTS
 
 
-def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
+def default_mode(directory: bool = False) -> int:
+    """The permissions a new file (or directory) gets under the current umask; mkstemp's are 0600 and mkdtemp's
+    0700, which would hide checkpoints, priors and bundles from the user's group."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
+    """Call write(tmp) on a temporary file beside `path`, fsync it, then rename it over `path`: a crash or an
+    error never leaves half a file, and an existing file stays whole until the new one is complete. The result
+    has a new file's usual permissions (or the replaced file's), not the temporary file's private 0600."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else default_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -430,8 +446,8 @@ def save_prior(G: Generator, out: str | Path) -> Path:
     meta = {"format": PRIOR_FORMAT, "format_version": PRIOR_FORMAT_VERSION, "architecture": "stylegan2",
             "weights": weights_path.name, "generator": G.config.to_dict(), "n_latent": G.num_ws,
             "w_avg": tensors["mapping.w_avg"].tolist() if "mapping.w_avg" in tensors else None}
-    _write_atomic(weights_path, lambda p: save_file(tensors, p, metadata={"format": PRIOR_FORMAT}))
-    _write_atomic(json_path, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
+    write_atomic(weights_path, lambda p: save_file(tensors, p, metadata={"format": PRIOR_FORMAT}))
+    write_atomic(json_path, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
     return json_path if out.suffix in (".json", ".safetensors") else out
 
 

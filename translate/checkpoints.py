@@ -1,13 +1,13 @@
 """Checkpoint files: written atomically, read without executing code."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from priors.loaders import write_atomic
 
 
 class CheckpointError(ValueError):
@@ -15,19 +15,9 @@ class CheckpointError(ValueError):
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file beside `path`, fsync, then rename over it: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save to a temporary file beside `path`, then rename over it (priors.loaders.write_atomic): a crash
+    never leaves half a file."""
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _first_line(e: BaseException) -> str:

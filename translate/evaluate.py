@@ -11,8 +11,6 @@ for by name (`--metrics fid,kid`): then it is an error naming the option and the
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
@@ -351,15 +349,8 @@ def format_table(result: Dict[str, Any]) -> str:
 
 def write_json(result: Dict[str, Any], path: str | Path) -> Path:
     """Write `result` as JSON atomically (temporary file beside it, then rename)."""
+    from priors.loaders import write_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
     return path

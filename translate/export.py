@@ -13,6 +13,7 @@ import importlib
 import itertools
 import json
 import math
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,6 +24,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 from torch.export import Dim, ExportedProgram
+
+from priors.loaders import default_mode
 
 BUNDLE_FORMAT = 2
 FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "weights": "weights.safetensors"}
@@ -100,6 +103,7 @@ def export_bundle(net: nn.Module, out_dir: str | Path, meta: Dict[str, Any], exa
             "parity": parity,
         }
         (tmp / META_FILE).write_text(json.dumps(info, indent=2))
+        os.chmod(tmp, default_mode(directory=True))  # mkdtemp's 0700 would hide the bundle from the user's group
         _move_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -265,7 +265,7 @@ def save_code(w: torch.Tensor, path: str | Path) -> Path:
     """Write a W+ code (n_latent, w_dim) as safetensors (key "w"), atomically."""
     from safetensors.torch import save_file
 
-    from priors.loaders import _write_atomic
+    from priors.loaders import write_atomic
 
     if w.dim() != 2:
         raise ValueError(f"save_code: expected a W+ code (n_latent, w_dim), got {tuple(w.shape)}")
@@ -273,7 +273,7 @@ def save_code(w: torch.Tensor, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": CODE_FORMAT, "n_latent": str(w.shape[0]), "w_dim": str(w.shape[1])}
     tensor = w.detach().float().cpu().contiguous()
-    _write_atomic(path, lambda p: save_file({CODE_KEY: tensor}, p, metadata=meta))
+    write_atomic(path, lambda p: save_file({CODE_KEY: tensor}, p, metadata=meta))
     return path
 
 

@@ -13,6 +13,28 @@ def test_atomic_save_round_trip_and_no_temp_left(tmp_path):
     assert os.listdir(p.parent) == ["a.ckpt"]
 
 
+@pytest.fixture
+def umask_027():
+    old = os.umask(0o027)
+    yield
+    os.umask(old)
+
+
+def test_saved_files_get_the_umask_permissions_not_the_temp_files(tmp_path, umask_027):
+    """mkstemp makes 0600 files: a checkpoint, prior or code written through it must still be readable by the
+    group as any new file would be (here umask 027: 0640), and a replaced file keeps its own mode."""
+    from priors.loaders import write_atomic
+
+    p = tmp_path / "a.ckpt"
+    atomic_torch_save({"v": 1}, p)
+    assert p.stat().st_mode & 0o777 == 0o640
+    p.chmod(0o604)
+    atomic_torch_save({"v": 2}, p)
+    assert p.stat().st_mode & 0o777 == 0o604 and load_checkpoint(p)["v"] == 2
+    write_atomic(tmp_path / "new" / "b.json", lambda tmp: open(tmp, "w").write("{}"))
+    assert (tmp_path / "new" / "b.json").stat().st_mode & 0o777 == 0o640
+
+
 def test_failed_save_keeps_the_old_file(tmp_path):
     p = tmp_path / "a.ckpt"
     atomic_torch_save({"v": 1}, p)

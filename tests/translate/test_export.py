@@ -1,5 +1,6 @@
 """Bundles: files, translator.json, dynamic dims (and the static fallback), parity, atomic writes."""
 import json
+import os
 
 import numpy as np
 import onnx
@@ -136,6 +137,9 @@ def test_weights_rebuild_the_eager_net(unet):
 
 def test_tiny_bundle_without_generator(tiny):
     out, _ = tiny
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # a new folder's mode, not mkdtemp's private 0700
     meta = read_json(out)
     assert meta["generator"] is None and meta["input"]["min"] == {"batch": 1, "height": 2, "width": 2}
     assert [2, 3, 8, 12] in meta["parity"]["shapes"] and [1, 3, 2, 2] in meta["parity"]["shapes"]
