@@ -190,6 +190,11 @@ class GradualStyleEncoder(IRBackboneNet):
         return F.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=True) + lateral
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_fine_map(x)[0]
+
+    def forward_with_fine_map(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The W+ offsets (N, n_styles, w_dim) and the pyramid's finest map (N, channels[3], input_size / 4, same),
+        which a feature-space head (nets.psp.PSPNet's feature_res) reads."""
         self.check_input(x)
         x = self.input_layer(x)
         feats = []
@@ -201,7 +206,7 @@ class GradualStyleEncoder(IRBackboneNet):
         p2 = self.upsample_add(coarse, self.latlayer1(middle))
         p1 = self.upsample_add(p2, self.latlayer2(fine))
         maps = [coarse if i < COARSE_END else p2 if i < MIDDLE_END else p1 for i in range(self.n_styles)]
-        return torch.stack([head(m) for head, m in zip(self.styles, maps)], dim=1)  # (N, n_styles, w_dim)
+        return torch.stack([head(m) for head, m in zip(self.styles, maps)], dim=1), p1
 
     def spec(self) -> Dict[str, Any]:
         return {"name": "GradualStyleEncoder", **self.backbone_spec(), "output_size": self.output_size,

@@ -4,7 +4,7 @@ Plain torch (no training stack), so that the inference API rebuilds it from a bu
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,16 +14,43 @@ from nets.encoders import build_encoder
 from priors.stylegan2 import Generator, GeneratorConfig
 
 
+class FeatureHead(nn.Module):
+    """The encoder's finest pyramid map -> an offset to the prior's features at `res` px: the map resized to `res`
+    (area average down, bilinear up), conv3x3 + LeakyReLU(0.2) + conv3x3; the last conv starts at zero."""
+
+    def __init__(self, in_channels: int, out_channels: int, res: int):
+        super().__init__()
+        self.res = res
+        self.body = nn.Sequential(nn.Conv2d(in_channels, in_channels, 3, 1, 1), nn.LeakyReLU(0.2),
+                                  nn.Conv2d(in_channels, out_channels, 3, 1, 1))
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, fine: torch.Tensor) -> torch.Tensor:
+        if fine.shape[-1] > self.res:
+            fine = F.adaptive_avg_pool2d(fine, (self.res, self.res))
+        elif fine.shape[-1] < self.res:
+            fine = F.interpolate(fine, size=(self.res, self.res), mode="bilinear", align_corners=False)
+        return self.body(fine)
+
+
 class PSPNet(nn.Module):
     """encoder + frozen decoder: (N, input_nc, S, S) -> (N, 3, R, R) at the prior's resolution R, or pooled to
-    `resize`. State dict `encoder.*`, `decoder.*`, `latent_avg` (n_styles, w_dim).
+    `resize`. State dict `encoder.*`, `decoder.*`, `latent_avg` (n_styles, w_dim) (+ `feature_head.*` with
+    feature_res).
 
     restyle_iters > 0: ReStyle (Alaluf et al. 2021): the encoder takes [input, current reconstruction] (input_nc + 3
-    channels) and predicts residuals, from the average latent: w_0 = latent_avg, w_{t+1} = w_t + E([x, G(w_t)])."""
+    channels) and predicts residuals, from the average latent: w_0 = latent_avg, w_{t+1} = w_t + E([x, G(w_t)]).
+
+    feature_res > 0: besides the W+ codes, a head on the encoder's finest pyramid map predicts an offset to the
+    prior's features at that resolution (`feature_head.*`), which the frozen layers above it render (the idea of
+    feature-space encoders such as Yao et al. 2022's Feature-Style encoder): the input's spatial layout reaches the
+    output directly instead of only through 512-number style vectors. The head starts at zero, so an untrained
+    offset is plain pSp."""
 
     def __init__(self, encoder: nn.Module, decoder: Generator, latent_avg: torch.Tensor,
                  start_from_latent_avg: bool = True, resize: Optional[int] = None, noise_mode: str = "const",
-                 restyle_iters: int = 0):
+                 restyle_iters: int = 0, feature_res: int = 0):
         super().__init__()
         n = decoder.num_ws
         if getattr(encoder, "n_styles", n) != n or getattr(encoder, "w_dim", decoder.w_dim) != decoder.w_dim:
@@ -39,6 +66,20 @@ class PSPNet(nn.Module):
         if restyle_iters < 0:
             raise ValueError(f"restyle_iters: expected >= 0, got {restyle_iters}")
         self.restyle_iters = int(restyle_iters)
+        self.feature_res = int(feature_res)
+        self.feature_head: Optional[FeatureHead] = None
+        if self.feature_res:
+            if self.restyle_iters:
+                raise ValueError("feature_res: a feature offset and ReStyle's iterations do not combine (set one of "
+                                 "feature_res and restyle_iters to 0)")
+            if not hasattr(encoder, "forward_with_fine_map"):
+                raise ValueError(f"feature_res: needs the GradualStyleEncoder (the head reads its pyramid's finest "
+                                 f"map), got {type(encoder).__name__}")
+            if self.feature_res not in decoder.synthesis.block_resolutions:
+                raise ValueError(f"feature_res: expected one of the prior's block resolutions "
+                                 f"{decoder.synthesis.block_resolutions} (or 0 for plain pSp), got {feature_res}")
+            out_c = decoder.synthesis.feature_shape(self.feature_res)[0]
+            self.feature_head = FeatureHead(encoder.channels[3], out_c, self.feature_res)
 
     @property
     def n_styles(self) -> int:
@@ -63,6 +104,16 @@ class PSPNet(nn.Module):
             codes = codes + self.latent_avg.unsqueeze(0)
         return codes
 
+    def encode_full(self, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The W+ codes and, with feature_res, the feature offset (N, C, feature_res, feature_res) (else None):
+        what `decode` needs to reproduce `forward`."""
+        if self.feature_head is None:
+            return self.encode(x), None
+        codes, fine = self.encoder.forward_with_fine_map(x)
+        if self.start_from_latent_avg:
+            codes = codes + self.latent_avg.unsqueeze(0)
+        return codes, self.feature_head(fine)
+
     def restyle_step(self, x: torch.Tensor, codes: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
         """One ReStyle iteration: codes + E([x, rec]), the reconstruction `rec` resized to the encoder's input."""
         size = tuple(x.shape[-2:])
@@ -71,14 +122,18 @@ class PSPNet(nn.Module):
                    else F.interpolate(rec, size=size, mode="bilinear", align_corners=False))
         return codes + self._offsets(torch.cat([x, rec], dim=1))
 
-    def decode(self, codes: torch.Tensor, noise_mode: Optional[str] = None) -> torch.Tensor:
-        img = self.decoder.synthesis(codes, noise_mode=noise_mode or self.noise_mode)
+    def decode(self, codes: torch.Tensor, noise_mode: Optional[str] = None,
+               feature: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The image of W+ codes (+ a feature offset at feature_res from `encode_full`)."""
+        offsets = None if feature is None else {self.feature_res: feature}
+        img = self.decoder.synthesis(codes, noise_mode=noise_mode or self.noise_mode, feature_offsets=offsets)
         if self.resize is not None and img.shape[-1] != self.resize:
             img = F.adaptive_avg_pool2d(img, (self.resize, self.resize))
         return img
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+        codes, feature = self.encode_full(x)
+        return self.decode(codes, feature=feature)
 
     def mix(self, codes: torch.Tensor, inject: torch.Tensor, latent_mask: Sequence[int],
             alpha: Optional[float] = None) -> torch.Tensor:
@@ -97,20 +152,20 @@ class PSPNet(nn.Module):
                  seed: int = 0) -> torch.Tensor:
         """Multi-modal output: (n, N, 3, H, W), variant k mixing the input's codes with the W code of seed + k on
         `latent_mask` (the same random style for every image of the batch)."""
-        codes = self.encode(x)
+        codes, feature = self.encode_full(x)
         outs = []
         for k in range(n):
             g = torch.Generator().manual_seed(seed + k)
             z = torch.randn(1, self.decoder.z_dim, generator=g).to(codes.device)
             inject = self.decoder.mapping(z, skip_w_avg_update=True)  # (1, n_styles, w_dim)
-            outs.append(self.decode(self.mix(codes, inject, latent_mask, alpha)))
+            outs.append(self.decode(self.mix(codes, inject, latent_mask, alpha), feature=feature))
         return torch.stack(outs)
 
     def spec(self) -> Dict[str, Any]:
         """Plain arguments that rebuild this net (with `build_psp_net`) around weights.safetensors."""
         return {"encoder": self.encoder.spec(), "decoder": self.decoder.config.to_dict(),
                 "start_from_latent_avg": self.start_from_latent_avg, "resize": self.resize,
-                "restyle_iters": self.restyle_iters}
+                "restyle_iters": self.restyle_iters, "feature_res": self.feature_res}
 
 
 def build_psp_net(spec: Dict[str, Any]) -> PSPNet:
@@ -119,4 +174,4 @@ def build_psp_net(spec: Dict[str, Any]) -> PSPNet:
     decoder = Generator(GeneratorConfig.from_dict(spec["decoder"]))
     n = decoder.num_ws
     return PSPNet(encoder, decoder, torch.zeros(n, decoder.w_dim), spec["start_from_latent_avg"], spec.get("resize"),
-                  restyle_iters=int(spec.get("restyle_iters", 0)))
+                  restyle_iters=int(spec.get("restyle_iters", 0)), feature_res=int(spec.get("feature_res", 0)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -229,7 +229,9 @@ class SynthesisBlock(nn.Module):
         self.num_torgb += 1
 
     def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], ws: torch.Tensor,
-                noise_mode: str = "random", fused_modconv: Optional[bool] = None):
+                noise_mode: str = "random", fused_modconv: Optional[bool] = None,
+                x_offset: Optional[torch.Tensor] = None):
+        """x_offset: added to the block's features before its ToRGB (and so also before the next block)."""
         w_iter = iter(ws.unbind(dim=1))
         if fused_modconv is None:  # per-sample weights at inference; scaled activations train faster
             fused_modconv = not self.training
@@ -238,6 +240,8 @@ class SynthesisBlock(nn.Module):
         else:
             x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
         x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
+        if x_offset is not None:
+            x = x + x_offset.to(x.dtype)
         if img is not None:
             img = upsample2d(img, self.resample_filter)
         y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(torch.float32)
@@ -261,21 +265,37 @@ class SynthesisNetwork(nn.Module):
             self.num_ws += block.num_conv + (block.num_torgb if res == img_resolution else 0)
             setattr(self, f"b{res}", block)
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "random",
-                fused_modconv: Optional[bool] = None) -> torch.Tensor:
+    def feature_shape(self, res: int) -> Tuple[int, int, int]:
+        """(channels, res, res) of the features block `res` outputs (what `feature_offsets[res]` must match)."""
+        if res not in self.block_resolutions:
+            raise ValueError(f"synthesis: no block at {res} px (blocks: {self.block_resolutions})")
+        block = getattr(self, f"b{res}")
+        return (block.conv1.weight.shape[0], res, res)
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "random", fused_modconv: Optional[bool] = None,
+                feature_offsets: Optional[Mapping[int, torch.Tensor]] = None) -> torch.Tensor:
+        """feature_offsets: {resolution: (N, C, res, res)} added to that block's output features (a feature-space
+        encoder's spatial detail on top of the W+ codes); None = plain synthesis."""
         if not isinstance(ws, torch.Tensor) or ws.ndim != 3 or tuple(ws.shape[1:]) != (self.num_ws, self.w_dim):
             raise ValueError(f"synthesis: expected ws of shape (N, {self.num_ws}, {self.w_dim}), got "
                              f"{tuple(getattr(ws, 'shape', ()))}")
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"synthesis: noise_mode must be one of {list(NOISE_MODES)}, got {noise_mode!r}")
         ws = ws.to(torch.float32)
+        offsets = dict(feature_offsets or {})
+        for res, off in offsets.items():
+            want = (ws.shape[0], *self.feature_shape(res))
+            if not isinstance(off, torch.Tensor) or tuple(off.shape) != want:
+                raise ValueError(f"synthesis: feature offset at {res} px: expected {want}, got "
+                                 f"{tuple(getattr(off, 'shape', ()))}")
         x = img = None
         w_idx = 0
         for res in self.block_resolutions:
             block = getattr(self, f"b{res}")
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)  # a ToRGB shares the next conv's w
             w_idx += block.num_conv
-            x, img = block(x, img, block_ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
+            x, img = block(x, img, block_ws, noise_mode=noise_mode, fused_modconv=fused_modconv,
+                           x_offset=offsets.get(res))
         return img
 
 

@@ -4,6 +4,7 @@ their naive baselines on held-out faces, and write a picture.
     python scripts/psp_toy_demo.py                    # everything (prior 55 min, each task 6 min on 2 cores)
     python scripts/psp_toy_demo.py --tasks sr         # one task
     python scripts/psp_toy_demo.py --score-only       # re-score the trained runs
+    python scripts/psp_toy_demo.py --compare-plain    # also train plain pSp (model.feature_res=0) beside each task
 
 Baselines (the issue's): super-resolution -> the bicubic-upsampled input; frontalization -> the unchanged input;
 sketch-to-face -> the mean training face. LPIPS is added when you pass LPIPS weight files (AlexNet backbone + v0.1
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ import torch  # noqa: E402
 PRIOR_CONFIG = ROOT / "configs/prior/toyfaces64.yaml"
 PRIOR_RUN = ROOT / "runs/prior_toyfaces64"
 TASKS = {"sr": "toyfaces_sr", "sketch": "toyfaces_sketch", "frontalize": "toyfaces_frontalize"}
+PLAIN_SUFFIX = "_plain"  # run-dir suffix of the plain-pSp comparison runs (--compare-plain)
 BASELINE = {"sr": "bicubic upsampling of the input", "sketch": "mean training face",
             "frontalize": "the unchanged (turned) input"}
 
@@ -36,6 +39,27 @@ def cli(*args: str) -> float:
     start = time.time()
     subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, check=True)
     return time.time() - start
+
+
+def run_dir(task: str, plain: bool = False) -> Path:
+    return ROOT / "runs" / f"psp_{TASKS[task]}{PLAIN_SUFFIX if plain else ''}"
+
+
+def fit_side_by_side(task: str) -> Dict[str, float]:
+    """The task's config and plain pSp (feature_res 0) trained at the same time, one thread each, so that both
+    get the same share of the machine; returns their wall times."""
+    config = str(ROOT / "configs" / "psp" / f"{TASKS[task]}.yaml")
+    runs = {False: [], True: ["model.feature_res=0", f"run_dir={run_dir(task, plain=True)}"]}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    start = time.time()
+    procs = {plain: subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "fit", "--config", config, *extra,
+                                      "--overwrite"], cwd=ROOT, env=env) for plain, extra in runs.items()}
+    times = {}
+    for plain, proc in procs.items():
+        if proc.wait() != 0:
+            raise SystemExit(f"{task}{' (plain)' if plain else ''}: training failed (exit {proc.returncode})")
+        times[task + (PLAIN_SUFFIX if plain else "")] = time.time() - start
+    return times
 
 
 def ensure_prior() -> None:
@@ -54,13 +78,13 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1 / mse.clamp_min(1e-12))
 
 
-def score(task: str, lpips=None) -> Dict[str, object]:
+def score(task: str, lpips=None, plain: bool = False) -> Dict[str, object]:
     from datamodules import build_datamodule
     from translate.checkpoints import load_checkpoint
     from translate.runner import load_run
 
     # the last checkpoint, not the best: validation ran on these held-out faces, so picking by it would be tuning
-    last = ROOT / "runs" / f"psp_{TASKS[task]}" / "checkpoints" / "last.ckpt"
+    last = run_dir(task, plain) / "checkpoints" / "last.ckpt"
     cfg, module = load_run(last)
     net = module.inference_net()
     dm = build_datamodule(cfg.data)
@@ -76,7 +100,8 @@ def score(task: str, lpips=None) -> Dict[str, object]:
     x, y, out = torch.cat(xs), torch.cat(ys), torch.cat(outs)
     base = {"sr": x, "frontalize": x, "sketch": mean_face.expand_as(y)}[task]
     psp_psnr, base_psnr = psnr(out, y), psnr(base, y)
-    result = {"task": task, "n": len(y), "psp_psnr": psp_psnr.mean().item(),
+    result = {"task": task + (PLAIN_SUFFIX if plain else ""), "n": len(y), "psp_psnr": psp_psnr.mean().item(),
+              "feature_res": int(module.cfg.feature_res),
               "steps": int(load_checkpoint(last, mmap=True)["global_step"]),  # minibatches the time budget allowed
               "base_psnr": base_psnr.mean().item(), "grid": (x[:4], out[:4], y[:4])}
     if task == "frontalize":  # the unchanged input is a strong baseline for small turns only
@@ -123,6 +148,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--lpips-backbone", help="torchvision AlexNet state dict, to add LPIPS to the table")
     p.add_argument("--lpips-weights", help="LPIPS v0.1 alex.pth heads")
     p.add_argument("--grid", default=str(ROOT / "docs" / "psp_toyfaces.png"))
+    p.add_argument("--compare-plain", action="store_true",
+                   help="also train (or score) plain pSp, the configs with model.feature_res=0, side by side with "
+                        "each task (one thread each)")
     args = p.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in TASKS]
@@ -138,14 +166,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.score_only:
         ensure_prior()
         for t in tasks:
-            times[t] = cli("fit", "--config", str(ROOT / "configs" / "psp" / f"{TASKS[t]}.yaml"), "--overwrite")
+            if args.compare_plain:
+                times.update(fit_side_by_side(t))
+            else:
+                times[t] = cli("fit", "--config", str(ROOT / "configs" / "psp" / f"{TASKS[t]}.yaml"), "--overwrite")
     results = [score(t, lpips) for t in tasks]
     save_grid(results, Path(args.grid))
+    if args.compare_plain:
+        plain = [score(t, lpips, plain=True) for t in tasks]
+        results = [r for pair in zip(results, plain) for r in pair]
     print(f"\nheld-out toy faces (seed 1, never seen by the prior or the encoder); grid: {args.grid}")
-    head = f"{'task':<11} {'pSp PSNR':>9} {'baseline PSNR':>14}  baseline"
+    head = f"{'task':<17} {'features':>8} {'pSp PSNR':>9} {'baseline PSNR':>14}  baseline"
     print(head + ("   pSp LPIPS  base LPIPS" if lpips is not None else "") + "   train s  minibatches")
     for r in results:
-        line = f"{r['task']:<11} {r['psp_psnr']:>9.2f} {r['base_psnr']:>14.2f}  {BASELINE[r['task']]:<32}"
+        feat = f"{r['feature_res']} px" if r["feature_res"] else "none"
+        base_name = BASELINE[r["task"].removesuffix(PLAIN_SUFFIX)]
+        line = f"{r['task']:<17} {feat:>8} {r['psp_psnr']:>9.2f} {r['base_psnr']:>14.2f}  {base_name:<32}"
         if lpips is not None:
             line += f" {r['psp_lpips']:>9.3f} {r['base_lpips']:>10.3f}"
         print(line + f"   {times.get(r['task'], float('nan')):>7.0f}  {r['steps']:>11}")

@@ -67,6 +67,11 @@ def is_restyle(net: PSPNet) -> bool:
 
 
 def check_invertible(net: PSPNet) -> None:
+    if getattr(net, "feature_res", 0):
+        raise ValueError(f"inversion works in W+: this encoder was trained with model.feature_res "
+                         f"{net.feature_res}, so its outputs depend on a feature offset besides the codes, and the "
+                         f"codes alone do not reconstruct the image (invert with an encoder trained with "
+                         f"feature_res 0)")
     want = 2 * IMAGE_CHANNELS if is_restyle(net) else IMAGE_CHANNELS
     if int(net.encoder.input_nc) != want:
         raise ValueError(f"inversion encodes RGB images: expected an encoder with {want} input channels"

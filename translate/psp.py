@@ -72,6 +72,9 @@ class PSPConfig:
     #                              validation, export and predict use (so training optimises what they output)
     restyle_iters: int = 0  # ReStyle: > 0 trains an encoder of [input, reconstruction] for this many residual steps
     #                         per batch from the average latent's image (the ReStyle paper: 5); 0 = plain pSp
+    feature_res: int = 0  # > 0: the encoder also predicts an offset to the prior's features at this resolution (one
+    #                       of its block resolutions, e.g. 64 for a 1024-px prior, 16 for the 64-px toy prior) from
+    #                       its finest pyramid map (nets.psp.FeatureHead); 0 = plain pSp (codes only)
     # domain-guided encoder training (In-Domain GAN Inversion, Zhu et al. 2020): a StyleGAN2 discriminator at the loss
     # resolution learns targets from outputs (logistic loss + R1) and the encoder also minimises its non-saturating
     # loss, which keeps the reconstructions, and so the codes, in the generator's domain
@@ -206,6 +209,14 @@ def check_config(cfg: PSPConfig) -> None:
         raise ValueError(f"model.train_noise: expected random or const, got {cfg.train_noise!r}")
     if cfg.restyle_iters < 0:
         raise ValueError(f"model.restyle_iters must be >= 0 (0 = plain pSp), got {cfg.restyle_iters}")
+    if cfg.feature_res < 0:
+        raise ValueError(f"model.feature_res must be >= 0 (0 = plain pSp), got {cfg.feature_res}")
+    if cfg.feature_res and cfg.restyle_iters:
+        raise ValueError("model.feature_res and model.restyle_iters are both > 0: a feature offset and ReStyle's "
+                         "iterations do not combine; set one of them to 0")
+    if cfg.feature_res and cfg.encoder_type != "GradualStyleEncoder":
+        raise ValueError(f"model.feature_res needs model.encoder_type GradualStyleEncoder (the feature head reads "
+                         f"its pyramid), got {cfg.encoder_type!r}")
     for key in ("l2_lambda", "lpips_lambda", "id_lambda", "w_norm_lambda", "l2_lambda_crop", "lpips_lambda_crop",
                 "moco_lambda", "adv_lambda", "r1_gamma"):
         if getattr(cfg, key) < 0:
@@ -273,7 +284,8 @@ class PSP(TranslationModule):
         if cfg.encoder_weights:
             self._init_encoder(encoder, cfg.encoder_weights)
         self.net = PSPNet(encoder, decoder, self._average_latent(decoder), cfg.start_from_latent_avg,
-                          resize=cfg.loss_size, noise_mode="random", restyle_iters=cfg.restyle_iters)
+                          resize=cfg.loss_size, noise_mode="random", restyle_iters=cfg.restyle_iters,
+                          feature_res=self._feature_res(cfg, decoder))
         self.net.decoder.requires_grad_(cfg.train_decoder)
         self.net.decoder.eval()
         # domain-guided training: a discriminator trained alongside (in checkpoints, never exported)
@@ -291,6 +303,14 @@ class PSP(TranslationModule):
         if not isinstance(sd, dict):
             raise ValueError(f"model.encoder_weights ({path}): expected an ArcFace IR-SE50 state dict")
         load_backbone_weights(encoder, sd, f"model.encoder_weights ({path})")
+
+    @staticmethod
+    def _feature_res(cfg: PSPConfig, decoder: Generator) -> int:
+        if cfg.feature_res and cfg.feature_res not in decoder.synthesis.block_resolutions:
+            raise ValueError(f"model.feature_res: expected one of the prior's block resolutions "
+                             f"{decoder.synthesis.block_resolutions} (model.prior {cfg.prior}) or 0, got "
+                             f"{cfg.feature_res}")
+        return cfg.feature_res
 
     @staticmethod
     def _average_latent(decoder: Generator) -> torch.Tensor:
@@ -324,7 +344,10 @@ class PSP(TranslationModule):
     # ---- training ---------------------------------------------------------------------------------------------
     def configure_optimizers(self):
         c = self.cfg
-        params = [{"params": list(self.net.encoder.parameters())}]
+        trained = list(self.net.encoder.parameters())
+        if self.net.feature_head is not None:
+            trained += list(self.net.feature_head.parameters())
+        params = [{"params": trained}]
         if c.train_decoder:
             params += psp_decoder_groups(self.net.decoder)
         opt = build_optimizer(c.optim_name, params, c.learning_rate)
@@ -379,8 +402,8 @@ class PSP(TranslationModule):
             if self.cfg.restyle_iters:
                 terms, y_hat = self._restyle_backward(x, y)
             else:
-                codes = self.net.encode(x)
-                y_hat = self.net.decode(codes, noise_mode=self.cfg.train_noise)
+                codes, feature = self.net.encode_full(x)
+                y_hat = self.net.decode(codes, noise_mode=self.cfg.train_noise, feature=feature)
                 terms = self.losses(x, y, y_hat, codes)
                 self.manual_backward(terms["loss"])
             opt.step()
@@ -447,8 +470,8 @@ class PSP(TranslationModule):
         if prefix != "val" or self._trainer is None or self.trainer.state.fn != TrainerFn.FITTING:
             return  # `validate`/`test` of a finished run need no loss-network weight files
         x, y = batch["A"], batch["B"]
-        codes = self.net.encode(x)
-        terms = self.losses(x, y, self.net.decode(codes, noise_mode=self.cfg.train_noise), codes)
+        codes, feature = self.net.encode_full(x)
+        terms = self.losses(x, y, self.net.decode(codes, noise_mode=self.cfg.train_noise, feature=feature), codes)
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
                       batch_size=x.shape[0], sync_dist=True)
 

@@ -230,3 +230,24 @@ def test_cpu_inference_path_equals_the_differentiable_one(noise_mode):
     slow = G.synthesis(ws, noise_mode=noise_mode)  # grad enabled: bias_act's path
     assert slow.requires_grad
     torch.testing.assert_close(fast, slow.detach(), atol=1e-6, rtol=0)
+
+
+def test_feature_offsets_enter_before_the_blocks_to_rgb():
+    """An offset at block r is added to r's output features: at the last block only the (linear, unclamped) ToRGB
+    sees it, so the image moves linearly in it; at a lower block the layers above render it."""
+    G = tiny_g().eval()
+    ws = G.mapping(torch.randn(2, 16))
+    assert G.synthesis.feature_shape(16) == (16, 16, 16)
+    with torch.no_grad():
+        base = G.synthesis(ws, noise_mode="const")
+        d1, d2 = torch.randn(2, 8, 32, 32), torch.randn(2, 8, 32, 32)
+        f1, f2, f12 = (G.synthesis(ws, noise_mode="const", feature_offsets={32: d}) - base for d in (d1, d2, d1 + d2))
+        assert f1.abs().max() > 1e-2
+        torch.testing.assert_close(f12, f1 + f2, atol=1e-4, rtol=1e-4)
+        assert torch.equal(G.synthesis(ws, noise_mode="const", feature_offsets={32: torch.zeros_like(d1)}), base)
+        low = G.synthesis(ws, noise_mode="const", feature_offsets={16: torch.randn(2, 16, 16, 16)})
+        assert (low - base).abs().max() > 1e-2
+    with pytest.raises(ValueError, match=r"feature offset at 16 px: expected \(2, 16, 16, 16\), got \(2, 16, 8, 8\)"):
+        G.synthesis(ws, feature_offsets={16: torch.zeros(2, 16, 8, 8)})
+    with pytest.raises(ValueError, match=r"no block at 12 px \(blocks: \[4, 8, 16, 32\]\)"):
+        G.synthesis(ws, feature_offsets={12: torch.zeros(2, 16, 12, 12)})

@@ -148,6 +148,10 @@ def test_bad_codes_are_clear_errors(prior, tmp_path):
         invert_image(tiny_net(prior, input_nc=1), torch.zeros(3, 32, 32))
     with pytest.raises(ValueError, match="--steps"):
         interpolate(net, torch.zeros(8, 16), torch.zeros(8, 16), 1)
+    G = load_prior(prior)  # a feature-offset encoder's codes alone do not reconstruct: refused, not silently worse
+    featured = PSPNet(build_encoder("GradualStyleEncoder", input_nc=3, **ENC), G, G.mapping.w_avg, feature_res=16)
+    with pytest.raises(ValueError, match="trained with model.feature_res 16"):
+        invert_image(featured.eval(), torch.zeros(3, 32, 32))
 
 
 def fit_tiny_psp(make_config, prior, run_dir, *extra):

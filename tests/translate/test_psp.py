@@ -84,6 +84,50 @@ def test_fit_resume_export_predict_variants(prior, tmp_path, tiny_psp_config):
 
 
 @pytest.mark.filterwarnings("ignore:.*randomly initialised")
+def test_feature_offset_option_trains_exports_and_mixes(prior, tmp_path, tiny_psp_config):
+    """model.feature_res: the encoder also predicts an offset to the prior's 16-px features; the head starts at
+    zero (plain pSp), trains, survives checkpoint -> bundle (eager and ONNX agree) and keeps it in the variants."""
+    untrained = module(prior, feature_res=16).net.eval()
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(untrained(x), untrained.decode(untrained.encode(x)))
+    cfg = tiny_psp_config(prior, tmp_path / "run", *SKETCH_RUN, "trainer.max_steps=2", "model.feature_res=16",
+                          "model.lpips_lambda=0", "model.id_lambda=0")
+    _, mod = runner.fit(cfg)
+    assert mod.net.feature_head.body[-1].weight.abs().sum() > 0  # trained away from zero
+    bundle = tmp_path / "bundle"
+    assert cli.main(["export", "--ckpt", str(tmp_path / "run" / "checkpoints" / "last.ckpt"),
+                     "--out", str(bundle)]) == 0
+    from translate.inference import load_translator
+
+    eager, onnx = load_translator(bundle), load_translator(bundle, backend="onnx")
+    net = eager._run.net
+    assert net.feature_res == 16 and any(k.startswith("feature_head.") for k in net.state_dict())
+    with torch.no_grad():
+        codes, feature = net.encode_full(x)
+        assert feature.shape == (2, 16, 16, 16)
+        y = eager.translate_batch(x)
+        torch.testing.assert_close(y, net.decode(codes, feature=feature))
+        assert (y - net.decode(codes)).abs().max() > 1e-4  # the offset reaches the output
+    torch.testing.assert_close(onnx.translate_batch(x), y, atol=1e-3, rtol=0)
+    # variants mix the codes and keep the offset: mixed with weight 0 they are the translation itself
+    torch.testing.assert_close(eager.variants(x, 2, [4, 5, 6, 7], 0.0)[1], y)
+    assert (eager.variants(x, 1, [4, 5, 6, 7])[0] - y).abs().max() > 1e-4
+
+
+def test_feature_offset_configuration_errors(prior):
+    with pytest.raises(ValueError, match="model.feature_res and model.restyle_iters are both > 0"):
+        module(prior, feature_res=16, restyle_iters=2)
+    with pytest.raises(ValueError, match="model.feature_res needs model.encoder_type GradualStyleEncoder"):
+        module(prior, feature_res=16, encoder_type="BackboneEncoderUsingLastLayerIntoWPlus")
+    with pytest.raises(ValueError, match=r"model.feature_res: expected one of the prior's block resolutions "
+                                         r"\[4, 8, 16, 32\] .* got 12"):
+        module(prior, feature_res=12)
+    with pytest.raises(ValueError, match="model.feature_res must be >= 0"):
+        module(prior, feature_res=-1)
+
+
+@pytest.mark.filterwarnings("ignore:.*randomly initialised")
 def test_ddp_two_cpu_processes(prior, tmp_path, fit_ddp, tiny_psp_overrides):
     """pSp under Lightning's DDP: the encoder trains on both processes' data, the prior stays frozen."""
     from priors import load_prior
@@ -322,9 +366,9 @@ def test_training_noise_is_configurable(prior, tmp_path, tiny_psp_config, monkey
     seen = []
     decode = PSPNet.decode
 
-    def recording(self, codes, noise_mode=None):
+    def recording(self, codes, noise_mode=None, feature=None):
         seen.append(noise_mode or self.noise_mode)
-        return decode(self, codes, noise_mode)
+        return decode(self, codes, noise_mode, feature)
 
     monkeypatch.setattr(PSPNet, "decode", recording)
     cfg = tiny_psp_config(prior, tmp_path / "run", *SKETCH_RUN, "trainer.max_steps=2", f"model.train_noise={noise}",
