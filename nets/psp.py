@@ -75,10 +75,7 @@ class PSPNet(nn.Module):
             if not hasattr(encoder, "forward_with_fine_map"):
                 raise ValueError(f"feature_res: needs the GradualStyleEncoder (the head reads its pyramid's finest "
                                  f"map), got {type(encoder).__name__}")
-            if self.feature_res not in decoder.synthesis.block_resolutions:
-                raise ValueError(f"feature_res: expected one of the prior's block resolutions "
-                                 f"{decoder.synthesis.block_resolutions} (or 0 for plain pSp), got {feature_res}")
-            out_c = decoder.synthesis.feature_shape(self.feature_res)[0]
+            out_c = decoder.synthesis.feature_shape(self.feature_res)[0]  # an error if no block is at that size
             self.feature_head = FeatureHead(encoder.channels[3], out_c, self.feature_res)
 
     @property
@@ -99,20 +96,18 @@ class PSPNet(nn.Module):
             for _ in range(self.restyle_iters if iters is None else iters):
                 codes = self.restyle_step(x, codes, self.decode(codes))
             return codes
-        codes = self._offsets(x)
-        if self.start_from_latent_avg:
-            codes = codes + self.latent_avg.unsqueeze(0)
-        return codes
+        return self._from_latent_avg(self._offsets(x))
+
+    def _from_latent_avg(self, offsets: torch.Tensor) -> torch.Tensor:
+        return offsets + self.latent_avg.unsqueeze(0) if self.start_from_latent_avg else offsets
 
     def encode_full(self, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """The W+ codes and, with feature_res, the feature offset (N, C, feature_res, feature_res) (else None):
         what `decode` needs to reproduce `forward`."""
         if self.feature_head is None:
             return self.encode(x), None
-        codes, fine = self.encoder.forward_with_fine_map(x)
-        if self.start_from_latent_avg:
-            codes = codes + self.latent_avg.unsqueeze(0)
-        return codes, self.feature_head(fine)
+        offsets, fine = self.encoder.forward_with_fine_map(x)
+        return self._from_latent_avg(offsets), self.feature_head(fine)
 
     def restyle_step(self, x: torch.Tensor, codes: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
         """One ReStyle iteration: codes + E([x, rec]), the reconstruction `rec` resized to the encoder's input."""

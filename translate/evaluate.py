@@ -28,6 +28,7 @@ from datamodules.io import DataError, list_images, read_image
 from datamodules.transforms import resize_bicubic
 from nets.inception import LAYOUTS, load_inception
 from nets.perceptual import LPIPS_TAPS, MissingWeightsError, load_lpips
+from priors.loaders import write_atomic
 from translate.config import ConfigError, _explain
 from translate.scoring import score_pairs
 
@@ -349,8 +350,6 @@ def format_table(result: Dict[str, Any]) -> str:
 
 def write_json(result: Dict[str, Any], path: str | Path) -> Path:
     """Write `result` as JSON atomically (temporary file beside it, then rename)."""
-    from priors.loaders import write_atomic
-
     path = Path(path)
     write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
     return path

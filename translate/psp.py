@@ -344,10 +344,8 @@ class PSP(TranslationModule):
     # ---- training ---------------------------------------------------------------------------------------------
     def configure_optimizers(self):
         c = self.cfg
-        trained = list(self.net.encoder.parameters())
-        if self.net.feature_head is not None:
-            trained += list(self.net.feature_head.parameters())
-        params = [{"params": trained}]
+        # everything of the net but the prior (the encoder, and a feature head if any); the prior on request below
+        params = [{"params": [p for name, p in self.net.named_parameters() if not name.startswith("decoder.")]}]
         if c.train_decoder:
             params += psp_decoder_groups(self.net.decoder)
         opt = build_optimizer(c.optim_name, params, c.learning_rate)
