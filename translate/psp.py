@@ -323,6 +323,11 @@ class PSP(TranslationModule):
             return decoder.mapping(z, skip_w_avg_update=True)[:, 0].mean(0)
 
     # ---- modes: the prior and the loss nets never train ------------------------------------------------------
+    @property
+    def frozen_modules(self) -> Tuple[str, ...]:
+        """Submodules kept in eval mode on purpose (the runner expects them to be)."""
+        return () if self.cfg.train_decoder else ("net.decoder",)
+
     def train(self, mode: bool = True) -> "PSP":
         super().train(mode)
         if not self.cfg.train_decoder:

@@ -6,6 +6,7 @@ import os
 import random
 import shutil
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -13,8 +14,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from torch import nn
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from datamodules import build_datamodule
 from translate.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
@@ -209,8 +212,28 @@ def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    with frozen_modules_expected(module):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     return trainer, module
+
+
+def undeclared_eval_modules(module: nn.Module) -> List[str]:
+    """Submodules in eval mode that are not under one of the module's declared `frozen_modules`."""
+    frozen = tuple(getattr(module, "frozen_modules", ()))
+    return [name for name, m in module.named_modules()
+            if not m.training and not any(name == f or name.startswith(f + ".") for f in frozen)]
+
+
+@contextmanager
+def frozen_modules_expected(module: pl.LightningModule):
+    """Lightning warns when modules are in eval mode as training starts. A method's frozen parts (pSp's prior,
+    StyleGAN2's G_ema), named in its `frozen_modules`, are meant to be: the warning is silenced when they are the
+    only modules in eval mode, and still shown when any other module is."""
+    with warnings.catch_warnings():
+        if not undeclared_eval_modules(module):
+            warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode",
+                                    category=PossibleUserWarning)
+        yield
 
 
 def load_run(ckpt: str | Path, files: Sequence[str] = (), overrides: Sequence[str] = ()) -> Tuple[RunConfig, Any]:

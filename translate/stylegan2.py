@@ -138,6 +138,8 @@ class StyleGAN2(pl.LightningModule):
             opts.append(torch.optim.Adam(net.parameters(), lr=c.lr * k, betas=(c.beta1 ** k, c.beta2 ** k)))
         return opts
 
+    frozen_modules = ("g_ema",)  # kept in eval mode on purpose (the runner expects it to be)
+
     def train(self, mode: bool = True):
         super().train(mode)
         self.g_ema.eval()  # G_ema is only ever sampled; its w_avg comes from G
