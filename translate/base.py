@@ -13,7 +13,20 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 from translate.tracking import log_images
 
 
-class TranslationModule(pl.LightningModule):
+class FrozenParts:
+    """Mixin of a LightningModule whose `frozen_modules` (submodule names: a prior, an EMA copy) stay in eval mode
+    whatever Lightning toggles; the runner expects exactly these in eval mode when training starts."""
+
+    frozen_modules: Tuple[str, ...] = ()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name in self.frozen_modules:
+            self.get_submodule(name).eval()
+        return self
+
+
+class TranslationModule(FrozenParts, pl.LightningModule):
     """Base of the methods: subclasses build their nets, write `training_step`, `inference_net` and `export_spec`.
 
     Validation/test translate `batch["A"]` with `inference_net()` and score it against `batch["B"]` (PSNR, SSIM, L1

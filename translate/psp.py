@@ -325,14 +325,8 @@ class PSP(TranslationModule):
     # ---- modes: the prior and the loss nets never train ------------------------------------------------------
     @property
     def frozen_modules(self) -> Tuple[str, ...]:
-        """Submodules kept in eval mode on purpose (the runner expects them to be)."""
+        """The prior, kept in eval mode (see FrozenParts) unless model.train_decoder trains it."""
         return () if self.cfg.train_decoder else ("net.decoder",)
-
-    def train(self, mode: bool = True) -> "PSP":
-        super().train(mode)
-        if not self.cfg.train_decoder:
-            self.net.decoder.eval()
-        return self
 
     @property
     def loss_nets(self) -> Dict[str, nn.Module]:

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.functional import softplus
 
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from translate.base import FrozenParts
 from translate.diffaugment import check_policy, diff_augment
 from translate.tracking import log_images
 
@@ -98,9 +99,10 @@ def whole_groups(images: torch.Tensor, group_size: int) -> torch.Tensor:
     return images[: images.shape[0] - images.shape[0] % group]
 
 
-class StyleGAN2(pl.LightningModule):
+class StyleGAN2(FrozenParts, pl.LightningModule):
     """G, D and G_ema; one minibatch = a G step (+ path length) then a D step (+ R1), then the EMA update."""
 
+    frozen_modules = ("g_ema",)  # G_ema is only ever sampled; its w_avg comes from G
     config_class = StyleGAN2Config
     grid_caption = "G_ema samples, seeds 0.."
 
@@ -137,13 +139,6 @@ class StyleGAN2(pl.LightningModule):
             k = lazy_correction(interval)
             opts.append(torch.optim.Adam(net.parameters(), lr=c.lr * k, betas=(c.beta1 ** k, c.beta2 ** k)))
         return opts
-
-    frozen_modules = ("g_ema",)  # kept in eval mode on purpose (the runner expects it to be)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.g_ema.eval()  # G_ema is only ever sampled; its w_avg comes from G
-        return self
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
         return diff_augment(images, self.cfg.augment) if self.cfg.augment else images

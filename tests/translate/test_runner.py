@@ -6,22 +6,26 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from translate.base import FrozenParts
+from translate.config import load_config
 from translate.methods import METHODS
 from translate.runner import build_module, frozen_modules_expected, undeclared_eval_modules
 
 
-class TinyModule(pl.LightningModule):
-    """One trained layer and one kept in eval mode, declared frozen or not."""
+class TinyModule(FrozenParts, pl.LightningModule):
+    """One trained layer and one kept in eval mode, declared frozen or kept so by hand."""
 
     def __init__(self, declared: bool):
         super().__init__()
         self.trained = nn.Linear(2, 2)
         self.prior = nn.Sequential(nn.Linear(2, 2)).eval().requires_grad_(False)
         self.frozen_modules = ("prior",) if declared else ()
+        self.undeclared = not declared
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.prior.eval()
+        if self.undeclared:
+            self.prior.eval()
         return self
 
     def training_step(self, batch, batch_idx):
@@ -54,8 +58,6 @@ def test_undeclared_module_in_eval_mode_still_warns():
 @pytest.mark.filterwarnings("ignore:.*randomly initialised")
 def test_every_method_declares_the_modules_it_keeps_in_eval_mode(prior, tmp_path, tiny_psp_config):
     """pSp's prior and StyleGAN2's G_ema stay in eval mode on purpose; nothing else of any method does."""
-    from translate.config import load_config
-
     configs = {"psp": tiny_psp_config(prior, tmp_path / "psp"),
                "stylegan2": load_config([], ["method=stylegan2", "data.kind=toyfaces", "model.resolution=16"]),
                "pix2pix": load_config([], ["method=pix2pix"]), "cyclegan": load_config([], ["method=cyclegan"])}
