@@ -1,7 +1,7 @@
 """pSp on the embedded toy faces: train (or reuse) the small prior, train the three pSp tasks, score them against
 their naive baselines on held-out faces, and write a picture.
 
-    python scripts/psp_toy_demo.py                    # everything (prior 55 min; each task 1500 minibatches, frontalization 2500)
+    python scripts/psp_toy_demo.py                    # everything (prior 55 min; each task 1500 minibatches, frontalization 3000)
     python scripts/psp_toy_demo.py --tasks sr         # one task
     python scripts/psp_toy_demo.py --score-only       # re-score the trained runs
     python scripts/psp_toy_demo.py --compare-plain    # also train plain pSp (model.feature_res=0) beside each task
