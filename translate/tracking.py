@@ -27,12 +27,15 @@ class _ResumedWriter(ExperimentWriter):
         super().__init__(log_dir)
 
     def _check_log_dir_exists(self) -> None:
-        kept: List[Dict[str, str]] = []
-        if os.path.isfile(self.metrics_file_path):
-            with open(self.metrics_file_path, newline="") as f:
-                kept = [r for r in csv.DictReader(f) if int(float(r.get("step") or 0)) <= self.resume_step]
-        if not kept:
-            return super()._check_log_dir_exists()
+        # no call to Lightning's check: it warns that the directory's logs "will be deleted", which a resumed run
+        # does not do
+        if not os.path.isfile(self.metrics_file_path):
+            return
+        with open(self.metrics_file_path, newline="") as f:
+            kept = [r for r in csv.DictReader(f) if int(float(r.get("step") or 0)) <= self.resume_step]
+        if not kept:  # every row came after the checkpoint
+            os.remove(self.metrics_file_path)
+            return
         self.metrics_keys = sorted(set().union(*kept))
         tmp = self.metrics_file_path + ".tmp"
         with open(tmp, "w", newline="") as f:

@@ -38,3 +38,21 @@ def test_wandb_offline_gets_config_and_images(tmp_path):
 def test_bad_wandb_mode():
     with pytest.raises(ValueError, match="logger.wandb.mode"):
         build_loggers(LoggerConfig(wandb=WandbConfig(mode="sometimes")), None, {})
+
+
+@pytest.mark.parametrize("rows", [None, ["5"], ["1", "2", "5"]], ids=["no metrics yet", "all after", "some after"])
+def test_resumed_csv_keeps_rows_up_to_the_checkpoint_without_a_deletion_warning(tmp_path, rows, recwarn):
+    from translate.tracking import RunCSVLogger
+
+    log_dir = tmp_path / "csv"
+    log_dir.mkdir()
+    (log_dir / "hparams.yaml").write_text("a: 1\n")  # a directory that is not empty, as after any earlier fit
+    if rows is not None:
+        (log_dir / "metrics.csv").write_text("loss,step\n" + "".join(f"0.{s},{s}\n" for s in rows))
+    logger = RunCSVLogger(tmp_path, resume_step=2)
+    logger.log_metrics({"loss": 0.3}, step=3)
+    logger.save()
+    assert not [w for w in recwarn if "will be deleted" in str(w.message)]
+    lines = (log_dir / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "loss,step"
+    assert lines[1:] == [f"0.{s},{s}" for s in (rows or []) if int(s) <= 2] + ["0.3,3"]
