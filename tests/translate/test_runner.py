@@ -20,11 +20,10 @@ class TinyModule(FrozenParts, pl.LightningModule):
         self.trained = nn.Linear(2, 2)
         self.prior = nn.Sequential(nn.Linear(2, 2)).eval().requires_grad_(False)
         self.frozen_modules = ("prior",) if declared else ()
-        self.undeclared = not declared
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.undeclared:
+        if not self.frozen_modules:  # FrozenParts does not know it: keep it in eval mode by hand
             self.prior.eval()
         return self
 
