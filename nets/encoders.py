@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nets.strict import strict_load
+from priors.loaders import SAFE_TORCH_LOAD_GLOBALS
 from priors.stylegan2 import FullyConnectedLayer
 
 # units per stage of the IR backbones (ResNet-50/100/152-style depths of InsightFace)
@@ -370,12 +371,16 @@ def load_arcface(path: Optional[str | Path], config_key: str = "model.id_weights
     if not path.is_file():
         raise FileNotFoundError(f"{config_key}: ArcFace weights not found: {path} (expected pSp's model_ir_se50.pth)")
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(SAFE_TORCH_LOAD_GLOBALS):  # a pSp checkpoint's Namespace opts
+            sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to read is reported with the file and the key
         raise ValueError(f"{config_key}: cannot read {path} with torch.load(weights_only=True): "
                          f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
     if isinstance(sd, Mapping) and "state_dict" in sd:
         sd = sd["state_dict"]
+    if isinstance(sd, Mapping) and any(str(k).startswith("encoder.") for k in sd):
+        raise ValueError(f"{config_key}: {path} is a pSp checkpoint; the identity loss needs the ArcFace IR-SE50 "
+                         "weights (pSp's model_ir_se50.pth)")
     if not isinstance(sd, Mapping):
         raise ValueError(f"{config_key}: {path} holds a {type(sd).__name__}, expected a state dict")
     net = strict_load(ArcFace(), sd, f"{config_key} ({path})")

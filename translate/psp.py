@@ -25,7 +25,8 @@ from torch import nn
 
 from nets.encoders import ENCODERS, PAPER_CHANNELS, build_encoder, load_arcface, load_backbone_weights
 from nets.psp import PSPNet
-from priors.loaders import load_prior
+from nets.strict import strict_load
+from priors.loaders import SAFE_TORCH_LOAD_GLOBALS, load_prior
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator
 from translate.base import TranslationModule
 from translate.optim import build_optimizer, psp_decoder_groups
@@ -48,7 +49,8 @@ class PSPConfig:
     mode: str = "ir_se"  # ir | ir_se
     channels: List[int] = field(default_factory=lambda: list(PAPER_CHANNELS))  # stage widths (small for tests)
     input_size: int = 256  # encoder input side; inputs of another size are an error (resize in the data config)
-    encoder_weights: Optional[str] = None  # ArcFace IR-SE50 file to initialise the encoder's backbone (pSp does)
+    encoder_weights: Optional[str] = None  # ArcFace IR-SE50 file to initialise the encoder's backbone (pSp does), or
+    #                                       a pSp checkpoint whose encoder.* starts the whole encoder (fine-tuning)
     start_from_latent_avg: bool = True  # add the prior's average latent to the predicted codes
     loss_size: int = 256  # the output is average-pooled to this side before the losses (and validation)
     l2_lambda: float = 1.0
@@ -144,7 +146,6 @@ def load_moco(path: Optional[str], key: str = "model.moco_weights") -> nn.Module
     import torchvision
 
     from nets.perceptual import read_weights
-    from nets.strict import strict_load
 
     net = torchvision.models.resnet50(weights=None)
     net.fc = nn.Identity()
@@ -297,12 +298,23 @@ class PSP(TranslationModule):
 
     @staticmethod
     def _init_encoder(encoder: nn.Module, path: str) -> None:
+        """model.encoder_weights: ArcFace IR-SE50 weights start the backbone (pSp's initialisation), or a published
+        pSp checkpoint's `encoder.*` starts the whole encoder, strictly (fine-tuning a pSp model, as the reference's
+        --checkpoint_path; its decoder is the prior only if model.prior names the same file)."""
         from translate.checkpoints import load_checkpoint
 
-        sd = load_checkpoint(path) if path else None
+        source = f"model.encoder_weights ({path})"
+        with torch.serialization.safe_globals(SAFE_TORCH_LOAD_GLOBALS):  # pSp's opts may be a Namespace
+            sd = load_checkpoint(path)
         if not isinstance(sd, dict):
-            raise ValueError(f"model.encoder_weights ({path}): expected an ArcFace IR-SE50 state dict")
-        load_backbone_weights(encoder, sd, f"model.encoder_weights ({path})")
+            raise ValueError(f"{source}: expected an ArcFace IR-SE50 state dict or a pSp checkpoint")
+        state = sd.get("state_dict")
+        if isinstance(state, dict) and any(k.startswith("encoder.") for k in state):
+            own = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+            strict_load(encoder, own, f"{source} encoder.* (the configured model.encoder_type, num_layers, mode, "
+                                      "channels and input channels must be the checkpoint's)")
+            return
+        load_backbone_weights(encoder, sd, source)
 
     @staticmethod
     def _feature_res(cfg: PSPConfig, decoder: Generator) -> int:

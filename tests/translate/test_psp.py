@@ -1,5 +1,6 @@
 """pSp: a few-step fit through the runner on toy faces, export + parity + predict with style-mixed variants, a
 published-layout checkpoint imported into a bundle, the frozen prior, the losses, and clear errors."""
+import argparse
 import os
 import sys
 
@@ -230,6 +231,30 @@ def test_published_checkpoint_imports_to_a_bundle(ros, tmp_path, monkeypatch):  
     for backend in ("eager", "onnx"):
         torch.testing.assert_close(load_translator(bundle, backend=backend).translate_batch(x), ref,
                                    atol=1e-3, rtol=0)
+
+
+def test_fine_tuning_starts_from_a_published_checkpoint(ros, tmp_path, monkeypatch):  # noqa: F811
+    """model.prior and model.encoder_weights both naming a pSp checkpoint: training starts from the published
+    model (the reference's --checkpoint_path), its encoder loaded strictly; a mismatched encoder is an error."""
+    enc, ckpt = make_checkpoint(ros)
+    ckpt["opts"] = argparse.Namespace(**ckpt["opts"])  # as older pSp versions saved it
+    path = tmp_path / "psp_ffhq_encode.pt"
+    save_as_if_from_gpu(ckpt, path, monkeypatch)
+    model = dict(prior=str(path), encoder_weights=str(path), channels=[8, 16, 32, 64], input_size=32, loss_size=32,
+                 lpips_weights="random", id_weights="random")
+    mod = PSP(model=model, input_nc=3)
+    for k, v in enc.state_dict().items():
+        assert torch.equal(mod.net.encoder.state_dict()[k], v), k
+    torch.testing.assert_close(mod.net.latent_avg, ckpt["latent_avg"].float())
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(mod.eval().net.encode(x), enc.eval()(x) + ckpt["latent_avg"][None].float())
+    with pytest.raises(ValueError, match=r"encoder_weights .*encoder\.\* .*shape mismatch"):
+        PSP(model={**model, "channels": [8, 16, 32, 32]}, input_nc=3)
+    from nets.encoders import load_arcface
+
+    with pytest.raises(ValueError, match=r"model.id_weights: .* is a pSp checkpoint.*model_ir_se50.pth"):
+        load_arcface(path)  # the configs' default id_weights: ${model.encoder_weights}
 
 
 def test_published_sketch_and_segmentation_models_take_their_inputs(ros, tmp_path):  # noqa: F811
