@@ -58,7 +58,7 @@ def psp_downsample_image(img: np.ndarray, factor: int) -> np.ndarray:
     if pad >= min(h, w):
         raise ValueError(f"data.degradation: downsample_psp by {factor} mirrors {pad} pixels, which needs an image "
                          f"larger than {pad} px on each side; got {w}x{h}")
-    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+    x = torch.tensor(img).permute(2, 0, 1)[None].float() / 255.0  # a copy: read-only arrays (np.asarray(PIL)) too
     k = psp_bicubic_kernel(factor)
     before, after = pad // 2, pad - pad // 2
     x = F.conv2d(F.pad(x, (0, 0, before, after), mode="reflect"), k.view(1, 1, taps, 1).expand(c, 1, taps, 1),

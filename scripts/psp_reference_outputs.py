@@ -9,8 +9,11 @@ weights from the published key layout (tests/data/psp/psp_1024_layout.tsv) witho
   output pooled to 256 px (`face_pool`), constant noise (`randomize_noise=False`), and the same with style mixing
   (`latent_mask` 8-17 blended with alpha 0.5 towards the W code of a seeded z, as the reference's style_mixing.py);
 - the single-head W and W+ encoders (`BackboneEncoderUsingLastLayerIntoW`, `...IntoWPlus`);
-- ArcFace IR-SE50 (`model_irse.Backbone(112, 50, 'ir_se')`) and the identity loss (`criteria/id_loss.py`) on the
-  pSp output against a second image.
+- the loss networks, each built by the reference's own loading code from seeded weight files: the identity loss
+  (`criteria/id_loss.py`, ArcFace IR-SE50) on the pSp output against a second image, the MoCo loss
+  (`criteria/moco_loss.py`) and LPIPS (`criteria/lpips`, AlexNet v0.1);
+- the super-resolution inputs of `datasets/augmentations.py` (BicubicDownSample by each factor, then ToPILImage)
+  of a seeded 128-px image.
 The reference's decoder imports rosinality's compiled ops at import time; they are replaced by a stand-in module on
 our `priors.ops` with impl="ref" (upfirdn2d and bias_act, both checked against NVIDIA's reference ops by
 tests/priors/test_ops.py). The stored file is small: the seeded inputs and the outputs, no weights.
@@ -26,6 +29,7 @@ import zlib
 from pathlib import Path
 from typing import Dict, Mapping, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,6 +43,7 @@ LATENT_MASK = tuple(range(8, N_STYLES))  # the reference's multi-modal default: 
 MIX_ALPHA = 0.5
 MIX_SEED = 7  # z of the injected style: torch.randn(1, 512) from this seed (PSPNet.variants draws it so)
 INPUT_SEED, TARGET_SEED = 0, 1
+SR_FACTORS = (1, 2, 4, 8, 16, 32)  # pSp's super-resolution factors
 CROP = (slice(112, 144), slice(112, 144))  # a full-resolution window of the 256-px output that the test compares
 POOL = 4  # the rest of the 256-px output is compared average-pooled by this factor (64 x 64)
 
@@ -97,10 +102,54 @@ def latent_avg() -> torch.Tensor:
     return (0.5 * _normal("latent_avg", (1, W_DIM))).repeat(N_STYLES, 1)
 
 
+def _layout(module: nn.Module, prefix: str = "") -> Dict[str, Tuple[Tuple[int, ...], torch.dtype]]:
+    return {prefix + k: (tuple(v.shape), v.dtype) for k, v in module.state_dict().items()}
+
+
+def arcface_file() -> Dict[str, torch.Tensor]:
+    """model_ir_se50.pth with seeded weights (the layout of our ArcFace, which is the published file's)."""
+    from nets.encoders import ArcFace
+
+    with torch.device("meta"):  # shapes only
+        layout = _layout(ArcFace())
+    return seeded_weights(layout)
+
+
+def lpips_files() -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+    """LPIPS (AlexNet, v0.1) with seeded weights: torchvision's alexnet state dict (`features.*`; LPIPS uses no
+    classifier) and the official head file (`lin{l}.model.1.weight`, non-negative as trained)."""
+    import torchvision
+
+    with torch.device("meta"):
+        features = _layout(torchvision.models.alexnet(weights=None).features, "features.")
+    heads = {f"lin{i}.model.1.weight": ((1, c, 1, 1), torch.float32) for i, c in enumerate((64, 192, 384, 256, 256))}
+    return seeded_weights(features), {k: v.abs() for k, v in seeded_weights(heads).items()}
+
+
+def moco_file() -> Dict[str, object]:
+    """moco_v2_800ep_pretrain.pth.tar with seeded weights: `state_dict` of `module.encoder_q.*`, a ResNet-50 with
+    MoCo v2's MLP head (fc.0: 2048 -> 2048, fc.2: 2048 -> 128), which the loss drops."""
+    import torchvision
+
+    with torch.device("meta"):
+        net = torchvision.models.resnet50(weights=None)
+    layout = {k: v for k, v in _layout(net, "module.encoder_q.").items() if ".fc." not in k}
+    layout.update({"module.encoder_q.fc.0.weight": ((2048, 2048), torch.float32),
+                   "module.encoder_q.fc.0.bias": ((2048,), torch.float32),
+                   "module.encoder_q.fc.2.weight": ((128, 2048), torch.float32),
+                   "module.encoder_q.fc.2.bias": ((128,), torch.float32)})
+    return {"epoch": 800, "arch": "resnet50", "state_dict": seeded_weights(layout)}
+
+
 def image(seed: int, size: int = 256) -> torch.Tensor:
     """A smooth seeded image (1, 3, size, size) in [-1, 1]: 32 x 32 noise upsampled bilinearly."""
     small = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
     return F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False).clamp(-1, 1)
+
+
+def sr_source(size: int = 128) -> np.ndarray:
+    """A smooth seeded uint8 image (size, size, 3) for pSp's super-resolution degradation."""
+    return ((image(INPUT_SEED, size)[0].permute(1, 2, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
 
 
 def mix_z() -> torch.Tensor:
@@ -148,12 +197,55 @@ def _seed_module(module: nn.Module, prefix: str = "") -> None:
     module.load_state_dict({k: seeded[prefix + k] for k in state}, strict=True)
 
 
+def _loss_networks(img: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> Dict[str, object]:
+    """The reference's IDLoss, MocoLoss and LPIPS, each built by its own code from seeded weight files (its paths
+    pointed at them, its .cuda() / .to("cuda") calls kept on the CPU, its one download answered with the head
+    file)."""
+    import tempfile
+    from unittest import mock
+
+    import torchvision
+
+    from configs import paths_config
+    from criteria import moco_loss
+    from criteria.id_loss import IDLoss
+    from criteria.lpips import lpips as lpips_module, networks as lpips_networks
+
+    out: Dict[str, object] = {}
+    features, heads = lpips_files()
+    no_download = types.SimpleNamespace(**{
+        name: (lambda *a, _n=name, **k: getattr(torchvision.models, _n)(weights=None))
+        for name in ("alexnet", "vgg16", "squeezenet1_1")})
+    module_to = nn.Module.to
+
+    def cpu_to(self, *args, **kwargs):  # LPIPS moves itself to "cuda"
+        return self if args[:1] == ("cuda",) else module_to(self, *args, **kwargs)
+
+    with tempfile.TemporaryDirectory() as tmp, \
+            mock.patch.object(nn.Module, "cuda", lambda self, *a, **k: self), \
+            mock.patch.object(nn.Module, "to", cpu_to), \
+            mock.patch.object(lpips_networks, "models", no_download), \
+            mock.patch.object(torch.hub, "load_state_dict_from_url", lambda *a, **k: dict(heads)):
+        ir_se50, moco = Path(tmp) / "model_ir_se50.pth", Path(tmp) / "moco_v2_800ep_pretrain.pth.tar"
+        torch.save(arcface_file(), ir_se50)
+        torch.save(moco_file(), moco)
+        with mock.patch.dict(paths_config.model_paths, {"ir_se50": str(ir_se50), "moco": str(moco)}):
+            id_loss, moco_sim = IDLoss().eval(), moco_loss.MocoLoss().eval()
+        lpips = lpips_module.LPIPS(net_type="alex").eval()
+        lpips.net.layers.load_state_dict({k[len("features."):]: v for k, v in features.items()})
+        out["id_loss"] = id_loss(img, y, x)[0].clone()
+        out["arcface"] = id_loss.extract_feats(y)
+        pair_x, pair_y = torch.cat([x, y]), torch.cat([y, x])  # its squeeze() breaks a batch of one
+        out["moco_loss"] = moco_sim(pair_x, pair_y, pair_x)[0].clone()
+        out["moco_features"] = moco_sim.extract_feats(pair_x)
+        out["lpips"] = lpips(x, y).clone()
+    return out
+
+
 def reference_outputs(ref: Path) -> Dict[str, object]:
     _install_op_stand_in()
     sys.path.insert(0, str(ref))
-    from criteria.id_loss import IDLoss
     from models.encoders import psp_encoders
-    from models.encoders.model_irse import Backbone
     from models.psp import pSp
 
     opts = argparse.Namespace(output_size=OUTPUT_SIZE, encoder_type="GradualStyleEncoder", input_nc=3, label_nc=0,
@@ -178,13 +270,18 @@ def reference_outputs(ref: Path) -> Dict[str, object]:
             encoders[name] = enc(x)
         out["encoders"] = encoders
 
-        facenet = Backbone(input_size=112, num_layers=50, drop_ratio=0.6, mode="ir_se").eval()
-        _seed_module(facenet)
-        id_loss = IDLoss.__new__(IDLoss)  # its constructor reads model_ir_se50.pth from the reference's paths
-        nn.Module.__init__(id_loss)
-        id_loss.facenet, id_loss.face_pool = facenet, nn.AdaptiveAvgPool2d((112, 112))
-        loss, _, _ = id_loss(img, y, x)
-        out.update(arcface=facenet(F.adaptive_avg_pool2d(y[:, :, 35:223, 32:220], 112)), id_loss=loss.clone())
+        out.update(_loss_networks(img, x, y))
+
+    # super-resolution inputs: datasets/augmentations.py's BilinearResize with each factor (the bicubic filter and
+    # ToPILImage's 8-bit truncation), before its Resize back up
+    from PIL import Image
+    from torchvision import transforms
+
+    from datasets.augmentations import BicubicDownSample
+
+    src = transforms.ToTensor()(Image.fromarray(sr_source())).unsqueeze(0)
+    out["sr_low_res"] = {f: torch.from_numpy(np.asarray(transforms.ToPILImage()(
+        BicubicDownSample(factor=f, cuda=False)(src)[0].clamp(0, 1))).copy()) for f in SR_FACTORS}
     return out
 
 

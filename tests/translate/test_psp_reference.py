@@ -3,17 +3,20 @@
 tests/data/psp/reference_outputs.pt holds what eladrich/pixel2style2pixel computes (scripts/psp_reference_outputs.py)
 with every weight seeded from its state-dict key. Here the same weights are rebuilt from the published key layout
 (psp_1024_layout.tsv) alone, saved as a pSp checkpoint and read through our loader, so that the encoder, the
-rosinality decoder mapping, latent_avg, face_pool, style mixing, the single-head encoders and the identity loss
-are each compared with the reference's numbers, not only their key names."""
+rosinality decoder mapping, latent_avg, face_pool, style mixing, the single-head encoders and the loss networks
+(identity, MoCo, LPIPS) are each compared with the reference's numbers, not only their key names; and the
+super-resolution inputs that `downsample_psp` makes are the reference's, pixel for pixel."""
 import os
 
+import numpy as np
 import pytest
 import torch
 
 from nets.encoders import BackboneEncoderUsingLastLayerIntoW, BackboneEncoderUsingLastLayerIntoWPlus, load_arcface
 from nets.psp import PSPNet
 from scripts.psp_reference_outputs import (
-    INPUT_SEED, LATENT_MASK, MIX_ALPHA, MIX_SEED, OUTPUT_SIZE, TARGET_SEED, image, latent_avg, seeded_weights, summary,
+    INPUT_SEED, LATENT_MASK, MIX_ALPHA, MIX_SEED, OUTPUT_SIZE, SR_FACTORS, TARGET_SEED, arcface_file, image,
+    latent_avg, lpips_files, moco_file, seeded_weights, sr_source, summary,
 )
 from translate.psp import IDLoss
 from translate.psp_checkpoint import load_psp_checkpoint
@@ -98,16 +101,36 @@ def test_single_head_encoders_match_the_reference(cls, reference):
 
 
 @torch.no_grad()
-def test_arcface_and_identity_loss_match_the_reference(psp_net, reference, tmp_path):
-    """model_ir_se50.pth in its published layout through load_arcface; the identity loss on the pSp output."""
-    from nets.encoders import ArcFace
+def test_loss_networks_match_the_reference(psp_net, reference, tmp_path):
+    """ArcFace (model_ir_se50.pth), MoCo v2 (moco_v2_800ep_pretrain.pth.tar) and LPIPS (torchvision AlexNet + the
+    official heads) in their published file layouts through our loaders; the identity loss on the pSp output."""
+    from nets.perceptual import load_lpips
+    from translate.psp import MocoLoss, load_moco
 
-    with torch.device("meta"):
-        layout = {k: (tuple(v.shape), v.dtype) for k, v in ArcFace().state_dict().items()}
-    path = tmp_path / "model_ir_se50.pth"
-    torch.save(seeded_weights(layout), path)
-    id_loss = IDLoss(load_arcface(path))
+    files = {"model_ir_se50.pth": arcface_file(), "moco.pth.tar": moco_file()}
+    files["alexnet.pth"], files["alex.pth"] = lpips_files()
+    for name, obj in files.items():
+        torch.save(obj, tmp_path / name)
     x, y = image(INPUT_SEED), image(TARGET_SEED)
+
+    id_loss = IDLoss(load_arcface(tmp_path / "model_ir_se50.pth"))
     assert_close(id_loss.features(y), reference["arcface"])
-    loss = id_loss(psp_net(x), y)
-    assert loss.item() == pytest.approx(reference["id_loss"].item(), abs=1e-4)
+    assert id_loss(psp_net(x), y).item() == pytest.approx(reference["id_loss"].item(), abs=1e-5)
+
+    moco = MocoLoss(load_moco(str(tmp_path / "moco.pth.tar")))
+    pair_x, pair_y = torch.cat([x, y]), torch.cat([y, x])
+    assert_close(moco.features(pair_x), reference["moco_features"])
+    assert moco(pair_x, pair_y).item() == pytest.approx(reference["moco_loss"].item(), abs=1e-6)
+
+    lpips = load_lpips("alex", tmp_path / "alexnet.pth", tmp_path / "alex.pth")
+    assert lpips(x, y).mean().item() == pytest.approx(reference["lpips"].item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("factor", SR_FACTORS)
+def test_super_resolution_inputs_are_the_reference_s(factor, reference):
+    """pSp's BicubicDownSample + ToPILImage (8-bit truncation): identical bytes for every factor of its SR configs."""
+    from datamodules.degrade import psp_downsample_image
+
+    src = sr_source()
+    src.flags.writeable = False  # as np.asarray of a PIL image: read, never written
+    assert np.array_equal(psp_downsample_image(src, factor), reference["sr_low_res"][factor].numpy())
