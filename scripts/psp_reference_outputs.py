@@ -12,6 +12,7 @@ weights from the published key layout (tests/data/psp/psp_1024_layout.tsv) witho
 - the loss networks, each built by the reference's own loading code from seeded weight files: the identity loss
   (`criteria/id_loss.py`, ArcFace IR-SE50) on the pSp output against a second image, the MoCo loss
   (`criteria/moco_loss.py`) and LPIPS (`criteria/lpips`, AlexNet v0.1);
+- the weights after 40 steps of its Ranger optimizer (`training/ranger.py`) on a small seeded problem;
 - the super-resolution inputs of `datasets/augmentations.py` (BicubicDownSample by each factor, then ToPILImage)
   of a seeded 128-px image.
 The reference's decoder imports rosinality's compiled ops at import time; they are replaced by a stand-in module on
@@ -44,6 +45,7 @@ MIX_ALPHA = 0.5
 MIX_SEED = 7  # z of the injected style: torch.randn(1, 512) from this seed (PSPNet.variants draws it so)
 INPUT_SEED, TARGET_SEED = 0, 1
 SR_FACTORS = (1, 2, 4, 8, 16, 32)  # pSp's super-resolution factors
+RANGER_STEPS, RANGER_LR, RANGER_SEED = 40, 1e-2, 1  # Lookahead every 6 steps, RAdam rectified from step 6
 CROP = (slice(112, 144), slice(112, 144))  # a full-resolution window of the 256-px output that the test compares
 POOL = 4  # the rest of the 256-px output is compared average-pooled by this factor (64 x 64)
 
@@ -139,6 +141,26 @@ def moco_file() -> Dict[str, object]:
                    "module.encoder_q.fc.2.weight": ((128, 2048), torch.float32),
                    "module.encoder_q.fc.2.bias": ((128,), torch.float32)})
     return {"epoch": 800, "arch": "resnet50", "state_dict": seeded_weights(layout)}
+
+
+def ranger_problem() -> Tuple[nn.Module, list]:
+    """A small conv + linear regression with seeded weights and RANGER_STEPS seeded batches, to train with Ranger
+    at lr RANGER_LR: past RAdam's rectification switch and several Lookahead synchronisations."""
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+    net.load_state_dict(seeded_weights(_layout(net, "")))
+    g = torch.Generator().manual_seed(RANGER_SEED)
+    return net, [(torch.randn(4, 3, 8, 8, generator=g), torch.randn(4, 4, generator=g)) for _ in range(RANGER_STEPS)]
+
+
+def train_ranger(optimizer_class: type) -> Dict[str, torch.Tensor]:
+    """The weights of `ranger_problem` after its steps with optimizer_class(params, lr=RANGER_LR) (defaults else)."""
+    net, batches = ranger_problem()
+    opt = optimizer_class(net.parameters(), lr=RANGER_LR)
+    for x, target in batches:
+        opt.zero_grad()
+        F.mse_loss(net(x), target).backward()
+        opt.step()
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
 def image(seed: int, size: int = 256) -> torch.Tensor:
@@ -271,6 +293,15 @@ def reference_outputs(ref: Path) -> Dict[str, object]:
         out["encoders"] = encoders
 
         out.update(_loss_networks(img, x, y))
+
+    # the optimizer: training/ranger.py (RAdam + Lookahead + gradient centralisation) with pSp's defaults
+    import warnings
+
+    from training.ranger import Ranger
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its deprecated add_(scalar, tensor) calls
+        out["ranger"] = train_ranger(Ranger)
 
     # super-resolution inputs: datasets/augmentations.py's BilinearResize with each factor (the bicubic filter and
     # ToPILImage's 8-bit truncation), before its Resize back up

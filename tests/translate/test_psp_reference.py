@@ -4,8 +4,9 @@ tests/data/psp/reference_outputs.pt holds what eladrich/pixel2style2pixel comput
 with every weight seeded from its state-dict key. Here the same weights are rebuilt from the published key layout
 (psp_1024_layout.tsv) alone, saved as a pSp checkpoint and read through our loader, so that the encoder, the
 rosinality decoder mapping, latent_avg, face_pool, style mixing, the single-head encoders and the loss networks
-(identity, MoCo, LPIPS) are each compared with the reference's numbers, not only their key names; and the
-super-resolution inputs that `downsample_psp` makes are the reference's, pixel for pixel."""
+(identity, MoCo, LPIPS) are each compared with the reference's numbers, not only their key names; so are the
+weights its Ranger optimizer reaches, and the super-resolution inputs that `downsample_psp` makes, pixel for
+pixel."""
 import os
 
 import numpy as np
@@ -16,7 +17,7 @@ from nets.encoders import BackboneEncoderUsingLastLayerIntoW, BackboneEncoderUsi
 from nets.psp import PSPNet
 from scripts.psp_reference_outputs import (
     INPUT_SEED, LATENT_MASK, MIX_ALPHA, MIX_SEED, OUTPUT_SIZE, SR_FACTORS, TARGET_SEED, arcface_file, image,
-    latent_avg, lpips_files, moco_file, seeded_weights, sr_source, summary,
+    latent_avg, lpips_files, moco_file, ranger_problem, seeded_weights, sr_source, summary, train_ranger,
 )
 from translate.psp import IDLoss
 from translate.psp_checkpoint import load_psp_checkpoint
@@ -134,3 +135,15 @@ def test_super_resolution_inputs_are_the_reference_s(factor, reference):
     src = sr_source()
     src.flags.writeable = False  # as np.asarray of a PIL image: read, never written
     assert np.array_equal(psp_downsample_image(src, factor), reference["sr_low_res"][factor].numpy())
+
+
+def test_ranger_follows_the_reference_s_trajectory(reference):
+    """translate.optim.Ranger (torch's RAdam + Lookahead + gradient centralisation) with its defaults reaches the
+    reference's training/ranger.py weights after 40 steps: rectification switch, Lookahead syncs and all."""
+    from translate.optim import Ranger
+
+    ours = train_ranger(Ranger)
+    for k, theirs in reference["ranger"].items():
+        torch.testing.assert_close(ours[k], theirs, atol=1e-6, rtol=0, msg=k)
+    start = ranger_problem()[0].state_dict()
+    assert max((reference["ranger"][k] - v).abs().max().item() for k, v in start.items()) > 1e-3  # it moved
