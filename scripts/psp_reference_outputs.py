@@ -11,7 +11,8 @@ weights from the published key layout (tests/data/psp/psp_1024_layout.tsv) witho
 - the single-head W and W+ encoders (`BackboneEncoderUsingLastLayerIntoW`, `...IntoWPlus`);
 - the loss networks, each built by the reference's own loading code from seeded weight files: the identity loss
   (`criteria/id_loss.py`, ArcFace IR-SE50) on the pSp output against a second image, the MoCo loss
-  (`criteria/moco_loss.py`) and LPIPS (`criteria/lpips`, AlexNet v0.1);
+  (`criteria/moco_loss.py`) and LPIPS (`criteria/lpips`, AlexNet v0.1), and the training loss of
+  `training/coach.py` (calc_loss) with the paper's frontalization weights, every term on;
 - the weights after 40 steps of its Ranger optimizer (`training/ranger.py`) on a small seeded problem;
 - the super-resolution inputs of `datasets/augmentations.py` (BicubicDownSample by each factor, then ToPILImage)
   of a seeded 128-px image.
@@ -45,6 +46,9 @@ MIX_ALPHA = 0.5
 MIX_SEED = 7  # z of the injected style: torch.randn(1, 512) from this seed (PSPNet.variants draws it so)
 INPUT_SEED, TARGET_SEED = 0, 1
 SR_FACTORS = (1, 2, 4, 8, 16, 32)  # pSp's super-resolution factors
+# the paper's frontalization weights (its README's command; configs/psp/frontalization.yaml): every pSp loss term
+FRONTALIZATION_LAMBDAS = {"l2_lambda": 0.001, "lpips_lambda": 0.08, "l2_lambda_crop": 0.01, "lpips_lambda_crop": 0.8,
+                          "id_lambda": 1.0, "w_norm_lambda": 0.005, "moco_lambda": 0.0}
 RANGER_STEPS, RANGER_LR, RANGER_SEED = 40, 1e-2, 1  # Lookahead every 6 steps, RAdam rectified from step 6
 CROP = (slice(112, 144), slice(112, 144))  # a full-resolution window of the 256-px output that the test compares
 POOL = 4  # the rest of the 256-px output is compared average-pooled by this factor (64 x 64)
@@ -209,7 +213,12 @@ def _install_op_stand_in() -> None:
 
     op.fused_leaky_relu, op.FusedLeakyReLU, op.upfirdn2d = fused_leaky_relu, FusedLeakyReLU, upfirdn2d
     sys.modules["models.stylegan2.op"] = op
-    sys.modules.setdefault("matplotlib", types.SimpleNamespace(use=lambda *a, **k: None))  # models/psp.py imports it
+    # models/psp.py and training/coach.py import matplotlib (and coach.py cv2 and tensorboard) for logging only
+    pyplot = types.SimpleNamespace()
+    sys.modules.setdefault("matplotlib", types.SimpleNamespace(use=lambda *a, **k: None, pyplot=pyplot))
+    sys.modules.setdefault("matplotlib.pyplot", pyplot)
+    sys.modules.setdefault("cv2", types.SimpleNamespace())
+    sys.modules.setdefault("torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=None))
 
 
 def _seed_module(module: nn.Module, prefix: str = "") -> None:
@@ -219,7 +228,22 @@ def _seed_module(module: nn.Module, prefix: str = "") -> None:
     module.load_state_dict({k: seeded[prefix + k] for k in state}, strict=True)
 
 
-def _loss_networks(img: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> Dict[str, object]:
+def _coach_loss(id_loss: nn.Module, lpips: nn.Module, x: torch.Tensor, y: torch.Tensor, y_hat: torch.Tensor,
+                codes: torch.Tensor) -> Dict[str, float]:
+    """training/coach.py's calc_loss with the paper's frontalization weights (a Coach without its data, logger and
+    networks: calc_loss reads only its options, loss modules and net.latent_avg)."""
+    from criteria.w_norm import WNormLoss
+    from training.coach import Coach
+
+    coach = Coach.__new__(Coach)
+    coach.opts = argparse.Namespace(start_from_latent_avg=True, **FRONTALIZATION_LAMBDAS)
+    coach.net = types.SimpleNamespace(latent_avg=latent_avg())
+    coach.id_loss, coach.lpips_loss, coach.w_norm_loss = id_loss, lpips, WNormLoss(start_from_latent_avg=True)
+    _, loss_dict, _ = coach.calc_loss(x, y, y_hat, codes)
+    return loss_dict
+
+
+def _loss_networks(img: torch.Tensor, codes: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> Dict[str, object]:
     """The reference's IDLoss, MocoLoss and LPIPS, each built by its own code from seeded weight files (its paths
     pointed at them, its .cuda() / .to("cuda") calls kept on the CPU, its one download answered with the head
     file)."""
@@ -261,6 +285,7 @@ def _loss_networks(img: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> Dict[
         out["moco_loss"] = moco_sim(pair_x, pair_y, pair_x)[0].clone()
         out["moco_features"] = moco_sim.extract_feats(pair_x)
         out["lpips"] = lpips(x, y).clone()
+        out["frontalization_loss"] = _coach_loss(id_loss, lpips, x, y, img.clamp(-1, 1), codes)
     return out
 
 
@@ -292,7 +317,7 @@ def reference_outputs(ref: Path) -> Dict[str, object]:
             encoders[name] = enc(x)
         out["encoders"] = encoders
 
-        out.update(_loss_networks(img, x, y))
+        out.update(_loss_networks(img, codes, x, y))
 
     # the optimizer: training/ranger.py (RAdam + Lookahead + gradient centralisation) with pSp's defaults
     import warnings

@@ -3,10 +3,10 @@
 tests/data/psp/reference_outputs.pt holds what eladrich/pixel2style2pixel computes (scripts/psp_reference_outputs.py)
 with every weight seeded from its state-dict key. Here the same weights are rebuilt from the published key layout
 (psp_1024_layout.tsv) alone, saved as a pSp checkpoint and read through our loader, so that the encoder, the
-rosinality decoder mapping, latent_avg, face_pool, style mixing, the single-head encoders and the loss networks
-(identity, MoCo, LPIPS) are each compared with the reference's numbers, not only their key names; so are the
-weights its Ranger optimizer reaches, and the super-resolution inputs that `downsample_psp` makes, pixel for
-pixel."""
+rosinality decoder mapping, latent_avg, face_pool, style mixing, the single-head encoders, the loss networks
+(identity, MoCo, LPIPS) and the frontalization config's training loss are each compared with the reference's
+numbers, not only their key names; so are the weights its Ranger optimizer reaches and the super-resolution
+inputs that `downsample_psp` makes (pixel for pixel)."""
 import os
 
 import numpy as np
@@ -16,8 +16,9 @@ import torch
 from nets.encoders import BackboneEncoderUsingLastLayerIntoW, BackboneEncoderUsingLastLayerIntoWPlus, load_arcface
 from nets.psp import PSPNet
 from scripts.psp_reference_outputs import (
-    INPUT_SEED, LATENT_MASK, MIX_ALPHA, MIX_SEED, OUTPUT_SIZE, SR_FACTORS, TARGET_SEED, arcface_file, image,
-    latent_avg, lpips_files, moco_file, ranger_problem, seeded_weights, sr_source, summary, train_ranger,
+    FRONTALIZATION_LAMBDAS, INPUT_SEED, LATENT_MASK, MIX_ALPHA, MIX_SEED, OUTPUT_SIZE, SR_FACTORS, TARGET_SEED,
+    arcface_file, image, latent_avg, lpips_files, moco_file, ranger_problem, seeded_weights, sr_source, summary,
+    train_ranger,
 )
 from translate.psp import IDLoss
 from translate.psp_checkpoint import load_psp_checkpoint
@@ -43,17 +44,34 @@ def reference():
 
 
 @pytest.fixture(scope="module")
-def psp_net(tmp_path_factory):
-    """The seeded pSp model through our reader, as `cli.py import --from psp` builds it, pooled to 256 px as the
-    reference's face_pool."""
+def psp_file(tmp_path_factory):
+    """The seeded pSp model as a published checkpoint file (1.2 GB, removed after this module)."""
     path = tmp_path_factory.mktemp("psp") / "psp_seeded.pt"
     opts = {"encoder_type": "GradualStyleEncoder", "input_nc": 3, "label_nc": 0, "output_size": OUTPUT_SIZE,
             "start_from_latent_avg": True, "learn_in_w": False}
     torch.save({"state_dict": seeded_weights(read_layout()), "latent_avg": latent_avg(), "opts": opts}, path)
-    ckpt = load_psp_checkpoint(path)
-    path.unlink()  # 1.2 GB
+    yield path
+    path.unlink()
+
+
+@pytest.fixture(scope="module")
+def psp_net(psp_file):
+    """The seeded pSp model through our reader, as `cli.py import --from psp` builds it, pooled to 256 px as the
+    reference's face_pool."""
+    ckpt = load_psp_checkpoint(psp_file)
     return PSPNet(ckpt.build_encoder(), ckpt.decoder, ckpt.latent_avg, ckpt.opts["start_from_latent_avg"],
                   resize=256, noise_mode="const").eval()
+
+
+@pytest.fixture(scope="module")
+def loss_files(tmp_path_factory):
+    """Seeded model_ir_se50.pth, MoCo v2 and LPIPS (torchvision AlexNet + official heads) files."""
+    root = tmp_path_factory.mktemp("loss_nets")
+    files = {"model_ir_se50.pth": arcface_file(), "moco.pth.tar": moco_file()}
+    files["alexnet.pth"], files["alex.pth"] = lpips_files()
+    for name, obj in files.items():
+        torch.save(obj, root / name)
+    return root
 
 
 def assert_close(ours, theirs, rtol=1e-4):
@@ -102,29 +120,52 @@ def test_single_head_encoders_match_the_reference(cls, reference):
 
 
 @torch.no_grad()
-def test_loss_networks_match_the_reference(psp_net, reference, tmp_path):
+def test_loss_networks_match_the_reference(psp_net, reference, loss_files):
     """ArcFace (model_ir_se50.pth), MoCo v2 (moco_v2_800ep_pretrain.pth.tar) and LPIPS (torchvision AlexNet + the
     official heads) in their published file layouts through our loaders; the identity loss on the pSp output."""
     from nets.perceptual import load_lpips
     from translate.psp import MocoLoss, load_moco
 
-    files = {"model_ir_se50.pth": arcface_file(), "moco.pth.tar": moco_file()}
-    files["alexnet.pth"], files["alex.pth"] = lpips_files()
-    for name, obj in files.items():
-        torch.save(obj, tmp_path / name)
     x, y = image(INPUT_SEED), image(TARGET_SEED)
-
-    id_loss = IDLoss(load_arcface(tmp_path / "model_ir_se50.pth"))
+    id_loss = IDLoss(load_arcface(loss_files / "model_ir_se50.pth"))
     assert_close(id_loss.features(y), reference["arcface"])
     assert id_loss(psp_net(x), y).item() == pytest.approx(reference["id_loss"].item(), abs=1e-5)
 
-    moco = MocoLoss(load_moco(str(tmp_path / "moco.pth.tar")))
+    moco = MocoLoss(load_moco(str(loss_files / "moco.pth.tar")))
     pair_x, pair_y = torch.cat([x, y]), torch.cat([y, x])
     assert_close(moco.features(pair_x), reference["moco_features"])
     assert moco(pair_x, pair_y).item() == pytest.approx(reference["moco_loss"].item(), abs=1e-6)
 
-    lpips = load_lpips("alex", tmp_path / "alexnet.pth", tmp_path / "alex.pth")
+    lpips = load_lpips("alex", loss_files / "alexnet.pth", loss_files / "alex.pth")
     assert lpips(x, y).mean().item() == pytest.approx(reference["lpips"].item(), rel=1e-5)
+
+
+@torch.no_grad()
+def test_frontalization_config_loss_is_the_reference_coach_s(psp_file, psp_net, reference, loss_files, tmp_path):
+    """configs/psp/frontalization.yaml, fine-tuning the published-layout model: its weights are the paper's and its
+    loss (every pSp term: L2, LPIPS, identity, both crop terms, W-norm) is training/coach.py's calc_loss."""
+    from translate.config import load_config
+    from translate.runner import build_module
+
+    config = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "psp", "frontalization.yaml")
+    cfg = load_config([config], [f"model.prior={psp_file}", f"model.encoder_weights={psp_file}",
+                                 f"model.id_weights={loss_files / 'model_ir_se50.pth'}",
+                                 f"model.lpips_backbone={loss_files / 'alexnet.pth'}",
+                                 f"model.lpips_weights={loss_files / 'alex.pth'}", f"data.root={tmp_path}"])
+    assert {k: getattr(cfg.model, k) for k in FRONTALIZATION_LAMBDAS} == FRONTALIZATION_LAMBDAS
+    module = build_module(cfg).eval()
+    x, y = image(INPUT_SEED), image(TARGET_SEED)
+    codes = module.net.encode(x)
+    y_hat = psp_net.decode(codes).clamp(-1, 1)
+    terms = module.losses(x, y, y_hat, codes)
+    theirs = reference["frontalization_loss"]
+    lambdas = {"l2": "l2_lambda", "lpips": "lpips_lambda", "id": "id_lambda", "l2_crop": "l2_lambda_crop",
+               "lpips_crop": "lpips_lambda_crop", "w_norm": "w_norm_lambda"}  # our term -> its weight
+    assert set(terms) - {"loss"} == set(lambdas)
+    for name, weight in lambdas.items():  # the reference logs each term unweighted, as loss_<term>
+        assert terms[name].item() / FRONTALIZATION_LAMBDAS[weight] == pytest.approx(theirs[f"loss_{name}"],
+                                                                                   rel=1e-4), name
+    assert terms["loss"].item() == pytest.approx(theirs["loss"], rel=1e-5)
 
 
 @pytest.mark.parametrize("factor", SR_FACTORS)
