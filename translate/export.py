@@ -103,7 +103,10 @@ def export_bundle(net: nn.Module, out_dir: str | Path, meta: Dict[str, Any], exa
             "parity": parity,
         }
         (tmp / META_FILE).write_text(json.dumps(info, indent=2))
-        os.chmod(tmp, default_mode(directory=True))  # mkdtemp's 0700 would hide the bundle from the user's group
+        # mkdtemp's 0700, and safetensors' own temporary-file 0600, would hide the bundle from the user's group
+        for f in tmp.iterdir():
+            os.chmod(f, default_mode())
+        os.chmod(tmp, default_mode(directory=True))
         _move_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

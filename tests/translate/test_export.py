@@ -171,6 +171,19 @@ def test_parity_failure_raises_and_keeps_the_old_bundle(tiny, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_bundle_files_get_the_umask_permissions(tmp_path):
+    """Every file of a bundle (safetensors writes its file privately, 0600) and the folder as any new file or
+    folder under the user's umask (here 027: 0640 and 0750), so that a shared bundle is readable by the group."""
+    old = os.umask(0o027)
+    try:
+        out = export_bundle(TinyNet().eval(), tmp_path / "b", meta_for(), rand(1, 3, 6, 4), size_multiple=2,
+                            dynamic_batch=False, dynamic_spatial=False, check=False)
+    finally:
+        os.umask(old)
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {name: 0o640 for name in FILES}
+    assert out.stat().st_mode & 0o777 == 0o750
+
+
 def test_refuses_to_overwrite_unless_asked(tmp_path):
     dest = tmp_path / "b"
     dest.mkdir()
