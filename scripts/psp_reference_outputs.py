@@ -1,6 +1,6 @@
 """Outputs of the pSp reference code on seeded weights: the target of tests/translate/test_psp_reference.py.
 
-    python scripts/psp_reference_outputs.py --ref /path/to/pixel2style2pixel [--out tests/data/psp/reference_outputs.pt]
+    python scripts/psp_reference_outputs.py --ref /path/to/pixel2style2pixel [--out reference_outputs.pt]
 
 Runs the reference implementation (eladrich/pixel2style2pixel, a checkout the user provides; nothing of it is
 copied here) on the CPU with every weight set by `seeded_weights` below, so that the test can rebuild the same
@@ -344,7 +344,7 @@ def reference_outputs(ref: Path) -> Dict[str, object]:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ref", type=Path, required=True, help="a checkout of eladrich/pixel2style2pixel")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default: {DEFAULT_OUT.relative_to(ROOT)}")
     p.add_argument("--commit", help="the reference's commit, where --ref is not a git checkout (default: its HEAD)")
     a = p.parse_args(argv)
     if not (a.ref / "models" / "psp.py").is_file():

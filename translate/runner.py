@@ -61,12 +61,23 @@ class RunCheckpoint(ModelCheckpoint):
     multiples would be hit irregularly or skipped. In that mode the epoch saves are off and the end of training saves
     too (`save_at_end`), so last.ckpt never lags behind a finished run."""
 
-    def __init__(self, *, every_n_minibatches: Optional[int] = None, save_at_end: bool = False, **kwargs: Any):
+    def __init__(self, *, every_n_minibatches: Optional[int] = None, save_at_end: bool = False, resuming: bool = False,
+                 **kwargs: Any):
         if every_n_minibatches:
             kwargs.update(every_n_train_steps=None, every_n_epochs=0)
         super().__init__(**kwargs)
         self.every_n_minibatches = every_n_minibatches
         self.save_at_end = save_at_end
+        self.resuming = resuming  # a fit that continues the run in dirpath (--resume)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if not self.resuming:
+            return super().setup(trainer, pl_module, stage)
+        # the checkpoint folder holds the run being continued (a fresh fit never reaches a folder with an earlier
+        # run's checkpoints, see check_run_dir), so Lightning's "exists and is not empty" is noise here
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            super().setup(trainer, pl_module, stage)
 
     def _save_now(self, trainer) -> None:
         candidates = self._monitor_candidates(trainer)
@@ -140,7 +151,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, *, for_fit: bool = True,
         if c.mode not in ("max", "min"):
             raise ValueError(f"checkpoint.mode: expected 'max' or 'min', got '{c.mode}'")
         every = dict(every_n_epochs=c.every_n_epochs, every_n_minibatches=c.every_n_train_steps,
-                     enable_version_counter=False)
+                     enable_version_counter=False, resuming=resume_step is not None)
         callbacks.append(RunCheckpoint(
             dirpath=run_dir / CHECKPOINT_DIR, filename="best-{epoch:03d}-{step}", monitor=c.monitor, mode=c.mode,
             save_top_k=c.save_top_k if c.monitor else 0, auto_insert_metric_name=False, **every,

@@ -2,6 +2,7 @@
 import csv
 import signal
 import subprocess
+import warnings
 import time
 
 import numpy as np
@@ -51,7 +52,11 @@ def test_resume_continues_with_optimizer_and_schedule_state(run, tmp_path):
     before = list(csv.DictReader(open(metrics)))
     with open(metrics, "a") as f:  # a row logged after last.ckpt was written (a crash before the next save)
         f.write(",".join({"epoch": "7", "step": "99"}.get(k, "") for k in before[0]) + "\n")
-    assert main(["fit", *TINY, f"run_dir={copy}", "trainer.max_epochs=3", "--resume", "last"]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["fit", *TINY, f"run_dir={copy}", "trainer.max_epochs=3", "--resume", "last"]) == 0
+    # the resumed run's own checkpoint folder is expected to be there: no "exists and is not empty" warning
+    assert not [str(w.message) for w in caught if "exists and is not empty" in str(w.message)]
     last = load_checkpoint(copy / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 3 * STEPS_PER_EPOCH
     assert adam_steps(last) == [12, 12]  # continued, not restarted
