@@ -7,6 +7,8 @@ noise), after warm-up, in one process so that the variants share the machine's s
     python benchmarks/psp.py                          # CPU: 1024 px, batch 1, fp32, ref ops
     python benchmarks/psp.py --device cuda --batch 8  # GPU rows: fp32 / bf16 autocast, ops cuda vs ref
     python benchmarks/psp.py --sizes 256 1024 --repeats 5
+    python benchmarks/psp.py --modconv both           # per-sample vs shared-weight modulated convolutions
+    python benchmarks/psp.py --modconv both --onnx bundle/   # and a 1024-px bundle's model.onnx (onnxruntime)
 
 Prints seconds per image, images/s and the ratio to the first row of each size. Targets (issue 5): CPU at most 4 s
 per 1024-px image (the reference pSp code with pure-PyTorch ops: about 9.4 s on the project's 2-core CPU); on an
@@ -65,6 +67,21 @@ def time_rows(net: PSPNet, x: torch.Tensor, dtype: str, repeats: int, warmup: in
     return times
 
 
+def time_onnx(bundle: Path, x, repeats: int, warmup: int) -> List[float]:
+    """Seconds per run of the bundle's model.onnx under onnxruntime (CPU) on the batch x."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    times = []
+    for i in range(warmup + repeats):
+        start = time.perf_counter()
+        sess.run(None, {name: x})
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
@@ -72,22 +89,34 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--onnx", type=Path, nargs="*", default=[],
+                   help="pSp bundle folders whose model.onnx to time too (onnxruntime CPU, same batch), e.g. one "
+                        "made by `cli.py import --from psp` of a 1024-px model")
+    p.add_argument("--modconv", choices=["fused", "shared", "both"], default="fused",
+                   help="the decoder's modulated convolutions: per-sample weights (fused, eager inference's default) "
+                        "or shared weights on scaled activations (shared: what exported bundles run)")
     args = p.parse_args(argv)
     cuda = args.device.startswith("cuda")
     variants = [("fp32", "ref")] + ([("fp32", "cuda"), ("bf16", "ref"), ("bf16", "cuda")] if cuda else [])
+    modconvs = ["fused", "shared"] if args.modconv == "both" else [args.modconv]
     print(f"pSp encode+decode, device {args.device}, batch {args.batch}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; median of {args.repeats} after {args.warmup} warm-up")
-    print(f"{'output':>6} {'precision':>9} {'ops':>5} {'s/image':>8} {'images/s':>9} {'vs first':>9}")
+    print(f"{'output':>6} {'precision':>9} {'ops':>5} {'modconv':>7} {'s/image':>8} {'images/s':>9} {'vs first':>9}")
     for size in args.sizes:
         net = build(size, args.device)
         x = torch.rand(args.batch, 3, 256, 256, device=args.device) * 2 - 1
         first = None
         for dtype, impl in variants:
-            with ops_impl(impl):
-                t = statistics.median(time_rows(net, x, dtype, args.repeats, args.warmup)) / args.batch
-            first = first or t
-            print(f"{size:>6} {dtype:>9} {impl:>5} {t:>8.3f} {1 / t:>9.2f} {first / t:>8.2f}x")
+            for modconv in modconvs:
+                net.fused_modconv = modconv == "fused"
+                with ops_impl(impl):
+                    t = statistics.median(time_rows(net, x, dtype, args.repeats, args.warmup)) / args.batch
+                first = first or t
+                print(f"{size:>6} {dtype:>9} {impl:>5} {modconv:>7} {t:>8.3f} {1 / t:>9.2f} {first / t:>8.2f}x")
         del net
+        for bundle in args.onnx:
+            t = statistics.median(time_onnx(bundle, x.cpu().numpy(), args.repeats, args.warmup)) / args.batch
+            print(f"{size:>6} {'fp32':>9} {'onnx':>5} {'-':>7} {t:>8.3f} {1 / t:>9.2f} {first / t:>8.2f}x  {bundle}")
     return 0
 
 

@@ -63,6 +63,9 @@ class PSPNet(nn.Module):
                              f"{tuple(latent_avg.shape)}")
         self.register_buffer("latent_avg", latent_avg.expand(n, -1).clone())
         self.start_from_latent_avg, self.resize, self.noise_mode = start_from_latent_avg, resize, noise_mode
+        # None: the prior's choice (per-sample weights in eval mode); export sets False, so that the graphs take any
+        # batch size (the per-sample convolution has as many groups as images, which ONNX cannot leave open)
+        self.fused_modconv: Optional[bool] = None
         if restyle_iters < 0:
             raise ValueError(f"restyle_iters: expected >= 0, got {restyle_iters}")
         self.restyle_iters = int(restyle_iters)
@@ -121,7 +124,8 @@ class PSPNet(nn.Module):
                feature: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The image of W+ codes (+ a feature offset at feature_res from `encode_full`)."""
         offsets = None if feature is None else {self.feature_res: feature}
-        img = self.decoder.synthesis(codes, noise_mode=noise_mode or self.noise_mode, feature_offsets=offsets)
+        img = self.decoder.synthesis(codes, noise_mode=noise_mode or self.noise_mode, feature_offsets=offsets,
+                                     fused_modconv=self.fused_modconv)
         if self.resize is not None and img.shape[-1] != self.resize:
             img = F.adaptive_avg_pool2d(img, (self.resize, self.resize))
         return img

@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="image file or folder")
     p.add_argument("--output", required=True, help="output folder (must not be inside the input folder)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--backend", default="auto", choices=["auto", "eager", "onnx", "pt2"])
+    p.add_argument("--backend", default="auto", choices=["auto", "eager", "onnx", "pt2"],
+                   help="auto: onnxruntime for pSp bundles on the CPU without --variants, else the eager net where "
+                        "the bundle can rebuild it, else onnx")
     p.add_argument("--device", default="cpu")
     p.add_argument("--variants", type=int, default=0,
                    help="pSp bundles: also write N style-mixed outputs per image (<stem>_mix<k>)")
@@ -276,7 +278,7 @@ def _run(args) -> int:
         return 0
 
     if args.command == "predict":
-        from translate.inference import load_translator
+        from translate.inference import load_translator, predict_backend
         from translate.predict import predict_paths
 
         mask = None
@@ -284,11 +286,12 @@ def _run(args) -> int:
             from priors.generate import parse_seeds
 
             mask = parse_seeds(args.latent_mask, "--latent-mask")
-        translator = load_translator(args.model, backend=args.backend, device=args.device)
+        backend = predict_backend(args.model, args.device, args.variants) if args.backend == "auto" else args.backend
+        translator = load_translator(args.model, backend=backend, device=args.device)
         written = predict_paths(translator, args.input, args.output, batch_size=args.batch_size,
                                 variants=args.variants, latent_mask=mask, mix_alpha=args.mix_alpha, seed=args.seed,
                                 resize_outputs=args.resize_outputs)
-        print(f"{len(written)} images written to {args.output}")
+        print(f"{len(written)} images written to {args.output} ({translator.backend} backend)")
         if not written:
             print("error: no image could be translated (see the warnings above)", file=sys.stderr)
             return 1

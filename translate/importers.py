@@ -57,6 +57,7 @@ def import_psp(weights: str | Path, out: str | Path, *, overwrite: bool = False,
     latent_avg = ckpt.latent_avg if ckpt.latent_avg is not None else ckpt.decoder.mapping.w_avg
     net = PSPNet(encoder, ckpt.decoder, latent_avg, bool(ckpt.opts.get("start_from_latent_avg", True)),
                  resize=None, noise_mode="const").eval().requires_grad_(False)
+    net.fused_modconv = False  # the exported graphs take any batch size
     size = int(encoder.input_size)
     n = net.n_styles
     label_nc = int(ckpt.opts.get("label_nc") or 0)

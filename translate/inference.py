@@ -156,6 +156,16 @@ def _pt2(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
 LOADERS = {"eager": _eager, "onnx": _onnx, "pt2": _pt2}
 
 
+def predict_backend(path: str | Path, device: str | torch.device = "cpu", variants: int = 0) -> str:
+    """The backend `predict --backend auto` runs: onnxruntime for pSp bundles on the CPU when no style-mixed variants
+    are wanted (it runs the 1024-px model about twice as fast as eager PyTorch there; `benchmarks/psp.py --onnx`),
+    else what load_translator's "auto" picks."""
+    _, meta = read_meta(path)
+    if isinstance(meta.get("psp"), dict) and not variants and check_device(device).type == "cpu":
+        return "onnx"
+    return "auto"
+
+
 def load_translator(path: str | Path, backend: str = "auto", device: str | torch.device = "cpu") -> "Translator":
     """A bundle folder (or its translator.json) -> Translator.
 

@@ -497,7 +497,7 @@ class PSP(TranslationModule):
         import copy
 
         net = copy.deepcopy(self.net).eval().requires_grad_(False)
-        net.noise_mode, net.resize = "const", None
+        net.noise_mode, net.resize, net.fused_modconv = "const", None, False  # any batch size in the graphs
         meta = {
             "method": "psp",
             "input_nc": int(self.hparams.input_nc),  # the images' channels (a ReStyle encoder takes 3 more)

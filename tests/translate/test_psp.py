@@ -59,6 +59,7 @@ def test_fit_resume_export_predict_variants(prior, tmp_path, tiny_psp_config):
 
     eager, onnx = load_translator(bundle), load_translator(bundle, backend="onnx")
     assert eager.backend == "eager" and eager.input_size == 32
+    assert onnx.meta["input"]["dynamic"]["batch"]  # one ONNX run for a batch, not one per image
     x = torch.rand(3, 1, 48, 40) * 2 - 1  # any size: resized to the encoder's 32 px
     y = eager.translate_batch(x)
     assert y.shape == (3, 3, 32, 32)
@@ -231,6 +232,39 @@ def test_published_checkpoint_imports_to_a_bundle(ros, tmp_path, monkeypatch):  
     for backend in ("eager", "onnx"):
         torch.testing.assert_close(load_translator(bundle, backend=backend).translate_batch(x), ref,
                                    atol=1e-3, rtol=0)
+    import json
+
+    meta = json.loads((bundle / "translator.json").read_text())  # the graphs take any batch size (shared-weight
+    assert meta["input"]["dynamic"]["batch"] and meta["dynamic_fallback"] is None  # modconv in the export)
+    assert meta["parity"]["shapes"] == [[1, 3, 32, 32], [2, 3, 32, 32]]
+
+
+def test_predict_runs_psp_bundles_on_onnxruntime_unless_variants_are_wanted(ros, tmp_path, capsys):  # noqa: F811
+    """On the CPU, `predict` (backend auto) runs a pSp bundle's ONNX graph, about twice as fast as eager there; style-
+    mixed variants need the eager net. Both give the same images."""
+    import numpy as np
+    from PIL import Image
+
+    _, ckpt = make_checkpoint(ros)
+    torch.save(ckpt, tmp_path / "psp.pt")
+    bundle = tmp_path / "bundle"
+    assert cli.main(["import", "--from", "psp", "--weights", str(tmp_path / "psp.pt"), "--out", str(bundle)]) == 0
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i in range(3):
+        Image.fromarray((np.random.default_rng(i).random((32, 32, 3)) * 255).astype(np.uint8)).save(faces / f"{i}.png")
+    capsys.readouterr()
+    outputs = {}
+    for name, extra in (("auto", []), ("eager", ["--backend", "eager"]), ("mixed", ["--variants", "1", "--latent-mask", "4-7"])):
+        assert cli.main(["predict", "--model", str(bundle), "--input", str(faces), "--output", str(tmp_path / name),
+                         *extra]) == 0
+        outputs[name] = {p.name: np.asarray(Image.open(p)).astype(int) for p in (tmp_path / name).iterdir()}
+        outputs[name + " backend"] = capsys.readouterr().out
+    assert "(onnx backend)" in outputs["auto backend"] and "(eager backend)" in outputs["eager backend"]
+    assert "(eager backend)" in outputs["mixed backend"] and len(outputs["mixed"]) == 6
+    for f, img in outputs["eager"].items():
+        assert np.abs(outputs["auto"][f] - img).max() <= 1, f  # the same translation, to 8-bit rounding
+        assert np.array_equal(outputs["mixed"][f], img), f
 
 
 def test_fine_tuning_starts_from_a_published_checkpoint(ros, tmp_path, monkeypatch):  # noqa: F811
