@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -251,8 +252,11 @@ def _export(net: nn.Module, example: torch.Tensor, wanted: List[str], mult: int,
     return done
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # terminal colours in exporter messages (kept out of translator.json)
+
+
 def _first_line(e: Exception) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in ANSI_ESCAPE.sub("", str(e)).splitlines() if ln.strip()]
     return " ".join(lines[:2])[:300] if lines else ""
 
 

@@ -171,6 +171,14 @@ def test_parity_failure_raises_and_keeps_the_old_bundle(tiny, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_error_summaries_drop_terminal_colours():
+    """The ONNX exporter colours its messages; the fallback reasons recorded in translator.json are plain text."""
+    from translate.export import _first_line
+
+    e = RuntimeError("Failed to convert. \x1b[96mThis is step 3/3\x1b[0m of exporting.\nsecond line\nthird")
+    assert _first_line(e) == "Failed to convert. This is step 3/3 of exporting. second line"
+
+
 def test_bundle_files_get_the_umask_permissions(tmp_path):
     """Every file of a bundle (safetensors writes its file privately, 0600) and the folder as any new file or
     folder under the user's umask (here 027: 0640 and 0750), so that a shared bundle is readable by the group."""
