@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from priors.loaders import write_atomic
+from priors.loaders import SAFE_TORCH_LOAD_GLOBALS, write_atomic
 
 
 class CheckpointError(ValueError):
@@ -26,13 +26,15 @@ def _first_line(e: BaseException) -> str:
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> Dict[str, Any]:
-    """Load a checkpoint with `weights_only=True`: a file that would need to run code to load is refused.
+    """Load a checkpoint with `weights_only=True`: a file that would need to run code to load is refused (plain-data
+    option classes such as pSp's argparse.Namespace `opts` are allowed: SAFE_TORCH_LOAD_GLOBALS).
     mmap: map the tensors instead of reading them (a cheap look at a checkpoint's entries)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        with torch.serialization.safe_globals(SAFE_TORCH_LOAD_GLOBALS):
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:
         if "Weights only load failed" in str(e) and "Unsupported operand" not in str(e):  # not garbage bytes
             raise CheckpointError(

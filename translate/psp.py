@@ -26,7 +26,7 @@ from torch import nn
 from nets.encoders import ENCODERS, PAPER_CHANNELS, build_encoder, load_arcface, load_backbone_weights
 from nets.psp import PSPNet
 from nets.strict import strict_load
-from priors.loaders import SAFE_TORCH_LOAD_GLOBALS, load_prior
+from priors.loaders import load_prior
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator
 from translate.base import TranslationModule
 from translate.optim import build_optimizer, psp_decoder_groups
@@ -304,8 +304,7 @@ class PSP(TranslationModule):
         from translate.checkpoints import load_checkpoint
 
         source = f"model.encoder_weights ({path})"
-        with torch.serialization.safe_globals(SAFE_TORCH_LOAD_GLOBALS):  # pSp's opts may be a Namespace
-            sd = load_checkpoint(path)
+        sd = load_checkpoint(path)
         if not isinstance(sd, dict):
             raise ValueError(f"{source}: expected an ArcFace IR-SE50 state dict or a pSp checkpoint")
         state = sd.get("state_dict")

@@ -22,7 +22,7 @@ import torch
 
 from nets.encoders import IRBackboneNet, build_encoder, encoder_spec_from_state_dict, n_styles_for
 from nets.strict import check_fits, strict_load
-from priors.loaders import SAFE_TORCH_LOAD_GLOBALS, load_rosinality
+from priors.loaders import load_rosinality
 from priors.stylegan2 import Generator
 from translate.checkpoints import load_checkpoint
 
@@ -99,8 +99,7 @@ def load_psp_checkpoint(path: str | Path) -> PSPCheckpoint:
     if not path.is_file():
         raise FileNotFoundError(f"pSp checkpoint not found: {path}")
     source = str(path)
-    with torch.serialization.safe_globals(SAFE_TORCH_LOAD_GLOBALS):  # some forks keep opts as an argparse.Namespace
-        ckpt = load_checkpoint(path, map_location="cpu")  # weights_only=True; CUDA tensors land on the CPU
+    ckpt = load_checkpoint(path, map_location="cpu")  # weights_only=True (opts may be a Namespace); CUDA -> CPU
     if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("state_dict"), Mapping):
         found = list(ckpt)[:8] if isinstance(ckpt, Mapping) else type(ckpt).__name__
         raise PSPCheckpointError(f"{source}: not a pSp checkpoint (expected a 'state_dict' with encoder.* and "

@@ -1,6 +1,7 @@
 """pSp: a few-step fit through the runner on toy faces, export + parity + predict with style-mixed variants, a
 published-layout checkpoint imported into a bundle, the frozen prior, the losses, and clear errors."""
 import argparse
+import json
 import os
 import sys
 
@@ -232,8 +233,6 @@ def test_published_checkpoint_imports_to_a_bundle(ros, tmp_path, monkeypatch):  
     for backend in ("eager", "onnx"):
         torch.testing.assert_close(load_translator(bundle, backend=backend).translate_batch(x), ref,
                                    atol=1e-3, rtol=0)
-    import json
-
     meta = json.loads((bundle / "translator.json").read_text())  # the graphs take any batch size (shared-weight
     assert meta["input"]["dynamic"]["batch"] and meta["dynamic_fallback"] is None  # modconv in the export)
     assert meta["parity"]["shapes"] == [[1, 3, 32, 32], [2, 3, 32, 32]]

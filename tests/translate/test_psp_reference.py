@@ -20,22 +20,16 @@ from scripts.psp_reference_outputs import (
     arcface_file, image, latent_avg, lpips_files, moco_file, ranger_problem, seeded_weights, sr_source, summary,
     train_ranger,
 )
+from tests.nets.test_encoders import read_layout
 from translate.psp import IDLoss
 from translate.psp_checkpoint import load_psp_checkpoint
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "psp")
-DTYPES = {"torch.float32": torch.float32, "torch.int64": torch.int64}
 
 
-def read_layout(path=os.path.join(DATA, "psp_1024_layout.tsv")):
-    out = {}
-    with open(path) as f:
-        for line in f:
-            if line.startswith("#") or not line.strip():
-                continue
-            key, shape, dtype = line.rstrip("\n").split("\t")
-            out[key] = (tuple(int(s) for s in shape.strip("()").split(",") if s.strip()), DTYPES[dtype])
-    return out
+def published_layout():
+    """{key: (shape, torch dtype)} of psp_1024_layout.tsv (tests/nets/test_encoders.py reads it)."""
+    return {k: (shape, getattr(torch, dtype.removeprefix("torch."))) for k, (shape, dtype) in read_layout("").items()}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +43,7 @@ def psp_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("psp") / "psp_seeded.pt"
     opts = {"encoder_type": "GradualStyleEncoder", "input_nc": 3, "label_nc": 0, "output_size": OUTPUT_SIZE,
             "start_from_latent_avg": True, "learn_in_w": False}
-    torch.save({"state_dict": seeded_weights(read_layout()), "latent_avg": latent_avg(), "opts": opts}, path)
+    torch.save({"state_dict": seeded_weights(published_layout()), "latent_avg": latent_avg(), "opts": opts}, path)
     yield path
     path.unlink()
 
