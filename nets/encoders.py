@@ -383,11 +383,31 @@ def load_arcface(path: Optional[str | Path], config_key: str = "model.id_weights
                          "weights (pSp's model_ir_se50.pth)")
     if not isinstance(sd, Mapping):
         raise ValueError(f"{config_key}: {path} holds a {type(sd).__name__}, expected a state dict")
-    net = strict_load(ArcFace(), sd, f"{config_key} ({path})")
+    net = strict_load(ArcFace(**face_net_spec(sd, f"{config_key} ({path})")), sd, f"{config_key} ({path})")
     return net.eval().requires_grad_(False)
+
+
+def face_net_spec(sd: Mapping[str, torch.Tensor], source: str) -> Dict[str, Any]:
+    """ArcFace arguments read off a 112-px face-recognition state dict in TreB1eN's layout: IR-SE50 with an affine
+    embedding norm (`model_ir_se50.pth`), or e.g. the CurricularFace IR-101 backbone (plain IR units, no affine),
+    the network of pSp's identity-similarity metric."""
+    spec = _body_spec(sd, source)
+    embed = sd.get("output_layer.3.weight")
+    if embed is None or embed.ndim != 2:
+        raise ValueError(f"{source}: an IR backbone without a face-recognition embedding layer "
+                         "(output_layer.3.weight); expected model_ir_se50.pth or a CurricularFace backbone")
+    if spec.pop("input_nc") != 3:
+        raise ValueError(f"{source}: a face-recognition network takes RGB; this one takes "
+                         f"{int(sd['input_layer.0.weight'].shape[1])} channels")
+    side2, rest = divmod(int(embed.shape[1]), spec["channels"][3])
+    side = math.isqrt(side2)
+    if rest or side * side != side2 or side * BACKBONE_STRIDE != ARCFACE_INPUT:
+        raise ValueError(f"{source}: the embedding layer takes {int(embed.shape[1])} features; a {ARCFACE_INPUT}-px "
+                         f"network has {spec['channels'][3]} x {ARCFACE_INPUT // BACKBONE_STRIDE}^2")
+    return {**spec, "affine": "output_layer.4.weight" in sd, "embedding_dim": int(embed.shape[0])}
 
 
 __all__ = ["ENCODERS", "build_encoder", "encoder_spec_from_state_dict", "load_backbone_weights", "n_styles_for",
            "GradualStyleEncoder", "BackboneEncoderUsingLastLayerIntoW", "BackboneEncoderUsingLastLayerIntoWPlus",
-           "ArcFace", "load_arcface", "BottleneckIR", "SEModule", "MapToStyle", "IRBackboneNet", "IR_UNITS",
+           "ArcFace", "load_arcface", "face_net_spec", "BottleneckIR", "SEModule", "MapToStyle", "IRBackboneNet", "IR_UNITS",
            "PAPER_CHANNELS"]

@@ -102,13 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred", required=True, help="folder of results (translated or generated images)")
     p.add_argument("--ref", required=True, help="folder of references; same file stems -> pair metrics too")
     p.add_argument("-c", "--config", action="append", default=[], help="YAML file with an 'eval:' section")
-    p.add_argument("--metrics", help="comma list of psnr,ssim,l1,lpips,fid,kid (default: all that can run)")
+    p.add_argument("--metrics", help="comma list of psnr,ssim,l1,lpips,id,fid,kid (default: all that can run)")
     p.add_argument("--inception", dest="inception_weights", help="FID Inception weights (eval.inception_weights)")
     p.add_argument("--inception-layout", choices=["fid", "torchvision"], help="eval.inception_layout (default fid)")
     p.add_argument("--lpips-backbone", help="torchvision alexnet/vgg16 state dict (eval.lpips_backbone)")
     p.add_argument("--lpips-weights", "--lpips-heads", dest="lpips_weights",
                    help="LPIPS v0.1 heads alex.pth/vgg.pth (eval.lpips_weights)")
     p.add_argument("--lpips-net", choices=["alex", "vgg"], help="eval.lpips_net (default alex)")
+    p.add_argument("--id-weights", help="face recognition for identity similarity: model_ir_se50.pth or a "
+                                        "CurricularFace IR-101 backbone (eval.id_weights)")
     p.add_argument("--size", type=int, help="resize every image to SIZE x SIZE first (eval.size)")
     p.add_argument("--channels", type=int, choices=[1, 3], help="read images as 1 or 3 channels (eval.channels)")
     p.add_argument("--batch-size", type=int, help="eval.batch_size (default 16)")
@@ -331,8 +333,8 @@ def _run(args) -> int:
         from translate import evaluate as ev
 
         cfg = ev.load_eval_config(args.config, **{k: getattr(args, k) for k in (
-            "inception_weights", "inception_layout", "lpips_backbone", "lpips_weights", "lpips_net", "size",
-            "channels", "batch_size", "kid_subset_size", "device")})
+            "inception_weights", "inception_layout", "lpips_backbone", "lpips_weights", "lpips_net", "id_weights",
+            "size", "channels", "batch_size", "kid_subset_size", "device")})
         result = ev.evaluate_folders(args.pred, args.ref, cfg, metrics=ev.parse_metrics(args.metrics))
         print(ev.format_table(result))
         if args.out:

@@ -3,7 +3,9 @@
 - Set metrics, always over the two folders: FID and KID (torchmetrics computes them; the Inception features come from
   `nets.inception` with the user's weight file).
 - Pair metrics, when both folders hold the same file stems (pairs are matched by stem, never by sorted order): PSNR,
-  SSIM, L1 (translate.scoring, as in validation) and LPIPS (`nets.perceptual` with the user's weight files).
+  SSIM, L1 (translate.scoring, as in validation), LPIPS (`nets.perceptual` with the user's weight files) and identity
+  similarity (`id`: cosine of face-recognition embeddings of the inner-face crops, as pSp's identity loss sees
+  aligned faces). Each is reported as mean and standard deviation over the pairs, and per image in the JSON file.
 
 A metric whose weights were not given is skipped with a line naming the option that enables it, unless it was asked
 for by name (`--metrics fid,kid`): then it is an error naming the option and the config key. Nothing is downloaded.
@@ -26,13 +28,15 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from datamodules.io import DataError, list_images, read_image
 from datamodules.transforms import resize_bicubic
+from nets.encoders import load_arcface
 from nets.inception import LAYOUTS, load_inception
 from nets.perceptual import LPIPS_TAPS, MissingWeightsError, load_lpips
 from priors.loaders import write_atomic
 from translate.config import ConfigError, _explain
-from translate.scoring import score_pairs
+from translate.psp import IDLoss
+from translate.scoring import score_each
 
-PAIR_METRICS = ("psnr", "ssim", "l1", "lpips")
+PAIR_METRICS = ("psnr", "ssim", "l1", "lpips", "id")
 SET_METRICS = ("fid", "kid")
 METRICS = PAIR_METRICS + SET_METRICS
 # metric -> (command-line option, config key) of each weight file it needs
@@ -40,6 +44,7 @@ NEEDS: Dict[str, Tuple[Tuple[str, str], ...]] = {
     "fid": (("--inception", "eval.inception_weights"),),
     "kid": (("--inception", "eval.inception_weights"),),
     "lpips": (("--lpips-backbone", "eval.lpips_backbone"), ("--lpips-weights", "eval.lpips_weights")),
+    "id": (("--id-weights", "eval.id_weights"),),
 }
 
 
@@ -52,6 +57,7 @@ class EvalConfig:
     lpips_net: str = "alex"  # alex | vgg (the LPIPS paper's default is alex)
     lpips_backbone: Optional[str] = None  # torchvision alexnet / vgg16 ImageNet state dict
     lpips_weights: Optional[str] = None  # LPIPS v0.1 linear heads: alex.pth / vgg.pth of richzhang/PerceptualSimilarity
+    id_weights: Optional[str] = None  # face recognition: pSp's model_ir_se50.pth, or a CurricularFace IR-101 backbone
     size: Optional[int] = None  # resize every image to size x size (PIL bicubic) first; None = native size
     channels: int = 3  # read images as 1 (gray) or 3 (RGB) channels for PSNR/SSIM/L1; networks get RGB
     batch_size: int = 16  # images per network call
@@ -201,7 +207,8 @@ class _SetMetrics:
 
 def evaluate_folders(pred: str | Path, ref: str | Path, cfg: EvalConfig, metrics: Optional[Sequence[str]] = None,
                      extractor: Optional[nn.Module] = None, lpips: Optional[nn.Module] = None) -> Dict[str, Any]:
-    """Score the images in `pred` against those in `ref`; returns a plain dict (metrics, counts, skipped, notes).
+    """Score the images in `pred` against those in `ref`; returns a plain dict: metrics (means), std and per_image
+    (pair metrics), counts, skipped, notes.
 
     `metrics=None` runs every metric that can run and skips the others with a reason; a named metric that cannot run
     is an error. `extractor` / `lpips` replace the networks built from `cfg`'s weight files (tests pass small ones).
@@ -229,27 +236,35 @@ def evaluate_folders(pred: str | Path, ref: str | Path, cfg: EvalConfig, metrics
                                backbone_key="--lpips-backbone (eval.lpips_backbone)",
                                heads_key="--lpips-weights (eval.lpips_weights)")
         lpips = lpips.to(device).eval()
+    identity = None
+    if "id" in wanted:
+        identity = IDLoss(load_arcface(cfg.id_weights, "--id-weights (eval.id_weights)")).to(device)
 
-    sums: Dict[str, float] = defaultdict(float)
+    scores: Dict[str, List[float]] = defaultdict(list)  # pair metric -> one value per pair, in `pairs` order
     paired = [m for m in wanted if m in PAIR_METRICS]
     if pairs and (paired or sets is not None):  # one pass over the pairs feeds every metric
-        for batch in _batches(pairs, cfg, lambda pair: _read_pair(pair, cfg)):
-            fake, real = torch.stack([p for p, _ in batch]), torch.stack([r for _, r in batch])
+        for batch in _batches(pairs, cfg, lambda pair: (*_read_pair(pair, cfg), pair[0].stem)):
+            fake, real = torch.stack([p for p, _, _ in batch]), torch.stack([r for _, r, _ in batch])
             if sets is not None:
                 sets.update(fake, real=False)
                 sets.update(real, real=True)
-            _pair_scores(fake, real, paired, lpips, device, sums)
+            scores["stem"] += [stem for _, _, stem in batch]
+            _pair_scores(fake, real, paired, {"lpips": lpips, "id": identity}, device, scores)
     elif sets is not None:
         for files, real in ((pred_files, False), (ref_files, True)):
             for batch in _batches(files, cfg, lambda f: _read(f, cfg)):
                 sets.update(torch.stack(batch), real=real)
 
-    values: Dict[str, float] = {m: sums[m] / len(pairs) for m in paired}
+    values: Dict[str, float] = {m: sum(scores[m]) / len(pairs) for m in paired}
+    std = {m: (sum((v - values[m]) ** 2 for v in scores[m]) / len(pairs)) ** 0.5 for m in paired}
     if sets is not None:
         values.update(_set_scores(sets, wanted, cfg.seed))
     return {
         "pred": str(pred), "ref": str(ref), "n_pred": len(pred_files), "n_ref": len(ref_files), "pairs": len(pairs),
         "metrics": {m: values[m] for m in METRICS + ("kid_std",) if m in values},
+        "std": {m: std[m] for m in PAIR_METRICS if m in std},
+        "per_image": {stem: {m: scores[m][i] for m in PAIR_METRICS if m in std}
+                      for i, stem in enumerate(scores["stem"])} if paired else {},
         "skipped": skipped, "notes": notes,
         "settings": {k: v for k, v in asdict(cfg).items() if k != "device"},
     }
@@ -259,7 +274,7 @@ def _plan(metrics: Optional[Sequence[str]], cfg: EvalConfig, no_pairs: Optional[
           have_lpips: bool) -> Tuple[List[str], Dict[str, str]]:
     """(metrics to run, {skipped metric: why}). A metric named in `metrics` that cannot run raises instead."""
     wanted = list(metrics) if metrics is not None else list(METRICS)
-    have = {"fid": have_extractor, "kid": have_extractor, "lpips": have_lpips}
+    have = {"fid": have_extractor, "kid": have_extractor, "lpips": have_lpips, "id": False}
     reasons: Dict[str, Tuple[type, str]] = {}
     if no_pairs:
         reasons.update({m: (DataError, f"needs pairs, and {no_pairs}") for m in PAIR_METRICS})
@@ -295,19 +310,23 @@ def _set_notes(cfg: EvalConfig, requested_kid_size: int, num_features: int, n_pr
     return notes
 
 
-def _pair_scores(fake: torch.Tensor, real: torch.Tensor, metrics: List[str], lpips: Optional[nn.Module],
-                 device: torch.device, sums: Dict[str, float]) -> None:
-    """Add the per-pair PSNR/SSIM/L1 (translate.scoring, in [0, 1]) and LPIPS of one batch to `sums`."""
+def _pair_scores(fake: torch.Tensor, real: torch.Tensor, metrics: List[str], nets: Dict[str, Optional[nn.Module]],
+                 device: torch.device, scores: Dict[str, List[float]]) -> None:
+    """Append the PSNR/SSIM/L1 (translate.scoring, in [0, 1]), LPIPS and identity similarity of each pair of one
+    batch to `scores`."""
     to_pm1 = lambda t: t.float() / 127.5 - 1.0  # noqa: E731  uint8 -> [-1, 1], the project's image range
-    n = fake.shape[0]
     if any(m in metrics for m in ("psnr", "ssim", "l1")):
-        scores = score_pairs(list(to_pm1(fake)), list(to_pm1(real)))
+        each = score_each(list(to_pm1(fake)), list(to_pm1(real)))
         for m in ("psnr", "ssim", "l1"):
             if m in metrics:
-                sums[m] += scores[m] * n
-    if "lpips" in metrics:
-        with torch.no_grad():
-            sums["lpips"] += float(lpips(to_pm1(fake).to(device), to_pm1(real).to(device)).sum())
+                scores[m] += each[m]
+    x0, x1 = to_pm1(fake).to(device), to_pm1(real).to(device)
+    with torch.no_grad():
+        if "lpips" in metrics:
+            scores["lpips"] += nets["lpips"](x0, x1).tolist()
+        if "id" in metrics:  # cosine of the unit-length embeddings; gray images are taken as gray RGB
+            f0, f1 = (nets["id"].features(x.expand(-1, 3, -1, -1)) for x in (x0, x1))
+            scores["id"] += (f0 * f1).sum(dim=1).tolist()
 
 
 def _set_scores(sets: _SetMetrics, wanted: List[str], seed: int) -> Dict[str, float]:
@@ -334,7 +353,9 @@ def format_table(result: Dict[str, Any]) -> str:
             continue
         over = (f"{result['pairs']} pairs" if m in PAIR_METRICS
                 else f"{result['n_pred']} pred vs {result['n_ref']} ref images")
-        text = f"{v:.6f} +- {result['metrics']['kid_std']:.6f}" if m == "kid" else f"{v:.4f}{UNITS.get(m, '')}"
+        spread = result.get("std", {}).get(m) if m != "kid" else result["metrics"]["kid_std"]
+        digits = 6 if m == "kid" else 4
+        text = f"{v:.{digits}f}" + (f" +- {spread:.{digits}f}" if spread is not None else "") + UNITS.get(m, "")
         rows.append((m, text, over))
     lines = []
     if rows:

@@ -267,3 +267,30 @@ def test_encoder_backbone_from_arcface_weights():
     assert not any(k.startswith("input_layer.") for k in copied) and "body.23.res_layer.1.weight" in copied
     with pytest.raises(ValueError, match=r"arcface does not fit the encoder's backbone: shape mismatch"):
         load_backbone_weights(GradualStyleEncoder(**dict(TINY, channels=(8, 16, 32, 32))), arc, "arcface")
+
+
+def test_face_recognition_layouts_are_read_off_the_file(tmp_path):
+    """model.id_weights / evaluate --id-weights take pSp's IR-SE50 and CurricularFace's plain IR-101 (no affine
+    embedding norm: the network of pSp's identity-similarity metric); the layout comes from the state dict."""
+    from nets.encoders import face_net_spec
+
+    torch.manual_seed(0)
+    curricular = ArcFace(num_layers=100, mode="ir", affine=False, channels=(8, 8, 16, 16), embedding_dim=24)
+    sd = curricular.state_dict()
+    assert face_net_spec(sd, "f") == {"num_layers": 100, "mode": "ir", "channels": [8, 8, 16, 16], "affine": False,
+                                      "embedding_dim": 24}
+    torch.save(sd, tmp_path / "CurricularFace_Backbone.pth")
+    net = load_arcface(tmp_path / "CurricularFace_Backbone.pth")
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in sd.items())
+    x = torch.rand(2, 3, 112, 112) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), curricular.eval()(x))
+    wide = ArcFace(channels=(8, 8, 16, 16), input_size=224).state_dict()  # a 224-px net: 14 x 14 features
+    with pytest.raises(ValueError, match=r"x: the embedding layer takes 3136 features; a 112-px network has 16 x 7"):
+        face_net_spec(wide, "x")
+    gray = GradualStyleEncoder(input_nc=1, **TINY).state_dict()
+    with pytest.raises(ValueError, match=r"without a face-recognition embedding layer"):
+        face_net_spec(gray, "x")
+    gray = {**sd, "input_layer.0.weight": sd["input_layer.0.weight"][:, :1]}
+    with pytest.raises(ValueError, match=r"takes RGB; this one takes 1 channels"):
+        face_net_spec(gray, "x")

@@ -253,3 +253,73 @@ def test_cli_fails_when_no_metric_could_be_computed(sets, capsys, tmp_path):
     rc = cli.main(["evaluate", "--pred", str(pred), "--ref", str(sets["ref"])])  # the default: what can be computed
     captured = capsys.readouterr()
     assert rc == 1 and "no metric could be computed" in captured.err and "skipped psnr" in captured.out
+
+
+def test_pair_metrics_per_image_and_spread(sets, tmp_path):
+    """pSp's calc_losses_on_images writes a score per image and mean +- std; so do we (JSON and table)."""
+    res = ev.evaluate_folders(sets["pred"], sets["ref"], _cfg(), metrics=["psnr", "l1"])
+    preds, refs = _load(sets["pred"]), _load(sets["ref"])
+    psnr = [float(peak_signal_noise_ratio(p, r, data_range=1.0)) for p, r in zip(preds, refs)]
+    per = res["per_image"]
+    assert list(per) == [f"{i:03d}" for i in range(12)] and set(per["000"]) == {"psnr", "l1"}
+    np.testing.assert_allclose([per[s]["psnr"] for s in per], psnr, rtol=1e-5)
+    assert res["std"]["psnr"] == pytest.approx(np.std(psnr), rel=1e-4) and res["std"]["psnr"] > 0
+    assert res["metrics"]["psnr"] == pytest.approx(np.mean(psnr), rel=1e-5)
+    assert f"{np.mean(psnr):.4f} +- {np.std(psnr):.4f} dB" in ev.format_table(res)
+    out = ev.write_json(res, tmp_path / "m.json")
+    assert json.loads(out.read_text())["per_image"]["003"]["psnr"] == pytest.approx(psnr[3], rel=1e-5)
+    unpaired = ev.evaluate_folders(sets["pred"], sets["other"], _cfg(), extractor=TinyFeatures())
+    assert unpaired["per_image"] == {} and unpaired["std"] == {}
+
+
+@pytest.fixture(scope="module")
+def face_nets(tmp_path_factory):
+    """Small random face-recognition nets in the two published layouts: IR-SE50 with an affine embedding norm
+    (model_ir_se50.pth) and plain IR-101 without (CurricularFace_Backbone.pth)."""
+    from nets.encoders import ArcFace
+
+    root, files = tmp_path_factory.mktemp("faces"), {}
+    for name, kw in (("ir_se50", {}), ("curricular", {"num_layers": 100, "mode": "ir", "affine": False})):
+        torch.manual_seed(1)
+        net = ArcFace(channels=(8, 8, 16, 16), embedding_dim=32, **kw).eval()
+        sd = {k: v + torch.rand_like(v) if k.endswith("running_var") else v for k, v in net.state_dict().items()}
+        files[name] = root / f"{name}.pth"
+        torch.save(sd, files[name])
+    return files
+
+
+@pytest.mark.parametrize("layout", ["ir_se50", "curricular"])
+def test_identity_similarity(sets, face_nets, layout):
+    from nets.encoders import load_arcface
+    from translate.psp import IDLoss
+
+    res = ev.evaluate_folders(sets["pred"], sets["ref"], _cfg(id_weights=str(face_nets[layout])), metrics=["id"])
+    net = IDLoss(load_arcface(face_nets[layout]))
+    with torch.no_grad():
+        f0, f1 = (net.features(torch.cat(_load(sets[k])) * 2 - 1) for k in ("pred", "ref"))
+    cos = (f0 * f1).sum(dim=1).numpy()
+    np.testing.assert_allclose([res["per_image"][f"{i:03d}"]["id"] for i in range(12)], cos, atol=1e-5)
+    assert res["metrics"]["id"] == pytest.approx(cos.mean(), abs=1e-5) and 0 < cos.mean() < 0.9999
+    same = ev.evaluate_folders(sets["ref"], sets["ref"], _cfg(id_weights=str(face_nets[layout])), metrics=["id"])
+    assert same["metrics"]["id"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_identity_similarity_needs_its_weights(sets, tmp_path, capsys):
+    res = ev.evaluate_folders(sets["pred"], sets["ref"], _cfg())
+    assert res["skipped"]["id"].startswith("needs --id-weights PATH (eval.id_weights)")
+    with pytest.raises(MissingWeightsError, match=r"id needs --id-weights PATH \(eval\.id_weights\)"):
+        ev.evaluate_folders(sets["pred"], sets["ref"], _cfg(), metrics=["id"])
+    with pytest.raises(FileNotFoundError, match=r"--id-weights \(eval\.id_weights\): weight file not found"):
+        ev.evaluate_folders(sets["pred"], sets["ref"], _cfg(id_weights=str(tmp_path / "nope.pth")))
+    torch.save({"encoder.input_layer.0.weight": torch.zeros(1)}, tmp_path / "psp.pt")
+    rc = cli.main(["evaluate", "--pred", str(sets["pred"]), "--ref", str(sets["ref"]), "--id-weights",
+                   str(tmp_path / "psp.pt")])
+    assert rc == 2 and "--id-weights (eval.id_weights): " in capsys.readouterr().err
+
+
+def test_cli_identity_similarity(sets, face_nets, capsys):
+    rc = cli.main(["evaluate", "--pred", str(sets["pred"]), "--ref", str(sets["ref"]), "--metrics", "psnr,id",
+                   "--id-weights", str(face_nets["ir_se50"])])
+    printed = capsys.readouterr().out
+    assert rc == 0 and any(line.startswith("id ") and "+-" in line and "12 pairs" in line
+                           for line in printed.splitlines())
