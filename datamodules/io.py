@@ -135,6 +135,19 @@ def read_label_map(path: str | Path, label_nc: int) -> np.ndarray:
     return arr.astype(np.uint8)[:, :, None]
 
 
+def label_palette(n: int) -> np.ndarray:
+    """(n, 3) uint8 colours for class indices 0..n-1, the PASCAL VOC colour map (class 0 black; the bits of the
+    index spread over the high bits of R, G and B), so that neighbouring classes get distinct colours."""
+    palette = np.zeros((n, 3), np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r, g, b = r | (c & 1) << shift, g | (c >> 1 & 1) << shift, b | (c >> 2 & 1) << shift
+            c >>= 3
+        palette[i] = r, g, b
+    return palette
+
+
 # lossy formats at near-lossless settings (PIL's defaults, JPEG quality 75 with 4:2:0 chroma and lossy WebP 80,
 # would visibly degrade translated images)
 SAVE_OPTIONS = {".jpg": dict(quality=95, subsampling=0), ".jpeg": dict(quality=95, subsampling=0),

@@ -11,14 +11,18 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from PIL import Image
 
-from datamodules.io import (IMG_EXTENSIONS, BadImageError, DataError, displayed_size, list_images, read_image,
-                            read_label_map, write_image)
+import numpy as np
+
+from datamodules.io import (IMG_EXTENSIONS, BadImageError, DataError, displayed_size, label_palette, list_images,
+                            read_image, read_label_map, write_image)
+
+SIDE_BY_SIDE = "side_by_side"  # subfolder of the output folder for input | output [| variants] images
 
 
 def predict_paths(translator, input: str | Path, output: str | Path, batch_size: int = 8,
                   progress: bool = True, variants: int = 0, latent_mask: Optional[Sequence[int]] = None,
                   mix_alpha: Optional[float] = None, seed: int = 0,
-                  resize_outputs: Optional[int] = None) -> List[Path]:
+                  resize_outputs: Optional[int] = None, side_by_side: bool = False) -> List[Path]:
     """Translate `input` (an image file, or a folder whose images are translated) into the folder `output`;
     return the files written, in input order.
 
@@ -27,6 +31,10 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
 
     resize_outputs: average-pool every output to this many pixels per side (pSp's --resize_outputs: its 1024-px
     faces at 256, as the paper's losses and metrics see them); None keeps the translator's resolution.
+
+    side_by_side: also write `output/side_by_side/<name>`: the input | the output | its variants, side by side at
+    the output's size (pSp's --couple_outputs). The input is enlarged with nearest neighbour, so that the pixels of
+    a low-resolution input stay visible, and reduced with Lanczos; label maps are shown in the VOC colours.
 
     A translator of label maps (`label_nc` > 0, e.g. segmentation-to-face) reads each file as class indices (a gray
     or palette PNG), resized with nearest neighbour and one-hot encoded as in training.
@@ -46,7 +54,7 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
         raise FileNotFoundError(f"input not found: {src}")
     if variants < 0:
         raise ValueError(f"variants: expected a count >= 0, got {variants}")
-    _check_output(out, files, in_folder, variants)
+    _check_output(out, files, in_folder, variants, side_by_side)
     label_nc = getattr(translator, "label_nc", 0)
     if translator.input_nc not in (1, 3) and not label_nc:
         raise ValueError(f"image files are read as 1 or 3 channels; this translator takes {translator.input_nc}")
@@ -69,9 +77,14 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
             for i in range(0, len(paths), batch_size):
                 chunk = paths[i:i + batch_size]
                 for f, y, extra in _translate(translator, chunk, skipped, mix, label_nc):
-                    written[f] = write_image(out / f.name, translator.to_uint8(pool(y)))
-                    for name, v in zip(output_names(f, len(extra))[1:], extra):
-                        write_image(out / name, translator.to_uint8(pool(v)))
+                    image = translator.to_uint8(pool(y))
+                    written[f] = write_image(out / f.name, image)
+                    variant_images = [translator.to_uint8(pool(v)) for v in extra]
+                    for name, v in zip(output_names(f, len(extra))[1:], variant_images):
+                        write_image(out / name, v)
+                    if side_by_side:
+                        write_image(out / SIDE_BY_SIDE / f.name, side_by_side_image(f, [image, *variant_images],
+                                                                                    label_nc))
                 if bar is not None:
                     bar.advance(task, len(chunk))
     if skipped:
@@ -84,13 +97,31 @@ def output_names(f: Path, variants: int) -> List[str]:
     return [f.name] + [f"{f.stem}_mix{k}{f.suffix}" for k in range(variants)]
 
 
-def _check_output(out: Path, files: List[Path], in_folder: Path | None, variants: int = 0) -> None:
+def side_by_side_image(path: Path, outputs: Sequence[np.ndarray], label_nc: int = 0) -> np.ndarray:
+    """The input file at `path` | each of `outputs` ((H, W, C) uint8, all one size) as one (H, W', 3) uint8 image."""
+    h, w = outputs[0].shape[:2]
+    if label_nc:
+        shown = Image.fromarray(label_palette(label_nc)[read_label_map(path, label_nc)[:, :, 0]])
+    else:
+        shown = Image.fromarray(read_image(path, 3))
+    enlarge = shown.width <= w and shown.height <= h
+    shown = shown.resize((w, h), Image.NEAREST if enlarge else Image.LANCZOS)
+    rgb = [np.repeat(o, 3, axis=2) if o.shape[2] == 1 else o for o in outputs]
+    return np.concatenate([np.asarray(shown), *rgb], axis=1)
+
+
+def _check_output(out: Path, files: List[Path], in_folder: Path | None, variants: int = 0,
+                  side_by_side: bool = False) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"output must be a folder, got an existing file: {out}")
     if in_folder is not None and _inside(out, in_folder):
         raise ValueError(f"refusing to write into the input folder: output {out} is inside {in_folder}")
+    if in_folder is not None and side_by_side and _inside(in_folder, out / SIDE_BY_SIDE):
+        raise ValueError(f"refusing to write into the input folder: side-by-side images go to {out / SIDE_BY_SIDE}")
     inputs = {f.resolve() for f in files}
-    clash = [f for f in files if (out / f.name).resolve() in inputs]
+    targets = [(f, out / name) for f in files for name in output_names(f, variants)]
+    targets += [(f, out / SIDE_BY_SIDE / f.name) for f in files] if side_by_side else []
+    clash = [f for f, target in targets if target.resolve() in inputs]
     if clash:
         raise ValueError(f"refusing to overwrite the input file {clash[0]}: choose an output folder other than "
                          f"{out}")
@@ -101,7 +132,7 @@ def _check_output(out: Path, files: List[Path], in_folder: Path | None, variants
                 raise ValueError(f"the outputs of {owner[name].name} and {f.name} would both be written to {out / name}"
                                  f"; rename one of the inputs")
             owner[name] = f
-    replaced = sum((out / name).exists() for name in owner)
+    replaced = sum(target.exists() for _, target in targets)
     if replaced:
         warnings.warn(f"{out}: {replaced} existing file(s) will be replaced by this run's outputs", stacklevel=3)
 

@@ -13,6 +13,7 @@ from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_only
 from torchvision.utils import make_grid, save_image
 
+from datamodules.io import label_palette
 from translate.config import LoggerConfig
 
 WANDB_MODES = ("offline", "online", "disabled")
@@ -88,12 +89,20 @@ def build_loggers(cfg: LoggerConfig, run_dir: Path, run_config: Dict[str, Any],
 
 def image_grid(rows: Sequence[torch.Tensor], n: int) -> torch.Tensor:
     """One grid image: each sample is a row, columns are `rows` (e.g. input | output | target) in [-1, 1]."""
-    cols = []
-    for t in rows:
-        t = t[:n].detach().float().cpu()
-        cols.append(t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t[:, :3])
+    cols = [_displayable(t[:n].detach().float().cpu()) for t in rows]
     tiles = torch.stack(cols, dim=1).flatten(0, 1)  # (n * len(rows), 3, H, W), row-major
     return make_grid((tiles + 1) / 2, nrow=len(rows), padding=2, pad_value=1.0).clamp(0, 1)
+
+
+def _displayable(t: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, 3, H, W) in [-1, 1]: gray replicated; one-hot label maps (segmentation inputs) in the VOC
+    colours of their classes; other channel counts by their first three channels."""
+    if t.shape[1] == 1:
+        return t.expand(-1, 3, -1, -1)
+    if t.shape[1] != 3 and bool(((t == 0) | (t == 1)).all()) and bool((t.sum(dim=1) == 1).all()):
+        colours = torch.from_numpy(label_palette(t.shape[1])).float() / 127.5 - 1.0  # (C, 3)
+        return colours[t.argmax(dim=1)].permute(0, 3, 1, 2)
+    return t[:, :3]
 
 
 @rank_zero_only

@@ -122,3 +122,47 @@ def test_invert_refuses_two_inputs_with_one_stem(tmp_path):
     with pytest.raises(ValueError, match=r"a.jpg and a.png would both be written as a.safetensors"):
         invert_folder(None, tmp_path, tmp_path / "codes")
     assert not (tmp_path / "codes").exists()
+
+
+def test_side_by_side_images(translator, tmp_path):
+    """pSp's --couple_outputs: OUT/side_by_side/<name> is the input | the output, at the output's size."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_images(src, ["a.png", "b.jpg"])
+    Image.open(src / "a.png").convert("L").save(src / "gray.png")
+    written = predict_paths(translator, src, out, progress=False, side_by_side=True)
+    assert [p.name for p in written] == ["a.png", "b.jpg", "gray.png"]
+    assert sorted(p.name for p in (out / "side_by_side").iterdir()) == ["a.png", "b.jpg", "gray.png"]
+    pair = np.array(Image.open(out / "side_by_side" / "a.png"))
+    assert pair.shape == (20, 60, 3)
+    assert np.array_equal(pair[:, :30], np.array(Image.open(src / "a.png")))
+    assert np.array_equal(pair[:, 30:], np.array(Image.open(out / "a.png")))
+    gray = np.array(Image.open(out / "side_by_side" / "gray.png"))
+    assert np.array_equal(gray[:, :30], np.repeat(np.array(Image.open(src / "gray.png"))[:, :, None], 3, axis=2))
+    # predict writes nothing into its input: not even when the input is a previous run's side_by_side folder
+    before = snapshot(out / "side_by_side")
+    with pytest.raises(ValueError, match="refusing to write into the input folder: side-by-side images go to"):
+        predict_paths(translator, out / "side_by_side", out, progress=False, side_by_side=True)
+    assert snapshot(out / "side_by_side") == before
+
+
+def test_side_by_side_enlarges_small_inputs_pixel_for_pixel(tmp_path):
+    from datamodules.io import label_palette
+    from translate.predict import side_by_side_image
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(small).save(tmp_path / "lr.png")
+    outputs = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), rng.integers(0, 255, (32, 32, 1), dtype=np.uint8)]
+    img = side_by_side_image(tmp_path / "lr.png", outputs)
+    assert img.shape == (32, 96, 3)
+    assert np.array_equal(img[:, :32], np.kron(small, np.ones((4, 4, 1), np.uint8)))  # nearest: the input's pixels
+    assert np.array_equal(img[:, 32:64], outputs[0]) and np.array_equal(img[:, 64:], np.repeat(outputs[1], 3, 2))
+    labels = np.array([[0, 1], [2, 3]], np.uint8)
+    Image.fromarray(labels, mode="L").save(tmp_path / "map.png")
+    img = side_by_side_image(tmp_path / "map.png", outputs[:1], label_nc=4)
+    assert np.array_equal(img[:16, :16], np.broadcast_to(label_palette(4)[0], (16, 16, 3)))
+    assert np.array_equal(img[16:, 16:32], np.broadcast_to(label_palette(4)[3], (16, 16, 3)))
+    big = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(big).save(tmp_path / "hr.png")
+    reduced = side_by_side_image(tmp_path / "hr.png", outputs[:1])[:, :32].astype(int)
+    assert np.abs(reduced - big.reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))).mean() < 25  # a reduction, not a crop

@@ -71,9 +71,14 @@ def test_fit_resume_export_predict_variants(prior, tmp_path, tiny_psp_config):
     faces = write_toyfaces(tmp_path / "faces", n=3, size=32, split="val") / "images"
     out = tmp_path / "out"
     assert cli.main(["predict", "--model", str(bundle), "--input", str(faces), "--output", str(out),
-                     "--variants", "2", "--latent-mask", "4-7"]) == 0
-    names = sorted(p.name for p in out.iterdir())
+                     "--variants", "2", "--latent-mask", "4-7", "--couple-outputs"]) == 0
+    names = sorted(p.name for p in out.iterdir() if p.is_file())
     assert len(names) == 9 and sum("_mix" in n for n in names) == 6
+    first = sorted(faces.iterdir())[0]  # input | output | variant 0 | variant 1, as pSp's coupled outputs
+    coupled = np.array(Image.open(out / "side_by_side" / first.name))
+    assert coupled.shape == (32, 128, 3) and len(list((out / "side_by_side").iterdir())) == 3
+    for k, name in enumerate([first.name, f"{first.stem}_mix0.png", f"{first.stem}_mix1.png"], start=1):
+        assert np.array_equal(coupled[:, 32 * k: 32 * (k + 1)], np.array(Image.open(out / name))), name
     pooled = tmp_path / "pooled"  # pSp's --resize_outputs: area-averaged to 16 px
     assert cli.main(["predict", "--model", str(bundle), "--input", str(faces), "--output", str(pooled),
                      "--variants", "1", "--latent-mask", "4-7", "--resize-outputs", "16"]) == 0

@@ -50,14 +50,21 @@ def test_predict_reads_label_maps_as_one_hot_classes(seg_bundle, tmp_path):
     t = load_translator(bundle)
     assert t.label_nc == LABEL_NC == t.input_nc
     out = tmp_path / "out"
-    assert cli.main(["predict", "--model", str(bundle), "--input", str(data / "val" / "A"), "--output", str(out)]) == 0
-    written = sorted(out.iterdir())
+    assert cli.main(["predict", "--model", str(bundle), "--input", str(data / "val" / "A"), "--output", str(out),
+                     "--side-by-side"]) == 0
+    written = sorted(p for p in out.iterdir() if p.is_file())
     assert [p.name for p in written] == [f"{i:03d}.png" for i in range(4)]
     # the file's output is the net's output for the one-hot map of its indices (not of its palette colours)
     one_hot = torch.nn.functional.one_hot(torch.from_numpy(label_map(32, 1)).long(), LABEL_NC).permute(2, 0, 1)
     expected = t.to_uint8(t.translate_batch(one_hot[None].float())[0])
     got = np.array(Image.open(out / "001.png"))
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    # side by side, the map is shown in the VOC colours of its classes (not its own palette), then the output
+    from datamodules.io import label_palette
+
+    coupled = np.array(Image.open(out / "side_by_side" / "001.png"))
+    assert np.array_equal(coupled[:, :32], label_palette(LABEL_NC)[label_map(32, 1)])
+    assert np.array_equal(coupled[:, 32:], got)
 
 
 def test_label_maps_resize_nearest_and_bad_maps_are_skipped(seg_bundle, tmp_path):

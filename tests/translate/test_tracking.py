@@ -15,6 +15,22 @@ def test_image_grid_layout_and_range():
     assert torch.all(grid[:, 2:10, 22:30] == 1)  # third column: +1 -> white
 
 
+def test_image_grid_shows_one_hot_label_maps_in_class_colours():
+    """Segmentation inputs (one-hot, label_nc channels) appear in the VOC colours of their classes, not as their
+    first three channels; other multi-channel images keep the old first-three-channels view."""
+    from datamodules.io import label_palette
+
+    classes = torch.tensor([[0, 1], [4, 2]]).repeat_interleave(4, 0).repeat_interleave(4, 1)  # 8x8, 4x4 blocks
+    one_hot = torch.nn.functional.one_hot(classes, 5).permute(2, 0, 1)[None].float()
+    grid = image_grid([one_hot, torch.zeros(1, 3, 8, 8)], n=1)
+    colour = lambda c: torch.from_numpy(label_palette(5)[c]).float()[:, None, None] / 255  # noqa: E731
+    assert torch.allclose(grid[:, 2:6, 2:6], colour(0).expand(3, 4, 4), atol=1e-6)
+    assert torch.allclose(grid[:, 6:10, 2:6], colour(4).expand(3, 4, 4), atol=1e-6)  # class 4: blue, not black
+    assert torch.allclose(grid[:, 6:10, 6:10], colour(2).expand(3, 4, 4), atol=1e-6)
+    four = torch.rand(1, 4, 8, 8) * 2 - 1  # e.g. RGB + mask: not one-hot
+    assert torch.allclose(image_grid([four, four], n=1)[:, 2:10, 2:10], (four[0, :3] + 1) / 2)
+
+
 def test_csv_logging_saves_png(tmp_path):
     (csv,) = build_loggers(LoggerConfig(wandb=WandbConfig(mode="disabled")), tmp_path, {"a": 1})
     assert isinstance(csv, CSVLogger)
