@@ -6,11 +6,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pytorch_lightning as pl
 import torch
+from PIL import Image
 from torch import nn
 from torchmetrics import MeanAbsoluteError
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from translate.tracking import log_images
+from priors.loaders import write_atomic
+from translate.tracking import image_arrays, log_images
 
 
 class FrozenParts:
@@ -32,6 +34,8 @@ class TranslationModule(FrozenParts, pl.LightningModule):
     Validation/test translate `batch["A"]` with `inference_net()` and score it against `batch["B"]` (PSNR, SSIM, L1
     on images mapped to [0, 1]); the first batch is logged as an image grid input | output | target. A method
     overrides `_eval_step` to log other grids (`self._grids`: key -> (columns, caption)) or to score otherwise.
+    With `save_images_dir` set (`validate`/`test --save-images DIR`), every sample's images are written as
+    DIR/<kind>/<stem>.png: input/, output/, target/ here (`evaluate --pred DIR/output --ref DIR/target`).
     """
 
     grid_caption = "input | output | target"
@@ -46,6 +50,7 @@ class TranslationModule(FrozenParts, pl.LightningModule):
         self.image_every_n_steps = 0
         self.n_images = 4
         self.image_dir: Optional[Path] = None
+        self.save_images_dir: Optional[Path] = None
         self._infer: Optional[nn.Module] = None
         self._grids: Optional[Dict[str, Tuple[List[torch.Tensor], str]]] = None  # key -> (columns, caption)
 
@@ -98,6 +103,17 @@ class TranslationModule(FrozenParts, pl.LightningModule):
         log_images(self.trainer.loggers, key, rows, step=self.global_step, n=self.n_images,
                    caption=caption or self.grid_caption, image_dir=self.image_dir)
 
+    def save_images(self, images: Dict[str, torch.Tensor], paths: Sequence[str]) -> None:
+        """Write every image of `images` (kind -> (N, C, H, W) in [-1, 1]) as save_images_dir/<kind>/<stem>.png,
+        named after its sample's source file in `paths`, atomically (PNG: lossless, for `evaluate`)."""
+        if self.save_images_dir is None:
+            return
+        for kind, batch in images.items():
+            for path, image in zip(paths, image_arrays(batch)):
+                a = image[:, :, 0] if image.shape[2] == 1 else image
+                write_atomic(self.save_images_dir / kind / f"{Path(path).stem}.png",
+                             lambda tmp, a=a: Image.fromarray(a).save(tmp, format="PNG"))
+
     def _eval_start(self) -> None:
         self._infer = self.inference_net()
         self._grids = None
@@ -117,6 +133,7 @@ class TranslationModule(FrozenParts, pl.LightningModule):
         real_a, real_b = batch["A"], batch["B"]
         fake_b = self._infer(real_a)
         self.score(fake_b, real_b, prefix)
+        self.save_images({"input": real_a, "output": fake_b, "target": real_b}, batch["A_path"])
         if batch_idx == 0:
             self._grids = {"images": ([real_a, fake_b, real_b], self.grid_caption)}
 

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in (("validate", "validation"), ("test", "test")):
         p = sub.add_parser(name, help=f"score a checkpoint on the {what} split")
         p.add_argument("--ckpt", required=True, help="checkpoint written by `fit`")
+        p.add_argument("--save-images", metavar="DIR",
+                       help="also write every sample's images as DIR/<kind>/<stem>.png (input, output, target), "
+                            "for `evaluate --pred DIR/output --ref DIR/target`; a new or empty folder")
         _add_config_args(p, config_required=False)
 
     p = sub.add_parser("export", help="export a checkpoint to an inference bundle (ONNX, pt2, safetensors)")
@@ -269,7 +272,11 @@ def _run(args) -> int:
     if args.command in ("validate", "test"):
         from translate import runner
 
-        runner.evaluate(args.command, args.ckpt, args.config, args.overrides)
+        runner.evaluate(args.command, args.ckpt, args.config, args.overrides, save_images=args.save_images)
+        from pytorch_lightning.utilities import rank_zero_only
+
+        if args.save_images and rank_zero_only.rank == 0:
+            print(f"images written to {args.save_images}")
         return 0
 
     if args.command == "export":

@@ -214,6 +214,10 @@ class CycleGAN(TranslationModule):
             warnings.warn(f"{prefix}: the data has no true counterparts of its A images (unaligned folders), so "
                           f"{prefix}/psnr and {prefix}/ssim are not computed; use checkpoint.monitor null",
                           stacklevel=2)
+        if self.save_images_dir is not None:  # the reference's test results, one folder per kind
+            fake_a = self._infer_b(real_b)
+            self.save_images({"real_A": real_a, "fake_B": fake_b, "rec_A": self._infer_b(fake_b)}, batch["A_path"])
+            self.save_images({"real_B": real_b, "fake_A": fake_a, "rec_B": self._infer(fake_a)}, batch["B_path"])
         if batch_idx == 0:
             fake_a = self._infer_b(real_b)
             self._grids = {

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from datamodules import build_datamodule
@@ -261,9 +262,18 @@ def load_run(ckpt: str | Path, files: Sequence[str] = (), overrides: Sequence[st
     return cfg, module
 
 
-def evaluate(stage: str, ckpt: str | Path, files: Sequence[str] = (), overrides: Sequence[str] = ()) -> List[Dict]:
-    """`validate` or `test` a checkpoint on its data (or the data given by config/overrides)."""
+def evaluate(stage: str, ckpt: str | Path, files: Sequence[str] = (), overrides: Sequence[str] = (),
+             save_images: Optional[str | Path] = None) -> List[Dict]:
+    """`validate` or `test` a checkpoint on its data (or the data given by config/overrides).
+
+    save_images: a new or empty folder; every sample's images are written there as <kind>/<stem>.png (input/,
+    output/, target/; CycleGAN: real_A/, fake_B/, rec_A/, real_B/, fake_A/, rec_B/), as the reference test scripts
+    write their results."""
     cfg, module = load_run(ckpt, files, overrides)
+    if save_images is not None:
+        if not hasattr(module, "save_images_dir"):
+            raise ValueError(f"--save-images: method '{cfg.method}' does not translate images")
+        module.save_images_dir = _check_image_folder(Path(save_images), cfg.data.root)
     run_dir = Path(cfg.run_dir)
     configure_tracking(module, cfg, run_dir)
     module.image_every_n_steps = 0
@@ -271,6 +281,17 @@ def evaluate(stage: str, ckpt: str | Path, files: Sequence[str] = (), overrides:
     datamodule = build_datamodule(cfg.data)
     run = trainer.validate if stage == "validate" else trainer.test
     return run(module, datamodule=datamodule, verbose=True)
+
+
+def _check_image_folder(folder: Path, data_root: Optional[str]) -> Path:
+    """`--save-images` must not write into the data (where it could be read back as data) nor mix with the images
+    of an earlier run (checked on rank 0 only: the other DDP processes start once it may be writing)."""
+    if data_root and (folder.resolve() == Path(data_root).resolve()
+                      or Path(data_root).resolve() in folder.resolve().parents):
+        raise ValueError(f"--save-images {folder}: refusing to write into the data folder {data_root}")
+    if rank_zero_only.rank == 0 and folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ValueError(f"--save-images {folder}: expected a new or empty folder (images of two runs would mix)")
+    return folder
 
 
 def export(ckpt: str | Path, out: str | Path, files: Sequence[str] = (), overrides: Sequence[str] = (),

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
@@ -89,12 +90,12 @@ def build_loggers(cfg: LoggerConfig, run_dir: Path, run_config: Dict[str, Any],
 
 def image_grid(rows: Sequence[torch.Tensor], n: int) -> torch.Tensor:
     """One grid image: each sample is a row, columns are `rows` (e.g. input | output | target) in [-1, 1]."""
-    cols = [_displayable(t[:n].detach().float().cpu()) for t in rows]
+    cols = [displayable(t[:n].detach().float().cpu()) for t in rows]
     tiles = torch.stack(cols, dim=1).flatten(0, 1)  # (n * len(rows), 3, H, W), row-major
     return make_grid((tiles + 1) / 2, nrow=len(rows), padding=2, pad_value=1.0).clamp(0, 1)
 
 
-def _displayable(t: torch.Tensor) -> torch.Tensor:
+def displayable(t: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, 3, H, W) in [-1, 1]: gray replicated; one-hot label maps (segmentation inputs) in the VOC
     colours of their classes; other channel counts by their first three channels."""
     if t.shape[1] == 1:
@@ -103,6 +104,15 @@ def _displayable(t: torch.Tensor) -> torch.Tensor:
         colours = torch.from_numpy(label_palette(t.shape[1])).float() / 127.5 - 1.0  # (C, 3)
         return colours[t.argmax(dim=1)].permute(0, 3, 1, 2)
     return t[:, :3]
+
+
+def image_arrays(t: torch.Tensor) -> List[np.ndarray]:
+    """(N, C, H, W) in [-1, 1] -> N uint8 (H, W, C) arrays: gray and RGB as they are, other channel counts as
+    `displayable` shows them (one-hot label maps in class colours)."""
+    t = t.detach().float().cpu()
+    if t.shape[1] not in (1, 3):
+        t = displayable(t)
+    return list(((t + 1) / 2).clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
 
 
 @rank_zero_only

@@ -82,6 +82,41 @@ def test_validate_and_test(run, capsys):
     assert main(["test", "--ckpt", str(ckpt)]) == 0
 
 
+def test_test_saves_every_sample_s_images_for_evaluate(run, tmp_path, capsys):
+    """`test --save-images DIR` writes input/ output/ target/ (the reference test script's results); evaluate on
+    output vs target gives the PSNR that `test` logged."""
+    from translate import evaluate as ev
+    from translate.runner import evaluate
+
+    ckpt, out = run / "checkpoints" / "last.ckpt", tmp_path / "results"
+    (res,) = evaluate("test", ckpt, save_images=out)
+    for kind in ("input", "output", "target"):
+        assert sorted(p.name for p in (out / kind).iterdir()) == [f"{i:04d}.png" for i in range(4)], kind
+    assert np.array(Image.open(out / "output" / "0002.png")).shape == (32, 32, 3)
+    scored = ev.evaluate_folders(out / "output", out / "target", ev.EvalConfig(), metrics=["psnr"])
+    assert scored["metrics"]["psnr"] == pytest.approx(res["test/psnr"], abs=0.02)  # 8-bit rounding of the files
+    # the input is what the net saw: translating it again gives the saved output
+    from translate.runner import load_run
+    import torch
+
+    _, module = load_run(ckpt)
+    x = torch.from_numpy(np.array(Image.open(out / "input" / "0002.png"))).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        y = module.inference_net()(x / 127.5 - 1)
+    saved = np.array(Image.open(out / "output" / "0002.png")).astype(int)
+    again = ((y[0] + 1) * 127.5).clamp(0, 255).round().permute(1, 2, 0).numpy().astype(int)
+    assert np.abs(saved - again).mean() < 2  # the input file is 8-bit too
+
+    # never into a folder holding an earlier run's images, nor into the data
+    assert main(["validate", "--ckpt", str(ckpt), "--save-images", str(out)]) == 2
+    assert "expected a new or empty folder (images of two runs would mix)" in capsys.readouterr().err
+    data = tmp_path / "data"
+    data.mkdir()
+    assert main(["validate", "--ckpt", str(ckpt), "--save-images", str(data / "res"), f"data.root={data}"]) == 2
+    assert f"refusing to write into the data folder {data}" in capsys.readouterr().err
+    assert not (data / "res").exists()
+
+
 def test_export_then_predict_a_folder(run, tmp_path):
     bundle = tmp_path / "bundle"
     assert main(["export", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--out", str(bundle)]) == 0

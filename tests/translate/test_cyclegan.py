@@ -215,7 +215,7 @@ def test_ddp_two_cpu_processes(tmp_path, fit_ddp):
     assert last["image_pools"]["fake_B"].shape[0] == 3  # each process keeps its own pool; rank 0's is saved
 
 
-def test_validate_scores_g_a_against_the_hidden_truth(run):
+def test_validate_scores_g_a_against_the_hidden_truth(run, tmp_path):
     from datamodules.unaligned import make_scene
     from translate.runner import evaluate, load_run
 
@@ -232,6 +232,18 @@ def test_validate_scores_g_a_against_the_hidden_truth(run):
     mse = ((fake - (tensor(night) + 1) / 2) ** 2).mean(dim=(1, 2, 3))
     assert res["val/psnr"] == pytest.approx(float((10 * torch.log10(1 / mse)).mean()), abs=1e-3)
     assert 0 < res["val/ssim"] <= 1
+
+
+    # --save-images: the reference test script's six kinds of images, each sample named after its source
+    out = tmp_path / "results"
+    evaluate("validate", ckpt, save_images=out)
+    kinds = ("real_A", "fake_B", "rec_A", "real_B", "fake_A", "rec_B")
+    assert sorted(p.name for p in out.iterdir()) == sorted(kinds)
+    for kind in kinds:
+        assert len(list((out / kind).iterdir())) == 4, kind
+    first = sorted((out / "fake_B").iterdir())[0]
+    saved = torch.from_numpy(np.array(Image.open(first))).permute(2, 0, 1).float() / 255
+    assert (saved - fake[0]).abs().max() <= 1 / 255 + 1e-6
 
 
 def test_export_both_directions_then_predict(run, tmp_path):

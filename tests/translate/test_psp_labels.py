@@ -87,3 +87,19 @@ def test_label_maps_resize_nearest_and_bad_maps_are_skipped(seg_bundle, tmp_path
         assert cli.main(["predict", "--model", str(bundle), "--input", str(folder), "--output",
                          str(tmp_path / "o")]) == 0
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["good.png"]
+
+
+def test_validate_saves_label_maps_in_class_colours(seg_bundle, tmp_path):
+    """`validate --save-images`: a segmentation model's inputs are written in the VOC colours of their classes."""
+    from datamodules.io import label_palette
+
+    bundle, data = seg_bundle
+    ckpt = bundle.parent / "run" / "checkpoints" / "last.ckpt"
+    out = tmp_path / "results"
+    runner.evaluate("validate", ckpt, save_images=out)
+    for i in range(4):
+        shown = np.array(Image.open(out / "input" / f"{i:03d}.png"))
+        assert np.array_equal(shown, label_palette(LABEL_NC)[label_map(32, i)]), i
+        target = np.array(Image.open(out / "target" / f"{i:03d}.png"))
+        assert np.array_equal(target, np.array(Image.open(data / "val" / "B" / f"{i:03d}.png")))
+        assert np.array(Image.open(out / "output" / f"{i:03d}.png")).shape == (32, 32, 3)
