@@ -5,7 +5,7 @@ refinement from the encoder's code for N steps with the domain term (In-Domain G
 without it (Image2StyleGAN-like). Columns: MSE to the image (at the net's output size), LPIPS (with user weight
 files), ||w - E(G(w))|| (how far the code lies from the encoder's domain), seconds per image.
 
-    python benchmarks/inversion.py --ckpt runs/psp_toyfaces_sr/checkpoints/last.ckpt --faces 16
+    python benchmarks/inversion.py --ckpt runs/psp_toyfaces_restyle/checkpoints/last.ckpt --faces 16
     python benchmarks/inversion.py --model bundle/ --input faces/ --refine 50 200 \
         --lpips-backbone alexnet.pth --lpips-weights alex.pth --device cuda
 

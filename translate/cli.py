@@ -15,7 +15,7 @@ USAGE_EXAMPLES = """examples:
   translate predict --model bundle/ --input photos/ --output translated/
   translate import --from junyanz --weights latest_net_G.pth --out bundle/
   translate evaluate --pred translated/ --ref targets/ --inception pt_inception-2015-12-05-6726825d.pth
-  translate invert --ckpt runs/psp_toyfaces_sr/checkpoints/last.ckpt --input faces/ --out codes/ --refine 200
+  translate invert --ckpt runs/psp_toyfaces_encode/checkpoints/last.ckpt --input faces/ --out codes/ --refine 200
   translate interpolate --model bundle/ --codes codes/a.safetensors codes/b.safetensors --steps 8 --out path.png
 """
 
