@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -33,10 +33,11 @@ class TrainerConfig:
     strategy: str = "auto"  # auto | ddp | ddp_spawn | fsdp ... (GAN-specific DDP settings are preset)
     precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
     log_every_n_steps: int = 50  # how often scalars are written
-    check_val_every_n_epoch: Optional[int] = 1  # validation frequency (epochs); null: val_check_interval counts steps across epochs
-    val_check_interval: Optional[float] = None  # or validate every N batches / fraction of an epoch
-    limit_train_batches: Optional[float] = None  # use only this many (or this fraction of) batches per epoch
-    limit_val_batches: Optional[float] = None
+    # validation frequency in epochs; null: val_check_interval counts batches across epochs
+    check_val_every_n_epoch: Optional[int] = 1
+    val_check_interval: Optional[Union[int, float]] = None  # validate every N batches (int) or epoch fraction (float)
+    limit_train_batches: Optional[Union[int, float]] = None  # only this many batches (int) or this fraction (float)
+    limit_val_batches: Optional[Union[int, float]] = None
     num_sanity_val_steps: int = 0  # GAN validation before training tells nothing; keep start-up short
     deterministic: bool = False  # torch deterministic algorithms
     benchmark: Optional[bool] = None  # cudnn.benchmark

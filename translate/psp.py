@@ -227,6 +227,16 @@ def check_config(cfg: PSPConfig) -> None:
             raise ValueError(f"model.{key}: expected a positive integer, got {getattr(cfg, key)}")
     if len(cfg.d_betas) != 2:
         raise ValueError(f"model.d_betas: expected [beta1, beta2], got {cfg.d_betas}")
+    from nets.perceptual import LPIPS_MIN_SIZE
+
+    side = LPIPS_MIN_SIZE.get(cfg.lpips_net, 0)
+    t, b, l, r = face_crop(cfg.loss_size)
+    if cfg.lpips_lambda_crop > 0 and min(b - t, r - l) < side:
+        raise ValueError(f"model.lpips_lambda_crop: the inner-face crop of a {cfg.loss_size}-px output is "
+                         f"{r - l}x{b - t} px, smaller than LPIPS ({cfg.lpips_net}) takes ({side} px); raise "
+                         f"model.loss_size or set model.lpips_lambda_crop 0")
+    if cfg.lpips_lambda > 0 and cfg.loss_size < side:
+        raise ValueError(f"model.loss_size {cfg.loss_size} is smaller than LPIPS ({cfg.lpips_net}) takes ({side} px)")
 
 
 def build_discriminator(cfg: PSPConfig, channels: int = 3) -> Discriminator:
