@@ -31,6 +31,8 @@ class DataError(ValueError):
 def list_images(folder: str | Path) -> List[Path]:
     """Image files directly in `folder` (not recursive), sorted by name. A missing or empty folder is an error."""
     folder = Path(folder)
+    if folder.is_file():
+        raise NotADirectoryError(f"expected a folder of images, got a file: {folder}")
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
     entries = [p for p in folder.iterdir() if p.is_file()]

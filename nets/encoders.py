@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nets.strict import strict_load
-from priors.loaders import SAFE_TORCH_LOAD_GLOBALS
+from priors.loaders import SAFE_TORCH_LOAD_GLOBALS, torch_load_failure
 from priors.stylegan2 import FullyConnectedLayer
 
 # units per stage of the IR backbones (ResNet-50/100/152-style depths of InsightFace)
@@ -375,7 +375,7 @@ def load_arcface(path: Optional[str | Path], config_key: str = "model.id_weights
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to read is reported with the file and the key
         raise ValueError(f"{config_key}: cannot read {path} with torch.load(weights_only=True): "
-                         f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
+                         f"{torch_load_failure(e)}") from e
     if isinstance(sd, Mapping) and "state_dict" in sd:
         sd = sd["state_dict"]
     if isinstance(sd, Mapping) and any(str(k).startswith("encoder.") for k in sd):

@@ -18,6 +18,7 @@ from torch import nn
 
 from nets import build_discriminator, build_generator
 from nets.strict import strict_load
+from priors.loaders import torch_load_failure
 
 DATA_PARALLEL_PREFIX = "module."
 RUNNING_STAT_KEYS = ("running_mean", "running_var", "num_batches_tracked")
@@ -35,9 +36,8 @@ def load_state_dict_file(path: str | Path) -> "OrderedDict[str, torch.Tensor]":
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise WeightsImportError(f"cannot read {path} as a state dict with weights_only=True "
-                                 f"(files that need code to unpickle are refused): {first_line}") from e
+        raise WeightsImportError(f"cannot read {path} as a state dict with torch.load(weights_only=True): "
+                                 f"{torch_load_failure(e)}") from e
     if isinstance(sd, Mapping) and isinstance(sd.get("state_dict"), Mapping):
         sd = sd["state_dict"]
     if not isinstance(sd, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)

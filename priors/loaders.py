@@ -485,6 +485,21 @@ def load_own(path: str | Path) -> Generator:
 SAFE_TORCH_LOAD_GLOBALS = [argparse.Namespace]
 
 
+def torch_load_failure(e: BaseException) -> str:
+    """Why torch.load(weights_only=True) failed, in words: a pickle that needs code (the global it asked for) is
+    refused; anything else is not a readable PyTorch file. torch's own advice to retry with weights_only=False is
+    left out: that is what this project refuses to do."""
+    text = str(e)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if "Weights only load failed" in text and found:
+        return f"it needs code to unpickle ({found.group(1)}), which is refused"
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    detail = next((line.strip() for line in text.splitlines()
+                   if line.strip() and not any(b in line for b in boilerplate)), "")
+    return (f"not a readable PyTorch file, or a truncated one ({type(e).__name__}"
+            f"{': ' + detail[:120] if detail else ''})")
+
+
 def _torch_load(path: Path) -> Any:
     """torch.load on the CPU with weights_only=True (plus the argparse Namespace of pSp's opts); a file that cannot
     be read that way is a PriorLoadError naming it."""
@@ -492,8 +507,7 @@ def _torch_load(path: Path) -> Any:
         with torch.serialization.safe_globals(SAFE_TORCH_LOAD_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to read is reported with the file
-        raise PriorLoadError(f"cannot read {path} with torch.load(weights_only=True): "
-                             f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
+        raise PriorLoadError(f"cannot read {path} with torch.load(weights_only=True): {torch_load_failure(e)}") from e
 
 
 def load_prior(path: str | Path) -> Generator:

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from priors.loaders import SAFE_TORCH_LOAD_GLOBALS, write_atomic
+from priors.loaders import SAFE_TORCH_LOAD_GLOBALS, torch_load_failure, write_atomic
 
 
 class CheckpointError(ValueError):
@@ -18,11 +18,6 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """torch.save to a temporary file beside `path`, then rename over it (priors.loaders.write_atomic): a crash
     never leaves half a file."""
     write_atomic(path, lambda tmp: torch.save(obj, tmp))
-
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__  # an empty file raises an EOFError without a message
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> Dict[str, Any]:
@@ -36,12 +31,8 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = Fa
         with torch.serialization.safe_globals(SAFE_TORCH_LOAD_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:
-        if "Weights only load failed" in str(e) and "Unsupported operand" not in str(e):  # not garbage bytes
-            raise CheckpointError(
-                f"cannot load checkpoint {path} safely (weights_only=True): it needs arbitrary code to unpickle, "
-                f"which is refused ({_first_line(e).rstrip('.')})") from e
-        raise CheckpointError(f"cannot load checkpoint {path} safely (weights_only=True): not a readable PyTorch "
-                              f"checkpoint, or a truncated one ({type(e).__name__})") from e
+        raise CheckpointError(f"cannot load checkpoint {path} safely (weights_only=True): "
+                              f"{torch_load_failure(e)}") from e
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

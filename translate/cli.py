@@ -344,6 +344,8 @@ def _run(args) -> int:
         cfg = ev.load_eval_config(args.config, **{k: getattr(args, k) for k in (
             "inception_weights", "inception_layout", "lpips_backbone", "lpips_weights", "lpips_net", "id_weights",
             "size", "channels", "batch_size", "kid_subset_size", "device")})
+        if args.out:
+            ev.check_out(args.out, args.pred, args.ref)
         result = ev.evaluate_folders(args.pred, args.ref, cfg, metrics=ev.parse_metrics(args.metrics))
         print(ev.format_table(result))
         if args.out:

@@ -80,7 +80,10 @@ def load_eval_config(files: Sequence[str | Path] = (), **options: Any) -> EvalCo
         path = Path(f)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        node = OmegaConf.load(path)
+        try:
+            node = OmegaConf.load(path)
+        except Exception as e:  # yaml syntax errors come in several exception types
+            raise ConfigError(f"{path}: not a valid YAML file: {e}") from e
         if not isinstance(node, DictConfig) or "eval" not in node:
             raise ConfigError(f"{path}: expected an 'eval:' section with keys among "
                               f"{', '.join(EvalConfig.__dataclass_fields__)}")
@@ -111,6 +114,24 @@ def _check(cfg: EvalConfig) -> None:
             raise ConfigError(f"key 'eval.{key}': expected an integer >= 1, got {getattr(cfg, key)}")
     if cfg.size is not None and cfg.size < 1:
         raise ConfigError(f"key 'eval.size': expected an integer >= 1 or null, got {cfg.size}")
+    from translate.inference import check_device
+
+    try:
+        check_device(cfg.device)
+    except ValueError as e:
+        raise ConfigError(f"key 'eval.device': {e}") from e
+
+
+def check_out(out: str | Path, pred: str | Path, ref: str | Path) -> Path:
+    """The JSON file `--out` may be written: not a folder, and never inside the folders being scored (an image
+    there would be replaced). Checked before any image is read."""
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"--out {out}: is a folder; give the JSON file to write, e.g. {out / 'metrics.json'}")
+    for name, folder in (("--pred", Path(pred)), ("--ref", Path(ref))):
+        if folder.resolve() in out.resolve().parents:
+            raise ValueError(f"--out {out}: refusing to write into the {name} folder {folder}")
+    return out
 
 
 def parse_metrics(text: Optional[str]) -> Optional[List[str]]:

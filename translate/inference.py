@@ -255,16 +255,25 @@ class Translator:
             raise BundleError(f"label_nc {self.label_nc} but input_nc {self.input_nc}: a label-map net takes one "
                               "channel per class")
 
+    def check_variants(self, latent_mask: Optional[Sequence[int]] = None) -> torch.nn.Module:
+        """The eager pSp net that draws style-mixed variants, or a ValueError saying why this translator cannot."""
+        method = self.meta.get("method")
+        if method != "psp":
+            raise ValueError(f"style-mixed variants need a pSp bundle; this one is {method}")
+        net = getattr(self._run, "net", None)
+        if net is None:
+            raise ValueError(f"style-mixed variants need the eager net of a pSp bundle; this one is loaded with "
+                             f"backend '{self.backend}'")
+        if not list(latent_mask if latent_mask is not None else self.meta.get("latent_mask") or []):
+            raise ValueError("variants: no latent_mask given and the bundle has none (e.g. layers 8..17 at 1024 px)")
+        return net
+
     def variants(self, x: torch.Tensor, n: int, latent_mask: Optional[Sequence[int]] = None,
                  alpha: Optional[float] = None, seed: int = 0) -> torch.Tensor:
         """pSp bundles, eager backend: n style-mixed outputs per input, (n, N, 3, H, W). latent_mask and alpha
         default to the bundle's (the model config's `latent_mask`, `mix_alpha`)."""
-        net = getattr(self._run, "net", None)
-        if self.meta.get("method") != "psp" or net is None:
-            raise ValueError("style-mixed variants need a pSp bundle loaded with backend 'eager'")
+        net = self.check_variants(latent_mask)
         mask = list(latent_mask if latent_mask is not None else self.meta.get("latent_mask") or [])
-        if not mask:
-            raise ValueError("variants: no latent_mask given and the bundle has none (e.g. layers 8..17 at 1024 px)")
         x = x.float()
         if self.input_size is not None and x.shape[-1] != self.input_size:
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,

@@ -54,6 +54,11 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
         raise FileNotFoundError(f"input not found: {src}")
     if variants < 0:
         raise ValueError(f"variants: expected a count >= 0, got {variants}")
+    if variants:
+        translator.check_variants(latent_mask)  # before any output is written
+    elif latent_mask is not None or mix_alpha is not None:
+        raise ValueError("latent_mask and mix_alpha (--latent-mask, --mix-alpha) choose how variants are mixed: give "
+                         "the number of variants (--variants N) as well")
     _check_output(out, files, in_folder, variants, side_by_side)
     label_nc = getattr(translator, "label_nc", 0)
     if translator.input_nc not in (1, 3) and not label_nc:

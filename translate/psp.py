@@ -164,6 +164,14 @@ def load_moco(path: Optional[str], key: str = "model.moco_weights") -> nn.Module
     return strict_load(net, own, f"{key} ({path})")
 
 
+def _naming_the_key(key: str, load, *args):
+    """load(*args), with the config key that named the file put in front of any error about it."""
+    try:
+        return load(*args)
+    except (FileNotFoundError, ValueError) as e:  # ValueError: PriorLoadError, CheckpointError
+        raise type(e)(f"{key}: {e}") from e
+
+
 def _random_warning(what: str) -> None:
     warnings.warn(f"{what}: randomly initialised (weights 'random'): this loss is meaningless; for smoke tests only",
                   stacklevel=3)
@@ -284,7 +292,7 @@ class PSP(TranslationModule):
         check_config(cfg)
         if output_nc != 3:
             raise ValueError(f"data.output_nc: pSp translates into an RGB StyleGAN2, expected 3, got {output_nc}")
-        decoder = load_prior(cfg.prior)
+        decoder = _naming_the_key("model.prior", load_prior, cfg.prior)
         if decoder.img_channels != 3:
             raise ValueError(f"model.prior: expected an RGB generator, {cfg.prior} makes {decoder.img_channels} "
                              f"channels")
@@ -314,7 +322,10 @@ class PSP(TranslationModule):
         from translate.checkpoints import load_checkpoint
 
         source = f"model.encoder_weights ({path})"
-        sd = load_checkpoint(path)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"model.encoder_weights: weight file not found: {path} (pSp's model_ir_se50.pth, "
+                                    "or a pSp checkpoint to fine-tune)")
+        sd = _naming_the_key("model.encoder_weights", load_checkpoint, path)
         if not isinstance(sd, dict):
             raise ValueError(f"{source}: expected an ArcFace IR-SE50 state dict or a pSp checkpoint")
         state = sd.get("state_dict")

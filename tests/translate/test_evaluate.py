@@ -323,3 +323,23 @@ def test_cli_identity_similarity(sets, face_nets, capsys):
     printed = capsys.readouterr().out
     assert rc == 0 and any(line.startswith("id ") and "+-" in line and "12 pairs" in line
                            for line in printed.splitlines())
+
+
+def test_cli_refuses_bad_out_device_and_config_before_scoring(sets, tmp_path, capsys):
+    """--out never replaces a scored image nor lands in a folder; a malformed config or a missing GPU is named."""
+    target = sets["ref"] / "000.png"
+    before = target.read_bytes()
+    rc = cli.main(["evaluate", "--pred", str(sets["pred"]), "--ref", str(sets["ref"]), "--out", str(target)])
+    assert rc == 2 and f"refusing to write into the --ref folder {sets['ref']}" in capsys.readouterr().err
+    assert target.read_bytes() == before
+    rc = cli.main(["evaluate", "--pred", str(sets["pred"]), "--ref", str(sets["ref"]), "--out", str(tmp_path)])
+    assert rc == 2 and "is a folder; give the JSON file to write" in capsys.readouterr().err
+    bad = tmp_path / "eval.yaml"
+    bad.write_text("eval:\n size: 3\n  x: 1\n")
+    rc = cli.main(["evaluate", "--pred", str(sets["pred"]), "--ref", str(sets["ref"]), "-c", str(bad)])
+    assert rc == 2 and f"{bad}: not a valid YAML file" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        rc = cli.main(["evaluate", "--pred", str(sets["pred"]), "--ref", str(sets["ref"]), "--device", "cuda:5"])
+        assert rc == 2 and "key 'eval.device': device cuda:5: no CUDA GPU is available here" in capsys.readouterr().err
+    rc = cli.main(["evaluate", "--pred", str(target), "--ref", str(sets["ref"])])
+    assert rc == 2 and f"expected a folder of images, got a file: {target}" in capsys.readouterr().err

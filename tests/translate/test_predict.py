@@ -166,3 +166,15 @@ def test_side_by_side_enlarges_small_inputs_pixel_for_pixel(tmp_path):
     Image.fromarray(big).save(tmp_path / "hr.png")
     reduced = side_by_side_image(tmp_path / "hr.png", outputs[:1])[:, :32].astype(int)
     assert np.abs(reduced - big.reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))).mean() < 25  # a reduction, not a crop
+
+
+def test_variants_of_a_non_psp_bundle_fail_before_anything_is_written(translator, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_images(src, ["a.png"])
+    with pytest.raises(ValueError, match="style-mixed variants need a pSp bundle; this one is cyclegan"):
+        predict_paths(translator, src, out, progress=False, variants=2)
+    with pytest.raises(ValueError, match=r"choose how variants are mixed: give the number of variants \(--variants"):
+        predict_paths(translator, src, out, progress=False, latent_mask=[4, 5])
+    with pytest.raises(ValueError, match="give the number of variants"):
+        predict_paths(translator, src, out, progress=False, mix_alpha=0.5)
+    assert not out.exists()

@@ -195,8 +195,16 @@ def test_missing_weights_name_the_key(prior, tmp_path):
         module(prior, id_lambda=0.0, lpips_weights=None).on_fit_start()
     with pytest.raises(ValueError, match="model.prior must be set"):
         PSP(model={"prior": None})
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"^model.prior: prior not found: .*nope"):
         module(prior, prior=str(tmp_path / "nope"))
+    (tmp_path / "notes.txt").write_text("efg\n")
+    with pytest.raises(ValueError, match=r"^model.prior: cannot read .*notes.txt with torch.load\(weights_only=True\):"
+                                         r" not a readable PyTorch file"):
+        module(prior, prior=str(tmp_path / "notes.txt"))
+    with pytest.raises(FileNotFoundError, match=r"^model.encoder_weights: weight file not found: .*ir_se50.pth"):
+        module(prior, encoder_weights=str(tmp_path / "ir_se50.pth"))
+    with pytest.raises(ValueError, match=r"^model.encoder_weights: cannot load checkpoint .*notes.txt"):
+        module(prior, encoder_weights=str(tmp_path / "notes.txt"))
     with pytest.raises(ValueError, match="id_lambda and model.moco_lambda"):
         module(prior, moco_lambda=0.1, moco_weights="random")
 
