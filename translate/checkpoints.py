@@ -25,6 +25,10 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = Fa
     option classes such as pSp's argparse.Namespace `opts` are allowed: SAFE_TORCH_LOAD_GLOBALS).
     mmap: map the tensors instead of reading them (a cheap look at a checkpoint's entries)."""
     path = Path(path)
+    if path.is_dir():
+        hint = path / "checkpoints" / "last.ckpt"
+        raise CheckpointError(f"{path} is a folder; expected a checkpoint file"
+                              + (f", e.g. {hint}" if hint.is_file() else ""))
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:

@@ -106,6 +106,10 @@ def _explain(err: OmegaConfBaseException, source: str, prefix: str = "") -> Conf
     key = getattr(err, "full_key", None) or ""
     key = f"{prefix}{key}" if key else prefix.rstrip(".")
     msg = str(err).splitlines()[0]
+    if "is not a ListConfig" in msg:  # OmegaConf's words for a scalar given to a list option
+        value = getattr(err, "value", None)
+        msg = f"expected a list, e.g. [{value if value is not None else '...'}]" + (f", got {value!r}"
+                                                                                  if value is not None else "")
     where = f"key '{key}'" if key else "config"
     return ConfigError(f"{source}: {where}: {msg}")
 
@@ -171,7 +175,6 @@ def load_config(
         raise ConfigError(f"key 'method': expected one of {sorted(METHODS)}, got '{method}'")
     model_schema = METHODS[method].config_class
 
-    _check_required(sources)
     base = OmegaConf.structured(RunConfig)
     model = OmegaConf.structured(model_schema)
     sections = {k for k, v in OmegaConf.to_container(base).items() if isinstance(v, dict)} | {"model"}
@@ -193,6 +196,7 @@ def load_config(
             except OmegaConfBaseException as e:
                 raise _explain(e, source, prefix="model.") from e
     base.model = model
+    _check_required(sources)  # after the merges: a misspelled key or a wrong type is named first
     try:
         cfg = OmegaConf.to_object(base)
     except OmegaConfBaseException as e:
@@ -221,9 +225,13 @@ def _check_required(sources: List[Tuple[str, DictConfig]]) -> None:
                 required[key] = source
             else:
                 required.pop(key, None)
-    if required:
+    if len(required) == 1:
         key, source = next(iter(required.items()))
         raise ConfigError(f"key '{key}' must be set (required by {source}), e.g. {key}=...")
+    if required:
+        by = ", ".join(dict.fromkeys(required.values()))
+        raise ConfigError(f"keys {', '.join(repr(k) for k in required)} must be set (required by {by}), e.g. "
+                          f"{' '.join(f'{k}=...' for k in required)}")
 
 
 def _check_missing(cfg: RunConfig) -> None:

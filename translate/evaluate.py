@@ -13,6 +13,7 @@ for by name (`--metrics fid,kid`): then it is an error naming the option and the
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
@@ -33,10 +34,12 @@ from nets.inception import LAYOUTS, load_inception
 from nets.perceptual import LPIPS_TAPS, MissingWeightsError, load_lpips
 from priors.loaders import write_atomic
 from translate.config import ConfigError, _explain
-from translate.psp import IDLoss
+from translate.psp import FACE_CROP_256, ID_SIZE, IDLoss
 from translate.scoring import score_each
 
 PAIR_METRICS = ("psnr", "ssim", "l1", "lpips", "id")
+# the smallest image whose inner-face crop (pSp's box, scaled from 256 px) fills the face network's 112 px: 153
+ID_MIN_SIDE = math.ceil(ID_SIZE * 256 / (FACE_CROP_256[1] - FACE_CROP_256[0]))
 SET_METRICS = ("fid", "kid")
 METRICS = PAIR_METRICS + SET_METRICS
 # metric -> (command-line option, config key) of each weight file it needs
@@ -270,12 +273,16 @@ def evaluate_folders(pred: str | Path, ref: str | Path, cfg: EvalConfig, metrics
                 sets.update(fake, real=False)
                 sets.update(real, real=True)
             scores["stem"] += [stem for _, _, stem in batch]
+            scores["side"] += [min(fake.shape[-2:])] * len(batch)
             _pair_scores(fake, real, paired, {"lpips": lpips, "id": identity}, device, scores)
     elif sets is not None:
         for files, real in ((pred_files, False), (ref_files, True)):
             for batch in _batches(files, cfg, lambda f: _read(f, cfg)):
                 sets.update(torch.stack(batch), real=real)
 
+    if "id" in paired and min(scores["side"]) < ID_MIN_SIDE:
+        notes.append(f"id: images down to {min(scores['side'])} px; an inner-face crop under {ID_SIZE} px is enlarged "
+                     f"for the face network, so identity scores of images under {ID_MIN_SIDE} px mean little")
     values: Dict[str, float] = {m: sum(scores[m]) / len(pairs) for m in paired}
     std = {m: (sum((v - values[m]) ** 2 for v in scores[m]) / len(pairs)) ** 0.5 for m in paired}
     if sets is not None:

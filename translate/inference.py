@@ -68,7 +68,8 @@ def read_meta(path: str | Path) -> Tuple[Path, Dict[str, Any]]:
 def _need(folder: Path, meta: Dict[str, Any], kind: str) -> Path:
     p = folder / meta["files"].get(kind, DEFAULT_FILES[kind])
     if not p.is_file():
-        raise FileNotFoundError(f"bundle file missing: {p} (needed by the '{kind}' backend)")
+        need = "the eager backend's weights" if kind == "weights" else f"the '{kind}' backend"
+        raise FileNotFoundError(f"bundle file missing: {p} (needed by {need})")
     return p
 
 

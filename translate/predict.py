@@ -117,8 +117,9 @@ def side_by_side_image(path: Path, outputs: Sequence[np.ndarray], label_nc: int 
 
 def _check_output(out: Path, files: List[Path], in_folder: Path | None, variants: int = 0,
                   side_by_side: bool = False) -> None:
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output must be a folder, got an existing file: {out}")
+    for folder in (out, *out.parents):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"output must be a folder, got an existing file: {folder}")
     if in_folder is not None and _inside(out, in_folder):
         raise ValueError(f"refusing to write into the input folder: output {out} is inside {in_folder}")
     if in_folder is not None and side_by_side and _inside(in_folder, out / SIDE_BY_SIDE):

@@ -289,7 +289,9 @@ def _check_image_folder(folder: Path, data_root: Optional[str]) -> Path:
     if data_root and (folder.resolve() == Path(data_root).resolve()
                       or Path(data_root).resolve() in folder.resolve().parents):
         raise ValueError(f"--save-images {folder}: refusing to write into the data folder {data_root}")
-    if rank_zero_only.rank == 0 and folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--save-images {folder}: is a file; expected a new or empty folder")
+    if rank_zero_only.rank == 0 and folder.is_dir() and any(folder.iterdir()):
         raise ValueError(f"--save-images {folder}: expected a new or empty folder (images of two runs would mix)")
     return folder
 

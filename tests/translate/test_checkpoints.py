@@ -64,6 +64,11 @@ def test_refuses_checkpoints_that_execute_code(tmp_path):
     assert "weights_only` set to `False`" not in str(err.value)  # never torch's advice to run the code
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.ckpt")
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {}}, tmp_path / "run" / "checkpoints" / "last.ckpt")
+    with pytest.raises(CheckpointError, match=r"run is a folder; expected a checkpoint file, e.g. .*run/checkpoints/"
+                                              r"last.ckpt"):
+        load_checkpoint(tmp_path / "run")
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"hello world\n", b"PK\x03\x04truncated"])

@@ -115,6 +115,9 @@ def test_test_saves_every_sample_s_images_for_evaluate(run, tmp_path, capsys):
     assert main(["validate", "--ckpt", str(ckpt), "--save-images", str(data / "res"), f"data.root={data}"]) == 2
     assert f"refusing to write into the data folder {data}" in capsys.readouterr().err
     assert not (data / "res").exists()
+    (tmp_path / "afile").write_text("x")
+    assert main(["validate", "--ckpt", str(ckpt), "--save-images", str(tmp_path / "afile")]) == 2
+    assert "afile: is a file; expected a new or empty folder" in capsys.readouterr().err
 
 
 def test_export_then_predict_a_folder(run, tmp_path):

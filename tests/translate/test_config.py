@@ -79,8 +79,16 @@ def test_every_shipped_config_loads():
     for path in configs:
         cfg = load_config([path], ["data.root=/data", *required.get(path.parent.name, [])])
         assert cfg.method == {"prior": "stylegan2"}.get(path.parent.name, path.parent.name)  # configs/<method>/
-    with pytest.raises(ConfigError, match="key 'model.prior' must be set"):
-        load_config([Path("configs/psp/super_resolution.yaml")], ["data.root=/data"])
+    with pytest.raises(ConfigError, match=r"keys 'model.prior', 'model.encoder_weights', 'model.lpips_backbone', "
+                                          r"'model.lpips_weights' must be set \(required by configs/psp/_base.yaml\)"):
+        load_config([Path("configs/psp/super_resolution.yaml")], ["data.root=/data"])  # all of them, in one go
+    with pytest.raises(ConfigError, match=r"key 'model.lpips_weights' must be set \(required by configs/psp/_base"):
+        load_config([Path("configs/psp/super_resolution.yaml")], ["data.root=/data", *required["psp"][:3]])
+    # a misspelled key or a wrong type is named before the required keys that are still missing
+    with pytest.raises(ConfigError, match=r"key 'model.priorr': Key 'priorr' not in 'PSPConfig'"):
+        load_config([Path("configs/psp/super_resolution.yaml")], ["model.priorr=/w/ffhq.pt"])
+    with pytest.raises(ConfigError, match=r"key 'data.batch_size': Value 'abc'"):
+        load_config([Path("configs/psp/super_resolution.yaml")], ["data.batch_size=abc"])
 
 
 def test_include_merges_files_first_and_names_problems(tmp_path):
@@ -137,3 +145,12 @@ def test_a_section_given_as_a_value_names_the_key_and_file(tmp_path):
             load_config([path])
     with pytest.raises(ConfigError, match=r"command line: key 'model' must be a section"):
         load_config([], ["model=5"])
+
+
+def test_a_scalar_for_a_list_option_says_a_list_is_expected(tmp_path):
+    with pytest.raises(ConfigError, match=r"command line: key 'data.degradation.factors': expected a list, e.g. \[4\]"):
+        load_config([], ["data.degradation.factors=4"])
+    f = tmp_path / "sr.yaml"
+    f.write_text("data:\n  degradation:\n    factors: 4\n")
+    with pytest.raises(ConfigError, match=rf"{f}: key 'data.degradation.factors': expected a list, e.g. \[4\], got 4"):
+        load_config([f])

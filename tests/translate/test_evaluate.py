@@ -302,6 +302,7 @@ def test_identity_similarity(sets, face_nets, layout):
     assert res["metrics"]["id"] == pytest.approx(cos.mean(), abs=1e-5) and 0 < cos.mean() < 0.9999
     same = ev.evaluate_folders(sets["ref"], sets["ref"], _cfg(id_weights=str(face_nets[layout])), metrics=["id"])
     assert same["metrics"]["id"] == pytest.approx(1.0, abs=1e-5)
+    assert any(n.startswith("id: images down to 32 px") for n in res["notes"])  # too small to mean much
 
 
 def test_identity_similarity_needs_its_weights(sets, tmp_path, capsys):

@@ -83,6 +83,8 @@ def test_refuses_to_write_into_the_input_folder(translator, tmp_path):
     (tmp_path / "file.png").write_bytes(b"x")
     with pytest.raises(ValueError, match="output must be a folder, got an existing file"):
         predict_paths(translator, src, tmp_path / "file.png", progress=False)
+    with pytest.raises(ValueError, match=r"output must be a folder, got an existing file: .*file.png$"):
+        predict_paths(translator, src, tmp_path / "file.png" / "sub", progress=False)
     with pytest.raises(FileNotFoundError, match="input not found: .*nothing"):
         predict_paths(translator, tmp_path / "nothing", tmp_path / "out", progress=False)
     with pytest.raises(ValueError, match="batch_size: expected an int >= 1, got 0"):
