@@ -193,39 +193,82 @@ def _first_process() -> bool:
     return all(os.environ.get(k, "0") == "0" for k in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"))
 
 
-def check_run_dir(run_dir: Path, resume: Optional[str], overwrite: bool) -> None:
+REPLACED_DIR = ".replaced"  # run_dir/.replaced: an earlier run's checkpoints while `--overwrite` starts over
+
+
+def check_run_dir(run_dir: Path, resume: Optional[str], overwrite: bool) -> Optional[Path]:
     """A fresh fit never mixes into (or silently replaces) a previous run's checkpoints: it needs --resume to
-    continue them or --overwrite to delete them first."""
+    continue them or --overwrite to replace them. With --overwrite they (and config.yaml) are moved aside into
+    run_dir/.replaced, which is deleted once training starts and put back if the new run fails before: a typo in
+    the data or the config must not cost the earlier run. Returns that folder, if anything was moved."""
     ckpt_dir = run_dir / CHECKPOINT_DIR
     old = sorted(p.name for p in ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
     if resume is not None or not old or not _first_process():
-        return
+        return None
     if not overwrite:
         names = ", ".join(old[:3]) + (", ..." if len(old) > 3 else "")
         raise FileExistsError(
             f"{run_dir} holds the checkpoints of a previous run ({names}): continue it with --resume last, train "
             f"elsewhere with run_dir=..., or pass --overwrite to delete them and start over")
-    shutil.rmtree(ckpt_dir)
+    stash = run_dir / REPLACED_DIR
+    if stash.exists():  # left by a run that was killed before it started training
+        shutil.rmtree(stash)
+    stash.mkdir()
+    ckpt_dir.rename(stash / CHECKPOINT_DIR)
+    if (run_dir / "config.yaml").is_file():
+        (run_dir / "config.yaml").rename(stash / "config.yaml")
+    return stash
+
+
+def _put_back(stash: Path, run_dir: Path) -> None:
+    """Undo check_run_dir's move, unless the new run already wrote checkpoints of its own."""
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    if not stash.is_dir() or (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())):
+        return
+    if ckpt_dir.is_dir():
+        ckpt_dir.rmdir()
+    (stash / CHECKPOINT_DIR).rename(ckpt_dir)
+    if (stash / "config.yaml").is_file():
+        (stash / "config.yaml").replace(run_dir / "config.yaml")
+    shutil.rmtree(stash)
+
+
+class DropReplacedRun(Callback):
+    """Deletes the checkpoints that `--overwrite` moved aside, once the new run's training has started."""
+
+    def __init__(self, stash: Path) -> None:
+        self.stash = stash
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero and self.stash.is_dir():
+            shutil.rmtree(self.stash)
 
 
 def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -> Tuple[pl.Trainer, Any]:
     """Train. A run_dir with checkpoints of an earlier run needs `resume` (continue) or `overwrite` (start over)."""
     run_dir = Path(cfg.run_dir)
     ckpt_path, resume_step = resolve_resume(resume, run_dir)
-    check_run_dir(run_dir, resume, overwrite)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = build_datamodule(cfg.data)
-    module = build_module(cfg)
-    sized = fit_sizes(cfg, module)
-    if sized is not cfg:
-        cfg, datamodule = sized, build_datamodule(sized.data)
-    trainer = build_trainer(cfg, run_dir, resume_step=resume_step)
-    configure_tracking(module, cfg, run_dir)
-    if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    with frozen_modules_expected(module):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    stash = check_run_dir(run_dir, resume, overwrite)
+    try:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = build_datamodule(cfg.data)
+        module = build_module(cfg)
+        sized = fit_sizes(cfg, module)
+        if sized is not cfg:
+            cfg, datamodule = sized, build_datamodule(sized.data)
+        trainer = build_trainer(cfg, run_dir, resume_step=resume_step)
+        if stash is not None:
+            trainer.callbacks.append(DropReplacedRun(stash))
+        configure_tracking(module, cfg, run_dir)
+        if trainer.is_global_zero:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        with frozen_modules_expected(module):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except BaseException:
+        if stash is not None:
+            _put_back(stash, run_dir)
+        raise
     return trainer, module
 
 

@@ -214,8 +214,16 @@ def test_a_fresh_fit_never_mixes_into_an_earlier_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "best-009-80.ckpt" in err and "--resume last" in err and "--overwrite" in err
     assert old.read_bytes() == b"an earlier run's weights"
+    (run_dir / "config.yaml").write_text("the earlier run's config\n")
+    # --overwrite with a mistake that stops the new run before it trains: the earlier run is put back
+    assert main(["fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1", "--overwrite", "data.kind=paired",
+                 f"data.root={tmp_path / 'no_such_data'}"]) == 2
+    assert old.read_bytes() == b"an earlier run's weights"
+    assert (run_dir / "config.yaml").read_text() == "the earlier run's config\n"
+    assert not (run_dir / ".replaced").exists()
     assert main(["fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1", "--overwrite"]) == 0
     assert not old.exists() and load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 0
+    assert not (run_dir / ".replaced").exists() and "num_downs: 5" in (run_dir / "config.yaml").read_text()
 
 
 @pytest.mark.parametrize("workers", [0, 1])
