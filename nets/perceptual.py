@@ -150,9 +150,12 @@ def read_weights(path: Optional[str | Path], key: str) -> "OrderedDict[str, torc
     if not path.is_file():
         raise FileNotFoundError(f"{key}: weight file not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from priors.loaders import read_safetensors
 
-        return OrderedDict(load_file(str(path)))
+        try:
+            return OrderedDict(read_safetensors(path))
+        except ValueError as e:
+            raise WeightsImportError(f"{key}: {e}") from e
     try:
         return load_state_dict_file(path)
     except WeightsImportError as e:

@@ -453,8 +453,6 @@ def save_prior(G: Generator, out: str | Path) -> Path:
 
 def load_own(path: str | Path) -> Generator:
     """Our format: a folder with prior.json + prior.safetensors, or one file of an X.json + X.safetensors pair."""
-    from safetensors.torch import load_file
-
     json_path, weights_path = _pair_paths(Path(path))
     for p in (json_path, weights_path):
         if not p.is_file():
@@ -472,7 +470,7 @@ def load_own(path: str | Path) -> Generator:
         cfg = GeneratorConfig.from_dict(meta["generator"], str(json_path))
     except (KeyError, TypeError, ValueError) as e:
         raise PriorLoadError(f"{json_path}: bad 'generator' section ({e})") from None
-    G = load_strict(Generator(cfg), load_file(str(weights_path)), str(weights_path)).eval()
+    G = load_strict(Generator(cfg), read_safetensors(weights_path), str(weights_path)).eval()
     if meta.get("w_avg") is not None and hasattr(G.mapping, "w_avg"):
         if not torch.equal(torch.tensor(meta["w_avg"], dtype=torch.float32), G.mapping.w_avg):
             raise PriorLoadError(f"{json_path}: w_avg differs from mapping.w_avg in {weights_path.name}")
@@ -498,6 +496,18 @@ def torch_load_failure(e: BaseException) -> str:
                    if line.strip() and not any(b in line for b in boilerplate)), "")
     return (f"not a readable PyTorch file, or a truncated one ({type(e).__name__}"
             f"{': ' + detail[:120] if detail else ''})")
+
+
+def read_safetensors(path: str | Path) -> Dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file; a truncated or foreign file is a PriorLoadError (a ValueError) naming it,
+    not the Rust library's bare SafetensorError."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - SafetensorError and friends: the file is the problem
+        raise PriorLoadError(f"cannot read {path} as safetensors (truncated, or not a .safetensors file): "
+                             f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
 
 
 def _torch_load(path: Path) -> Any:
@@ -531,6 +541,18 @@ def load_prior(path: str | Path) -> Generator:
                          "state_dict, rosinality g_ema, or a pSp state_dict with decoder.*)")
 
 
-def convert_prior(in_path: str | Path, out_dir: str | Path) -> Path:
-    """Load any supported format and write it in ours (see save_prior)."""
+def convert_prior(in_path: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Load any supported format and write it in ours (see save_prior). Existing prior files at `out_dir` are
+    replaced only with `overwrite`; the source itself never is."""
+    targets = _pair_paths(Path(out_dir))
+    for existing in (f for f in targets if f.exists()):
+        if existing.is_dir():
+            raise IsADirectoryError(f"{existing} is a folder; cannot write the prior there")
+        if any(existing.resolve() == f.resolve() for f in (Path(in_path), *_pair_paths(Path(in_path)))):
+            raise ValueError(f"refusing to overwrite the source prior {in_path}: choose another output")
+        if not overwrite:
+            raise FileExistsError(f"{existing} exists; pass --overwrite to replace it")
+    for folder in (Path(out_dir), *Path(out_dir).parents):
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"cannot write the prior under {out_dir}: {folder} is a file")
     return save_prior(load_prior(in_path), out_dir)

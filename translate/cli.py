@@ -101,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert-prior", help="convert a StyleGAN2 prior (NVIDIA/rosinality) to our safetensors format")
     p.add_argument("src", help="NVIDIA .pkl/.pt, rosinality .pt or pSp checkpoint")
-    p.add_argument("out", help="output folder (prior.safetensors + prior.json)")
+    p.add_argument("out", help="output folder (prior.safetensors + prior.json), or X.safetensors for the pair "
+                               "X.safetensors + X.json")
+    p.add_argument("--overwrite", action="store_true", help="replace prior files already at OUT")
 
     p = sub.add_parser("evaluate", help="score a folder of results against references: FID/KID, PSNR/SSIM/LPIPS")
     p.add_argument("--pred", required=True, help="folder of results (translated or generated images)")
@@ -335,7 +337,7 @@ def _run(args) -> int:
     if args.command == "convert-prior":
         from priors.loaders import convert_prior
 
-        print(f"prior written: {convert_prior(args.src, args.out)}")
+        print(f"prior written: {convert_prior(args.src, args.out, overwrite=args.overwrite)}")
         return 0
 
     if args.command == "evaluate":

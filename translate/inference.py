@@ -78,9 +78,8 @@ Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _eager(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
-    from safetensors.torch import load_file
-
     from nets import build_generator, inference_copy
+    from priors.loaders import read_safetensors
 
     if meta.get("method") == "psp" and isinstance(meta.get("psp"), dict):
         return _eager_psp(folder, meta, device)
@@ -88,7 +87,7 @@ def _eager(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
     if not isinstance(spec, dict):
         raise BundleError(f"{folder}: translator.json has no 'generator' spec to rebuild the net from; "
                           f"use backend 'onnx' or 'pt2'")
-    weights = load_file(str(_need(folder, meta, "weights")))
+    weights = read_safetensors(_need(folder, meta, "weights"))
     net = inference_copy(build_generator(**spec), norm_stats=meta.get("norm_stats", "running"))
     try:
         net.load_state_dict(weights, strict=True)
@@ -111,13 +110,12 @@ def _eager_runner(net: torch.nn.Module, device: torch.device) -> Runner:
 
 def _eager_psp(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
     """A pSp bundle's encoder + decoder rebuilt from its spec."""
-    from safetensors.torch import load_file
-
     from nets.psp import build_psp_net
+    from priors.loaders import read_safetensors
 
     net = build_psp_net(meta["psp"]).eval().requires_grad_(False)
     try:
-        net.load_state_dict(load_file(str(_need(folder, meta, "weights"))), strict=True)
+        net.load_state_dict(read_safetensors(_need(folder, meta, "weights")), strict=True)
     except RuntimeError as e:
         raise BundleError(f"{folder}: weights.safetensors does not fit the pSp net of translator.json: {e}") from e
     return _eager_runner(net, device)

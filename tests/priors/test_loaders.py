@@ -173,6 +173,18 @@ def test_convert_to_our_format_and_back(golden, tmp_path):
     a, b = load_prior(ROS), load_prior(pair)
     with torch.no_grad():
         assert torch.equal(a.synthesis(golden["ws"], noise_mode="const"), b.synthesis(golden["ws"], noise_mode="const"))
+    # what is there already is replaced only when asked, and the source never
+    (out / "prior.safetensors").write_bytes(b"the user's file")
+    with pytest.raises(FileExistsError, match=r"prior.json exists; pass --overwrite to replace it"):
+        convert_prior(ROS, out)
+    assert (out / "prior.safetensors").read_bytes() == b"the user's file"
+    convert_prior(ROS, out, overwrite=True)
+    assert load_prior(out).state_dict().keys() == a.state_dict().keys()
+    with pytest.raises(ValueError, match="refusing to overwrite the source prior"):
+        convert_prior(out, out, overwrite=True)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"afile is a file"):
+        convert_prior(ROS, tmp_path / "afile" / "prior")
 
 
 def test_save_and_load_a_fresh_generator(tmp_path):
@@ -224,3 +236,15 @@ class Unpicklable:
 
 def ros_like_object():
     return Unpicklable()
+
+
+def test_a_truncated_safetensors_prior_is_an_error_naming_the_file(tmp_path):
+    from priors.loaders import PriorLoadError, load_prior, save_prior
+    from priors.stylegan2 import Generator, GeneratorConfig
+
+    out = save_prior(Generator(GeneratorConfig(z_dim=16, w_dim=16, img_resolution=16, channel_base=64,
+                                               channel_max=8, mapping_layers=1)), tmp_path / "prior")
+    weights = out / "prior.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(PriorLoadError, match=r"cannot read .*prior.safetensors as safetensors \(truncated"):
+        load_prior(out)
