@@ -38,32 +38,77 @@ def z_for(seeds: List[int], z_dim: int) -> torch.Tensor:
     return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
 
 
+GRID_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+MAX_GRID = 1024  # images in one grid file; more go to a folder, one file per seed
+BATCH = 16  # images rendered per network call
+
+
+def check_out(out: str | Path, n_images: int, grid: bool, flag: str = "--out") -> Path:
+    """Where `generate`/`interpolate` may write, checked before anything renders: a grid goes to an image file of a
+    known format (at most MAX_GRID images); single images go to a folder. Nothing under an existing file."""
+    out = Path(out)
+    for folder in out.parents:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"{flag} {out}: {folder} is a file")
+    if grid:
+        if out.suffix.lower() not in GRID_SUFFIXES:
+            raise ValueError(f"{flag} {out}: expected an image file for the grid ({', '.join(GRID_SUFFIXES)})")
+        if out.is_dir():
+            raise IsADirectoryError(f"{flag} {out}: is a folder; expected an image file for the grid")
+        if n_images > MAX_GRID:
+            raise ValueError(f"{flag} {out}: a grid of {n_images} images is more than {MAX_GRID}; write one image "
+                             "per seed into a folder instead (--out FOLDER)")
+    elif out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{flag} {out}: expected a folder for one image per seed, got a file")
+    return out
+
+
+def save_grid(images: torch.Tensor, out: str | Path, nrow: int) -> Path:
+    """A grid of images (N, 3, H, W) in [-1, 1], written atomically in the format of `out`'s suffix."""
+    from priors.loaders import write_atomic
+
+    out = Path(out)
+    grid = make_grid((images.clamp(-1, 1) + 1) / 2, nrow=nrow, padding=2, pad_value=1.0)
+    write_atomic(out, lambda tmp: save_image(grid, tmp, format=GRID_SUFFIXES[out.suffix.lower()]))
+    return out
+
+
+def _render(G, ws: torch.Tensor, noise_mode: str) -> torch.Tensor:
+    return torch.cat([G.synthesis(ws[i:i + BATCH], noise_mode=noise_mode) for i in range(0, len(ws), BATCH)])
+
+
 @torch.no_grad()
 def generate(prior: str | Path, seeds: List[int], out: str | Path, trunc: float = 1.0,
              noise_mode: str = "const", mix_seeds: Optional[List[int]] = None, mix_layers: str = "coarse") -> Path:
-    """A grid of samples (one per seed), or with `mix_seeds` a style-mixing grid: rows = seeds (content),
-    columns = mix seeds whose styles replace the `mix_layers` (coarse / middle / fine) of each row."""
+    """A grid of samples (one per seed) when `out` is an image file; with `mix_seeds` a style-mixing grid: rows =
+    seeds (content), columns = mix seeds whose styles replace the `mix_layers` (coarse / middle / fine) of each row.
+    When `out` is a folder (no image suffix): one image per seed, `seed0042.png` (as NVIDIA's gen_images.py), rendered
+    BATCH at a time, e.g. for FID."""
+    grid = Path(out).suffix != "" or bool(mix_seeds)
+    n_images = len(seeds) * (len(mix_seeds) + 1 if mix_seeds else 1)
+    out = check_out(out, n_images, grid)
+    if not grid and Path(prior).is_dir() and out.resolve() == Path(prior).resolve():
+        raise ValueError(f"--out {out} is the prior's folder; choose another folder for the images")
     G = load_prior(prior)
+    if not grid:
+        from datamodules.io import write_image
+
+        for i in range(0, len(seeds), BATCH):
+            chunk = seeds[i:i + BATCH]
+            imgs = G.synthesis(G.mapping(z_for(chunk, G.z_dim), truncation_psi=trunc), noise_mode=noise_mode)
+            for seed, img in zip(chunk, imgs):
+                write_image(out / f"seed{seed:04d}.png",
+                            ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy())
+        return out
     ws = G.mapping(z_for(seeds, G.z_dim), truncation_psi=trunc)
     if not mix_seeds:
-        imgs = G.synthesis(ws, noise_mode=noise_mode)
-        nrow = max(1, int(len(seeds) ** 0.5))
-    else:
-        n = G.num_ws
-        layers = {"coarse": range(0, min(4, n)), "middle": range(min(4, n), min(8, n)),
-                  "fine": range(min(8, n), n)}.get(mix_layers)
-        if layers is None:
-            raise ValueError(f"mix_layers: expected coarse, middle or fine, got '{mix_layers}'")
-        ws_mix = G.mapping(z_for(mix_seeds, G.z_dim), truncation_psi=trunc)
-        rows = []
-        for i in range(len(seeds)):
-            row = [G.synthesis(ws[i:i + 1], noise_mode=noise_mode)]
-            row += [G.synthesis(G.mix_styles(ws[i:i + 1], ws_mix[j:j + 1], layers), noise_mode=noise_mode)
-                    for j in range(len(mix_seeds))]
-            rows.append(torch.cat(row))
-        imgs = torch.cat(rows)
-        nrow = len(mix_seeds) + 1
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_image(make_grid((imgs.clamp(-1, 1) + 1) / 2, nrow=nrow, padding=2, pad_value=1.0), out)
-    return out
+        return save_grid(_render(G, ws, noise_mode), out, nrow=max(1, int(len(seeds) ** 0.5)))
+    n = G.num_ws
+    layers = {"coarse": range(0, min(4, n)), "middle": range(min(4, n), min(8, n)),
+              "fine": range(min(8, n), n)}.get(mix_layers)
+    if layers is None:
+        raise ValueError(f"mix_layers: expected coarse, middle or fine, got '{mix_layers}'")
+    ws_mix = G.mapping(z_for(mix_seeds, G.z_dim), truncation_psi=trunc)
+    rows = [torch.cat([ws[i:i + 1]] + [G.mix_styles(ws[i:i + 1], ws_mix[j:j + 1], layers)
+                                       for j in range(len(mix_seeds))]) for i in range(len(seeds))]
+    return save_grid(_render(G, torch.cat(rows), noise_mode), out, nrow=len(mix_seeds) + 1)

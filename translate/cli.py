@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-mode", default="const", choices=["const", "random", "none"])
     p.add_argument("--mix-seeds", default=None, help="style-mixing columns, e.g. 100-103")
     p.add_argument("--mix-layers", default="coarse", choices=["coarse", "middle", "fine"])
-    p.add_argument("--out", required=True, help="PNG grid to write")
+    p.add_argument("--out", required=True, help="grid image to write (.png/.jpg/.webp), or a folder for one image per "
+                                                "seed (seed0042.png, e.g. for FID)")
 
     p = sub.add_parser("convert-prior", help="convert a StyleGAN2 prior (NVIDIA/rosinality) to our safetensors format")
     p.add_argument("src", help="NVIDIA .pkl/.pt, rosinality .pt or pSp checkpoint")
@@ -182,18 +183,26 @@ def _invert(args) -> int:
                                    lpips=lpips, **kwargs)
     print(invert.format_results(results))
     print(f"{len(results)} codes and reconstructions written to {args.out}")
+    if not results:
+        print("error: no image could be inverted (see the warnings above)", file=sys.stderr)
+        return 1
     return 0
 
 
 def _interpolate(args) -> int:
     from translate import invert
 
+    from priors.generate import MAX_GRID, check_out, save_grid
+
+    if not args.mix and not 2 <= args.steps <= MAX_GRID:  # before anything is loaded or rendered
+        raise ValueError(f"--steps: expected 2 (the two ends) to {MAX_GRID}, got {args.steps}")
+    check_out(args.out, 4 if args.mix else args.steps, grid=True)
     net = invert.load_psp_net(args.ckpt, args.model, device=args.device)
     w_a, w_b = (invert.load_code(p, net).to(args.device) for p in args.codes)
     if args.mix:
-        out = invert.save_grid(invert.mix_grid(net, w_a, w_b, args.mix), args.out, nrow=4)
+        out = save_grid(invert.mix_grid(net, w_a, w_b, args.mix), args.out, nrow=4)
     else:
-        out = invert.save_grid(invert.interpolate(net, w_a, w_b, args.steps), args.out, nrow=args.steps)
+        out = save_grid(invert.interpolate(net, w_a, w_b, args.steps), args.out, nrow=args.steps)
     print(f"grid written: {out}")
     return 0
 
@@ -329,9 +338,10 @@ def _run(args) -> int:
         from priors.generate import generate, parse_seeds
 
         mix = parse_seeds(args.mix_seeds, "--mix-seeds") if args.mix_seeds else None
-        out = generate(args.prior, parse_seeds(args.seeds), args.out, trunc=args.trunc, noise_mode=args.noise_mode,
+        seeds = parse_seeds(args.seeds)
+        out = generate(args.prior, seeds, args.out, trunc=args.trunc, noise_mode=args.noise_mode,
                        mix_seeds=mix, mix_layers=args.mix_layers)
-        print(f"grid written: {out}")
+        print(f"grid written: {out}" if out.suffix else f"{len(seeds)} images written to {out}")
         return 0
 
     if args.command == "convert-prior":

@@ -14,6 +14,7 @@ PNG. `interpolate` and `mix_grid` decode codes back to image grids (linear paths
 """
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -186,6 +187,7 @@ def invert_image(net: PSPNet, img: torch.Tensor, stem: str = "image", refine_ste
     `refine_steps` steps of the objective above."""
     if img.dim() != 3 or img.shape[0] != IMAGE_CHANNELS:
         raise ValueError(f"invert_image: expected an RGB image (3, H, W), got {tuple(img.shape)}")
+    check_options(refine_steps, restyle, lambda_vgg, lambda_dom, lr)
     if restyle and not is_restyle(net):
         restyle_encode(net, img[None], restyle)  # raises the error that explains what ReStyle needs
     check_invertible(net)
@@ -209,6 +211,20 @@ def invert_image(net: PSPNet, img: torch.Tensor, stem: str = "image", refine_ste
     return Inversion(stem, w[0].cpu(), recon[0].cpu(), float(F.mse_loss(recon, target)), seconds, dist, lp, history)
 
 
+def check_options(refine_steps: int = 0, restyle: int = 0, lambda_vgg: float = LAMBDA_VGG,
+                  lambda_dom: float = LAMBDA_DOM, lr: float = REFINE_LR) -> None:
+    """Out-of-range options are errors naming the option, not silently "off"."""
+    if not isinstance(refine_steps, int) or refine_steps < 0:
+        raise ValueError(f"--refine: expected a number of steps >= 0, got {refine_steps!r}")
+    if not isinstance(restyle, int) or restyle < 0:
+        raise ValueError(f"--restyle: expected a number of ReStyle iterations >= 1 (0: the net's own), got {restyle!r}")
+    for name, value in (("--lambda-vgg", lambda_vgg), ("--lambda-dom", lambda_dom)):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name}: expected a weight >= 0, got {value}")
+    if not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"--lr: expected a learning rate > 0, got {lr}")
+
+
 def read_rgb(path: str | Path) -> torch.Tensor:
     """An image file as a (3, H, W) float tensor in [-1, 1]."""
     from datamodules.io import read_image
@@ -227,6 +243,8 @@ def invert_folder(net: PSPNet, input: str | Path, out: str | Path, **kwargs) -> 
     and `<stem>.png` (the reconstruction) into `out`."""
     from datamodules.io import BadImageError, list_images, write_image
 
+    check_options(**{k: v for k, v in kwargs.items() if k in ("refine_steps", "restyle", "lambda_vgg", "lambda_dom",
+                                                               "lr")})
     files = list_images(input)
     out = Path(out)
     if out.resolve() == Path(input).resolve():
@@ -237,6 +255,10 @@ def invert_folder(net: PSPNet, input: str | Path, out: str | Path, **kwargs) -> 
             raise ValueError(f"{by_stem[path.stem].name} and {path.name} would both be written as {path.stem}"
                              f".safetensors/.png in {out}; rename one of them")
         by_stem[path.stem] = path
+    replaced = sum((out / f"{stem}{suffix}").exists() for stem in by_stem for suffix in (".safetensors", ".png"))
+    if replaced:
+        warnings.warn(f"{out}: {replaced} existing file(s) will be replaced by this run's codes and reconstructions",
+                      stacklevel=2)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for path in files:
@@ -311,11 +333,14 @@ def load_code(path: str | Path, net: Optional[PSPNet] = None) -> torch.Tensor:
 # ---- interpolation and style mixing ---------------------------------------------------------------------------
 def interpolate(net: PSPNet, w_a: torch.Tensor, w_b: torch.Tensor, steps: int) -> torch.Tensor:
     """Images (steps, 3, H, W) along the straight line from w_a to w_b in W+ (both ends included)."""
-    if steps < 2:
-        raise ValueError(f"--steps: expected >= 2 (the two ends), got {steps}")
+    from priors.generate import BATCH, MAX_GRID
+
+    if steps < 2 or steps > MAX_GRID:
+        raise ValueError(f"--steps: expected 2 (the two ends) to {MAX_GRID}, got {steps}")
     t = torch.linspace(0, 1, steps, device=w_a.device).view(-1, 1, 1)
+    ws = w_a[None] + t * (w_b - w_a)[None]  # (steps, n_latent, w_dim)
     with torch.no_grad():
-        return net.decode(w_a[None] + t * (w_b - w_a)[None])  # (steps, n_latent, w_dim) -> images
+        return torch.cat([net.decode(ws[i:i + BATCH]) for i in range(0, steps, BATCH)])
 
 
 def mix_layers(n_latent: int, level: str) -> List[int]:
@@ -343,12 +368,3 @@ def mix_grid(net: PSPNet, w_a: torch.Tensor, w_b: torch.Tensor, level: str) -> t
     a, b = w_a[None], w_b[None]
     with torch.no_grad():
         return net.decode(torch.cat([a, b, net.mix(a, b, layers), net.mix(b, a, layers)]))
-
-
-def save_grid(images: torch.Tensor, out: str | Path, nrow: int) -> Path:
-    from torchvision.utils import make_grid, save_image
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_image(make_grid((images.clamp(-1, 1) + 1) / 2, nrow=nrow, padding=2, pad_value=1.0), out)
-    return out

@@ -181,8 +181,32 @@ def test_cli_invert_and_interpolate_from_a_checkpoint(prior, faces, tmp_path, ca
     assert cli.main(["interpolate", "--ckpt", ckpt, "--codes", str(a), str(tmp_path / "nope.safetensors"),
                      "--out", str(grid)]) == 2
     assert "code file not found" in capsys.readouterr().err
+    for steps, says in (("100000", "--steps: expected 2 (the two ends) to 1024, got 100000"),):
+        assert cli.main(["interpolate", "--ckpt", ckpt, "--codes", str(a), str(b), "--steps", steps,
+                         "--out", str(grid)]) == 2
+        assert says in capsys.readouterr().err
+    assert cli.main(["interpolate", "--ckpt", ckpt, "--codes", str(a), str(b), "--out", str(tmp_path / "g.pt")]) == 2
+    assert "expected an image file for the grid" in capsys.readouterr().err
     assert cli.main(["invert", "--ckpt", ckpt, "--input", str(faces), "--out", str(codes), "--restyle", "2"]) == 2
     assert "ReStyle needs a ReStyle-trained encoder" in capsys.readouterr().err
+    # out-of-range options are errors naming them (not silently "off"); a second run warns what it replaces
+    for option, value, says in (("--refine", "-1", "--refine: expected a number of steps >= 0"),
+                                ("--lambda-dom", "nan", "--lambda-dom: expected a weight >= 0, got nan"),
+                                ("--lambda-dom", "-2", "--lambda-dom: expected a weight >= 0"),
+                                ("--lr", "-1", "--lr: expected a learning rate > 0"),
+                                ("--restyle", "-1", "--restyle: expected a number of ReStyle iterations")):
+        assert cli.main(["invert", "--ckpt", ckpt, "--input", str(faces), "--out", str(tmp_path / "o"), option,
+                         value]) == 2, option
+        assert says in capsys.readouterr().err, option
+    with pytest.warns(UserWarning, match=r"existing file\(s\) will be replaced"):
+        assert cli.main(["invert", "--ckpt", ckpt, "--input", str(faces), "--out", str(codes)]) == 0
+    # nothing readable: a non-zero exit, as predict
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"not a png")
+    with pytest.warns(UserWarning, match="skipping"):
+        assert cli.main(["invert", "--ckpt", ckpt, "--input", str(bad), "--out", str(tmp_path / "o2")]) == 1
+    assert "no image could be inverted" in capsys.readouterr().err
 
 
 def test_restyle_training_option(prior, faces, tmp_path, monkeypatch, capsys, tiny_psp_config):
