@@ -60,6 +60,8 @@ def check_config(cfg: DataConfig) -> None:
         if not cfg.root:
             raise ValueError(f"data.root must be set for data.kind '{cfg.kind}'")
         if not Path(cfg.root).is_dir():
+            if Path(cfg.root).exists():
+                raise NotADirectoryError(f"data.root: expected a folder, got a file: {cfg.root}")
             raise FileNotFoundError(f"data.root: folder not found: {cfg.root}")
 
 

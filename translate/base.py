@@ -51,6 +51,7 @@ class TranslationModule(FrozenParts, pl.LightningModule):
         self.n_images = 4
         self.image_dir: Optional[Path] = None
         self.save_images_dir: Optional[Path] = None
+        self.checkpoint_monitor: Optional[str] = None  # checkpoint.monitor of the run (for advice in warnings)
         self._infer: Optional[nn.Module] = None
         self._grids: Optional[Dict[str, Tuple[List[torch.Tensor], str]]] = None  # key -> (columns, caption)
 

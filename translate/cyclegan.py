@@ -211,8 +211,11 @@ class CycleGAN(TranslationModule):
             self.score(fake_b, real_b, prefix)
         elif not self._warned_no_truth:
             self._warned_no_truth = True
+            monitor = getattr(self, "checkpoint_monitor", None)
+            advice = (f"; checkpoint.monitor {monitor} cannot choose a best checkpoint: use checkpoint.monitor null"
+                      if monitor and monitor.split("/")[-1] in ("psnr", "ssim", "l1") else "")
             warnings.warn(f"{prefix}: the data has no true counterparts of its A images (unaligned folders), so "
-                          f"{prefix}/psnr and {prefix}/ssim are not computed; use checkpoint.monitor null",
+                          f"{prefix}/psnr and {prefix}/ssim are not computed{advice}",
                           stacklevel=2)
         if self.save_images_dir is not None:  # the reference's test results, one folder per kind
             fake_a = self._infer_b(real_b)

@@ -66,7 +66,7 @@ def export_bundle(net: nn.Module, out_dir: str | Path, meta: Dict[str, Any], exa
         raise ValueError("export_bundle: expected the eval-mode inference module (see nets.inference_copy), "
                          "got a module in training mode")
     out_dir = Path(out_dir)
-    _check_destination(out_dir, overwrite)
+    check_destination(out_dir, overwrite)
     wanted = [d for d, on in zip(DIMS, (dynamic_batch, dynamic_spatial, dynamic_spatial)) if on]
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -160,17 +160,19 @@ def _check_example(example: torch.Tensor, meta: Dict[str, Any], mult: int) -> to
     return example.detach().float().cpu()
 
 
-def _check_destination(out_dir: Path, overwrite: bool) -> None:
+def check_destination(out_dir: Path, overwrite: bool) -> None:
     """An empty or new folder, or with `overwrite` a folder holding a bundle and nothing else: --overwrite replaces a
     bundle, never a run directory, a data folder or anything else pointed at by mistake."""
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"bundle destination exists and is not a folder: {out_dir}")
     if not out_dir.is_dir() or not any(out_dir.iterdir()):
         return
-    if not overwrite:
-        raise FileExistsError(f"bundle folder exists and is not empty: {out_dir} (pass overwrite=True / --overwrite)")
     others = sorted(p.name for p in out_dir.iterdir() if p.name not in _bundle_files(out_dir))
-    if not (out_dir / META_FILE).is_file() or others:
+    is_bundle = (out_dir / META_FILE).is_file() and not others
+    if not overwrite:
+        advice = "pass overwrite=True / --overwrite to replace it" if is_bundle else "choose another folder"
+        raise FileExistsError(f"bundle folder exists and is not empty: {out_dir} ({advice})")
+    if not is_bundle:
         what = f"it also holds {', '.join(others[:5])}{', ...' if len(others) > 5 else ''}" if others else \
             f"it has no {META_FILE}"
         raise FileExistsError(f"--overwrite replaces a bundle folder only, and {out_dir} is not one ({what}); "

@@ -126,9 +126,15 @@ def fit_sizes(cfg: RunConfig, module) -> RunConfig:
 
 def build_module(cfg: RunConfig):
     input_nc = cfg.data.label_nc or cfg.data.input_nc  # label maps arrive one-hot, a channel per class
-    return METHODS[cfg.method].module_class(
-        model=asdict(cfg.model), input_nc=input_nc, output_nc=cfg.data.output_nc, direction=cfg.data.direction
-    )
+    try:
+        return METHODS[cfg.method].module_class(
+            model=asdict(cfg.model), input_nc=input_nc, output_nc=cfg.data.output_nc, direction=cfg.data.direction
+        )
+    except ValueError as e:  # "netG: expected one of ..." from a net builder: say it is the config's model.netG
+        key = str(e).split(":", 1)[0]
+        if key in asdict(cfg.model) and not isinstance(e, ConfigError):
+            raise ConfigError(f"model.{e}") from e
+        raise
 
 
 def _strategy(name: str, method: str = ""):
@@ -173,10 +179,13 @@ def configure_tracking(module, cfg: RunConfig, run_dir: Path) -> None:
     module.image_every_n_steps = cfg.logger.image_every_n_steps
     module.n_images = cfg.logger.n_images
     module.image_dir = run_dir / "images"
+    module.checkpoint_monitor = cfg.checkpoint.monitor
 
 
-def resolve_resume(resume: Optional[str], run_dir: Path) -> Tuple[Optional[str], Optional[int]]:
-    """The checkpoint `--resume` names (`last` = the run's last.ckpt) and the global step it was saved at."""
+def resolve_resume(resume: Optional[str], run_dir: Path,
+                   method: Optional[str] = None) -> Tuple[Optional[str], Optional[int]]:
+    """The checkpoint `--resume` names (`last` = the run's last.ckpt) and the global step it was saved at; a
+    checkpoint of another method than the config's `method` is refused in one line (not a list of missing keys)."""
     if resume is None:
         return None, None
     path = run_dir / CHECKPOINT_DIR / "last.ckpt" if resume == "last" else Path(resume)
@@ -185,6 +194,10 @@ def resolve_resume(resume: Optional[str], run_dir: Path) -> Tuple[Optional[str],
     state = load_checkpoint(path, mmap=True)  # Lightning reads it for real; only the entries are looked at here
     if not isinstance(state, dict) or "run_config" not in state or "state_dict" not in state:
         raise CheckpointError(f"--resume {resume}: {path} is not a training checkpoint written by this framework")
+    theirs = (state["run_config"] or {}).get("method") if isinstance(state["run_config"], dict) else None
+    if method is not None and theirs is not None and theirs != method:
+        raise CheckpointError(f"--resume {resume}: {path} is a '{theirs}' run, but the config trains '{method}' "
+                              f"(set method={theirs} and that run's config, or start a new run)")
     return str(path), int(state.get("global_step", 0))
 
 
@@ -247,7 +260,7 @@ class DropReplacedRun(Callback):
 def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -> Tuple[pl.Trainer, Any]:
     """Train. A run_dir with checkpoints of an earlier run needs `resume` (continue) or `overwrite` (start over)."""
     run_dir = Path(cfg.run_dir)
-    ckpt_path, resume_step = resolve_resume(resume, run_dir)
+    ckpt_path, resume_step = resolve_resume(resume, run_dir, cfg.method)
     stash = check_run_dir(run_dir, resume, overwrite)
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -359,6 +372,10 @@ def export(ckpt: str | Path, out: str | Path, files: Sequence[str] = (), overrid
     if direction is not None and direction not in (*choices, "both"):
         raise ValueError(f"--direction: expected one of {[*choices, 'both']}, got '{direction}'")
     targets = {d: Path(out) / d for d in choices} if direction == "both" else {direction: Path(out)}
+    from translate.export import check_destination
+
+    for path in targets.values():  # all or nothing: every destination is checked before the first is written
+        check_destination(path, overwrite)
     for d, path in targets.items():
         net, meta = module.export_spec(d) if d is not None else module.export_spec()
         meta["label_nc"] = int(cfg.data.label_nc)  # > 0: the net takes one-hot label maps (predict reads indices)

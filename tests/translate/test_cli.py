@@ -300,3 +300,23 @@ def test_image_sizes_are_fitted_to_the_generator(tmp_path):
     bad = load_config([], [*base, "data.preprocess=resize_and_crop", "data.load_size=48", "data.crop_size=40"])
     with pytest.raises(ConfigError, match="data.crop_size is 40.*divisible by 32"):
         runner.fit(bad, overwrite=True)
+
+
+def test_resume_of_another_method_and_wrong_kinds_of_paths_are_one_line_errors(run, tmp_path, capsys):
+    from translate.runner import resolve_resume
+
+    last = run / "checkpoints" / "last.ckpt"
+    with pytest.raises(ValueError, match=r"is a 'pix2pix' run, but the config trains 'cyclegan'"):
+        resolve_resume(str(last), tmp_path, "cyclegan")
+    assert resolve_resume(str(last), tmp_path, "pix2pix")[0] == str(last)
+    (tmp_path / "afile").write_text("x")
+    assert main(["fit", *TINY, f"run_dir={tmp_path}/r", "data.kind=paired", f"data.root={tmp_path / 'afile'}"]) == 2
+    assert "data.root: expected a folder, got a file" in capsys.readouterr().err
+    assert main(["fit", *TINY, f"run_dir={tmp_path}/r", "model.netG=unet_999"]) == 2
+    assert "error: model.netG: expected one of" in capsys.readouterr().err
+    # export into a folder of the user's that is not a bundle: the advice is another folder, not --overwrite
+    user = tmp_path / "photos"
+    user.mkdir()
+    (user / "me.png").write_bytes(b"x")
+    assert main(["export", "--ckpt", str(last), "--out", str(user)]) == 2
+    assert "(choose another folder)" in capsys.readouterr().err and (user / "me.png").read_bytes() == b"x"

@@ -274,6 +274,12 @@ def test_export_both_directions_then_predict(run, tmp_path):
 
     assert module.export_spec()[1]["direction"] == "AtoB"  # what `export` writes without --direction
     assert main(["export", "--ckpt", ckpt, "--out", str(bundles), "--direction", "both"]) == 2  # exists
+    # all or nothing: a BtoA folder holding a user's file stops the export before AtoB is replaced
+    atob = {p.name: p.stat().st_mtime_ns for p in (bundles / "AtoB").iterdir()}
+    (bundles / "BtoA" / "photo.png").write_bytes(b"the user's")
+    assert main(["export", "--ckpt", ckpt, "--out", str(bundles), "--direction", "both", "--overwrite"]) == 2
+    assert {p.name: p.stat().st_mtime_ns for p in (bundles / "AtoB").iterdir()} == atob  # not rewritten
+    assert (bundles / "BtoA" / "photo.png").read_bytes() == b"the user's"
 
 
 def test_bad_unaligned_layout_is_a_clear_error(tmp_path, capsys):
