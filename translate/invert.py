@@ -327,6 +327,8 @@ def load_code(path: str | Path, net: Optional[PSPNet] = None) -> torch.Tensor:
             raise ValueError(f"{path}: the code is {tuple(w.shape)} (n_latent, w_dim), the prior takes {want}")
     elif w.dim() != 2:
         raise ValueError(f"{path}: expected a W+ code (n_latent, w_dim), got {tuple(w.shape)}")
+    if not bool(torch.isfinite(w).all()):
+        raise ValueError(f"{path}: the code holds NaN or infinite values")
     return w
 
 

@@ -144,6 +144,9 @@ def test_bad_codes_are_clear_errors(prior, tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(ValueError, match="not a safetensors code file"):
         load_code(tmp_path / "junk.safetensors", net)
+    nan = save_code(torch.full((8, 16), float("nan")), tmp_path / "nan.safetensors")
+    with pytest.raises(ValueError, match="the code holds NaN or infinite values"):
+        load_code(nan, net)
     with pytest.raises(ValueError, match="cannot invert images"):
         invert_image(tiny_net(prior, input_nc=1), torch.zeros(3, 32, 32))
     with pytest.raises(ValueError, match="--steps"):
