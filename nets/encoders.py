@@ -409,5 +409,5 @@ def face_net_spec(sd: Mapping[str, torch.Tensor], source: str) -> Dict[str, Any]
 
 __all__ = ["ENCODERS", "build_encoder", "encoder_spec_from_state_dict", "load_backbone_weights", "n_styles_for",
            "GradualStyleEncoder", "BackboneEncoderUsingLastLayerIntoW", "BackboneEncoderUsingLastLayerIntoWPlus",
-           "ArcFace", "load_arcface", "face_net_spec", "BottleneckIR", "SEModule", "MapToStyle", "IRBackboneNet", "IR_UNITS",
-           "PAPER_CHANNELS"]
+           "ArcFace", "load_arcface", "face_net_spec", "BottleneckIR", "SEModule", "MapToStyle", "IRBackboneNet",
+           "IR_UNITS", "PAPER_CHANNELS"]

@@ -267,7 +267,8 @@ def test_predict_runs_psp_bundles_on_onnxruntime_unless_variants_are_wanted(ros,
         Image.fromarray((np.random.default_rng(i).random((32, 32, 3)) * 255).astype(np.uint8)).save(faces / f"{i}.png")
     capsys.readouterr()
     outputs = {}
-    for name, extra in (("auto", []), ("eager", ["--backend", "eager"]), ("mixed", ["--variants", "1", "--latent-mask", "4-7"])):
+    for name, extra in (("auto", []), ("eager", ["--backend", "eager"]),
+                        ("mixed", ["--variants", "1", "--latent-mask", "4-7"])):
         assert cli.main(["predict", "--model", str(bundle), "--input", str(faces), "--output", str(tmp_path / name),
                          *extra]) == 0
         outputs[name] = {p.name: np.asarray(Image.open(p)).astype(int) for p in (tmp_path / name).iterdir()}
