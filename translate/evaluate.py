@@ -265,6 +265,8 @@ def evaluate_folders(pred: str | Path, ref: str | Path, cfg: EvalConfig, metrics
         identity = IDLoss(load_arcface(cfg.id_weights, "--id-weights (eval.id_weights)")).to(device)
 
     scores: Dict[str, List[float]] = defaultdict(list)  # pair metric -> one value per pair, in `pairs` order
+    stems: List[str] = []  # the pairs' stems, in the order scored
+    smallest = None  # the smallest side of a scored image
     paired = [m for m in wanted if m in PAIR_METRICS]
     if pairs and (paired or sets is not None):  # one pass over the pairs feeds every metric
         for batch in _batches(pairs, cfg, lambda pair: (*_read_pair(pair, cfg), pair[0].stem)):
@@ -272,16 +274,16 @@ def evaluate_folders(pred: str | Path, ref: str | Path, cfg: EvalConfig, metrics
             if sets is not None:
                 sets.update(fake, real=False)
                 sets.update(real, real=True)
-            scores["stem"] += [stem for _, _, stem in batch]
-            scores["side"] += [min(fake.shape[-2:])] * len(batch)
+            stems += [stem for _, _, stem in batch]
+            smallest = min(fake.shape[-2:]) if smallest is None else min(smallest, *fake.shape[-2:])
             _pair_scores(fake, real, paired, {"lpips": lpips, "id": identity}, device, scores)
     elif sets is not None:
         for files, real in ((pred_files, False), (ref_files, True)):
             for batch in _batches(files, cfg, lambda f: _read(f, cfg)):
                 sets.update(torch.stack(batch), real=real)
 
-    if "id" in paired and min(scores["side"]) < ID_MIN_SIDE:
-        notes.append(f"id: images down to {min(scores['side'])} px; an inner-face crop under {ID_SIZE} px is enlarged "
+    if "id" in paired and smallest is not None and smallest < ID_MIN_SIDE:
+        notes.append(f"id: images down to {smallest} px; an inner-face crop under {ID_SIZE} px is enlarged "
                      f"for the face network, so identity scores of images under {ID_MIN_SIDE} px mean little")
     values: Dict[str, float] = {m: sum(scores[m]) / len(pairs) for m in paired}
     std = {m: (sum((v - values[m]) ** 2 for v in scores[m]) / len(pairs)) ** 0.5 for m in paired}
@@ -292,7 +294,7 @@ def evaluate_folders(pred: str | Path, ref: str | Path, cfg: EvalConfig, metrics
         "metrics": {m: values[m] for m in METRICS + ("kid_std",) if m in values},
         "std": {m: std[m] for m in PAIR_METRICS if m in std},
         "per_image": {stem: {m: scores[m][i] for m in PAIR_METRICS if m in std}
-                      for i, stem in enumerate(scores["stem"])} if paired else {},
+                      for i, stem in enumerate(stems)} if paired else {},
         "skipped": skipped, "notes": notes,
         "settings": {k: v for k, v in asdict(cfg).items() if k != "device"},
     }
