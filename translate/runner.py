@@ -233,6 +233,15 @@ def check_run_dir(run_dir: Path, resume: Optional[str], overwrite: bool) -> Opti
     return stash
 
 
+def recover_replaced(run_dir: Path) -> None:
+    """Put back what an `--overwrite` run that was killed before it trained had moved aside (see check_run_dir)."""
+    stash, ckpt_dir = run_dir / REPLACED_DIR, run_dir / CHECKPOINT_DIR
+    if _first_process() and stash.is_dir() and not (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())):
+        _put_back(stash, run_dir)
+        warnings.warn(f"{run_dir}: put back the checkpoints of an earlier run from {REPLACED_DIR}/ (a run with "
+                      f"--overwrite stopped before it started training)", stacklevel=3)
+
+
 def _put_back(stash: Path, run_dir: Path) -> None:
     """Undo check_run_dir's move, unless the new run already wrote checkpoints of its own."""
     ckpt_dir = run_dir / CHECKPOINT_DIR
@@ -260,6 +269,7 @@ class DropReplacedRun(Callback):
 def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -> Tuple[pl.Trainer, Any]:
     """Train. A run_dir with checkpoints of an earlier run needs `resume` (continue) or `overwrite` (start over)."""
     run_dir = Path(cfg.run_dir)
+    recover_replaced(run_dir)
     ckpt_path, resume_step = resolve_resume(resume, run_dir, cfg.method)
     stash = check_run_dir(run_dir, resume, overwrite)
     try:

@@ -224,6 +224,14 @@ def test_a_fresh_fit_never_mixes_into_an_earlier_run(tmp_path, capsys):
     assert main(["fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1", "--overwrite"]) == 0
     assert not old.exists() and load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 0
     assert not (run_dir / ".replaced").exists() and "num_downs: 5" in (run_dir / "config.yaml").read_text()
+    # a run killed after moving the earlier checkpoints aside, before training: the next fit puts them back
+    from translate.runner import check_run_dir
+
+    check_run_dir(run_dir, None, overwrite=True)
+    assert not (run_dir / "checkpoints").exists() and (run_dir / ".replaced" / "checkpoints" / "last.ckpt").is_file()
+    with pytest.warns(UserWarning, match="put back the checkpoints of an earlier run"):
+        assert main(["fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=2", "--resume", "last"]) == 0
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 1  # resumed from the put-back one
 
 
 @pytest.mark.parametrize("workers", [0, 1])
