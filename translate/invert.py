@@ -260,17 +260,23 @@ def invert_folder(net: PSPNet, input: str | Path, out: str | Path, **kwargs) -> 
         warnings.warn(f"{out}: {replaced} existing file(s) will be replaced by this run's codes and reconstructions",
                       stacklevel=2)
     out.mkdir(parents=True, exist_ok=True)
-    results = []
+    results, squashed = [], []
     for path in files:
         try:
             img = read_rgb(path)
         except BadImageError as e:  # as predict: reported and skipped, the other images are still inverted
             warnings.warn(f"skipping {path}: {e.reason or e}", stacklevel=2)
             continue
+        if img.shape[-1] != img.shape[-2]:
+            squashed.append(path.name)
         r = invert_image(net, img, path.stem, **kwargs)
         save_code(r.w, out / f"{r.stem}.safetensors")
         write_image(out / f"{r.stem}.png", to_uint8(r.recon))
         results.append(r)
+    if squashed:
+        warnings.warn(f"{len(squashed)} image(s) are not square ({', '.join(squashed[:3])}"
+                      f"{', ...' if len(squashed) > 3 else ''}): resized to the prior's square output, which distorts "
+                      f"them; inversion expects aligned square crops", stacklevel=2)
     return results
 
 

@@ -61,6 +61,13 @@ def test_encoder_mode_writes_codes_and_reconstructions(prior, faces, tmp_path):
     with pytest.warns(UserWarning, match="skipping .*broken.png"):
         again = invert_folder(net, mixed, tmp_path / "codes2")
     assert [r.stem for r in again] == [r.stem for r in results] and not (tmp_path / "codes2" / "broken.png").exists()
+    from PIL import Image
+
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    Image.open(sorted(faces.iterdir())[0]).resize((48, 40)).save(wide / "w.png")
+    with pytest.warns(UserWarning, match=r"1 image\(s\) are not square \(w.png\): resized .* distorts them"):
+        invert_folder(net, wide, tmp_path / "codes3")
 
 
 def test_refinement_lowers_the_objective_and_the_error(prior, faces):
