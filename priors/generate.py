@@ -7,7 +7,7 @@ from typing import List, Optional
 import torch
 from torchvision.utils import make_grid, save_image
 
-from priors.loaders import load_prior
+from priors.loaders import file_on_path, load_prior, write_atomic
 
 
 def parse_seeds(text: str, flag: str = "--seeds") -> List[int]:
@@ -47,9 +47,9 @@ def check_out(out: str | Path, n_images: int, grid: bool, flag: str = "--out") -
     """Where `generate`/`interpolate` may write, checked before anything renders: a grid goes to an image file of a
     known format (at most MAX_GRID images); single images go to a folder. Nothing under an existing file."""
     out = Path(out)
-    for folder in out.parents:
-        if folder.exists() and not folder.is_dir():
-            raise NotADirectoryError(f"{flag} {out}: {folder} is a file")
+    blocker = file_on_path(out.parent)
+    if blocker is not None:
+        raise NotADirectoryError(f"{flag} {out}: {blocker} is a file")
     if grid:
         if out.suffix.lower() not in GRID_SUFFIXES:
             raise ValueError(f"{flag} {out}: expected an image file for the grid ({', '.join(GRID_SUFFIXES)})")
@@ -65,8 +65,6 @@ def check_out(out: str | Path, n_images: int, grid: bool, flag: str = "--out") -
 
 def save_grid(images: torch.Tensor, out: str | Path, nrow: int) -> Path:
     """A grid of images (N, 3, H, W) in [-1, 1], written atomically in the format of `out`'s suffix."""
-    from priors.loaders import write_atomic
-
     out = Path(out)
     grid = make_grid((images.clamp(-1, 1) + 1) / 2, nrow=nrow, padding=2, pad_value=1.0)
     write_atomic(out, lambda tmp: save_image(grid, tmp, format=GRID_SUFFIXES[out.suffix.lower()]))
@@ -91,14 +89,11 @@ def generate(prior: str | Path, seeds: List[int], out: str | Path, trunc: float 
         raise ValueError(f"--out {out} is the prior's folder; choose another folder for the images")
     G = load_prior(prior)
     if not grid:
-        from datamodules.io import write_image
-
         for i in range(0, len(seeds), BATCH):
             chunk = seeds[i:i + BATCH]
             imgs = G.synthesis(G.mapping(z_for(chunk, G.z_dim), truncation_psi=trunc), noise_mode=noise_mode)
             for seed, img in zip(chunk, imgs):
-                write_image(out / f"seed{seed:04d}.png",
-                            ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy())
+                save_grid(img[None], out / f"seed{seed:04d}.png", nrow=1)  # a grid of one: the image itself
         return out
     ws = G.mapping(z_for(seeds, G.z_dim), truncation_psi=trunc)
     if not mix_seeds:

@@ -22,7 +22,7 @@ import tempfile
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -415,6 +415,12 @@ def default_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
+def file_on_path(path: str | Path) -> Optional[Path]:
+    """The first of `path` and its parents that exists as a file (nothing can be written under it), or None."""
+    path = Path(path)
+    return next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+
+
 def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
     """Call write(tmp) on a temporary file beside `path`, fsync it, then rename it over `path`: a crash or an
     error never leaves half a file, and an existing file stays whole until the new one is complete. The result
@@ -552,7 +558,8 @@ def convert_prior(in_path: str | Path, out_dir: str | Path, overwrite: bool = Fa
             raise ValueError(f"refusing to overwrite the source prior {in_path}: choose another output")
         if not overwrite:
             raise FileExistsError(f"{existing} exists; pass --overwrite to replace it")
-    for folder in (Path(out_dir), *Path(out_dir).parents):
-        if folder.exists() and not folder.is_dir():
-            raise NotADirectoryError(f"cannot write the prior under {out_dir}: {folder} is a file")
+    blocker = file_on_path(Path(out_dir) if Path(out_dir).suffix not in (".json", ".safetensors")
+                           else Path(out_dir).parent)
+    if blocker is not None:
+        raise NotADirectoryError(f"cannot write the prior under {out_dir}: {blocker} is a file")
     return save_prior(load_prior(in_path), out_dir)

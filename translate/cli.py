@@ -192,10 +192,10 @@ def _invert(args) -> int:
 def _interpolate(args) -> int:
     from translate import invert
 
-    from priors.generate import MAX_GRID, check_out, save_grid
+    from priors.generate import check_out, save_grid
 
-    if not args.mix and not 2 <= args.steps <= MAX_GRID:  # before anything is loaded or rendered
-        raise ValueError(f"--steps: expected 2 (the two ends) to {MAX_GRID}, got {args.steps}")
+    if not args.mix:  # before anything is loaded or rendered
+        invert.check_steps(args.steps)
     check_out(args.out, 4 if args.mix else args.steps, grid=True)
     net = invert.load_psp_net(args.ckpt, args.model, device=args.device)
     w_a, w_b = (invert.load_code(p, net).to(args.device) for p in args.codes)

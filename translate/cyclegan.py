@@ -217,16 +217,17 @@ class CycleGAN(TranslationModule):
             warnings.warn(f"{prefix}: the data has no true counterparts of its A images (unaligned folders), so "
                           f"{prefix}/psnr and {prefix}/ssim are not computed{advice}",
                           stacklevel=2)
+        if self.save_images_dir is None and batch_idx != 0:
+            return
+        fake_a = self._infer_b(real_b)  # both directions' translations and reconstructions, computed once
+        side_a = {"real_A": real_a, "fake_B": fake_b, "rec_A": self._infer_b(fake_b)}
+        side_b = {"real_B": real_b, "fake_A": fake_a, "rec_B": self._infer(fake_a)}
         if self.save_images_dir is not None:  # the reference's test results, one folder per kind
-            fake_a = self._infer_b(real_b)
-            self.save_images({"real_A": real_a, "fake_B": fake_b, "rec_A": self._infer_b(fake_b)}, batch["A_path"])
-            self.save_images({"real_B": real_b, "fake_A": fake_a, "rec_B": self._infer(fake_a)}, batch["B_path"])
+            self.save_images(side_a, batch["A_path"])
+            self.save_images(side_b, batch["B_path"])
         if batch_idx == 0:
-            fake_a = self._infer_b(real_b)
-            self._grids = {
-                "images_A": ([real_a, fake_b, self._infer_b(fake_b)], "real_A | fake_B | rec_A"),
-                "images_B": ([real_b, fake_a, self._infer(fake_a)], "real_B | fake_A | rec_B"),
-            }
+            self._grids = {"images_A": (list(side_a.values()), "real_A | fake_B | rec_A"),
+                           "images_B": (list(side_b.values()), "real_B | fake_A | rec_B")}
 
     def _eval_end(self, prefix: str) -> None:
         super()._eval_end(prefix)

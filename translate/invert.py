@@ -19,7 +19,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -212,8 +212,9 @@ def invert_image(net: PSPNet, img: torch.Tensor, stem: str = "image", refine_ste
 
 
 def check_options(refine_steps: int = 0, restyle: int = 0, lambda_vgg: float = LAMBDA_VGG,
-                  lambda_dom: float = LAMBDA_DOM, lr: float = REFINE_LR) -> None:
-    """Out-of-range options are errors naming the option, not silently "off"."""
+                  lambda_dom: float = LAMBDA_DOM, lr: float = REFINE_LR, **_: Any) -> None:
+    """Out-of-range options of `invert_image` (others are ignored) are errors naming the option, not silently
+    "off"."""
     if not isinstance(refine_steps, int) or refine_steps < 0:
         raise ValueError(f"--refine: expected a number of steps >= 0, got {refine_steps!r}")
     if not isinstance(restyle, int) or restyle < 0:
@@ -243,8 +244,7 @@ def invert_folder(net: PSPNet, input: str | Path, out: str | Path, **kwargs) -> 
     and `<stem>.png` (the reconstruction) into `out`."""
     from datamodules.io import BadImageError, list_images, write_image
 
-    check_options(**{k: v for k, v in kwargs.items() if k in ("refine_steps", "restyle", "lambda_vgg", "lambda_dom",
-                                                               "lr")})
+    check_options(**kwargs)  # before any output is written
     files = list_images(input)
     out = Path(out)
     if out.resolve() == Path(input).resolve():
@@ -339,12 +339,19 @@ def load_code(path: str | Path, net: Optional[PSPNet] = None) -> torch.Tensor:
 
 
 # ---- interpolation and style mixing ---------------------------------------------------------------------------
+def check_steps(steps: int) -> None:
+    """Images along an interpolation path: both ends, and at most a grid's worth."""
+    from priors.generate import MAX_GRID
+
+    if not 2 <= steps <= MAX_GRID:
+        raise ValueError(f"--steps: expected 2 (the two ends) to {MAX_GRID}, got {steps}")
+
+
 def interpolate(net: PSPNet, w_a: torch.Tensor, w_b: torch.Tensor, steps: int) -> torch.Tensor:
     """Images (steps, 3, H, W) along the straight line from w_a to w_b in W+ (both ends included)."""
-    from priors.generate import BATCH, MAX_GRID
+    from priors.generate import BATCH
 
-    if steps < 2 or steps > MAX_GRID:
-        raise ValueError(f"--steps: expected 2 (the two ends) to {MAX_GRID}, got {steps}")
+    check_steps(steps)
     t = torch.linspace(0, 1, steps, device=w_a.device).view(-1, 1, 1)
     ws = w_a[None] + t * (w_b - w_a)[None]  # (steps, n_latent, w_dim)
     with torch.no_grad():

@@ -8,13 +8,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from PIL import Image
 
-import numpy as np
-
 from datamodules.io import (IMG_EXTENSIONS, BadImageError, DataError, displayed_size, label_palette, list_images,
                             read_image, read_label_map, write_image)
+from priors.loaders import file_on_path
 
 SIDE_BY_SIDE = "side_by_side"  # subfolder of the output folder for input | output [| variants] images
 
@@ -117,9 +117,9 @@ def side_by_side_image(path: Path, outputs: Sequence[np.ndarray], label_nc: int 
 
 def _check_output(out: Path, files: List[Path], in_folder: Path | None, variants: int = 0,
                   side_by_side: bool = False) -> None:
-    for folder in (out, *out.parents):
-        if folder.exists() and not folder.is_dir():
-            raise ValueError(f"output must be a folder, got an existing file: {folder}")
+    blocker = file_on_path(out)
+    if blocker is not None:
+        raise ValueError(f"output must be a folder, got an existing file: {blocker}")
     if in_folder is not None and _inside(out, in_folder):
         raise ValueError(f"refusing to write into the input folder: output {out} is inside {in_folder}")
     if in_folder is not None and side_by_side and _inside(in_folder, out / SIDE_BY_SIDE):

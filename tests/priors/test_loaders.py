@@ -182,6 +182,7 @@ def test_convert_to_our_format_and_back(golden, tmp_path):
     assert load_prior(out).state_dict().keys() == a.state_dict().keys()
     with pytest.raises(ValueError, match="refusing to overwrite the source prior"):
         convert_prior(out, out, overwrite=True)
+    assert convert_prior(ROS, tmp_path / "ros.safetensors", overwrite=True) == pair  # a file pair is replaced too
     (tmp_path / "afile").write_text("x")
     with pytest.raises(NotADirectoryError, match=r"afile is a file"):
         convert_prior(ROS, tmp_path / "afile" / "prior")
