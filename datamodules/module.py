@@ -13,6 +13,7 @@ from datamodules.config import DataConfig
 from datamodules.degrade import check_degradation
 from datamodules.images import ImageFolderDataset
 from datamodules.paired import AlignedDataset, DataError, DegradedDataset, PairedFolderDataset
+from datamodules.sampling import EpochRandomSampler, ResumableDataLoader
 from datamodules.synthetic import SyntheticDataset, check_synthetic
 from datamodules.toyfaces_data import ToyFacesDataset, check_toyfaces
 from datamodules.transforms import check_preprocess
@@ -68,10 +69,11 @@ def check_config(cfg: DataConfig) -> None:
 class PairedDataModule(pl.LightningDataModule):
     """Batches {"A": (N, input_nc, H, W), "B": (N, output_nc, H, W) in [-1, 1], "A_path": [str]}."""
 
-    def __init__(self, cfg: DataConfig):
+    def __init__(self, cfg: DataConfig, seed: int = 0):
         super().__init__()
         check_config(cfg)
         self.cfg = cfg
+        self.seed = seed  # the training order of epoch e is a permutation seeded by seed + e
         self.datasets: Dict[str, Dataset] = {}
 
     def dataset(self, split: str) -> Dataset:
@@ -105,30 +107,33 @@ class PairedDataModule(pl.LightningDataModule):
                                     f"resize_and_crop), images of one size, or data.batch_size=1") from e
             raise
 
-    def _loader(self, split: str, shuffle: bool, drop_last: bool = False) -> DataLoader:
+    def _loader(self, split: str, loader=DataLoader, **kwargs) -> DataLoader:
         # never more loader workers than cores left over by the training process itself
         workers = max(0, min(self.cfg.num_workers, (os.cpu_count() or 1) - 1))
-        return DataLoader(
-            self.dataset(split), batch_size=self.cfg.batch_size, shuffle=shuffle, num_workers=workers,
-            persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(), drop_last=drop_last,
-            collate_fn=self.collate,
+        return loader(
+            self.dataset(split), batch_size=self.cfg.batch_size, num_workers=workers, persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(), collate_fn=self.collate, **kwargs,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=not self.cfg.serial_batches, drop_last=self.cfg.drop_last)
+    def train_dataloader(self) -> ResumableDataLoader:
+        """Shuffled per epoch from the run's seed (unless data.serial_batches), resumable mid-epoch."""
+        shuffle = not self.cfg.serial_batches
+        sampler = EpochRandomSampler(self.dataset("train"), seed=self.seed) if shuffle else None
+        return self._loader("train", ResumableDataLoader, sampler=sampler, drop_last=self.cfg.drop_last,
+                            generator=torch.Generator().manual_seed(self.seed))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
 
-def build_datamodule(cfg: DataConfig) -> PairedDataModule:
-    return PairedDataModule(cfg)
+def build_datamodule(cfg: DataConfig, seed: int = 0) -> PairedDataModule:
+    return PairedDataModule(cfg, seed=seed)
 
 
 __all__ = ["DATASETS", "DataError", "PairedDataModule", "build_datamodule", "check_config"]

@@ -104,25 +104,35 @@ def load_eval_config(files: Sequence[str | Path] = (), **options: Any) -> EvalCo
     return out
 
 
+# the evaluate flag that sets each eval.* key, so an error names what the user typed
+FLAGS = {"inception_layout": "--inception-layout", "lpips_net": "--lpips-net", "channels": "--channels",
+         "batch_size": "--batch-size", "kid_subset_size": "--kid-subset-size", "size": "--size", "device": "--device"}
+
+
+def _key(name: str) -> str:
+    flag = FLAGS.get(name)
+    return f"key 'eval.{name}'" + (f" ({flag})" if flag else "")
+
+
 def _check(cfg: EvalConfig) -> None:
     if cfg.inception_layout not in LAYOUTS:
-        raise ConfigError(f"key 'eval.inception_layout': expected one of {sorted(LAYOUTS)}, "
+        raise ConfigError(f"{_key('inception_layout')}: expected one of {sorted(LAYOUTS)}, "
                           f"got {cfg.inception_layout!r}")
     if cfg.lpips_net not in LPIPS_TAPS:
-        raise ConfigError(f"key 'eval.lpips_net': expected one of {sorted(LPIPS_TAPS)}, got {cfg.lpips_net!r}")
+        raise ConfigError(f"{_key('lpips_net')}: expected one of {sorted(LPIPS_TAPS)}, got {cfg.lpips_net!r}")
     if cfg.channels not in (1, 3):
-        raise ConfigError(f"key 'eval.channels': expected 1 or 3, got {cfg.channels}")
+        raise ConfigError(f"{_key('channels')}: expected 1 or 3, got {cfg.channels}")
     for key in ("batch_size", "kid_subsets", "kid_subset_size"):
         if getattr(cfg, key) < 1:
-            raise ConfigError(f"key 'eval.{key}': expected an integer >= 1, got {getattr(cfg, key)}")
+            raise ConfigError(f"{_key(key)}: expected an integer >= 1, got {getattr(cfg, key)}")
     if cfg.size is not None and cfg.size < 1:
-        raise ConfigError(f"key 'eval.size': expected an integer >= 1 or null, got {cfg.size}")
+        raise ConfigError(f"{_key('size')}: expected an integer >= 1 or null, got {cfg.size}")
     from translate.inference import check_device
 
     try:
         check_device(cfg.device)
     except ValueError as e:
-        raise ConfigError(f"key 'eval.device': {e}") from e
+        raise ConfigError(f"{_key('device')}: {e}") from e
 
 
 def check_out(out: str | Path, pred: str | Path, ref: str | Path) -> Path:

@@ -43,17 +43,80 @@ class RankSeed(Callback):
     """Under DDP every process draws its own random numbers (latents, noise, dropout, augmentations, image pools):
     the seed becomes `seed * world_size + rank`, as in NVIDIA's StyleGAN2 training loop, instead of every process
     repeating rank 0's draws. The nets were initialised from the plain seed before this, and DDP starts every process
-    from rank 0's weights anyway; one process keeps the plain seed."""
+    from rank 0's weights anyway; one process keeps the plain seed. A resumed DDP run mixes in the step it resumes
+    from, so it does not replay the draws of the run's start."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, resume_step: Optional[int] = None):
         self.seed = seed
+        self.resume_step = resume_step
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if trainer.world_size > 1:
             seed = self.seed * trainer.world_size + trainer.global_rank
+            if self.resume_step:
+                seed = int(np.random.SeedSequence([seed, self.resume_step]).generate_state(1)[0])
             torch.manual_seed(seed)  # all devices too
             np.random.seed(seed % 2**32)
             random.seed(seed)
+
+
+def random_state() -> Dict[str, Any]:
+    """torch's (CPU and every initialised GPU), numpy's and Python's generators, in types a weights_only load reads."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                       "gauss": float(gauss)}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_random_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class TrainingRandomState(Callback):
+    """The random draws of training (dropout, noise, latents, augmentations) do not depend on validation or on
+    interruptions:
+    - validation during fit draws from the generators as they stand and then puts them back, so how often it runs
+      (and Lightning skipping one after a resume) changes nothing in training;
+    - a single-process run keeps its generators in every checkpoint, and a resumed run continues from them. With the
+      training order resumed by datamodules.sampling and data.num_workers=0, a resumed CPU run repeats the
+      uninterrupted one exactly. They are put back as training starts, after Lightning has set up the data and run
+      its sanity check. Under DDP each process has its own generators and only rank 0's reach the checkpoint:
+      RankSeed reseeds instead."""
+
+    key = "random_state"
+
+    def __init__(self) -> None:
+        self.saved: Optional[Dict[str, Any]] = None
+        self.before_validation: Optional[Dict[str, Any]] = None
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: Dict[str, Any]) -> None:
+        if trainer.world_size == 1:
+            checkpoint[self.key] = self.before_validation or random_state()
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: Dict[str, Any]) -> None:
+        self.saved = checkpoint.get(self.key)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.saved is not None and trainer.world_size == 1:
+            set_random_state(self.saved)
+        self.saved = None
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if trainer.training or trainer.state.fn == "fit":
+            self.before_validation = random_state()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.before_validation is not None:
+            set_random_state(self.before_validation)
+            self.before_validation = None
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -150,7 +213,8 @@ def _strategy(name: str, method: str = ""):
 def build_trainer(cfg: RunConfig, run_dir: Path, *, for_fit: bool = True,
                   resume_step: Optional[int] = None) -> pl.Trainer:
     t = cfg.trainer
-    callbacks: List[Callback] = [StoreRunConfig(to_dict(cfg)), RankSeed(cfg.seed)]
+    callbacks: List[Callback] = [StoreRunConfig(to_dict(cfg)), RankSeed(cfg.seed, resume_step),
+                                   TrainingRandomState()]
     if t.enable_progress_bar:
         callbacks.append(RichProgressBar(leave=True))
     if for_fit:
@@ -274,11 +338,11 @@ def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -
     stash = check_run_dir(run_dir, resume, overwrite)
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        datamodule = build_datamodule(cfg.data)
+        datamodule = build_datamodule(cfg.data, seed=cfg.seed)
         module = build_module(cfg)
         sized = fit_sizes(cfg, module)
         if sized is not cfg:
-            cfg, datamodule = sized, build_datamodule(sized.data)
+            cfg, datamodule = sized, build_datamodule(sized.data, seed=cfg.seed)
         trainer = build_trainer(cfg, run_dir, resume_step=resume_step)
         if stash is not None:
             trainer.callbacks.append(DropReplacedRun(stash))

@@ -68,6 +68,49 @@ def test_resume_continues_with_optimizer_and_schedule_state(run, tmp_path):
     assert not any(r["epoch"] == "7" for r in after)
 
 
+# how the interrupted run ended: stopped by trainer.max_steps (mid-epoch, at the epoch's end), or crashed after a
+# checkpoint.every_n_train_steps save (mid-epoch, after the epoch's last minibatch); 4 minibatches per epoch
+INTERRUPTIONS = {"max_steps mid-epoch": (["trainer.max_steps=6"], None),
+                 "max_steps at epoch end": (["trainer.max_steps=8"], None),
+                 "crash mid-epoch": (["checkpoint.every_n_train_steps=3"], 8),
+                 "crash after the epoch's last minibatch": (["checkpoint.every_n_train_steps=4"], 10)}
+
+
+@pytest.mark.parametrize("interruption", INTERRUPTIONS)
+def test_a_resumed_run_repeats_the_uninterrupted_one(tmp_path, monkeypatch, interruption):
+    """Shuffled data and dropout: the resumed run draws the rest of the interrupted epoch's order (skipping the
+    minibatches done) and the same random numbers, so it ends with the weights of a run that was never stopped."""
+    import torch
+
+    from translate.pix2pix import Pix2Pix
+
+    common = [*TINY, "model.use_dropout=true", "checkpoint.monitor=null", "logger.image_every_n_steps=0"]
+    assert main(["fit", *common, f"run_dir={tmp_path}/whole", "trainer.max_steps=14"]) == 0
+    overrides, crash_at = INTERRUPTIONS[interruption]
+    if crash_at is not None:
+        step = Pix2Pix.training_step
+
+        def crashing_step(self, batch, batch_idx):
+            if self.global_step == crash_at:
+                raise RuntimeError("simulated crash")
+            return step(self, batch, batch_idx)
+
+        monkeypatch.setattr(Pix2Pix, "training_step", crashing_step)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            main(["fit", *common, f"run_dir={tmp_path}/cut", "trainer.max_steps=14", *overrides])
+        monkeypatch.setattr(Pix2Pix, "training_step", step)
+    else:
+        assert main(["fit", *common, f"run_dir={tmp_path}/cut", *overrides]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["fit", *common, f"run_dir={tmp_path}/cut", "trainer.max_steps=14", "--resume", "last"]) == 0
+    assert not [w for w in caught if "not resumable" in str(w.message)]
+    whole, resumed = (load_checkpoint(tmp_path / run / "checkpoints" / "last.ckpt") for run in ("whole", "cut"))
+    assert resumed["global_step"] == whole["global_step"] == 14
+    differ = [k for k, v in whole["state_dict"].items() if not torch.equal(v, resumed["state_dict"][k])]
+    assert not differ
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["fit", *TINY, f"run_dir={tmp_path}/none", "--resume", "last"]) == 2
     assert "no checkpoint at" in capsys.readouterr().err

@@ -201,8 +201,16 @@ def test_config_file(tmp_path, lpips_files):
     f.write_text("eval:\n  inception_weight: x.pth\n")
     with pytest.raises(ConfigError, match=rf"{f}: key 'eval.inception_weight'"):
         ev.load_eval_config([f])
-    with pytest.raises(ConfigError, match=r"key 'eval.inception_layout': expected one of"):
+    with pytest.raises(ConfigError, match=r"key 'eval.inception_layout' \(--inception-layout\): expected one of"):
         ev.load_eval_config([], inception_layout="tf")
+    # a flag's value is named by the flag too; a key only a config sets, by the key alone
+    for flag, key, value in (("--size", "size", 0), ("--batch-size", "batch_size", 0),
+                             ("--kid-subset-size", "kid_subset_size", -1)):
+        with pytest.raises(ConfigError, match=rf"key 'eval.{key}' \({flag}\): expected an integer >= 1"):
+            ev.load_eval_config([], **{key: value})
+    f.write_text("eval:\n  kid_subsets: 0\n")
+    with pytest.raises(ConfigError, match=r"key 'eval.kid_subsets': expected an integer >= 1, got 0"):
+        ev.load_eval_config([f])
     f.write_text("model:\n  lambda_l1: 1\n")
     with pytest.raises(ConfigError, match="expected an 'eval:' section"):
         ev.load_eval_config([f])
@@ -341,6 +349,6 @@ def test_cli_refuses_bad_out_device_and_config_before_scoring(sets, tmp_path, ca
     assert rc == 2 and f"{bad}: not a valid YAML file" in capsys.readouterr().err
     if not torch.cuda.is_available():
         rc = cli.main(["evaluate", "--pred", str(sets["pred"]), "--ref", str(sets["ref"]), "--device", "cuda:5"])
-        assert rc == 2 and "key 'eval.device': device cuda:5: no CUDA GPU is available here" in capsys.readouterr().err
+        assert rc == 2 and "key 'eval.device' (--device): device cuda:5: no CUDA GPU is available here" in capsys.readouterr().err
     rc = cli.main(["evaluate", "--pred", str(target), "--ref", str(sets["ref"])])
     assert rc == 2 and f"expected a folder of images, got a file: {target}" in capsys.readouterr().err

@@ -1,0 +1,112 @@
+"""Training order per epoch from the seed, and a loader that resumes mid-epoch without reading skipped images."""
+import pytest
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+from datamodules.sampling import EpochRandomSampler, ResumableDataLoader
+
+
+class Recording(Dataset):
+    """Items are their indices; remembers which were read."""
+
+    def __init__(self, n: int):
+        self.n, self.read = n, []
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        self.read.append(i)
+        return i
+
+
+def epochs(loader, n):
+    return [[b.tolist() for b in loader] for _ in range(n)]
+
+
+def test_order_is_a_permutation_per_epoch_from_the_seed():
+    data = range(10)
+    s = EpochRandomSampler(data, seed=3)
+    e0 = list(s)
+    assert sorted(e0) == list(range(10)) and list(s) == e0  # drawn again, same order
+    s.set_epoch(1)
+    assert list(s) != e0 and sorted(s) == list(range(10))
+    assert list(EpochRandomSampler(data, seed=4)) != e0
+
+
+@pytest.mark.parametrize("done", [0, 1, 2])
+def test_resumed_loader_skips_the_batches_done_without_reading_them(done):
+    whole = ResumableDataLoader(Recording(10), batch_size=3, sampler=EpochRandomSampler(range(10), seed=0))
+    first, second = epochs(whole, 2)
+    resumed_data = Recording(10)
+    resumed = ResumableDataLoader(resumed_data, batch_size=3, sampler=EpochRandomSampler(range(10), seed=0))
+    resumed.load_state_dict({"epoch": 0, "batches": done})
+    rest = [b.tolist() for b in resumed]
+    assert rest == first[done:]
+    assert sorted(resumed_data.read) == sorted(i for b in first[done:] for i in b)  # the skipped ones never read
+    assert resumed.state_dict() == {"epoch": 0, "batches": len(first)}
+    assert [b.tolist() for b in resumed] == second  # the next epoch whole, in its own order
+
+
+def test_state_counts_the_batches_handed_out():
+    loader = ResumableDataLoader(Recording(8), batch_size=2, sampler=EpochRandomSampler(range(8)))
+    assert loader.state_dict() == {"epoch": 0, "batches": 0}
+    it = iter(loader)
+    next(it), next(it)
+    assert loader.state_dict() == {"epoch": 0, "batches": 2}
+    list(it)
+    list(loader)
+    assert loader.state_dict() == {"epoch": 1, "batches": 4}
+
+
+def test_resumed_at_an_epochs_end_starts_the_next_epoch_once():
+    """Lightning may open a pass for the finished epoch's (empty) rest and never draw from it, or use it for the
+    next epoch: either way the next epoch's order comes once."""
+    make = lambda: ResumableDataLoader(Recording(6), batch_size=2, sampler=EpochRandomSampler(range(6)))  # noqa: E731
+    e0, e1, e2 = epochs(make(), 3)
+    for draws_from_first_pass in (False, True):
+        loader = make()
+        loader.load_state_dict({"epoch": 0, "batches": 3})
+        it = iter(loader)
+        got = [[b.tolist() for b in it]] if draws_from_first_pass else []
+        got += epochs(loader, 3 - len(got))
+        assert got == [e1, e2, epochs(make(), 4)[3]]
+
+
+def test_under_ddp_the_distributed_sampler_follows_the_loaders_epochs():
+    data = Recording(8)
+    sampler = DistributedSampler(data, num_replicas=2, rank=1, shuffle=True, seed=5)
+    loader = ResumableDataLoader(data, batch_size=2, sampler=sampler)
+    sampler.set_epoch(7)  # what Lightning does after the first pass was opened: the loader's count wins
+    got = epochs(loader, 2)
+    for epoch, batches in enumerate(got):
+        ref = DistributedSampler(data, num_replicas=2, rank=1, shuffle=True, seed=5)
+        ref.set_epoch(epoch)
+        assert [i for b in batches for i in b] == list(ref)
+    resumed = ResumableDataLoader(data, batch_size=2, sampler=DistributedSampler(data, 2, 1, seed=5))
+    resumed.load_state_dict({"epoch": 1, "batches": 1})
+    assert [b.tolist() for b in resumed] == got[1][1:]
+
+
+def test_workers_are_seeded_per_epoch_without_the_global_generator():
+    def draws(loader):
+        return [b.tolist() for b in loader]
+
+    class Noisy(Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return torch.rand(1).item()
+
+    # (persistent workers would continue their own generators from epoch to epoch instead)
+    make = lambda: ResumableDataLoader(Noisy(), batch_size=2, num_workers=1,  # noqa: E731
+                                       generator=torch.Generator().manual_seed(1))
+    a = make()
+    state = torch.get_rng_state()
+    a0, a1 = draws(a), draws(a)
+    assert torch.equal(torch.get_rng_state(), state)  # starting passes drew nothing from the global generator
+    assert a0 != a1
+    b = make()
+    b.load_state_dict({"epoch": 1, "batches": 0})
+    assert draws(b) == a1  # epoch 1's augmentations, however many passes this process made before
