@@ -198,10 +198,15 @@ def test_missing_data_root_names_the_path(tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
-def test_ddp_two_cpu_processes(tmp_path, fit_ddp):
-    last = fit_ddp(tmp_path / "ddp", *TINY, "trainer.max_epochs=1")
-    # 8 samples over 2 processes x batch 2 = 2 batches per process per epoch
-    assert last["global_step"] == 4
+def test_ddp_two_cpu_processes_resume_mid_epoch(tmp_path, fit_ddp):
+    def position(ckpt):  # the training loader's epoch and minibatches done (Lightning's distributed sampler)
+        return ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+
+    # 8 samples over 2 processes x batch 2 = 2 minibatches per process per epoch, 2 optimizer steps each
+    first = fit_ddp(tmp_path / "ddp", *TINY, "trainer.max_steps=2")
+    assert first["global_step"] == 2 and position(first) == [{"epoch": 0, "batches": 1}]
+    last = fit_ddp(tmp_path / "ddp", *TINY, "trainer.max_steps=8", "--resume", "last")
+    assert last["global_step"] == 8 and position(last) == [{"epoch": 1, "batches": 2}]
 
 
 def test_resume_after_sigkill(tmp_path, cli_process):
