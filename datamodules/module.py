@@ -7,7 +7,7 @@ from typing import Dict, Optional
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from datamodules.config import DataConfig
 from datamodules.degrade import check_degradation
@@ -116,11 +116,25 @@ class PairedDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> ResumableDataLoader:
-        """Shuffled per epoch from the run's seed (unless data.serial_batches), resumable mid-epoch."""
-        shuffle = not self.cfg.serial_batches
-        sampler = EpochRandomSampler(self.dataset("train"), seed=self.seed) if shuffle else None
+        """Shuffled per epoch from the run's seed (unless data.serial_batches), resumable mid-epoch; under DDP each
+        process takes its share of the epoch's permutation (Lightning's DistributedSampler, made here so that it
+        starts at the run's epoch)."""
+        data = self.dataset("train")
+        sampler = None
+        if not self.cfg.serial_batches:
+            ddp = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+            sampler = (DistributedSampler(data, **ddp, shuffle=True, seed=self.seed) if ddp
+                       else EpochRandomSampler(data, seed=self.seed))
+            sampler.set_epoch(self._epoch())
         return self._loader("train", ResumableDataLoader, sampler=sampler, drop_last=self.cfg.drop_last,
                             generator=torch.Generator().manual_seed(self.seed))
+
+    def _epoch(self) -> int:
+        """The epoch training goes on with: 0, or the one after a checkpoint saved at an epoch's end (one saved
+        mid-epoch puts the loader back in its epoch itself)."""
+        if self.trainer is None:
+            return 0
+        return self.trainer.fit_loop.epoch_progress.current.processed
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

@@ -58,13 +58,14 @@ class _Pass:
 class ResumableDataLoader(DataLoader):
     """A DataLoader whose position in the epoch goes into Lightning's checkpoints (see the module docstring).
 
-    It counts its own epochs (passes) and sets the sampler's epoch from that count as each pass starts. The state is
+    It counts its own epochs (passes), from the sampler's epoch when it is made (a run resumed at an epoch's end
+    starts with the next), and sets the sampler's epoch from that count as each pass starts. The state is
     taken as batches are handed to the training loop, so it holds at any checkpoint: after a batch
     (`checkpoint.every_n_train_steps`), after validation, at the end of an epoch or of training. Random augmentations
     of the rest of the epoch are drawn afresh (the runner restores the random generators of a single-process run, so
     with `data.num_workers=0` a resumed run repeats the uninterrupted one exactly)."""
 
-    _epoch = -1  # the current pass (-1: none yet)
+    _epoch = 0  # the current pass
     _resume = None  # (epoch, batches done) for the next pass, set by load_state_dict
     _skipped = 0  # batches the current pass left out
     _live = None  # the current pass's iterator
@@ -77,7 +78,9 @@ class ResumableDataLoader(DataLoader):
     def __iter__(self):
         if self._resume is not None:
             self._epoch, self._skipped = self._resume
-        elif self._live is None or self._served() > 0:
+        elif self._live is None:  # the first pass, not resumed mid-epoch: the epoch the sampler was made for
+            self._epoch, self._skipped = int(getattr(self.sampler, "epoch", 0)), 0
+        elif self._served() > 0:
             self._epoch, self._skipped = self._epoch + 1, 0
         # else the last pass was never drawn from (resumed at an epoch's end, Lightning closes that epoch without
         # a batch): this pass is the same one
@@ -96,7 +99,7 @@ class ResumableDataLoader(DataLoader):
         return getattr(self._live, "_num_yielded", 0) if self._live is not None else 0
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"epoch": max(self._epoch, 0), "batches": self._skipped + self._served()}
+        return {"epoch": self._epoch, "batches": self._skipped + self._served()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         epoch, done = int(state["epoch"]), int(state["batches"])
