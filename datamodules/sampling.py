@@ -80,10 +80,11 @@ class ResumableDataLoader(DataLoader):
             self._epoch, self._skipped = self._resume
         elif self._live is None:  # the first pass, not resumed mid-epoch: the epoch the sampler was made for
             self._epoch, self._skipped = int(getattr(self.sampler, "epoch", 0)), 0
-        elif self._served() > 0:
+        elif self._served() > 0 or self._skipped > 0:
             self._epoch, self._skipped = self._epoch + 1, 0
-        # else the last pass was never drawn from (resumed at an epoch's end, Lightning closes that epoch without
-        # a batch): this pass is the same one
+        # else the last pass was opened for the next epoch and never drawn from (resumed at an epoch's end,
+        # Lightning closed that epoch without a batch): this pass is the same one. (A resumed pass that Lightning
+        # closes undrawn ended its epoch early, at trainer.limit_train_batches: the next epoch follows.)
         self._resume = None
         if hasattr(self.sampler, "set_epoch"):  # ours, or Lightning's DistributedSampler under DDP
             self.sampler.set_epoch(self._epoch)

@@ -82,6 +82,16 @@ def test_resumed_at_an_epochs_end_starts_the_next_epoch_once():
         assert got == [e1, e2, epochs(make(), 4)[3]]
 
 
+def test_resumed_at_the_end_of_a_limited_epoch_starts_the_next_epoch():
+    """trainer.limit_train_batches=2 of 3: Lightning closes the resumed epoch without drawing from it."""
+    make = lambda: ResumableDataLoader(Recording(6), batch_size=2, sampler=EpochRandomSampler(range(6)))  # noqa: E731
+    e0, e1 = epochs(make(), 2)
+    loader = make()
+    loader.load_state_dict({"epoch": 0, "batches": 2})
+    iter(loader)
+    assert epochs(loader, 1) == [e1]
+
+
 def test_under_ddp_the_distributed_sampler_follows_the_loaders_epochs():
     data = Recording(8)
     sampler = DistributedSampler(data, num_replicas=2, rank=1, shuffle=True, seed=5)

@@ -75,6 +75,9 @@ STEPS_14 = ["trainer.max_steps=14"]
 INTERRUPTIONS = {"max_steps mid-epoch": (["trainer.max_steps=6"], None, STEPS_14),
                  "max_steps at epoch end": (["trainer.max_steps=8"], None, STEPS_14),
                  "max_epochs": (["trainer.max_epochs=1"], None, ["trainer.max_epochs=2"]),
+                 "max_steps at the end of an epoch limited to 3 minibatches": (
+                     ["trainer.limit_train_batches=3", "trainer.max_steps=6"], None,
+                     ["trainer.limit_train_batches=3", *STEPS_14]),
                  "crash mid-epoch": (["checkpoint.every_n_train_steps=3"], 8, STEPS_14),
                  "crash after the epoch's last minibatch": (["checkpoint.every_n_train_steps=4"], 10, STEPS_14)}
 
