@@ -110,7 +110,7 @@ class TrainingRandomState(Callback):
         self.saved = None
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        if trainer.training or trainer.state.fn == "fit":
+        if trainer.state.fn == "fit":  # validation during fit (not `validate`)
             self.before_validation = random_state()
 
     def on_validation_end(self, trainer, pl_module) -> None:
