@@ -65,3 +65,50 @@ def test_every_method_declares_the_modules_it_keeps_in_eval_mode(prior, tmp_path
         module = build_module(cfg).train()
         assert undeclared_eval_modules(module) == [], name
     assert any(not m.training for m in build_module(configs["stylegan2"]).train().modules())  # G_ema
+
+
+# each method's tiny run with shuffled data and random draws (dropout, image pools, latents, augmentations, noise)
+EXACT_RESUME = {
+    "cyclegan": ["method=cyclegan", "data.kind=synthetic_unpaired", "data.synthetic.size=32", "data.synthetic.n_train=8",
+                 "data.synthetic.n_val=2", "data.batch_size=2", "model.netG=resnet", "model.n_blocks=1", "model.ngf=4",
+                 "model.ndf=4", "model.pool_size=3", "model.use_dropout=true"],
+    "stylegan2": ["method=stylegan2", "data.kind=toyfaces", "data.toyfaces.size=32", "data.toyfaces.n_train=8",
+                  "data.toyfaces.n_val=2", "data.batch_size=2", "model.resolution=32", "model.z_dim=16",
+                  "model.w_dim=16", "model.mapping_layers=2", "model.channel_base=256", "model.channel_max=16",
+                  "model.mbstd_group_size=2", "model.d_reg_interval=2", "model.g_reg_interval=2",
+                  "model.ema_kimg=0.01", "model.augment=[color,translation,cutout]", "model.val_samples=2"],
+    "psp": ["method=psp", "model.channels=[4,8,8,16]", "model.input_size=32", "model.loss_size=32",
+            "model.lpips_lambda=0", "model.id_lambda=0", "data.kind=toyfaces", "data.toyfaces.size=32",
+            "data.toyfaces.n_train=8", "data.toyfaces.n_val=2", "data.batch_size=2"],
+}
+
+
+@pytest.mark.parametrize("method", EXACT_RESUME)
+def test_every_method_resumes_a_crashed_run_exactly(method, prior, tmp_path, monkeypatch):
+    """4 minibatches per epoch, 2 epochs; a crash after the checkpoint at minibatch 3 and a resume end with the
+    weights, EMA and buffers of the run that never stopped (pix2pix: test_cli, every way a run can stop)."""
+    from translate.checkpoints import load_checkpoint
+    from translate.cli import main
+
+    common = [*EXACT_RESUME[method], "data.preprocess=none", "data.num_workers=0", "trainer.max_epochs=2",
+              "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "trainer.limit_val_batches=1",
+              "checkpoint.monitor=null", "logger.image_every_n_steps=0", "logger.wandb.mode=disabled",
+              f"model.prior={prior}" if method == "psp" else "seed=0"]
+    assert main(["fit", *common, f"run_dir={tmp_path}/whole"]) == 0
+    module_class = METHODS[method].module_class
+    step, calls = module_class.training_step, []
+
+    def crashing_step(self, *args):
+        if len(calls) == 3:
+            raise RuntimeError("simulated crash")
+        calls.append(1)
+        return step(self, *args)
+
+    monkeypatch.setattr(module_class, "training_step", crashing_step)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        main(["fit", *common, f"run_dir={tmp_path}/cut", "checkpoint.every_n_train_steps=3"])
+    monkeypatch.setattr(module_class, "training_step", step)
+    assert main(["fit", *common, f"run_dir={tmp_path}/cut", "--resume", "last"]) == 0
+    whole, resumed = (load_checkpoint(tmp_path / run / "checkpoints" / "last.ckpt") for run in ("whole", "cut"))
+    assert resumed["global_step"] == whole["global_step"] > 0
+    assert [k for k, v in whole["state_dict"].items() if not torch.equal(v, resumed["state_dict"][k])] == []
