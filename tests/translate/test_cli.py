@@ -245,9 +245,9 @@ def test_every_ddp_process_draws_its_own_random_numbers():
 
     from translate.runner import RankSeed
 
-    def draw(world_size, rank):
+    def draw(world_size, rank, resume_step=None):
         torch.manual_seed(123)
-        RankSeed(7).setup(SimpleNamespace(world_size=world_size, global_rank=rank), None, "fit")
+        RankSeed(7, resume_step).setup(SimpleNamespace(world_size=world_size, global_rank=rank), None, "fit")
         return torch.randn(4), np.random.rand()
 
     (t0, n0), (t1, n1) = draw(2, 0), draw(2, 1)
@@ -257,6 +257,10 @@ def test_every_ddp_process_draws_its_own_random_numbers():
     one_process = draw(1, 0)[0]
     torch.manual_seed(123)
     assert torch.equal(one_process, torch.randn(4))  # untouched
+    # a DDP run resumed at step 40 does not replay the draws of its start, and its processes still differ
+    r0, r1 = draw(2, 0, resume_step=40)[0], draw(2, 1, resume_step=40)[0]
+    assert not torch.equal(r0, t0) and not torch.equal(r1, t1) and not torch.equal(r0, r1)
+    assert torch.equal(draw(2, 1, resume_step=40)[0], r1)  # and is seeded, not random
 
 
 def test_a_fresh_fit_never_mixes_into_an_earlier_run(tmp_path, capsys):
