@@ -99,11 +99,21 @@ class ResumableDataLoader(DataLoader):
     def _served(self) -> int:
         return getattr(self._live, "_num_yielded", 0) if self._live is not None else 0
 
+    def _images_per_step(self) -> int:
+        """Images one minibatch of every process takes together (batch size x processes)."""
+        return (self.batch_size or 1) * int(getattr(self.sampler, "num_replicas", 1))
+
     def state_dict(self) -> Dict[str, Any]:
-        return {"epoch": self._epoch, "batches": self._skipped + self._served()}
+        done = self._skipped + self._served()
+        return {"epoch": self._epoch, "batches": done, "images": done * self._images_per_step()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         epoch, done = int(state["epoch"]), int(state["batches"])
+        if "images" in state and state["images"] != done * self._images_per_step():
+            # resumed with another batch size or number of processes: the epoch's permutation is the same (ours
+            # and DistributedSampler's are both randperm(seed + epoch), which DDP deals out to the processes), so
+            # skip the images taken; rounded down, a few are seen twice rather than some never
+            done = int(state["images"]) // self._images_per_step()
         if done >= len(self):  # saved as the epoch ended: the next one starts from its beginning
             epoch, done = epoch + 1, 0
         self._resume = (epoch, done)

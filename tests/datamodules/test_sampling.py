@@ -44,7 +44,7 @@ def test_resumed_loader_skips_the_batches_done_without_reading_them(done):
     rest = [b.tolist() for b in resumed]
     assert rest == first[done:]
     assert sorted(resumed_data.read) == sorted(i for b in first[done:] for i in b)  # the skipped ones never read
-    assert resumed.state_dict() == {"epoch": 0, "batches": len(first)}
+    assert resumed.state_dict() == {"epoch": 0, "batches": len(first), "images": 12}
     assert [b.tolist() for b in resumed] == second  # the next epoch whole, in its own order
 
 
@@ -54,18 +54,18 @@ def test_a_loader_made_for_a_later_epoch_starts_there():
     sampler = EpochRandomSampler(range(6))
     sampler.set_epoch(1)
     later = ResumableDataLoader(Recording(6), batch_size=2, sampler=sampler)
-    assert epochs(later, 2) == [e1, e2] and later.state_dict() == {"epoch": 2, "batches": 3}
+    assert epochs(later, 2) == [e1, e2] and later.state_dict() == {"epoch": 2, "batches": 3, "images": 6}
 
 
 def test_state_counts_the_batches_handed_out():
     loader = ResumableDataLoader(Recording(8), batch_size=2, sampler=EpochRandomSampler(range(8)))
-    assert loader.state_dict() == {"epoch": 0, "batches": 0}
+    assert loader.state_dict() == {"epoch": 0, "batches": 0, "images": 0}
     it = iter(loader)
     next(it), next(it)
-    assert loader.state_dict() == {"epoch": 0, "batches": 2}
+    assert loader.state_dict() == {"epoch": 0, "batches": 2, "images": 4}
     list(it)
     list(loader)
-    assert loader.state_dict() == {"epoch": 1, "batches": 4}
+    assert loader.state_dict() == {"epoch": 1, "batches": 4, "images": 8}
 
 
 def test_resumed_at_an_epochs_end_starts_the_next_epoch_once():
@@ -130,3 +130,30 @@ def test_workers_are_seeded_per_epoch_without_the_global_generator():
     b = make()
     b.load_state_dict({"epoch": 1, "batches": 0})
     assert draws(b) == a1  # epoch 1's augmentations, however many passes this process made before
+
+
+@pytest.mark.parametrize("before, after", [((1, 2), (2, 2)), ((2, 2), (1, 4)), ((1, 3), (1, 2))])
+def test_resumed_with_other_processes_or_batch_size_skips_the_images_taken(before, after):
+    """(processes, batch size) before and after: one global permutation, dealt to the processes, so the resumed
+    run takes the images the interrupted one did not (rounded down to whole minibatches)."""
+    data = range(24)
+
+    def loaders(processes, batch_size):
+        if processes == 1:
+            return [ResumableDataLoader(Recording(24), batch_size=batch_size,
+                                        sampler=EpochRandomSampler(data, seed=5))]
+        return [ResumableDataLoader(Recording(24), batch_size=batch_size,
+                                    sampler=DistributedSampler(data, processes, rank, seed=5))
+                for rank in range(processes)]
+
+    interrupted = loaders(*before)
+    taken = []
+    for loader in interrupted:
+        it = iter(loader)
+        taken += [i for _ in range(2) for i in next(it).tolist()]  # 2 minibatches each
+    state = interrupted[0].state_dict()
+    rest = []
+    for loader in loaders(*after):
+        loader.load_state_dict(state)
+        rest += [i for b in loader for i in b.tolist()]
+    assert sorted(taken + rest) == list(range(24))

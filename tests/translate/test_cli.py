@@ -210,9 +210,9 @@ def test_ddp_two_cpu_processes_resume_mid_epoch(tmp_path, fit_ddp):
 
     # 8 samples over 2 processes x batch 2 = 2 minibatches per process per epoch, 2 optimizer steps each
     first = fit_ddp(tmp_path / "ddp", *TINY, "trainer.max_steps=2")
-    assert first["global_step"] == 2 and position(first) == [{"epoch": 0, "batches": 1}]
+    assert first["global_step"] == 2 and position(first) == [{"epoch": 0, "batches": 1, "images": 4}]
     last = fit_ddp(tmp_path / "ddp", *TINY, "trainer.max_steps=8", "--resume", "last")
-    assert last["global_step"] == 8 and position(last) == [{"epoch": 1, "batches": 2}]
+    assert last["global_step"] == 8 and position(last) == [{"epoch": 1, "batches": 2, "images": 8}]
 
 
 def test_resume_after_sigkill(tmp_path, cli_process):
