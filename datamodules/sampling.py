@@ -5,11 +5,12 @@ DataLoader starts its epoch over, in a new random order: some images are seen tw
 (Lightning warns "your dataloader is not resumable"). Long step-based runs (pSp trains 500k minibatches and saves
 every few thousand) are resumed mid-epoch nearly every time. Here:
 
-- `EpochRandomSampler` shuffles with a generator seeded by (seed, epoch), so an epoch's order can be drawn again;
-  under DDP Lightning swaps it for its DistributedSampler, which does the same per process.
+- `EpochRandomSampler` shuffles with a generator seeded by seed + epoch, so an epoch's order can be drawn again.
+  It is the permutation torch's DistributedSampler draws with the same seed, which under DDP deals it out to the
+  processes: one global order however many processes train.
 - `ResumableDataLoader` is a DataLoader with the `state_dict`/`load_state_dict` pair Lightning saves into the
-  checkpoint: the epoch and how many batches of it were handed out. Loading it makes the next pass draw that epoch's
-  order and skip those batches by index: no skipped image is read or augmented.
+  checkpoint: the epoch and how many batches (and images) of it were handed out. Loading it makes the next pass
+  draw that epoch's order and skip those batches by index: no skipped image is read or augmented.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from torch.utils.data import DataLoader, RandomSampler
 
 
 class EpochRandomSampler(RandomSampler):
-    """A permutation per epoch, seeded by `seed + epoch` (DistributedSampler's rule); `set_epoch` is called by
-    Lightning at every epoch start."""
+    """A permutation per epoch, seeded by `seed + epoch` (DistributedSampler's rule); ResumableDataLoader sets the
+    epoch as each pass starts."""
 
     def __init__(self, data_source, seed: int = 0):
         super().__init__(data_source)
