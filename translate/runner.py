@@ -265,6 +265,16 @@ def resolve_resume(resume: Optional[str], run_dir: Path,
     return str(path), int(state.get("global_step", 0))
 
 
+def resume_summary(path: str) -> str:
+    """Where a `--resume` checkpoint continues: its step, and the training order's epoch and minibatch."""
+    state = load_checkpoint(path, mmap=True)
+    loaders = ((state.get("loops") or {}).get("fit_loop") or {}).get("state_dict", {}).get("combined_loader") or []
+    where = f"resuming {path} at step {state.get('global_step', 0)}"
+    if not loaders:
+        return f"{where} (the checkpoint does not say where in the data it stopped: its epoch starts over)"
+    return f"{where}: epoch {loaders[0]['epoch']} of the data goes on after its minibatch {loaders[0]['batches']}"
+
+
 def _first_process() -> bool:
     """False in the processes a DDP launcher (Lightning's, torchrun, SLURM) started beside the first one."""
     return all(os.environ.get(k, "0") == "0" for k in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"))
@@ -335,6 +345,8 @@ def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -
     run_dir = Path(cfg.run_dir)
     recover_replaced(run_dir)
     ckpt_path, resume_step = resolve_resume(resume, run_dir, cfg.method)
+    if ckpt_path is not None and _first_process():
+        print(resume_summary(ckpt_path))
     stash = check_run_dir(run_dir, resume, overwrite)
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)

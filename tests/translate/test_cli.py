@@ -83,7 +83,7 @@ INTERRUPTIONS = {"max_steps mid-epoch": (["trainer.max_steps=6"], None, STEPS_14
 
 
 @pytest.mark.parametrize("interruption", INTERRUPTIONS)
-def test_a_resumed_run_repeats_the_uninterrupted_one(tmp_path, monkeypatch, interruption):
+def test_a_resumed_run_repeats_the_uninterrupted_one(tmp_path, monkeypatch, capsys, interruption):
     """Shuffled data and dropout: the resumed run draws the rest of the interrupted epoch's order (skipping the
     minibatches done) and the same random numbers, so it ends with the weights of a run that was never stopped."""
     import torch
@@ -111,6 +111,8 @@ def test_a_resumed_run_repeats_the_uninterrupted_one(tmp_path, monkeypatch, inte
         warnings.simplefilter("always")
         assert main(["fit", *common, f"run_dir={tmp_path}/cut", *whole, "--resume", "last"]) == 0
     assert not [w for w in caught if "not resumable" in str(w.message)]
+    if interruption == "crash mid-epoch":  # saved after minibatch 3 (step 6)
+        assert "at step 6: epoch 0 of the data goes on after its minibatch 3" in capsys.readouterr().out
     whole, resumed = (load_checkpoint(tmp_path / run / "checkpoints" / "last.ckpt") for run in ("whole", "cut"))
     assert resumed["global_step"] == whole["global_step"] in (14, 16)
     differ = [k for k, v in whole["state_dict"].items() if not torch.equal(v, resumed["state_dict"][k])]

@@ -112,3 +112,15 @@ def test_every_method_resumes_a_crashed_run_exactly(method, prior, tmp_path, mon
     whole, resumed = (load_checkpoint(tmp_path / run / "checkpoints" / "last.ckpt") for run in ("whole", "cut"))
     assert resumed["global_step"] == whole["global_step"] > 0
     assert [k for k, v in whole["state_dict"].items() if not torch.equal(v, resumed["state_dict"][k])] == []
+
+
+def test_resume_summary_says_where_the_data_goes_on(tmp_path):
+    from translate.runner import resume_summary
+
+    path = tmp_path / "old.ckpt"
+    torch.save({"global_step": 40, "state_dict": {}, "loops": {"fit_loop": {"state_dict": {}}}}, path)
+    assert resume_summary(str(path)).endswith("at step 40 (the checkpoint does not say where in the data it stopped: "
+                                              "its epoch starts over)")
+    position = {"combined_loader": [{"epoch": 2, "batches": 7, "images": 14}]}
+    torch.save({"global_step": 40, "state_dict": {}, "loops": {"fit_loop": {"state_dict": position}}}, path)
+    assert resume_summary(str(path)).endswith("at step 40: epoch 2 of the data goes on after its minibatch 7")
