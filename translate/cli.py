@@ -36,9 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="train a model from YAML configs")
     _add_config_args(p, config_required=False)
-    p.add_argument("--resume", metavar="last|PATH", help="continue from <run_dir>/checkpoints/last.ckpt or a path")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start over in a run_dir that holds checkpoints of an earlier run (they are deleted)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", metavar="last|auto|PATH",
+                       help="continue from <run_dir>/checkpoints/last.ckpt, a path, or (auto) the run's newest "
+                            "checkpoint if it has one (else start): for job scripts that are requeued")
+    again.add_argument("--overwrite", action="store_true",
+                       help="start over in a run_dir that holds checkpoints of an earlier run (they are deleted)")
 
     for name, what in (("validate", "validation"), ("test", "test")):
         p = sub.add_parser(name, help=f"score a checkpoint on the {what} split")

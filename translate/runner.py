@@ -246,13 +246,45 @@ def configure_tracking(module, cfg: RunConfig, run_dir: Path) -> None:
     module.checkpoint_monitor = cfg.checkpoint.monitor
 
 
+HPC_CHECKPOINT = "hpc_ckpt_*.ckpt"  # what Lightning saves into run_dir when SLURM signals a requeue
+
+
+def _step(path: Path) -> int:
+    state = load_checkpoint(path, mmap=True)
+    return int(state.get("global_step", 0)) if isinstance(state, dict) else -1
+
+
+def newest_checkpoint(run_dir: Path) -> Optional[Path]:
+    """The run's checkpoint with the most steps: checkpoints/last.ckpt, or a `hpc_ckpt_N.ckpt` that Lightning saved
+    when SLURM asked the job to requeue (later than last.ckpt, unless the run saved again after it). None if neither."""
+    found = sorted(run_dir.glob(HPC_CHECKPOINT)) + [p for p in [run_dir / CHECKPOINT_DIR / "last.ckpt"] if p.is_file()]
+    return max(found, key=_step, default=None)
+
+
+def _on_slurm() -> bool:
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    return SLURMEnvironment.detect()
+
+
 def resolve_resume(resume: Optional[str], run_dir: Path,
                    method: Optional[str] = None) -> Tuple[Optional[str], Optional[int]]:
-    """The checkpoint `--resume` names (`last` = the run's last.ckpt) and the global step it was saved at; a
-    checkpoint of another method than the config's `method` is refused in one line (not a list of missing keys)."""
+    """The checkpoint `--resume` names and the global step it was saved at:
+    - `last`: the run's last.ckpt; a path: that file;
+    - `auto`: the run's newest checkpoint (`newest_checkpoint`) if it has one, else None (a fresh start), so one job
+      script serves the first launch and every requeue;
+    - nothing, in a SLURM job whose run_dir holds a requeue checkpoint: `auto`, as Lightning's auto-requeue expects.
+    A checkpoint of another method than the config's `method` is refused in one line (not a list of missing keys)."""
+    if resume is None and _on_slurm() and any(run_dir.glob(HPC_CHECKPOINT)):
+        resume = "auto"
     if resume is None:
         return None, None
-    path = run_dir / CHECKPOINT_DIR / "last.ckpt" if resume == "last" else Path(resume)
+    if resume == "auto":
+        path = newest_checkpoint(run_dir)
+        if path is None:
+            return None, None
+    else:
+        path = run_dir / CHECKPOINT_DIR / "last.ckpt" if resume == "last" else Path(resume)
     if not path.is_file():
         raise CheckpointError(f"--resume {resume}: no checkpoint at {path}")
     state = load_checkpoint(path, mmap=True)  # Lightning reads it for real; only the entries are looked at here
@@ -284,33 +316,41 @@ REPLACED_DIR = ".replaced"  # run_dir/.replaced: an earlier run's checkpoints wh
 
 
 def check_run_dir(run_dir: Path, resume: Optional[str], overwrite: bool) -> Optional[Path]:
-    """A fresh fit never mixes into (or silently replaces) a previous run's checkpoints: it needs --resume to
-    continue them or --overwrite to replace them. With --overwrite they (and config.yaml) are moved aside into
-    run_dir/.replaced, which is deleted once training starts and put back if the new run fails before: a typo in
-    the data or the config must not cost the earlier run. Returns that folder, if anything was moved."""
+    """A fresh fit never mixes into (or silently replaces) a previous run's checkpoints (checkpoints/, and SLURM
+    requeue checkpoints): it needs --resume to continue them or --overwrite to replace them. With --overwrite they
+    (and config.yaml) are moved aside into run_dir/.replaced, which is deleted once training starts and put back if
+    the new run fails before: a typo in the data or the config must not cost the earlier run. Returns that folder,
+    if anything was moved."""
     ckpt_dir = run_dir / CHECKPOINT_DIR
-    old = sorted(p.name for p in ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
+    requeue = sorted(p.name for p in run_dir.glob(HPC_CHECKPOINT))
+    old = (sorted(p.name for p in ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []) + requeue
     if resume is not None or not old or not _first_process():
         return None
     if not overwrite:
         names = ", ".join(old[:3]) + (", ..." if len(old) > 3 else "")
+        how = "--resume auto" if requeue else "--resume last"
         raise FileExistsError(
-            f"{run_dir} holds the checkpoints of a previous run ({names}): continue it with --resume last, train "
+            f"{run_dir} holds the checkpoints of a previous run ({names}): continue it with {how}, train "
             f"elsewhere with run_dir=..., or pass --overwrite to delete them and start over")
     stash = run_dir / REPLACED_DIR
     if stash.exists():  # left by a run that was killed before it started training
         shutil.rmtree(stash)
     stash.mkdir()
-    ckpt_dir.rename(stash / CHECKPOINT_DIR)
-    if (run_dir / "config.yaml").is_file():
-        (run_dir / "config.yaml").rename(stash / "config.yaml")
+    for path in [ckpt_dir, run_dir / "config.yaml", *run_dir.glob(HPC_CHECKPOINT)]:
+        if path.exists():
+            path.rename(stash / path.name)
     return stash
+
+
+def _wrote_checkpoints(run_dir: Path) -> bool:
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    return (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())) or any(run_dir.glob(HPC_CHECKPOINT))
 
 
 def recover_replaced(run_dir: Path) -> None:
     """Put back what an `--overwrite` run that was killed before it trained had moved aside (see check_run_dir)."""
-    stash, ckpt_dir = run_dir / REPLACED_DIR, run_dir / CHECKPOINT_DIR
-    if _first_process() and stash.is_dir() and not (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())):
+    stash = run_dir / REPLACED_DIR
+    if _first_process() and stash.is_dir() and not _wrote_checkpoints(run_dir):
         _put_back(stash, run_dir)
         warnings.warn(f"{run_dir}: put back the checkpoints of an earlier run from {REPLACED_DIR}/ (a run with "
                       f"--overwrite stopped before it started training)", stacklevel=3)
@@ -318,14 +358,12 @@ def recover_replaced(run_dir: Path) -> None:
 
 def _put_back(stash: Path, run_dir: Path) -> None:
     """Undo check_run_dir's move, unless the new run already wrote checkpoints of its own."""
-    ckpt_dir = run_dir / CHECKPOINT_DIR
-    if not stash.is_dir() or (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())):
+    if not stash.is_dir() or _wrote_checkpoints(run_dir):
         return
-    if ckpt_dir.is_dir():
-        ckpt_dir.rmdir()
-    (stash / CHECKPOINT_DIR).rename(ckpt_dir)
-    if (stash / "config.yaml").is_file():
-        (stash / "config.yaml").replace(run_dir / "config.yaml")
+    if (run_dir / CHECKPOINT_DIR).is_dir():
+        (run_dir / CHECKPOINT_DIR).rmdir()
+    for path in stash.iterdir():
+        path.replace(run_dir / path.name)
     shutil.rmtree(stash)
 
 
@@ -347,7 +385,7 @@ def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -
     ckpt_path, resume_step = resolve_resume(resume, run_dir, cfg.method)
     if ckpt_path is not None and _first_process():
         print(resume_summary(ckpt_path))
-    stash = check_run_dir(run_dir, resume, overwrite)
+    stash = check_run_dir(run_dir, ckpt_path, overwrite)
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = build_datamodule(cfg.data, seed=cfg.seed)

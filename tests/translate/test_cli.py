@@ -119,6 +119,45 @@ def test_a_resumed_run_repeats_the_uninterrupted_one(tmp_path, monkeypatch, caps
     assert not differ
 
 
+def test_resume_auto_starts_then_continues_the_newest_checkpoint(tmp_path, monkeypatch, capsys):
+    """One job script for the first launch and every SLURM requeue: `--resume auto` starts when the run has no
+    checkpoint, else continues its newest, which may be the hpc_ckpt_N.ckpt Lightning saved as SLURM signalled."""
+    import shutil
+
+    from translate import runner
+
+    run_dir, common = tmp_path / "job", [*TINY, "checkpoint.monitor=null", "logger.image_every_n_steps=0"]
+    assert main(["fit", *common, f"run_dir={run_dir}", "trainer.max_steps=4", "--resume", "auto"]) == 0
+    assert "resuming" not in capsys.readouterr().out
+    assert main(["fit", *common, f"run_dir={run_dir}", "trainer.max_steps=6", "--resume", "auto"]) == 0
+    assert f"resuming {run_dir / 'checkpoints' / 'last.ckpt'} at step 4" in capsys.readouterr().out
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 6
+    # a requeue checkpoint saved later than last.ckpt (here: another run's, at step 10) wins; an older one does not
+    assert main(["fit", *common, f"run_dir={tmp_path}/other", "trainer.max_steps=10"]) == 0
+    shutil.copy(tmp_path / "other" / "checkpoints" / "last.ckpt", run_dir / "hpc_ckpt_1.ckpt")
+    assert runner.resolve_resume("auto", run_dir) == (str(run_dir / "hpc_ckpt_1.ckpt"), 10)
+    shutil.copy(run_dir / "checkpoints" / "last.ckpt", run_dir / "hpc_ckpt_2.ckpt")
+    assert runner.resolve_resume("auto", run_dir)[0] == str(run_dir / "hpc_ckpt_1.ckpt")
+    # a requeued SLURM job without --resume continues too (Lightning's auto-requeue), instead of refusing the
+    # run_dir's checkpoints; outside SLURM it still refuses
+    assert runner.resolve_resume(None, run_dir) == (None, None)
+    monkeypatch.setattr(runner, "_on_slurm", lambda: True)
+    assert runner.resolve_resume(None, run_dir)[1] == 10
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", *common, f"run_dir={run_dir}", "--resume", "last", "--overwrite"])
+    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    # requeue checkpoints count as an earlier run's: a fresh fit is refused, --overwrite replaces them too
+    monkeypatch.setattr(runner, "_on_slurm", lambda: False)
+    requeued = tmp_path / "requeued"
+    requeued.mkdir()
+    shutil.copy(run_dir / "hpc_ckpt_1.ckpt", requeued / "hpc_ckpt_1.ckpt")
+    assert main(["fit", *common, f"run_dir={requeued}", "trainer.max_steps=2"]) == 2
+    assert "hpc_ckpt_1.ckpt): continue it with --resume auto" in capsys.readouterr().err
+    assert main(["fit", *common, f"run_dir={requeued}", "trainer.max_steps=2", "--overwrite"]) == 0
+    assert not list(requeued.glob("hpc_ckpt_*")) and not (requeued / ".replaced").exists()
+    assert load_checkpoint(requeued / "checkpoints" / "last.ckpt")["global_step"] == 2
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["fit", *TINY, f"run_dir={tmp_path}/none", "--resume", "last"]) == 2
     assert "no checkpoint at" in capsys.readouterr().err
