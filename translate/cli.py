@@ -277,8 +277,15 @@ def _run(args) -> int:
         from translate import runner
         from translate.config import load_config
 
+        from pytorch_lightning.utilities.exceptions import SIGTERMException
+
         cfg = load_config(args.config, args.overrides)
-        trainer, _ = runner.fit(cfg, resume=args.resume, overwrite=args.overwrite)
+        try:
+            trainer, _ = runner.fit(cfg, resume=args.resume, overwrite=args.overwrite)
+        except SIGTERMException:  # Lightning's, a SystemExit with status 0: a stopped run is not a finished one
+            print(f"stopped by SIGTERM after a minibatch; checkpoint saved: continue with --resume last "
+                  f"(run directory: {cfg.run_dir})", file=sys.stderr)
+            return 128 + 15
         if trainer.is_global_zero:
             print(f"run directory: {cfg.run_dir}")
         return 0

@@ -18,6 +18,7 @@ from torch import nn
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from datamodules import build_datamodule
@@ -161,6 +162,14 @@ class RunCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer, pl_module) -> None:
         super().on_train_end(trainer, pl_module)
         if self.every_n_minibatches and self.save_at_end and not self._should_skip_saving_checkpoint(trainer):
+            self._save_now(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """SIGTERM (a preempted cloud machine, a scheduler's time limit, `kill`): Lightning stops after the current
+        minibatch, and the last checkpoint is saved there, so `--resume` loses nothing. Other exceptions can come
+        mid-step (between G's and D's updates): no checkpoint then."""
+        if (self.save_at_end and isinstance(exception, SIGTERMException)
+                and not self._should_skip_saving_checkpoint(trainer)):
             self._save_now(trainer)
 
 

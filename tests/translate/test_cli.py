@@ -78,8 +78,11 @@ INTERRUPTIONS = {"max_steps mid-epoch": (["trainer.max_steps=6"], None, STEPS_14
                  "max_steps at the end of an epoch limited to 3 minibatches": (
                      ["trainer.limit_train_batches=3", "trainer.max_steps=6"], None,
                      ["trainer.limit_train_batches=3", *STEPS_14]),
-                 "crash mid-epoch": (["checkpoint.every_n_train_steps=3"], 8, STEPS_14),
-                 "crash after the epoch's last minibatch": (["checkpoint.every_n_train_steps=4"], 10, STEPS_14)}
+                 "crash mid-epoch": (["checkpoint.every_n_train_steps=3"], ("crash", 8), STEPS_14),
+                 "crash after the epoch's last minibatch": (["checkpoint.every_n_train_steps=4"], ("crash", 10),
+                                                            STEPS_14),
+                 # SIGTERM during minibatch 3: Lightning stops after it, and last.ckpt is saved there
+                 "SIGTERM mid-epoch": (["checkpoint.every_n_train_steps=100"], ("sigterm", 4), STEPS_14)}
 
 
 @pytest.mark.parametrize("interruption", INTERRUPTIONS)
@@ -91,19 +94,27 @@ def test_a_resumed_run_repeats_the_uninterrupted_one(tmp_path, monkeypatch, caps
     from translate.pix2pix import Pix2Pix
 
     common = [*TINY, "model.use_dropout=true", "checkpoint.monitor=null", "logger.image_every_n_steps=0"]
-    cut, crash_at, whole = INTERRUPTIONS[interruption]
+    cut, crash_at, whole = INTERRUPTIONS[interruption]  # crash_at: (crash | sigterm, at global step) or None
     assert main(["fit", *common, f"run_dir={tmp_path}/whole", *whole]) == 0
     if crash_at is not None:
+        how, at = crash_at
         step = Pix2Pix.training_step
 
-        def crashing_step(self, batch, batch_idx):
-            if self.global_step == crash_at:
+        def interrupted_step(self, batch, batch_idx):
+            if self.global_step == at and how == "crash":
                 raise RuntimeError("simulated crash")
+            if self.global_step == at:  # what Lightning's SIGTERM handler does
+                self.trainer._signal_connector.received_sigterm = True
             return step(self, batch, batch_idx)
 
-        monkeypatch.setattr(Pix2Pix, "training_step", crashing_step)
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            main(["fit", *common, f"run_dir={tmp_path}/cut", *whole, *cut])
+        monkeypatch.setattr(Pix2Pix, "training_step", interrupted_step)
+        if how == "crash":
+            with pytest.raises(RuntimeError, match="simulated crash"):
+                main(["fit", *common, f"run_dir={tmp_path}/cut", *whole, *cut])
+        else:
+            assert main(["fit", *common, f"run_dir={tmp_path}/cut", *whole, *cut]) == 143
+            assert "stopped by SIGTERM" in capsys.readouterr().err
+            assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.ckpt")["global_step"] == at + 2
         monkeypatch.setattr(Pix2Pix, "training_step", step)
     else:
         assert main(["fit", *common, f"run_dir={tmp_path}/cut", *cut]) == 0
@@ -275,6 +286,27 @@ def test_resume_after_sigkill(tmp_path, cli_process):
     after = load_checkpoint(ckpt)
     assert after["global_step"] == step + 4
     assert adam_steps(after) == [(step + 4) // 2] * 2
+
+
+def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path, cli_process):
+    """A preempted machine or a scheduler's time limit sends SIGTERM: the run stops after its minibatch with
+    last.ckpt saved there (no periodic or epoch checkpoint is due in this run) and exit status 143."""
+    run_dir = tmp_path / "preempted"
+    p = cli_process("fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1000", "checkpoint.monitor=null",
+                    "checkpoint.every_n_train_steps=100000", "trainer.check_val_every_n_epoch=1000")
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((run_dir / "images").glob("train_images_*.png"))) < 3:
+        assert p.poll() is None, p.stdout.read()[-3000:]
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 143, out[-3000:]
+    assert "stopped by SIGTERM after a minibatch; checkpoint saved: continue with --resume last" in out
+    step = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"]
+    assert step >= 6 and step % 2 == 0  # whole minibatches (a G and a D step each)
+    assert main(["fit", *TINY, f"run_dir={run_dir}", f"trainer.max_steps={step + 4}", "checkpoint.monitor=null",
+                 "--resume", "last"]) == 0
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == step + 4
 
 
 def test_every_ddp_process_draws_its_own_random_numbers():
