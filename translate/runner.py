@@ -313,7 +313,9 @@ def resume_summary(path: str) -> str:
     where = f"resuming {path} at step {state.get('global_step', 0)}"
     if not loaders:
         return f"{where} (the checkpoint does not say where in the data it stopped: its epoch starts over)"
-    return f"{where}: epoch {loaders[0]['epoch']} of the data goes on after its minibatch {loaders[0]['batches']}"
+    position = loaders[0]
+    images = f" ({position['images']} images)" if "images" in position else ""
+    return f"{where}: epoch {position['epoch']} of the data goes on after its minibatch {position['batches']}{images}"
 
 
 def _first_process() -> bool:

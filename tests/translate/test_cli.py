@@ -123,7 +123,7 @@ def test_a_resumed_run_repeats_the_uninterrupted_one(tmp_path, monkeypatch, caps
         assert main(["fit", *common, f"run_dir={tmp_path}/cut", *whole, "--resume", "last"]) == 0
     assert not [w for w in caught if "not resumable" in str(w.message)]
     if interruption == "crash mid-epoch":  # saved after minibatch 3 (step 6)
-        assert "at step 6: epoch 0 of the data goes on after its minibatch 3" in capsys.readouterr().out
+        assert "at step 6: epoch 0 of the data goes on after its minibatch 3 (6 images)" in capsys.readouterr().out
     whole, resumed = (load_checkpoint(tmp_path / run / "checkpoints" / "last.ckpt") for run in ("whole", "cut"))
     assert resumed["global_step"] == whole["global_step"] in (14, 16)
     differ = [k for k, v in whole["state_dict"].items() if not torch.equal(v, resumed["state_dict"][k])]

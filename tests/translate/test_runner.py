@@ -123,4 +123,5 @@ def test_resume_summary_says_where_the_data_goes_on(tmp_path):
                                               "its epoch starts over)")
     position = {"combined_loader": [{"epoch": 2, "batches": 7, "images": 14}]}
     torch.save({"global_step": 40, "state_dict": {}, "loops": {"fit_loop": {"state_dict": position}}}, path)
-    assert resume_summary(str(path)).endswith("at step 40: epoch 2 of the data goes on after its minibatch 7")
+    assert resume_summary(str(path)).endswith("at step 40: epoch 2 of the data goes on after its minibatch 7 "
+                                              "(14 images)")
