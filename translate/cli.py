@@ -240,6 +240,9 @@ def _user_error(e: BaseException) -> Optional[str]:
     from translate.checkpoints import CheckpointError
     from translate.config import ConfigError
 
+    runner = sys.modules.get("translate.runner")  # not imported: cannot have raised
+    if runner is not None and isinstance(e, runner.TrainingDiverged):
+        return str(e)
     if isinstance(e, (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError,
                       pickle.UnpicklingError, IsADirectoryError, NotADirectoryError, PermissionError)):
         return _message(e)

@@ -120,6 +120,18 @@ class TrainingRandomState(Callback):
             self.before_validation = None
 
 
+class TrainingDiverged(RuntimeError):
+    """Weights became NaN or inf; raised instead of writing them over the run's good checkpoints."""
+
+
+def non_finite_tensors(module: nn.Module) -> List[str]:
+    """Names of the module's parameters and floating-point buffers holding NaN or inf (one host sync when none)."""
+    tensors = [(n, t) for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_floating_point()]
+    if not tensors or bool(torch.stack([torch.isfinite(t).all() for _, t in tensors]).all()):
+        return []
+    return [n for n, t in tensors if not bool(torch.isfinite(t).all())]
+
+
 class RunCheckpoint(ModelCheckpoint):
     """ModelCheckpoint whose `every_n_minibatches` counts training minibatches. Lightning's `every_n_train_steps`
     counts optimizer steps, which our methods take 2-4 of per minibatch (G, D, StyleGAN2's lazy regularisers), so its
@@ -163,6 +175,21 @@ class RunCheckpoint(ModelCheckpoint):
         super().on_train_end(trainer, pl_module)
         if self.every_n_minibatches and self.save_at_end and not self._should_skip_saving_checkpoint(trainer):
             self._save_now(trainer)
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        """A diverged run (NaN or inf weights) stops here with a clear error: the checkpoints it would overwrite are
+        the last good state, which `--resume last` needs."""
+        bad = non_finite_tensors(trainer.lightning_module)
+        if bad:
+            last = Path(self.dirpath) / "last.ckpt"
+            kept = (f"{last} keeps step {load_checkpoint(last, mmap=True).get('global_step')}" if last.is_file()
+                    else "no checkpoint was written before")
+            more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+            raise TrainingDiverged(
+                f"training diverged at step {trainer.global_step}: {bad[0]}{more} holds NaN or inf, so no checkpoint "
+                f"was written ({kept}). Lower the learning rate, or train in trainer.precision=32 or bf16-mixed "
+                f"instead of 16-mixed, then continue with --resume last")
+        super()._save_checkpoint(trainer, filepath)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         """SIGTERM (a preempted cloud machine, a scheduler's time limit, `kill`): Lightning stops after the current

@@ -309,6 +309,31 @@ def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path, cli_process):
     assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == step + 4
 
 
+def test_a_diverged_run_stops_without_overwriting_its_checkpoints(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from translate.pix2pix import Pix2Pix
+
+    step = Pix2Pix.training_step
+
+    def diverging_step(self, batch, batch_idx):
+        out = step(self, batch, batch_idx)
+        if self.global_step == 6:  # minibatch 3; the checkpoint of minibatch 2 (step 4) was good
+            with torch.no_grad():
+                next(self.net_g.parameters()).fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(Pix2Pix, "training_step", diverging_step)
+    run_dir = tmp_path / "diverged"
+    assert main(["fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=3", "checkpoint.monitor=null",
+                 "checkpoint.every_n_train_steps=2"]) == 2
+    err = capsys.readouterr().err
+    assert "training diverged at step 8: net_g." in err and "holds NaN or inf, so no checkpoint was written" in err
+    assert f"{run_dir / 'checkpoints' / 'last.ckpt'} keeps step 4" in err and "--resume last" in err
+    last = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 4 and all(torch.isfinite(v).all() for v in last["state_dict"].values())
+
+
 def test_every_ddp_process_draws_its_own_random_numbers():
     """seed * world_size + rank under DDP (NVIDIA's rule), so processes do not repeat rank 0's latents and noise;
     one process keeps the plain seed."""

@@ -125,3 +125,14 @@ def test_resume_summary_says_where_the_data_goes_on(tmp_path):
     torch.save({"global_step": 40, "state_dict": {}, "loops": {"fit_loop": {"state_dict": position}}}, path)
     assert resume_summary(str(path)).endswith("at step 40: epoch 2 of the data goes on after its minibatch 7 "
                                               "(14 images)")
+
+
+def test_non_finite_tensors_names_parameters_and_float_buffers():
+    from translate.runner import non_finite_tensors
+
+    net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    assert non_finite_tensors(net) == []
+    with torch.no_grad():
+        net[0].bias[1] = float("inf")
+    net[1].running_var[0] = float("nan")
+    assert non_finite_tensors(net) == ["0.bias", "1.running_var"]  # num_batches_tracked (int) is not looked at
