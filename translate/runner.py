@@ -120,6 +120,55 @@ class TrainingRandomState(Callback):
             self.before_validation = None
 
 
+def _optimizers(configured) -> List[torch.optim.Optimizer]:
+    """The optimizers of what configure_optimizers returned: one, a list, or (optimizers, schedulers)."""
+    if isinstance(configured, torch.optim.Optimizer):
+        return [configured]
+    if isinstance(configured, tuple) and len(configured) == 2 and isinstance(configured[0], (list, tuple)):
+        return list(configured[0])
+    return list(configured)
+
+
+class ConfigLearningRates(Callback):
+    """A resumed run trains at the learning rates of its config, as the reference's `--continue_train` does, not
+    at the ones in the checkpoint's optimizer state (which Lightning restores): a run continued with a lower
+    model.lr after it diverged does train slower. Where a rate changed, the LR schedule is scaled alike, so it goes
+    on from the same point of its shape. Only rates: the optimizers' moments and the schedule's position are kept."""
+
+    def __init__(self) -> None:
+        self.resumed = False
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: Dict[str, Any]) -> None:
+        self.resumed = True
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if not self.resumed:
+            return
+        self.resumed = False
+        changed = []
+        fresh = _optimizers(pl_module.configure_optimizers())  # the config's rates, as a fresh run starts them
+        for i, (opt, new) in enumerate(zip(trainer.optimizers, fresh)):
+            schedulers = [c.scheduler for c in trainer.lr_scheduler_configs if c.scheduler.optimizer is opt]
+            for j, (group, new_group) in enumerate(zip(opt.param_groups, new.param_groups)):
+                old_base = group.get("initial_lr", group["lr"])  # before any schedule (schedulers keep it there)
+                new_base = new_group.get("initial_lr", new_group["lr"])
+                if math.isclose(old_base, new_base, rel_tol=1e-9):
+                    continue
+                group["lr"] *= new_base / old_base
+                if "initial_lr" in group:
+                    group["initial_lr"] = new_base
+                for scheduler in schedulers:
+                    if hasattr(scheduler, "base_lrs"):
+                        scheduler.base_lrs[j] = new_base
+                    if hasattr(scheduler, "_last_lr"):
+                        scheduler._last_lr[j] = group["lr"]
+                changed.append(f"optimizer {i}{f' group {j}' if len(opt.param_groups) > 1 else ''}: "
+                               f"{old_base:g} -> {new_base:g}")
+        if changed and trainer.is_global_zero:
+            print(f"learning rates from the config, not the checkpoint ({'; '.join(changed)}); the LR schedule is "
+                  f"scaled alike")
+
+
 class TrainingDiverged(RuntimeError):
     """Weights became NaN or inf; raised instead of writing them over the run's good checkpoints."""
 
@@ -250,7 +299,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, *, for_fit: bool = True,
                   resume_step: Optional[int] = None) -> pl.Trainer:
     t = cfg.trainer
     callbacks: List[Callback] = [StoreRunConfig(to_dict(cfg)), RankSeed(cfg.seed, resume_step),
-                                   TrainingRandomState()]
+                                   TrainingRandomState(), ConfigLearningRates()]
     if t.enable_progress_bar:
         callbacks.append(RichProgressBar(leave=True))
     if for_fit:

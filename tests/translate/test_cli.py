@@ -169,6 +169,26 @@ def test_resume_auto_starts_then_continues_the_newest_checkpoint(tmp_path, monke
     assert load_checkpoint(requeued / "checkpoints" / "last.ckpt")["global_step"] == 2
 
 
+def test_a_resumed_run_trains_at_the_configs_learning_rate(run, tmp_path, capsys):
+    """Continued with a lower model.lr (e.g. after it diverged): the optimizers take it and the schedule is scaled
+    alike, as the reference's --continue_train does; their moments and the schedule's position are kept."""
+    copy = tmp_path / "slower"
+    subprocess.run(["cp", "-r", str(run), str(copy)], check=True)
+    before = load_checkpoint(copy / "checkpoints" / "last.ckpt")
+    assert [g["initial_lr"] for s in before["optimizer_states"] for g in s["param_groups"]] == [2e-4, 2e-4]
+    assert main(["fit", *TINY, f"run_dir={copy}", "trainer.max_epochs=3", "model.lr=5e-5", "--resume", "last"]) == 0
+    out = capsys.readouterr().out
+    assert "learning rates from the config, not the checkpoint (optimizer 0: 0.0002 -> 5e-05; optimizer 1: " in out
+    after = load_checkpoint(copy / "checkpoints" / "last.ckpt")
+    assert adam_steps(after) == [12, 12]  # continued, not restarted
+    assert [s["base_lrs"] for s in after["lr_schedulers"]] == [[5e-5], [5e-5]]
+    assert [s["last_epoch"] for s in after["lr_schedulers"]] == [3, 3]
+    assert [g["lr"] for s in after["optimizer_states"] for g in s["param_groups"]] == [5e-5, 5e-5]  # no decay yet
+    # unchanged rates are left alone
+    assert main(["fit", *TINY, f"run_dir={copy}", "trainer.max_epochs=4", "model.lr=5e-5", "--resume", "last"]) == 0
+    assert "learning rates from the config" not in capsys.readouterr().out
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["fit", *TINY, f"run_dir={tmp_path}/none", "--resume", "last"]) == 2
     assert "no checkpoint at" in capsys.readouterr().err

@@ -136,3 +136,24 @@ def test_non_finite_tensors_names_parameters_and_float_buffers():
         net[0].bias[1] = float("inf")
     net[1].running_var[0] = float("nan")
     assert non_finite_tensors(net) == ["0.bias", "1.running_var"]  # num_batches_tracked (int) is not looked at
+
+
+def test_config_learning_rates_without_a_schedule_and_per_group(capsys):
+    """pSp's Ranger (no LR schedule) with two parameter groups, one of whose rates changed."""
+    from types import SimpleNamespace
+
+    from translate.optim import Ranger
+    from translate.runner import ConfigLearningRates
+
+    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+    restored = Ranger([{"params": a.parameters()}, {"params": b.parameters(), "lr": 1e-3}], lr=1e-4)
+    module = SimpleNamespace(configure_optimizers=lambda: Ranger(
+        [{"params": a.parameters()}, {"params": b.parameters(), "lr": 1e-3}], lr=3e-5))
+    trainer = SimpleNamespace(optimizers=[restored], lr_scheduler_configs=[], is_global_zero=True)
+    callback = ConfigLearningRates()
+    callback.on_train_start(trainer, module)  # a fresh run: nothing to do
+    assert [g["lr"] for g in restored.param_groups] == [1e-4, 1e-3]
+    callback.on_load_checkpoint(trainer, module, {})
+    callback.on_train_start(trainer, module)
+    assert [g["lr"] for g in restored.param_groups] == [pytest.approx(3e-5), 1e-3]
+    assert "(optimizer 0 group 0: 0.0001 -> 3e-05)" in capsys.readouterr().out
