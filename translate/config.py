@@ -67,13 +67,14 @@ class LoggerConfig:
 
 @dataclass
 class CheckpointConfig:
-    """Checkpoints `last.ckpt` and the best by a metric, in `<run_dir>/checkpoints/`."""
+    """Checkpoints `last.ckpt`, the best by a metric and optional snapshots, in `<run_dir>/checkpoints/`."""
 
     monitor: Optional[str] = "val/psnr"  # metric for the best checkpoint (None = keep only `last`)
     mode: str = "max"  # max | min
     save_top_k: int = 1  # how many best checkpoints to keep
     every_n_epochs: int = 1  # checkpoint frequency (epochs)
     every_n_train_steps: Optional[int] = None  # or every N training minibatches (+ at the end)
+    keep_every_n_train_steps: Optional[int] = None  # also keep a snapshot step-<global step>.ckpt every N minibatches
 
 
 @dataclass

@@ -316,6 +316,14 @@ def build_trainer(cfg: RunConfig, run_dir: Path, *, for_fit: bool = True,
         # in the same step, so a metric that stops improving would leave it behind the run
         callbacks.append(RunCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="last", monitor=None, save_top_k=1,
                                        save_on_train_epoch_end=True, save_at_end=True, **every))
+        if c.keep_every_n_train_steps is not None:
+            if c.keep_every_n_train_steps < 1:
+                raise ConfigError(f"checkpoint.keep_every_n_train_steps: expected a number of minibatches >= 1 or "
+                                  f"null, got {c.keep_every_n_train_steps}")
+            callbacks.append(RunCheckpoint(  # snapshots, all kept (pSp's iteration_N.pt, NVIDIA's network snapshots)
+                dirpath=run_dir / CHECKPOINT_DIR, filename="step-{step:07d}", monitor=None, save_top_k=-1,
+                auto_insert_metric_name=False, every_n_minibatches=c.keep_every_n_train_steps,
+                enable_version_counter=False, resuming=resume_step is not None))
     kwargs = {k: v for k, v in asdict(t).items() if v is not None or k == "check_val_every_n_epoch"}
     kwargs["strategy"] = _strategy(t.strategy, cfg.method)
     return pl.Trainer(

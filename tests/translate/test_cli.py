@@ -189,6 +189,17 @@ def test_a_resumed_run_trains_at_the_configs_learning_rate(run, tmp_path, capsys
     assert "learning rates from the config" not in capsys.readouterr().out
 
 
+def test_snapshots_are_kept_every_n_minibatches(tmp_path, capsys):
+    run_dir = tmp_path / "snapshots"
+    assert main(["fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1", "checkpoint.monitor=null",
+                 "checkpoint.keep_every_n_train_steps=2"]) == 0
+    names = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+    assert names == ["last.ckpt", "step-0000004.ckpt", "step-0000008.ckpt"]  # minibatches 2 and 4, 2 steps each
+    assert load_checkpoint(run_dir / "checkpoints" / "step-0000004.ckpt")["global_step"] == 4
+    assert main(["fit", *TINY, f"run_dir={tmp_path}/bad", "checkpoint.keep_every_n_train_steps=0"]) == 2
+    assert "checkpoint.keep_every_n_train_steps: expected a number of minibatches >= 1" in capsys.readouterr().err
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["fit", *TINY, f"run_dir={tmp_path}/none", "--resume", "last"]) == 2
     assert "no checkpoint at" in capsys.readouterr().err
