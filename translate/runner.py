@@ -390,16 +390,34 @@ def resolve_resume(resume: Optional[str], run_dir: Path,
     return str(path), int(state.get("global_step", 0))
 
 
-def resume_summary(path: str) -> str:
-    """Where a `--resume` checkpoint continues: its step, and the training order's epoch and minibatch."""
+def _flat(tree: Any, prefix: str = "") -> Dict[str, Any]:
+    """{"model": {"lr": 1}} -> {"model.lr": 1}."""
+    if isinstance(tree, dict) and tree:
+        return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: tree}
+
+
+def config_changes(before: Dict[str, Any], after: Dict[str, Any]) -> List[str]:
+    """`key: old -> new` for every option a resumed run changes, beyond how long it trains."""
+    old, new = _flat(before), _flat(after)
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k) and k != "run_dir" and not k.startswith(("trainer.max_", "trainer.min_"))]
+
+
+def resume_summary(path: str, config: Optional[Dict[str, Any]] = None) -> str:
+    """Where a `--resume` checkpoint continues: its step, and the training order's epoch and minibatch; with the
+    resumed run's config, also the options it changes from the checkpoint's run."""
     state = load_checkpoint(path, mmap=True)
     loaders = ((state.get("loops") or {}).get("fit_loop") or {}).get("state_dict", {}).get("combined_loader") or []
     where = f"resuming {path} at step {state.get('global_step', 0)}"
     if not loaders:
-        return f"{where} (the checkpoint does not say where in the data it stopped: its epoch starts over)"
-    position = loaders[0]
-    images = f" ({position['images']} images)" if "images" in position else ""
-    return f"{where}: epoch {position['epoch']} of the data goes on after its minibatch {position['batches']}{images}"
+        where += " (the checkpoint does not say where in the data it stopped: its epoch starts over)"
+    else:
+        position = loaders[0]
+        images = f" ({position['images']} images)" if "images" in position else ""
+        where += f": epoch {position['epoch']} of the data goes on after its minibatch {position['batches']}{images}"
+    changes = config_changes(state.get("run_config") or {}, config) if config is not None else []
+    return where + ("\nwith options changed from that run: " + "; ".join(changes) if changes else "")
 
 
 def _first_process() -> bool:
@@ -479,7 +497,7 @@ def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -
     recover_replaced(run_dir)
     ckpt_path, resume_step = resolve_resume(resume, run_dir, cfg.method)
     if ckpt_path is not None and _first_process():
-        print(resume_summary(ckpt_path))
+        print(resume_summary(ckpt_path, to_dict(cfg)))
     stash = check_run_dir(run_dir, ckpt_path, overwrite)
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -179,6 +179,7 @@ def test_a_resumed_run_trains_at_the_configs_learning_rate(run, tmp_path, capsys
     assert main(["fit", *TINY, f"run_dir={copy}", "trainer.max_epochs=3", "model.lr=5e-5", "--resume", "last"]) == 0
     out = capsys.readouterr().out
     assert "learning rates from the config, not the checkpoint (optimizer 0: 0.0002 -> 5e-05; optimizer 1: " in out
+    assert "with options changed from that run: model.lr: 0.0002 -> 5e-05\n" in out  # run_dir and max_* not listed
     after = load_checkpoint(copy / "checkpoints" / "last.ckpt")
     assert adam_steps(after) == [12, 12]  # continued, not restarted
     assert [s["base_lrs"] for s in after["lr_schedulers"]] == [[5e-5], [5e-5]]

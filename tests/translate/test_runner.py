@@ -157,3 +157,13 @@ def test_config_learning_rates_without_a_schedule_and_per_group(capsys):
     callback.on_train_start(trainer, module)
     assert [g["lr"] for g in restored.param_groups] == [pytest.approx(3e-5), 1e-3]
     assert "(optimizer 0 group 0: 0.0001 -> 3e-05)" in capsys.readouterr().out
+
+
+def test_config_changes_name_what_a_resumed_run_changes():
+    from translate.runner import config_changes
+
+    before = {"model": {"lr": 2e-4, "ngf": 64}, "trainer": {"max_epochs": 2}, "data": {"root": "/a"}}
+    after = {"model": {"lr": 1e-4, "ngf": 64}, "trainer": {"max_epochs": 5}, "data": {"root": "/b", "new": 1}}
+    assert config_changes(before, after) == ["data.new: None -> 1", "data.root: '/a' -> '/b'",
+                                             "model.lr: 0.0002 -> 0.0001"]
+    assert config_changes(before, before) == []
