@@ -158,7 +158,8 @@ SAVE_OPTIONS = {".jpg": dict(quality=95, subsampling=0), ".jpeg": dict(quality=9
 
 def write_image(path: str | Path, image: np.ndarray) -> Path:
     """Write an (H, W), (H, W, 1) or (H, W, 3) image to `path` (format from the suffix: JPEG at quality 95 without
-    chroma subsampling, WebP lossless), creating folders.
+    chroma subsampling, WebP lossless), creating folders; atomically, so an interrupted run never leaves half an
+    image (which `predict --skip-existing` would take as done).
     uint8 is written as is; any other dtype is taken as floats in [0, 1] and scaled (values outside are clipped)."""
     path = Path(path)
     a = np.asarray(image)
@@ -168,6 +169,12 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
         a = np.clip(a.astype(np.float64) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(a).save(path, **SAVE_OPTIONS.get(path.suffix.lower(), {}))
+    from priors.loaders import write_atomic
+
+    suffix = path.suffix.lower()
+    if suffix not in Image.registered_extensions():
+        raise ValueError(f"write_image {path}: unknown image format '{path.suffix}'")
+    image = Image.fromarray(a)
+    write_atomic(path, lambda tmp: image.save(tmp, format=Image.registered_extensions()[suffix],
+                                              **SAVE_OPTIONS.get(suffix, {})), sync=False)
     return path

@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average-pool outputs to SIZE x SIZE (pSp's --resize_outputs: 256)")
     p.add_argument("--side-by-side", "--couple-outputs", dest="side_by_side", action="store_true",
                    help="also write OUTPUT/side_by_side/<name>: input | output | variants (pSp's --couple_outputs)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="leave out inputs whose outputs are all in OUTPUT already (finish an interrupted run)")
 
     p = sub.add_parser("import", help="turn weights of a reference implementation into a bundle")
     p.add_argument("--from", dest="source", required=True, choices=["junyanz", "psp"],
@@ -325,9 +327,10 @@ def _run(args) -> int:
         translator = load_translator(args.model, backend=backend, device=args.device)
         written = predict_paths(translator, args.input, args.output, batch_size=args.batch_size,
                                 variants=args.variants, latent_mask=mask, mix_alpha=args.mix_alpha, seed=args.seed,
-                                resize_outputs=args.resize_outputs, side_by_side=args.side_by_side)
+                                resize_outputs=args.resize_outputs, side_by_side=args.side_by_side,
+                                skip_existing=args.skip_existing)
         print(f"{len(written)} images written to {args.output} ({translator.backend} backend)")
-        if not written:
+        if not written and not written.already:
             print("error: no image could be translated (see the warnings above)", file=sys.stderr)
             return 1
         return 0

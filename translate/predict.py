@@ -19,10 +19,17 @@ from priors.loaders import file_on_path
 SIDE_BY_SIDE = "side_by_side"  # subfolder of the output folder for input | output [| variants] images
 
 
+class Outputs(list):
+    """The files predict_paths wrote, in input order; `already`: the inputs skip_existing left out."""
+
+    already: int = 0
+
+
 def predict_paths(translator, input: str | Path, output: str | Path, batch_size: int = 8,
                   progress: bool = True, variants: int = 0, latent_mask: Optional[Sequence[int]] = None,
                   mix_alpha: Optional[float] = None, seed: int = 0,
-                  resize_outputs: Optional[int] = None, side_by_side: bool = False) -> List[Path]:
+                  resize_outputs: Optional[int] = None, side_by_side: bool = False,
+                  skip_existing: bool = False) -> Outputs:
     """Translate `input` (an image file, or a folder whose images are translated) into the folder `output`;
     return the files written, in input order.
 
@@ -38,6 +45,10 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
 
     A translator of label maps (`label_nc` > 0, e.g. segmentation-to-face) reads each file as class indices (a gray
     or palette PNG), resized with nearest neighbour and one-hot encoded as in training.
+
+    skip_existing: leave out inputs whose outputs (variants and side-by-side image included) are all in `output`
+    already, e.g. to finish a run that was interrupted (images are written atomically, so none is half written).
+    They are counted on stdout and in the result's `already`, not in its list.
 
     Outputs keep their file names (and so their format). Writing into an input folder (or any folder inside it)
     and overwriting an input file are refused. Unreadable inputs are reported (a warning each, and a count on
@@ -59,7 +70,13 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
     elif latent_mask is not None or mix_alpha is not None:
         raise ValueError("latent_mask and mix_alpha (--latent-mask, --mix-alpha) choose how variants are mixed: give "
                          "the number of variants (--variants N) as well")
-    _check_output(out, files, in_folder, variants, side_by_side)
+    _check_output(out, files, in_folder, variants, side_by_side, warn_replaced=not skip_existing)
+    result = Outputs()
+    if skip_existing:
+        done = {f for f in files if all((out / name).is_file() for name in _outputs(f, variants, side_by_side))}
+        if done:
+            print(f"{len(done)} of {len(files)} images already translated in {out}: left out (--skip-existing)")
+            files, result.already = [f for f in files if f not in done], len(done)
     label_nc = getattr(translator, "label_nc", 0)
     if translator.input_nc not in (1, 3) and not label_nc:
         raise ValueError(f"image files are read as 1 or 3 channels; this translator takes {translator.input_nc}")
@@ -95,11 +112,17 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
     if skipped:
         names = ", ".join(str(s) for s in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
         print(f"skipped {len(skipped)} unreadable image(s): {names}", file=sys.stderr)
-    return [written[f] for f in files if f in written]
+    result.extend(written[f] for f in files if f in written)
+    return result
 
 
 def output_names(f: Path, variants: int) -> List[str]:
     return [f.name] + [f"{f.stem}_mix{k}{f.suffix}" for k in range(variants)]
+
+
+def _outputs(f: Path, variants: int, side_by_side: bool) -> List[str]:
+    """Every file an input `f` gets in the output folder, relative to it."""
+    return output_names(f, variants) + ([f"{SIDE_BY_SIDE}/{f.name}"] if side_by_side else [])
 
 
 def side_by_side_image(path: Path, outputs: Sequence[np.ndarray], label_nc: int = 0) -> np.ndarray:
@@ -116,7 +139,7 @@ def side_by_side_image(path: Path, outputs: Sequence[np.ndarray], label_nc: int 
 
 
 def _check_output(out: Path, files: List[Path], in_folder: Path | None, variants: int = 0,
-                  side_by_side: bool = False) -> None:
+                  side_by_side: bool = False, warn_replaced: bool = True) -> None:
     blocker = file_on_path(out)
     if blocker is not None:
         raise ValueError(f"output must be a folder, got an existing file: {blocker}")
@@ -138,7 +161,7 @@ def _check_output(out: Path, files: List[Path], in_folder: Path | None, variants
                 raise ValueError(f"the outputs of {owner[name].name} and {f.name} would both be written to {out / name}"
                                  f"; rename one of the inputs")
             owner[name] = f
-    replaced = sum(target.exists() for _, target in targets)
+    replaced = sum(target.exists() for _, target in targets) if warn_replaced else 0
     if replaced:
         warnings.warn(f"{out}: {replaced} existing file(s) will be replaced by this run's outputs", stacklevel=3)
 

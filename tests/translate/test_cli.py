@@ -268,6 +268,9 @@ def test_export_then_predict_a_folder(run, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["x.png", "y.png"]
     assert Image.open(out / "x.png").size == (48, 32)
     assert main(["predict", "--model", str(bundle), "--input", str(src), "--output", str(src / "sub")]) == 2
+    # everything translated already: nothing to do is a success, not "no image could be translated"
+    assert main(["predict", "--model", str(bundle), "--input", str(src), "--output", str(out),
+                 "--skip-existing"]) == 0
 
 
 def test_print_config_and_bad_keys(tmp_path, capsys):

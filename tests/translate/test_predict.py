@@ -1,4 +1,6 @@
 """predict_paths: names kept, batches of one size, inputs never touched, unreadable files skipped."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -180,3 +182,23 @@ def test_variants_of_a_non_psp_bundle_fail_before_anything_is_written(translator
     with pytest.raises(ValueError, match="give the number of variants"):
         predict_paths(translator, src, out, progress=False, mix_alpha=0.5)
     assert not out.exists()
+
+
+def test_skip_existing_finishes_an_interrupted_run(translator, tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_images(src, ["a.png", "b.png", "c.png"])
+    predict_paths(translator, src / "a.png", out, progress=False)
+    (out / "b.png").write_bytes(b"")  # not a translation of b: an unrelated empty file, still taken as done
+    first = (out / "a.png").read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "will be replaced" warning for outputs that are kept
+        written = predict_paths(translator, src, out, progress=False, skip_existing=True)
+    assert written == [out / "c.png"] and written.already == 2
+    assert "2 of 3 images already translated" in capsys.readouterr().out
+    assert (out / "a.png").read_bytes() == first and (out / "b.png").read_bytes() == b""
+    again = predict_paths(translator, src, out, progress=False, skip_existing=True, side_by_side=True)
+    assert again == [out / n for n in ("a.png", "b.png", "c.png")]  # their side-by-side images were missing
+    assert not list(out.glob(".*.tmp"))  # images are written through temporary files, none left
+    # an input is never taken as its own output
+    with pytest.raises(ValueError, match="refusing to write into the input folder"):
+        predict_paths(translator, src, src, progress=False, skip_existing=True)
