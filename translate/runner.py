@@ -15,6 +15,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities import rank_zero_only
@@ -120,20 +121,22 @@ class TrainingRandomState(Callback):
             self.before_validation = None
 
 
-def _optimizers(configured) -> List[torch.optim.Optimizer]:
-    """The optimizers of what configure_optimizers returned: one, a list, or (optimizers, schedulers)."""
+def _optimizers_and_schedulers(configured) -> Tuple[List[torch.optim.Optimizer], List[Any]]:
+    """What configure_optimizers returned (one optimizer, a list, or (optimizers, schedulers)) as two lists."""
     if isinstance(configured, torch.optim.Optimizer):
-        return [configured]
+        return [configured], []
     if isinstance(configured, tuple) and len(configured) == 2 and isinstance(configured[0], (list, tuple)):
-        return list(configured[0])
-    return list(configured)
+        return list(configured[0]), list(configured[1])
+    return list(configured), []
 
 
 class ConfigLearningRates(Callback):
-    """A resumed run trains at the learning rates of its config, as the reference's `--continue_train` does, not
-    at the ones in the checkpoint's optimizer state (which Lightning restores): a run continued with a lower
-    model.lr after it diverged does train slower. Where a rate changed, the LR schedule is scaled alike, so it goes
-    on from the same point of its shape. Only rates: the optimizers' moments and the schedule's position are kept."""
+    """A resumed run trains at the learning rates and LR schedule of its config, as the reference's
+    `--continue_train` does, not at the ones in the checkpoint (which Lightning restores with the optimizer and
+    scheduler states): a run continued with a lower model.lr after it diverged does train slower, and one whose
+    model.n_epochs_decay was raised decays over the longer span. The optimizers' moments and the schedule's position
+    (its epoch) are kept. Schedules of the config's kind (LambdaLR) take the config's shape; any other kind is
+    scaled by the change of the base rate."""
 
     def __init__(self) -> None:
         self.resumed = False
@@ -145,28 +148,33 @@ class ConfigLearningRates(Callback):
         if not self.resumed:
             return
         self.resumed = False
+        fresh_opts, fresh_scheds = _optimizers_and_schedulers(pl_module.configure_optimizers())  # as a fresh run
+        restored_scheds = [c.scheduler for c in trainer.lr_scheduler_configs]
         changed = []
-        fresh = _optimizers(pl_module.configure_optimizers())  # the config's rates, as a fresh run starts them
-        for i, (opt, new) in enumerate(zip(trainer.optimizers, fresh)):
-            schedulers = [c.scheduler for c in trainer.lr_scheduler_configs if c.scheduler.optimizer is opt]
-            for j, (group, new_group) in enumerate(zip(opt.param_groups, new.param_groups)):
-                old_base = group.get("initial_lr", group["lr"])  # before any schedule (schedulers keep it there)
-                new_base = new_group.get("initial_lr", new_group["lr"])
-                if math.isclose(old_base, new_base, rel_tol=1e-9):
-                    continue
-                group["lr"] *= new_base / old_base
-                if "initial_lr" in group:
-                    group["initial_lr"] = new_base
-                for scheduler in schedulers:
-                    if hasattr(scheduler, "base_lrs"):
-                        scheduler.base_lrs[j] = new_base
-                    if hasattr(scheduler, "_last_lr"):
-                        scheduler._last_lr[j] = group["lr"]
-                changed.append(f"optimizer {i}{f' group {j}' if len(opt.param_groups) > 1 else ''}: "
-                               f"{old_base:g} -> {new_base:g}")
+        for i, (opt, new) in enumerate(zip(trainer.optimizers, fresh_opts)):
+            before = [g["lr"] for g in opt.param_groups]
+            sched = next((s for s in restored_scheds if s.optimizer is opt), None)
+            new_sched = next((s for s in fresh_scheds if s.optimizer is new), None)
+            bases = [g.get("initial_lr", g["lr"]) for g in new.param_groups]  # the config's rates before any schedule
+            if isinstance(sched, LambdaLR) and isinstance(new_sched, LambdaLR):
+                sched.lr_lambdas, sched.base_lrs = new_sched.lr_lambdas, list(bases)
+                for group, base, factor in zip(opt.param_groups, bases, new_sched.lr_lambdas):
+                    group["initial_lr"], group["lr"] = base, base * factor(sched.last_epoch)
+            else:
+                for j, (group, base) in enumerate(zip(opt.param_groups, bases)):
+                    old_base = group.get("initial_lr", group["lr"])
+                    group["lr"] *= base / old_base
+                    if "initial_lr" in group:
+                        group["initial_lr"] = base
+                    if sched is not None and hasattr(sched, "base_lrs"):
+                        sched.base_lrs[j] = base
+            if sched is not None and hasattr(sched, "_last_lr"):
+                sched._last_lr = [g["lr"] for g in opt.param_groups]
+            changed += [f"optimizer {i}{f' group {j}' if len(before) > 1 else ''}: {old:g} -> {g['lr']:g}"
+                        for j, (old, g) in enumerate(zip(before, opt.param_groups))
+                        if not math.isclose(old, g["lr"], rel_tol=1e-9, abs_tol=1e-15)]
         if changed and trainer.is_global_zero:
-            print(f"learning rates from the config, not the checkpoint ({'; '.join(changed)}); the LR schedule is "
-                  f"scaled alike")
+            print(f"learning rates from the config, not the checkpoint ({'; '.join(changed)})")
 
 
 class TrainingDiverged(RuntimeError):

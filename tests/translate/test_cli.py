@@ -170,8 +170,9 @@ def test_resume_auto_starts_then_continues_the_newest_checkpoint(tmp_path, monke
 
 
 def test_a_resumed_run_trains_at_the_configs_learning_rate(run, tmp_path, capsys):
-    """Continued with a lower model.lr (e.g. after it diverged): the optimizers take it and the schedule is scaled
-    alike, as the reference's --continue_train does; their moments and the schedule's position are kept."""
+    """Continued with a lower model.lr (e.g. after it diverged) or a longer decay: the optimizers and the schedule
+    take the config's, as the reference's --continue_train does; their moments and the schedule's position are
+    kept."""
     copy = tmp_path / "slower"
     subprocess.run(["cp", "-r", str(run), str(copy)], check=True)
     before = load_checkpoint(copy / "checkpoints" / "last.ckpt")
@@ -188,6 +189,12 @@ def test_a_resumed_run_trains_at_the_configs_learning_rate(run, tmp_path, capsys
     # unchanged rates are left alone
     assert main(["fit", *TINY, f"run_dir={copy}", "trainer.max_epochs=4", "model.lr=5e-5", "--resume", "last"]) == 0
     assert "learning rates from the config" not in capsys.readouterr().out
+    # the schedule's shape too: decaying over 4 epochs after 2, the fifth epoch trains at 5e-5 x (1 - 4/5)
+    assert main(["fit", *TINY, f"run_dir={copy}", "trainer.max_epochs=5", "model.lr=5e-5", "model.n_epochs=2",
+                 "model.n_epochs_decay=4", "--resume", "last"]) == 0
+    assert "(optimizer 0: 5e-05 -> 1e-05; optimizer 1: 5e-05 -> 1e-05)" in capsys.readouterr().out
+    after = load_checkpoint(copy / "checkpoints" / "last.ckpt")
+    assert [s["lr_lambdas"][0]["n_epochs_decay"] for s in after["lr_schedulers"]] == [4, 4]
 
 
 def test_snapshots_are_kept_every_n_minibatches(tmp_path, capsys):
