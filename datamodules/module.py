@@ -126,8 +126,11 @@ class PairedDataModule(pl.LightningDataModule):
             sampler = (DistributedSampler(data, **ddp, shuffle=True, seed=self.seed) if ddp
                        else EpochRandomSampler(data, seed=self.seed))
             sampler.set_epoch(self._epoch())
-        return self._loader("train", ResumableDataLoader, sampler=sampler, drop_last=self.cfg.drop_last,
-                            generator=torch.Generator().manual_seed(self.seed))
+        loader = self._loader("train", ResumableDataLoader, sampler=sampler, drop_last=self.cfg.drop_last,
+                              generator=torch.Generator().manual_seed(self.seed))
+        loader.first_epoch = self._epoch()
+        loader.limit_batches = self.trainer.limit_train_batches if self.trainer is not None else None
+        return loader
 
     def _epoch(self) -> int:
         """The epoch training goes on with: 0, or the one after a checkpoint saved at an epoch's end (one saved

@@ -67,6 +67,8 @@ class ResumableDataLoader(DataLoader):
     with `data.num_workers=0` a resumed run repeats the uninterrupted one exactly)."""
 
     _epoch = 0  # the current pass
+    first_epoch = 0  # the first pass's epoch when the sampler has none (unshuffled data); set by the data module
+    limit_batches = None  # trainer.limit_train_batches (an int, or a fraction of the epoch), set by the data module
     _resume = None  # (epoch, batches done) for the next pass, set by load_state_dict
     _skipped = 0  # batches the current pass left out
     _live = None  # the current pass's iterator
@@ -80,7 +82,7 @@ class ResumableDataLoader(DataLoader):
         if self._resume is not None:
             self._epoch, self._skipped = self._resume
         elif self._live is None:  # the first pass, not resumed mid-epoch: the epoch the sampler was made for
-            self._epoch, self._skipped = int(getattr(self.sampler, "epoch", 0)), 0
+            self._epoch, self._skipped = int(getattr(self.sampler, "epoch", self.first_epoch)), 0
         elif self._served() > 0 or self._skipped > 0:
             self._epoch, self._skipped = self._epoch + 1, 0
         # else the last pass was opened for the next epoch and never drawn from (resumed at an epoch's end,
@@ -100,6 +102,13 @@ class ResumableDataLoader(DataLoader):
     def _served(self) -> int:
         return getattr(self._live, "_num_yielded", 0) if self._live is not None else 0
 
+    def _epoch_batches(self) -> int:
+        """Minibatches Lightning takes of an epoch: all, or trainer.limit_train_batches of them (its rule)."""
+        limit = self.limit_batches
+        if isinstance(limit, float) and limit != 1.0:
+            return int(len(self) * limit)
+        return min(len(self), limit) if isinstance(limit, int) else len(self)
+
     def _images_per_step(self) -> int:
         """Images one minibatch of every process takes together (batch size x processes)."""
         return (self.batch_size or 1) * int(getattr(self.sampler, "num_replicas", 1))
@@ -115,7 +124,7 @@ class ResumableDataLoader(DataLoader):
             # and DistributedSampler's are both randperm(seed + epoch), which DDP deals out to the processes), so
             # skip the images taken; rounded down, a few are seen twice rather than some never
             done = int(state["images"]) // self._images_per_step()
-        if done >= len(self):  # saved as the epoch ended: the next one starts from its beginning
+        if done >= self._epoch_batches():  # saved as the epoch ended: the next one starts from its beginning
             epoch, done = epoch + 1, 0
         self._resume = (epoch, done)
 

@@ -45,17 +45,18 @@ class RankSeed(Callback):
     """Under DDP every process draws its own random numbers (latents, noise, dropout, augmentations, image pools):
     the seed becomes `seed * world_size + rank`, as in NVIDIA's StyleGAN2 training loop, instead of every process
     repeating rank 0's draws. The nets were initialised from the plain seed before this, and DDP starts every process
-    from rank 0's weights anyway; one process keeps the plain seed. A resumed DDP run mixes in the step it resumes
-    from, so it does not replay the draws of the run's start."""
+    from rank 0's weights anyway; one process keeps the plain seed. A resumed run mixes in the step it resumes from,
+    so it does not replay the draws of the run's start (a single process resuming a checkpoint without saved
+    generators, e.g. one written under DDP, included)."""
 
     def __init__(self, seed: int, resume_step: Optional[int] = None):
         self.seed = seed
         self.resume_step = resume_step
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if trainer.world_size > 1:
+        if trainer.world_size > 1 or self.resume_step:
             seed = self.seed * trainer.world_size + trainer.global_rank
-            if self.resume_step:
+            if self.resume_step:  # (one process: TrainingRandomState then restores the generators, if saved)
                 seed = int(np.random.SeedSequence([seed, self.resume_step]).generate_state(1)[0])
             torch.manual_seed(seed)  # all devices too
             np.random.seed(seed % 2**32)
@@ -163,7 +164,7 @@ class ConfigLearningRates(Callback):
             else:
                 for j, (group, base) in enumerate(zip(opt.param_groups, bases)):
                     old_base = group.get("initial_lr", group["lr"])
-                    group["lr"] *= base / old_base
+                    group["lr"] = group["lr"] * base / old_base if old_base else base
                     if "initial_lr" in group:
                         group["initial_lr"] = base
                     if sched is not None and hasattr(sched, "base_lrs"):
@@ -196,13 +197,18 @@ class RunCheckpoint(ModelCheckpoint):
     too (`save_at_end`), so last.ckpt never lags behind a finished run."""
 
     def __init__(self, *, every_n_minibatches: Optional[int] = None, save_at_end: bool = False, resuming: bool = False,
-                 **kwargs: Any):
+                 key: Optional[str] = None, **kwargs: Any):
         if every_n_minibatches:
             kwargs.update(every_n_train_steps=None, every_n_epochs=0)
         super().__init__(**kwargs)
         self.every_n_minibatches = every_n_minibatches
         self.save_at_end = save_at_end
         self.resuming = resuming  # a fit that continues the run in dirpath (--resume)
+        self.key = key  # told apart from callbacks with the same settings (Lightning keys their states by them)
+
+    @property
+    def state_key(self) -> str:
+        return super().state_key if self.key is None else f"{super().state_key}[{self.key}]"
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if not self.resuming:
@@ -237,7 +243,9 @@ class RunCheckpoint(ModelCheckpoint):
         """A diverged run (NaN or inf weights) stops here with a clear error: the checkpoints it would overwrite are
         the last good state, which `--resume last` needs."""
         bad = non_finite_tensors(trainer.lightning_module)
-        if bad:
+        # every process decides alike (StyleGAN2 keeps some buffers per process), or the others would wait forever
+        if trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
+            bad = bad or ["a tensor of another process"]
             last = Path(self.dirpath) / "last.ckpt"
             kept = (f"{last} keeps step {load_checkpoint(last, mmap=True).get('global_step')}" if last.is_file()
                     else "no checkpoint was written before")
@@ -331,7 +339,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, *, for_fit: bool = True,
             callbacks.append(RunCheckpoint(  # snapshots, all kept (pSp's iteration_N.pt, NVIDIA's network snapshots)
                 dirpath=run_dir / CHECKPOINT_DIR, filename="step-{step:07d}", monitor=None, save_top_k=-1,
                 auto_insert_metric_name=False, every_n_minibatches=c.keep_every_n_train_steps,
-                enable_version_counter=False, resuming=resume_step is not None))
+                enable_version_counter=False, resuming=resume_step is not None, key="snapshots"))
     kwargs = {k: v for k, v in asdict(t).items() if v is not None or k == "check_val_every_n_epoch"}
     kwargs["strategy"] = _strategy(t.strategy, cfg.method)
     return pl.Trainer(
@@ -356,9 +364,13 @@ def _step(path: Path) -> int:
 
 
 def newest_checkpoint(run_dir: Path) -> Optional[Path]:
-    """The run's checkpoint with the most steps: checkpoints/last.ckpt, or a `hpc_ckpt_N.ckpt` that Lightning saved
-    when SLURM asked the job to requeue (later than last.ckpt, unless the run saved again after it). None if neither."""
-    found = sorted(run_dir.glob(HPC_CHECKPOINT)) + [p for p in [run_dir / CHECKPOINT_DIR / "last.ckpt"] if p.is_file()]
+    """The run's checkpoint with the most steps: checkpoints/last.ckpt, a best or snapshot checkpoint (saved after
+    it, e.g. at a validation within the epoch), or a `hpc_ckpt_N.ckpt` that Lightning saved when SLURM asked the job
+    to requeue. last.ckpt where steps tie; None if the run has none."""
+    last = run_dir / CHECKPOINT_DIR / "last.ckpt"
+    found = [p for p in [last] if p.is_file()]
+    found += sorted(p for p in (run_dir / CHECKPOINT_DIR).glob("*.ckpt") if p != last)
+    found += sorted(run_dir.glob(HPC_CHECKPOINT))
     return max(found, key=_step, default=None)
 
 
@@ -368,15 +380,16 @@ def _on_slurm() -> bool:
     return SLURMEnvironment.detect()
 
 
-def resolve_resume(resume: Optional[str], run_dir: Path,
-                   method: Optional[str] = None) -> Tuple[Optional[str], Optional[int]]:
+def resolve_resume(resume: Optional[str], run_dir: Path, method: Optional[str] = None,
+                   overwrite: bool = False) -> Tuple[Optional[str], Optional[int]]:
     """The checkpoint `--resume` names and the global step it was saved at:
     - `last`: the run's last.ckpt; a path: that file;
     - `auto`: the run's newest checkpoint (`newest_checkpoint`) if it has one, else None (a fresh start), so one job
       script serves the first launch and every requeue;
-    - nothing, in a SLURM job whose run_dir holds a requeue checkpoint: `auto`, as Lightning's auto-requeue expects.
+    - nothing, in a SLURM job whose run_dir holds a requeue checkpoint: `auto`, as Lightning's auto-requeue expects
+      (unless `overwrite`: starting over was asked for).
     A checkpoint of another method than the config's `method` is refused in one line (not a list of missing keys)."""
-    if resume is None and _on_slurm() and any(run_dir.glob(HPC_CHECKPOINT)):
+    if resume is None and not overwrite and _on_slurm() and any(run_dir.glob(HPC_CHECKPOINT)):
         resume = "auto"
     if resume is None:
         return None, None
@@ -449,7 +462,7 @@ def check_run_dir(run_dir: Path, resume: Optional[str], overwrite: bool) -> Opti
         return None
     if not overwrite:
         names = ", ".join(old[:3]) + (", ..." if len(old) > 3 else "")
-        how = "--resume auto" if requeue else "--resume last"
+        how = "--resume last" if (ckpt_dir / "last.ckpt").is_file() and not requeue else "--resume auto"
         raise FileExistsError(
             f"{run_dir} holds the checkpoints of a previous run ({names}): continue it with {how}, train "
             f"elsewhere with run_dir=..., or pass --overwrite to delete them and start over")
@@ -503,9 +516,7 @@ def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -
     """Train. A run_dir with checkpoints of an earlier run needs `resume` (continue) or `overwrite` (start over)."""
     run_dir = Path(cfg.run_dir)
     recover_replaced(run_dir)
-    ckpt_path, resume_step = resolve_resume(resume, run_dir, cfg.method)
-    if ckpt_path is not None and _first_process():
-        print(resume_summary(ckpt_path, to_dict(cfg)))
+    ckpt_path, resume_step = resolve_resume(resume, run_dir, cfg.method, overwrite)
     stash = check_run_dir(run_dir, ckpt_path, overwrite)
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -514,6 +525,8 @@ def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -
         sized = fit_sizes(cfg, module)
         if sized is not cfg:
             cfg, datamodule = sized, build_datamodule(sized.data, seed=cfg.seed)
+        if ckpt_path is not None and _first_process():
+            print(resume_summary(ckpt_path, to_dict(cfg)))  # the config as trained, data sizes fitted
         trainer = build_trainer(cfg, run_dir, resume_step=resume_step)
         if stash is not None:
             trainer.callbacks.append(DropReplacedRun(stash))

@@ -81,6 +81,8 @@ INTERRUPTIONS = {"max_steps mid-epoch": (["trainer.max_steps=6"], None, STEPS_14
                  "crash mid-epoch": (["checkpoint.every_n_train_steps=3"], ("crash", 8), STEPS_14),
                  "crash after the epoch's last minibatch": (["checkpoint.every_n_train_steps=4"], ("crash", 10),
                                                             STEPS_14),
+                 "crash after the last minibatch of an epoch limited to 3": (
+                     ["checkpoint.every_n_train_steps=3"], ("crash", 8), ["trainer.limit_train_batches=3", *STEPS_14]),
                  # SIGTERM during minibatch 3: Lightning stops after it, and last.ckpt is saved there
                  "SIGTERM mid-epoch": (["checkpoint.every_n_train_steps=100"], ("sigterm", 4), STEPS_14)}
 
@@ -154,6 +156,12 @@ def test_resume_auto_starts_then_continues_the_newest_checkpoint(tmp_path, monke
     assert runner.resolve_resume(None, run_dir) == (None, None)
     monkeypatch.setattr(runner, "_on_slurm", lambda: True)
     assert runner.resolve_resume(None, run_dir)[1] == 10
+    assert runner.resolve_resume(None, run_dir, overwrite=True) == (None, None)  # starting over was asked for
+    # a run whose only checkpoint is a best or snapshot one (e.g. saved at a validation within the first epoch)
+    only_best = tmp_path / "only_best" / "checkpoints"
+    only_best.mkdir(parents=True)
+    shutil.copy(run_dir / "hpc_ckpt_1.ckpt", only_best / "best-000-10.ckpt")
+    assert runner.resolve_resume("auto", only_best.parent) == (str(only_best / "best-000-10.ckpt"), 10)
     with pytest.raises(SystemExit) as exit_:
         main(["fit", *common, f"run_dir={run_dir}", "--resume", "last", "--overwrite"])
     assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
@@ -200,7 +208,7 @@ def test_a_resumed_run_trains_at_the_configs_learning_rate(run, tmp_path, capsys
 def test_snapshots_are_kept_every_n_minibatches(tmp_path, capsys):
     run_dir = tmp_path / "snapshots"
     assert main(["fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1", "checkpoint.monitor=null",
-                 "checkpoint.keep_every_n_train_steps=2"]) == 0
+                 "checkpoint.every_n_train_steps=1", "checkpoint.keep_every_n_train_steps=2"]) == 0  # as pSp's
     names = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
     assert names == ["last.ckpt", "step-0000004.ckpt", "step-0000008.ckpt"]  # minibatches 2 and 4, 2 steps each
     assert load_checkpoint(run_dir / "checkpoints" / "step-0000004.ckpt")["global_step"] == 4
@@ -401,6 +409,8 @@ def test_every_ddp_process_draws_its_own_random_numbers():
     r0, r1 = draw(2, 0, resume_step=40)[0], draw(2, 1, resume_step=40)[0]
     assert not torch.equal(r0, t0) and not torch.equal(r1, t1) and not torch.equal(r0, r1)
     assert torch.equal(draw(2, 1, resume_step=40)[0], r1)  # and is seeded, not random
+    # one process resuming a checkpoint without saved generators (written under DDP) does not replay either
+    assert not torch.equal(draw(1, 0, resume_step=40)[0], one_process)
 
 
 def test_a_fresh_fit_never_mixes_into_an_earlier_run(tmp_path, capsys):
@@ -410,7 +420,8 @@ def test_a_fresh_fit_never_mixes_into_an_earlier_run(tmp_path, capsys):
     old.write_bytes(b"an earlier run's weights")
     assert main(["fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1"]) == 2
     err = capsys.readouterr().err
-    assert "best-009-80.ckpt" in err and "--resume last" in err and "--overwrite" in err
+    # no last.ckpt to `--resume last` from: auto takes the newest checkpoint there is
+    assert "best-009-80.ckpt" in err and "continue it with --resume auto" in err and "--overwrite" in err
     assert old.read_bytes() == b"an earlier run's weights"
     (run_dir / "config.yaml").write_text("the earlier run's config\n")
     # --overwrite with a mistake that stops the new run before it trains: the earlier run is put back
