@@ -172,9 +172,9 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
     from priors.loaders import write_atomic
 
     suffix = path.suffix.lower()
-    if suffix not in Image.registered_extensions():
+    fmt = Image.registered_extensions().get(suffix)  # named: the temporary file's suffix says nothing
+    if fmt is None:
         raise ValueError(f"write_image {path}: unknown image format '{path.suffix}'")
     image = Image.fromarray(a)
-    write_atomic(path, lambda tmp: image.save(tmp, format=Image.registered_extensions()[suffix],
-                                              **SAVE_OPTIONS.get(suffix, {})), sync=False)
+    write_atomic(path, lambda tmp: image.save(tmp, format=fmt, **SAVE_OPTIONS.get(suffix, {})), sync=False)
     return path

@@ -117,27 +117,22 @@ class PairedDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> ResumableDataLoader:
         """Shuffled per epoch from the run's seed (unless data.serial_batches), resumable mid-epoch; under DDP each
-        process takes its share of the epoch's permutation (Lightning's DistributedSampler, made here so that it
-        starts at the run's epoch)."""
+        process takes its share of the epoch's permutation (torch's DistributedSampler, made here with the run's
+        seed)."""
         data = self.dataset("train")
         sampler = None
         if not self.cfg.serial_batches:
             ddp = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
             sampler = (DistributedSampler(data, **ddp, shuffle=True, seed=self.seed) if ddp
                        else EpochRandomSampler(data, seed=self.seed))
-            sampler.set_epoch(self._epoch())
         loader = self._loader("train", ResumableDataLoader, sampler=sampler, drop_last=self.cfg.drop_last,
                               generator=torch.Generator().manual_seed(self.seed))
-        loader.first_epoch = self._epoch()
-        loader.limit_batches = self.trainer.limit_train_batches if self.trainer is not None else None
+        if self.trainer is not None:
+            # the epoch training goes on with: 0, or the one after a checkpoint saved at an epoch's end (one saved
+            # mid-epoch puts the loader back in its epoch itself)
+            loader.first_epoch = self.trainer.fit_loop.epoch_progress.current.processed
+            loader.limit_batches = self.trainer.limit_train_batches
         return loader
-
-    def _epoch(self) -> int:
-        """The epoch training goes on with: 0, or the one after a checkpoint saved at an epoch's end (one saved
-        mid-epoch puts the loader back in its epoch itself)."""
-        if self.trainer is None:
-            return 0
-        return self.trainer.fit_loop.epoch_progress.current.processed
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

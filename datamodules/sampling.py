@@ -59,15 +59,16 @@ class _Pass:
 class ResumableDataLoader(DataLoader):
     """A DataLoader whose position in the epoch goes into Lightning's checkpoints (see the module docstring).
 
-    It counts its own epochs (passes), from the sampler's epoch when it is made (a run resumed at an epoch's end
-    starts with the next), and sets the sampler's epoch from that count as each pass starts. The state is
+    It counts its own epochs (passes), from `first_epoch` (a run resumed at an epoch's end starts with the next),
+    and sets the sampler's epoch from that count as each pass starts. The state is
     taken as batches are handed to the training loop, so it holds at any checkpoint: after a batch
     (`checkpoint.every_n_train_steps`), after validation, at the end of an epoch or of training. Random augmentations
     of the rest of the epoch are drawn afresh (the runner restores the random generators of a single-process run, so
     with `data.num_workers=0` a resumed run repeats the uninterrupted one exactly)."""
 
     _epoch = 0  # the current pass
-    first_epoch = 0  # the first pass's epoch when the sampler has none (unshuffled data); set by the data module
+    first_epoch = 0  # the first pass's epoch unless resumed mid-epoch (after an epoch's end: the next); set by the
+    # data module
     limit_batches = None  # trainer.limit_train_batches (an int, or a fraction of the epoch), set by the data module
     _resume = None  # (epoch, batches done) for the next pass, set by load_state_dict
     _skipped = 0  # batches the current pass left out
@@ -81,15 +82,15 @@ class ResumableDataLoader(DataLoader):
     def __iter__(self):
         if self._resume is not None:
             self._epoch, self._skipped = self._resume
-        elif self._live is None:  # the first pass, not resumed mid-epoch: the epoch the sampler was made for
-            self._epoch, self._skipped = int(getattr(self.sampler, "epoch", self.first_epoch)), 0
+        elif self._live is None:  # the first pass, not resumed mid-epoch
+            self._epoch, self._skipped = self.first_epoch, 0
         elif self._served() > 0 or self._skipped > 0:
             self._epoch, self._skipped = self._epoch + 1, 0
         # else the last pass was opened for the next epoch and never drawn from (resumed at an epoch's end,
         # Lightning closed that epoch without a batch): this pass is the same one. (A resumed pass that Lightning
         # closes undrawn ended its epoch early, at trainer.limit_train_batches: the next epoch follows.)
         self._resume = None
-        if hasattr(self.sampler, "set_epoch"):  # ours, or Lightning's DistributedSampler under DDP
+        if hasattr(self.sampler, "set_epoch"):  # ours, or the DistributedSampler under DDP
             self.sampler.set_epoch(self._epoch)
         if self.generator is not None:  # the workers' seeds: per epoch, and never drawn from the global generator
             if self._generator_seed is None:

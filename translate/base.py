@@ -6,12 +6,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pytorch_lightning as pl
 import torch
-from PIL import Image
 from torch import nn
 from torchmetrics import MeanAbsoluteError
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from priors.loaders import write_atomic
+from datamodules.io import write_image
 from translate.tracking import image_arrays, log_images
 
 
@@ -111,9 +110,7 @@ class TranslationModule(FrozenParts, pl.LightningModule):
             return
         for kind, batch in images.items():
             for path, image in zip(paths, image_arrays(batch)):
-                a = image[:, :, 0] if image.shape[2] == 1 else image
-                write_atomic(self.save_images_dir / kind / f"{Path(path).stem}.png",
-                             lambda tmp, a=a: Image.fromarray(a).save(tmp, format="PNG"))
+                write_image(self.save_images_dir / kind / f"{Path(path).stem}.png", image)
 
     def _eval_start(self) -> None:
         self._infer = self.inference_net()

@@ -70,13 +70,16 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
     elif latent_mask is not None or mix_alpha is not None:
         raise ValueError("latent_mask and mix_alpha (--latent-mask, --mix-alpha) choose how variants are mixed: give "
                          "the number of variants (--variants N) as well")
-    _check_output(out, files, in_folder, variants, side_by_side, warn_replaced=not skip_existing)
+    _check_output(out, files, in_folder, variants, side_by_side)
     result = Outputs()
     if skip_existing:
         done = {f for f in files if all((out / name).is_file() for name in _outputs(f, variants, side_by_side))}
         if done:
             print(f"{len(done)} of {len(files)} images already translated in {out}: left out (--skip-existing)")
             files, result.already = [f for f in files if f not in done], len(done)
+    replaced = sum((out / name).exists() for f in files for name in _outputs(f, variants, side_by_side))
+    if replaced:
+        warnings.warn(f"{out}: {replaced} existing file(s) will be replaced by this run's outputs", stacklevel=2)
     label_nc = getattr(translator, "label_nc", 0)
     if translator.input_nc not in (1, 3) and not label_nc:
         raise ValueError(f"image files are read as 1 or 3 channels; this translator takes {translator.input_nc}")
@@ -139,7 +142,7 @@ def side_by_side_image(path: Path, outputs: Sequence[np.ndarray], label_nc: int 
 
 
 def _check_output(out: Path, files: List[Path], in_folder: Path | None, variants: int = 0,
-                  side_by_side: bool = False, warn_replaced: bool = True) -> None:
+                  side_by_side: bool = False) -> None:
     blocker = file_on_path(out)
     if blocker is not None:
         raise ValueError(f"output must be a folder, got an existing file: {blocker}")
@@ -148,8 +151,7 @@ def _check_output(out: Path, files: List[Path], in_folder: Path | None, variants
     if in_folder is not None and side_by_side and _inside(in_folder, out / SIDE_BY_SIDE):
         raise ValueError(f"refusing to write into the input folder: side-by-side images go to {out / SIDE_BY_SIDE}")
     inputs = {f.resolve() for f in files}
-    targets = [(f, out / name) for f in files for name in output_names(f, variants)]
-    targets += [(f, out / SIDE_BY_SIDE / f.name) for f in files] if side_by_side else []
+    targets = [(f, out / name) for f in files for name in _outputs(f, variants, side_by_side)]
     clash = [f for f, target in targets if target.resolve() in inputs]
     if clash:
         raise ValueError(f"refusing to overwrite the input file {clash[0]}: choose an output folder other than "
@@ -161,9 +163,6 @@ def _check_output(out: Path, files: List[Path], in_folder: Path | None, variants
                 raise ValueError(f"the outputs of {owner[name].name} and {f.name} would both be written to {out / name}"
                                  f"; rename one of the inputs")
             owner[name] = f
-    replaced = sum(target.exists() for _, target in targets) if warn_replaced else 0
-    if replaced:
-        warnings.warn(f"{out}: {replaced} existing file(s) will be replaced by this run's outputs", stacklevel=3)
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -136,8 +136,7 @@ class ConfigLearningRates(Callback):
     `--continue_train` does, not at the ones in the checkpoint (which Lightning restores with the optimizer and
     scheduler states): a run continued with a lower model.lr after it diverged does train slower, and one whose
     model.n_epochs_decay was raised decays over the longer span. The optimizers' moments and the schedule's position
-    (its epoch) are kept. Schedules of the config's kind (LambdaLR) take the config's shape; any other kind is
-    scaled by the change of the base rate."""
+    (its epoch) are kept. The methods' schedules are LambdaLR (translate.schedules) or none."""
 
     def __init__(self) -> None:
         self.resumed = False
@@ -161,16 +160,10 @@ class ConfigLearningRates(Callback):
                 sched.lr_lambdas, sched.base_lrs = new_sched.lr_lambdas, list(bases)
                 for group, base, factor in zip(opt.param_groups, bases, new_sched.lr_lambdas):
                     group["initial_lr"], group["lr"] = base, base * factor(sched.last_epoch)
-            else:
-                for j, (group, base) in enumerate(zip(opt.param_groups, bases)):
-                    old_base = group.get("initial_lr", group["lr"])
-                    group["lr"] = group["lr"] * base / old_base if old_base else base
-                    if "initial_lr" in group:
-                        group["initial_lr"] = base
-                    if sched is not None and hasattr(sched, "base_lrs"):
-                        sched.base_lrs[j] = base
-            if sched is not None and hasattr(sched, "_last_lr"):
                 sched._last_lr = [g["lr"] for g in opt.param_groups]
+            elif sched is None:
+                for group, base in zip(opt.param_groups, bases):
+                    group["lr"] = base
             changed += [f"optimizer {i}{f' group {j}' if len(before) > 1 else ''}: {old:g} -> {g['lr']:g}"
                         for j, (old, g) in enumerate(zip(before, opt.param_groups))
                         if not math.isclose(old, g["lr"], rel_tol=1e-9, abs_tol=1e-15)]

@@ -51,9 +51,8 @@ def test_resumed_loader_skips_the_batches_done_without_reading_them(done):
 def test_a_loader_made_for_a_later_epoch_starts_there():
     """The data module makes the loader of a run resumed at an epoch's end with its sampler at the next epoch."""
     e0, e1, e2 = epochs(ResumableDataLoader(Recording(6), batch_size=2, sampler=EpochRandomSampler(range(6))), 3)
-    sampler = EpochRandomSampler(range(6))
-    sampler.set_epoch(1)
-    later = ResumableDataLoader(Recording(6), batch_size=2, sampler=sampler)
+    later = ResumableDataLoader(Recording(6), batch_size=2, sampler=EpochRandomSampler(range(6)))
+    later.first_epoch = 1
     assert epochs(later, 2) == [e1, e2] and later.state_dict() == {"epoch": 2, "batches": 3, "images": 6}
 
 
