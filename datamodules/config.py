@@ -63,6 +63,9 @@ class DataConfig:
     max_dataset_size: Optional[int] = None  # use at most this many images per split
     on_bad_image: str = "skip"  # skip (warn and count) | fail: what to do with an unreadable image
     val_split: str = "val"  # folder used for validation (falls back to `test` when missing)
+    # paired/single without split folders: this fraction of the images (a fixed seeded choice, at least one) is held
+    # out for validation and test, never trained on; 0: validation reads the training images (no best checkpoint)
+    val_fraction: float = 0.1
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     toyfaces: ToyFacesConfig = field(default_factory=ToyFacesConfig)

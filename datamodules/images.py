@@ -15,6 +15,8 @@ from datamodules.paired import DegradedDataset
 
 
 class ImageFolderDataset(DegradedDataset):
+    holds_out = False  # a prior trains on every image and scores none (its validation logs samples)
+
     def make_source(self, index: int) -> Callable[[np.ndarray], np.ndarray]:
         nc = self.cfg.input_nc
 

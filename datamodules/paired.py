@@ -92,12 +92,32 @@ def _limit(items: List[Any], cfg: DataConfig) -> List[Any]:
     return items[: cfg.max_dataset_size] if cfg.max_dataset_size else items
 
 
+HOLDOUT_SEED = 0  # the held-out choice depends on the file list only, not on the run's seed: runs stay comparable
+
+
+def holdout(items: List[Any], split: str, cfg: DataConfig, root: Path) -> Tuple[List[Any], str, bool]:
+    """A folder without split folders: `data.val_fraction` of its items (sorted by name; a fixed seeded choice, at
+    least one) validate and test, the others train. Returns the split's items, where they come from (for the line
+    `fit` prints) and whether validation reads the training items (val_fraction 0)."""
+    n, fraction = len(items), cfg.val_fraction
+    if fraction == 0:
+        return items, f"from {root}: the training images (data.val_fraction 0)", split != "train"
+    if n < 2:
+        raise DataError(f"{root}: {n} image(s): nothing can be held out for validation; add images, use split "
+                        f"folders (train/, val/), or set data.val_fraction=0 and checkpoint.monitor=null")
+    k = min(n - 1, max(1, round(n * fraction)))
+    held = set(np.random.default_rng(HOLDOUT_SEED).permutation(n)[:k].tolist())
+    chosen = [it for i, it in enumerate(items) if (i in held) == (split != "train")]
+    return chosen, f"held out from {root} (data.val_fraction {fraction})", False
+
+
 class AlignedDataset(PairDataset):
     """The reference layout: root/{train,val,test}/*, each image the pair side by side (A | B), split at width/2."""
 
     def __init__(self, cfg: DataConfig, split: str, train: bool):
         super().__init__(cfg, split, train)
-        self.files = _limit(list_images(split_folder(Path(cfg.root), split, cfg)), cfg)
+        folder = split_folder(Path(cfg.root), split, cfg)
+        self.files, self.origin = _limit(list_images(folder), cfg), f"from {folder}"
 
     def __len__(self) -> int:
         return len(self.files)
@@ -142,7 +162,8 @@ class PairedFolderDataset(PairDataset):
     def __init__(self, cfg: DataConfig, split: str, train: bool):
         super().__init__(cfg, split, train)
         root = Path(cfg.root)
-        if has_split_folders(root, cfg):
+        split_folders = has_split_folders(root, cfg)
+        if split_folders:
             root = split_folder(root, split, cfg)
         src_dir, tgt_dir = (root / "A", root / "B") if cfg.direction == "AtoB" else (root / "B", root / "A")
         src, tgt = _by_stem(src_dir), _by_stem(tgt_dir)
@@ -152,7 +173,11 @@ class PairedFolderDataset(PairDataset):
                 f"{root}: images without a partner (pairs are matched by file stem): "
                 + "; ".join(f"only in {d.name}/: {_listed(s)}"
                             for d, s in ((src_dir, lonely_src), (tgt_dir, lonely_tgt)) if s))
-        self.pairs = _limit([(src[s], tgt[s]) for s in sorted(src)], cfg)
+        pairs = [(src[s], tgt[s]) for s in sorted(src)]
+        self.origin, self.same_as_train = f"from {root}", False
+        if not split_folders:
+            pairs, self.origin, self.same_as_train = holdout(pairs, split, cfg, root)
+        self.pairs = _limit(pairs, cfg)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -174,13 +199,23 @@ class DegradedDataset(PairDataset):
     """One folder of clean images (root/ or root/<split>/ when root/train exists) as targets; the source is made on
     the fly from the preprocessed target by `data.degradation` and converted to input_nc channels."""
 
+    holds_out = True  # without split folders, data.val_fraction of the images validate (see `holdout`)
+
     def __init__(self, cfg: DataConfig, split: str, train: bool):
         super().__init__(cfg, split, train)
         check_degradation(cfg.degradation)
         root = Path(cfg.root)
-        if has_split_folders(root, cfg):
+        split_folders = has_split_folders(root, cfg)
+        if split_folders:
             root = split_folder(root, split, cfg)
-        self.files = _limit(list_images(root), cfg)
+        files = list_images(root)
+        self.origin, self.same_as_train = f"from {root}", False
+        if not split_folders:
+            if self.holds_out:
+                files, self.origin, self.same_as_train = holdout(files, split, cfg, root)
+            else:
+                self.origin, self.same_as_train = f"from {root}: the training images", split != "train"
+        self.files = _limit(files, cfg)
         self.degrade = DEGRADATIONS[cfg.degradation.name]
 
     def __len__(self) -> int:

@@ -116,7 +116,8 @@ class ResumableDataLoader(DataLoader):
 
     def state_dict(self) -> Dict[str, Any]:
         done = self._skipped + self._served()
-        return {"epoch": self._epoch, "batches": done, "images": done * self._images_per_step()}
+        return {"epoch": self._epoch, "batches": done, "images": done * self._images_per_step(),
+                "epoch_batches": self._epoch_batches()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         epoch, done = int(state["epoch"]), int(state["batches"])

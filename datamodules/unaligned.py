@@ -131,6 +131,7 @@ class UnalignedDataset(UnpairedDataset):
                 raise DataError(f"data.root: {e}") from e
             self.files[side] = files[: cfg.max_dataset_size] if cfg.max_dataset_size else files
         self.channels = {"A": cfg.input_nc, "B": cfg.output_nc}
+        self.origin = "from " + " and ".join(str(unaligned_folder(root, split, side, cfg)) for side in "AB")
         # the reference always walks trainA and swaps the roles afterwards: with BtoA the target side is walked
         self.iterated = "A" if cfg.direction == "AtoB" else "B"
 

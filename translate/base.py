@@ -1,6 +1,7 @@
 """What every translation method shares: validation metrics, image grids, per-epoch LR schedules."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -11,7 +12,32 @@ from torchmetrics import MeanAbsoluteError
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from datamodules.io import write_image
+from translate.schedules import EpochSchedule, build_scheduler
 from translate.tracking import image_arrays, log_images
+
+
+@dataclass
+class GANConfig(EpochSchedule):
+    """Options pix2pix and CycleGAN share (names and defaults of the reference's train options): their nets, Adam
+    and the per-epoch LR schedule (EpochSchedule's fields). Each method redeclares the defaults it has its own of."""
+
+    netG: str = "unet_256"  # generator architecture (a key of nets.GENERATORS)
+    ngf: int = 64  # generator filters in the last conv layer
+    num_downs: Optional[int] = None  # netG "unet": number of downsamplings (image side must be a multiple of 2**num_downs)
+    n_blocks: Optional[int] = None  # netG "resnet": number of residual blocks
+    netD: str = "basic"  # discriminator: basic (70x70 PatchGAN) | n_layers | pixel
+    ndf: int = 64  # discriminator filters in the first conv layer
+    n_layers_D: int = 3  # netD "n_layers": number of strided conv layers
+    norm: str = "batch"  # batch | instance | none
+    use_dropout: bool = True  # dropout in the generator (U-Net: its inner decoder blocks)
+    init_type: str = "normal"  # normal | xavier | kaiming | orthogonal
+    init_gain: float = 0.02  # scale of the initialisation
+    gan_mode: str = "vanilla"  # vanilla | lsgan | hinge | wgangp
+    lambda_gp: float = 10.0  # weight of the gradient penalty (gan_mode wgangp)
+    lr: float = 2e-4  # Adam learning rate of G and D
+    beta1: float = 0.5  # Adam beta1
+    beta2: float = 0.999  # Adam beta2
+    channels_last: bool = False  # channels_last memory format (pays on GPUs with tensor cores)
 
 
 class FrozenParts:
@@ -68,9 +94,7 @@ class TranslationModule(FrozenParts, pl.LightningModule):
     # ---- shared by the GAN methods (pix2pix, CycleGAN): `self.cfg` has lr, beta1/2, the LR policy, channels_last --
     def gan_optimizers(self, generator_params, discriminator_params):
         """Adam for the generators and for the discriminators, each with the per-epoch LR schedule of the config."""
-        from translate.schedules import build_scheduler
-
-        c = self.cfg
+        c: GANConfig = self.cfg
         opts = [torch.optim.Adam(list(params), lr=c.lr, betas=(c.beta1, c.beta2))
                 for params in (generator_params, discriminator_params)]
         return opts, [build_scheduler(o, c.lr_policy, c.n_epochs, c.n_epochs_decay, c.lr_decay_iters) for o in opts]

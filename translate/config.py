@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from datamodules.config import DataConfig
+from translate.schedules import EpochSchedule
 
 
 class ConfigError(ValueError):
@@ -205,7 +206,38 @@ def load_config(
     if not is_dataclass(cfg.model):  # to_object leaves an untyped node as a dict
         cfg.model = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(model_schema), cfg.model))
     _check_missing(cfg)
+    if not _set_in(sources, "trainer", "max_epochs"):
+        derive_max_epochs(cfg)
     return cfg
+
+
+def _set_in(sources: List[Tuple[str, DictConfig]], section: str, key: str) -> bool:
+    """Whether any file, override or base config sets `section.key`."""
+    return any(section in node and OmegaConf.is_dict(node[section]) and key in node[section] for _, node in sources)
+
+
+def derive_max_epochs(cfg: RunConfig) -> None:
+    """trainer.max_epochs, when no source sets it, is the length of the method's LR schedule (linear:
+    model.n_epochs + model.n_epochs_decay), so a run trains exactly over its schedule."""
+    if isinstance(cfg.model, EpochSchedule) and cfg.model.schedule_epochs() is not None:
+        cfg.trainer.max_epochs = cfg.model.schedule_epochs()
+
+
+def schedule_mismatch(cfg: RunConfig) -> Optional[str]:
+    """One line when trainer.max_epochs and the method's LR schedule disagree (None when they agree or the method
+    has no per-epoch schedule): past its end the schedule holds its end value, 0."""
+    m, t = cfg.model, cfg.trainer
+    end = m.schedule_epochs() if isinstance(m, EpochSchedule) else None
+    if end is None or t.max_epochs == end:
+        return None
+    length = (f"model.n_epochs={m.n_epochs} + model.n_epochs_decay={m.n_epochs_decay}" if m.lr_policy == "linear"
+              else f"model.n_epochs={m.n_epochs}, lr_policy {m.lr_policy}")
+    if 0 <= t.max_epochs < end:
+        return (f"trainer.max_epochs={t.max_epochs} ends before the LR schedule's {end} epochs ({length}): the "
+                f"learning rate will not have decayed to 0; set one to match the other")
+    span = "every later epoch" if t.max_epochs < 0 else f"epochs {end + 1}-{t.max_epochs}"
+    return (f"trainer.max_epochs={t.max_epochs} runs past the LR schedule's {end} epochs ({length}): {span} train "
+            f"at learning rate 0; set one to match the other")
 
 
 def _flat_keys(node: Any, prefix: str = ""):

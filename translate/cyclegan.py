@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from nets import build_discriminator, build_generator, generator_spec, inference_copy
-from translate.base import TranslationModule
+from translate.base import GANConfig, TranslationModule
 from translate.losses import check_gan_mode, d_loss, g_loss, gradient_penalty
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -18,34 +18,18 @@ POOL_REUSE_P = 0.5  # probability that a full pool answers with a stored image (
 
 
 @dataclass
-class CycleGANConfig:
-    """CycleGAN options; names and defaults follow the reference implementation's train options."""
+class CycleGANConfig(GANConfig):
+    """CycleGAN options; names and defaults follow the reference implementation's train options (the nets, Adam and
+    LR schedule: translate.base.GANConfig)."""
 
     netG: str = "resnet_9blocks"  # generator architecture of G_A and G_B (a key of nets.GENERATORS)
-    ngf: int = 64  # generator filters in the last conv layer
-    num_downs: Optional[int] = None  # netG "unet": number of downsamplings
-    n_blocks: Optional[int] = None  # netG "resnet": number of residual blocks
-    netD: str = "basic"  # discriminator of D_A and D_B: basic (70x70 PatchGAN) | n_layers | pixel
-    ndf: int = 64  # discriminator filters in the first conv layer
-    n_layers_D: int = 3  # netD "n_layers": number of strided conv layers
     norm: str = "instance"  # instance | batch | none
     use_dropout: bool = False  # dropout in the generators (reference CycleGAN: off)
-    init_type: str = "normal"  # normal | xavier | kaiming | orthogonal
-    init_gain: float = 0.02  # scale of the initialisation
     gan_mode: str = "lsgan"  # lsgan | vanilla | hinge | wgangp
     lambda_A: float = 10.0  # weight of the cycle loss A -> B -> A
     lambda_B: float = 10.0  # weight of the cycle loss B -> A -> B
     lambda_identity: float = 0.5  # identity loss weight, as a fraction of lambda_A / lambda_B (0 = off)
-    lambda_gp: float = 10.0  # weight of the gradient penalty (gan_mode wgangp)
     pool_size: int = 50  # past fakes kept for the discriminators (0 = no pool)
-    lr: float = 2e-4  # Adam learning rate of G and D
-    beta1: float = 0.5  # Adam beta1
-    beta2: float = 0.999  # Adam beta2
-    lr_policy: str = "linear"  # linear | step | cosine | constant
-    n_epochs: int = 100  # epochs at the initial learning rate (linear) / period (cosine)
-    n_epochs_decay: int = 100  # epochs of linear decay to zero
-    lr_decay_iters: int = 50  # lr_policy step: multiply by 0.1 every this many epochs
-    channels_last: bool = False  # channels_last memory format (pays on GPUs with tensor cores)
 
 
 class ImagePool:

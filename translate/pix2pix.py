@@ -8,39 +8,23 @@ import torch
 from torch import nn
 
 from nets import build_discriminator, build_generator, generator_spec, inference_copy
-from translate.base import TranslationModule
+from translate.base import GANConfig, TranslationModule
 from translate.losses import check_gan_mode, d_loss, g_loss, gradient_penalty
 
 TEST_MODES = ("train", "batchstats", "eval")
 
 
 @dataclass
-class Pix2PixConfig:
-    """pix2pix options; names and defaults follow the reference implementation's train options."""
+class Pix2PixConfig(GANConfig):
+    """pix2pix options; names and defaults follow the reference implementation's train options (the nets, Adam and
+    LR schedule: translate.base.GANConfig)."""
 
     netG: str = "unet_256"  # generator architecture (a key of nets.GENERATORS)
-    ngf: int = 64  # generator filters in the last conv layer
-    num_downs: Optional[int] = None  # netG "unet": number of downsamplings (image side must be a multiple of 2**num_downs)
-    n_blocks: Optional[int] = None  # netG "resnet": number of residual blocks
-    netD: str = "basic"  # discriminator: basic (70x70 PatchGAN) | n_layers | pixel
-    ndf: int = 64  # discriminator filters in the first conv layer
-    n_layers_D: int = 3  # netD "n_layers": number of strided conv layers
     norm: str = "batch"  # batch | instance | none
     use_dropout: bool = True  # dropout in the U-Net's inner decoder blocks (reference pix2pix: on)
-    init_type: str = "normal"  # normal | xavier | kaiming | orthogonal
-    init_gain: float = 0.02  # scale of the initialisation
     gan_mode: str = "vanilla"  # vanilla | lsgan | hinge | wgangp
     lambda_l1: float = 100.0  # weight of the L1 term (pix2pix paper)
-    lambda_gp: float = 10.0  # weight of the gradient penalty (gan_mode wgangp)
-    lr: float = 2e-4  # Adam learning rate of G and D
-    beta1: float = 0.5  # Adam beta1
-    beta2: float = 0.999  # Adam beta2
-    lr_policy: str = "linear"  # linear | step | cosine | constant
-    n_epochs: int = 100  # epochs at the initial learning rate (linear) / period (cosine)
-    n_epochs_decay: int = 100  # epochs of linear decay to zero
-    lr_decay_iters: int = 50  # lr_policy step: multiply by 0.1 every this many epochs
     test_mode: str = "train"  # train: BN batch stats + dropout at test (reference) | batchstats: no dropout | eval
-    channels_last: bool = False  # channels_last memory format (pays on GPUs with tensor cores)
 
 
 class Pix2Pix(TranslationModule):

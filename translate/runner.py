@@ -5,6 +5,9 @@ import math
 import os
 import random
 import shutil
+import signal
+import sys
+import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -24,7 +27,7 @@ from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from datamodules import build_datamodule
 from translate.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
-from translate.config import ConfigError, RunConfig, load_config, to_dict, to_yaml
+from translate.config import ConfigError, RunConfig, load_config, schedule_mismatch, to_dict, to_yaml
 from translate.methods import METHODS
 from translate.tracking import build_loggers
 
@@ -173,6 +176,47 @@ class ConfigLearningRates(Callback):
 
 class TrainingDiverged(RuntimeError):
     """Weights became NaN or inf; raised instead of writing them over the run's good checkpoints."""
+
+
+class TrainingStopped(SIGTERMException):
+    """SIGTERM or Ctrl-C stopped training after a minibatch, with last.ckpt saved there (`--resume last` goes on).
+    `exit_status` is the shell's for the signal: 143 (SIGTERM), 130 (Ctrl-C)."""
+
+    def __init__(self, by: str, exit_status: int):
+        super().__init__(exit_status)
+        self.by, self.exit_status = by, exit_status
+
+
+class CtrlCStopsAfterMinibatch(Callback):
+    """Ctrl-C while training is treated as SIGTERM (which RunCheckpoint saves at): the first one stops training after
+    the current minibatch, saving last.ckpt there; a second one stops at once (Lightning's KeyboardInterrupt path,
+    nothing saved). Before and after training, Ctrl-C is Python's usual KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._before: Any = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._before = signal.signal(signal.SIGINT, self._first_ctrl_c)
+
+    def _first_ctrl_c(self, signum, frame) -> None:
+        self.pressed = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the second Ctrl-C interrupts at once
+        print("\nCtrl-C: stopping after this minibatch and saving a checkpoint (Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler: training stops after the minibatch
+
+    def _restore(self) -> None:
+        if self._before is not None:
+            signal.signal(signal.SIGINT, self._before)
+            self._before = None
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._restore()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._restore()
 
 
 def non_finite_tensors(module: nn.Module) -> List[str]:
@@ -419,19 +463,39 @@ def config_changes(before: Dict[str, Any], after: Dict[str, Any]) -> List[str]:
 
 
 def resume_summary(path: str, config: Optional[Dict[str, Any]] = None) -> str:
-    """Where a `--resume` checkpoint continues: its step, and the training order's epoch and minibatch; with the
-    resumed run's config, also the options it changes from the checkpoint's run."""
+    """Where a `--resume` checkpoint continues: its step, and the training order's epoch and minibatch (or that the
+    epoch, or the whole run, had finished); with the resumed run's config, also the options it changes from the
+    checkpoint's run."""
     state = load_checkpoint(path, mmap=True)
     loaders = ((state.get("loops") or {}).get("fit_loop") or {}).get("state_dict", {}).get("combined_loader") or []
-    where = f"resuming {path} at step {state.get('global_step', 0)}"
+    step = state.get("global_step", 0)
+    where = f"resuming {path} at step {step}"
+    trained = ((state.get("run_config") or {}).get("trainer") or {})
+    max_epochs, max_steps = trained.get("max_epochs", -1), trained.get("max_steps", -1)
     if not loaders:
-        where += " (the checkpoint does not say where in the data it stopped: its epoch starts over)"
+        return where + " (the checkpoint does not say where in the data it stopped: its epoch starts over)" + (
+            _changes_line(state, config))
+    position = loaders[0]
+    epoch, whole = position["epoch"], position.get("epoch_batches")
+    ended = whole is not None and position["batches"] >= whole
+    if max_steps not in (None, -1) and step >= max_steps:
+        where += f": the run had finished (trainer.max_steps={max_steps} reached); "
+    elif ended and max_epochs not in (None, -1) and epoch + 1 >= max_epochs:
+        where += f": the run had finished (trainer.max_epochs={max_epochs} reached); "
     else:
-        position = loaders[0]
+        where += ": "
+    if ended:
+        where += (f"epoch {epoch} of the data had ended (all its {whole} minibatches), training goes on with epoch "
+                  f"{epoch + 1}")
+    else:
         images = f" ({position['images']} images)" if "images" in position else ""
-        where += f": epoch {position['epoch']} of the data goes on after its minibatch {position['batches']}{images}"
+        where += f"epoch {epoch} of the data goes on after its minibatch {position['batches']}{images}"
+    return where + _changes_line(state, config)
+
+
+def _changes_line(state: Dict[str, Any], config: Optional[Dict[str, Any]]) -> str:
     changes = config_changes(state.get("run_config") or {}, config) if config is not None else []
-    return where + ("\nwith options changed from that run: " + "; ".join(changes) if changes else "")
+    return "\nwith options changed from that run: " + "; ".join(changes) if changes else ""
 
 
 def _first_process() -> bool:
@@ -505,12 +569,53 @@ class DropReplacedRun(Callback):
             shutil.rmtree(self.stash)
 
 
+class WriteRunConfig(Callback):
+    """Writes run_dir/config.yaml as training starts: a run that fails before (a rejected resume, a data error)
+    leaves the record of the run in its folder as it was."""
+
+    def __init__(self, run_dir: Path, cfg: RunConfig):
+        self.run_dir, self.cfg = run_dir, cfg
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(to_yaml(self.cfg))
+
+
+def check_resume_limits(ckpt_path: str, cfg: RunConfig) -> None:
+    """A checkpoint that has trained past the config's trainer.max_epochs cannot be continued (Lightning refuses
+    it once it has started the run): said in one line, naming the key to raise, before anything is written."""
+    state = load_checkpoint(ckpt_path, mmap=True)
+    epoch, limit = int(state.get("epoch", 0)), cfg.trainer.max_epochs
+    if limit is not None and limit != -1 and epoch > limit:
+        raise ConfigError(f"--resume: {ckpt_path} has trained {epoch} epochs, more than trainer.max_epochs={limit}; "
+                          f"raise trainer.max_epochs (e.g. trainer.max_epochs={epoch + max(1, limit)}) to go on")
+
+
+def check_validation_data(cfg: RunConfig, datamodule) -> str:
+    """Reads the data's file lists (a data error shows before the run writes anything) and says which images
+    validate. A best checkpoint is never picked by a metric measured on the training images."""
+    source = datamodule.validation_source()
+    monitor = cfg.checkpoint.monitor
+    if datamodule.validates_on_training_data() and monitor and monitor.startswith("val/"):
+        raise ConfigError(f"checkpoint.monitor '{monitor}' would pick the best checkpoint on the training images "
+                          f"(validation: {source}): hold images out (data.val_fraction > 0, or {cfg.data.val_split}/ "
+                          f"split folders), or set checkpoint.monitor=null to keep only last.ckpt")
+    return f"validation: {source}"
+
+
 def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -> Tuple[pl.Trainer, Any]:
-    """Train. A run_dir with checkpoints of an earlier run needs `resume` (continue) or `overwrite` (start over)."""
+    """Train. A run_dir with checkpoints of an earlier run needs `resume` (continue) or `overwrite` (start over).
+    Everything that can be checked (the resume against the epoch limit, the data) is checked before the run's
+    files are written; config.yaml is written as training starts. SIGTERM and Ctrl-C stop after a minibatch with
+    last.ckpt saved, raising TrainingStopped."""
     run_dir = Path(cfg.run_dir)
     recover_replaced(run_dir)
     ckpt_path, resume_step = resolve_resume(resume, run_dir, cfg.method, overwrite)
+    if ckpt_path is not None:
+        check_resume_limits(ckpt_path, cfg)
     stash = check_run_dir(run_dir, ckpt_path, overwrite)
+    ctrl_c = CtrlCStopsAfterMinibatch()
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = build_datamodule(cfg.data, seed=cfg.seed)
@@ -518,17 +623,25 @@ def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -
         sized = fit_sizes(cfg, module)
         if sized is not cfg:
             cfg, datamodule = sized, build_datamodule(sized.data, seed=cfg.seed)
-        if ckpt_path is not None and _first_process():
-            print(resume_summary(ckpt_path, to_dict(cfg)))  # the config as trained, data sizes fitted
+        validation = check_validation_data(cfg, datamodule)
+        if _first_process():
+            mismatch = schedule_mismatch(cfg)
+            if mismatch:
+                warnings.warn(mismatch, UserWarning, stacklevel=2)
+            print(validation)
+            if ckpt_path is not None:
+                print(resume_summary(ckpt_path, to_dict(cfg)))  # the config as trained, data sizes fitted
         trainer = build_trainer(cfg, run_dir, resume_step=resume_step)
+        trainer.callbacks.extend([WriteRunConfig(run_dir, cfg), ctrl_c])
         if stash is not None:
             trainer.callbacks.append(DropReplacedRun(stash))
         configure_tracking(module, cfg, run_dir)
-        if trainer.is_global_zero:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.yaml").write_text(to_yaml(cfg))
         with frozen_modules_expected(module):
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException as e:
+        if stash is not None:
+            _put_back(stash, run_dir)
+        raise (TrainingStopped("Ctrl-C", 130) if ctrl_c.pressed else TrainingStopped("SIGTERM", 143)) from e
     except BaseException:
         if stash is not None:
             _put_back(stash, run_dir)

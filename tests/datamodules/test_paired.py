@@ -29,7 +29,9 @@ def flat(value, h=8, w=8):
 
 
 def cfg(**kw):
-    base = dict(batch_size=2, num_workers=0, preprocess="none", flip=False, size_multiple=4)
+    # val_fraction 0: every split reads the whole folder (these tests are about reading and pairing; the held-out
+    # validation images are tested on their own below)
+    base = dict(batch_size=2, num_workers=0, preprocess="none", flip=False, size_multiple=4, val_fraction=0.0)
     base.update(kw)
     return DataConfig(**base)
 
@@ -292,3 +294,49 @@ def test_missing_root_names_the_path(tmp_path):
     save(tmp_path / "A" / "x.png", rand_img(8, 8))
     with pytest.raises(FileNotFoundError, match=r"image folder not found: .*B"):
         build_datamodule(cfg(kind="paired", root=str(tmp_path))).dataset("train")
+
+
+def test_a_folder_without_splits_holds_out_validation_images(tmp_path):
+    """A paired folder with no split folders used to validate (and pick the best checkpoint) on the very images it
+    trained on: now data.val_fraction of them, a fixed seeded choice, validate and test and never train."""
+    for i in range(20):
+        save(tmp_path / "A" / f"{i:02d}.png", flat(i))
+        save(tmp_path / "B" / f"{i:02d}.png", flat(i + 100))
+    dm = build_datamodule(cfg(kind="paired", root=str(tmp_path), val_fraction=0.1))
+    train, val, test = (dm.dataset(s) for s in ("train", "val", "test"))
+    names = lambda ds: {p[0].name for p in ds.pairs}  # noqa: E731
+    assert len(val) == 2 and len(train) == 18 and names(val) == names(test)
+    assert not names(val) & names(train) and len(names(val) | names(train)) == 20
+    again = build_datamodule(cfg(kind="paired", root=str(tmp_path), val_fraction=0.1))
+    assert names(again.dataset("val")) == names(val)  # the same images in every run
+    assert not dm.validates_on_training_data()
+    assert dm.validation_source() == f"2 samples held out from {tmp_path} (data.val_fraction 0.1) (18 train)"
+
+    single = build_datamodule(cfg(kind="single", root=str(tmp_path / "B"), val_fraction=0.25))
+    assert len(single.dataset("val")) == 5 and len(single.dataset("train")) == 15
+
+    whole = build_datamodule(cfg(kind="paired", root=str(tmp_path), val_fraction=0.0))
+    assert whole.validates_on_training_data() and len(whole.dataset("val")) == 20
+    assert "the training images" in whole.validation_source()
+
+
+def test_split_folders_are_used_as_they_are(tmp_path):
+    for split, n in (("train", 6), ("val", 3)):
+        for i in range(n):
+            save(tmp_path / split / "A" / f"{i}.png", flat(i))
+            save(tmp_path / split / "B" / f"{i}.png", flat(i))
+    dm = build_datamodule(cfg(kind="paired", root=str(tmp_path), val_fraction=0.5))
+    assert len(dm.dataset("train")) == 6 and len(dm.dataset("val")) == 3
+    assert dm.validation_source() == f"3 samples from {tmp_path / 'val'} (6 train)"
+
+
+def test_one_image_cannot_be_held_out(tmp_path):
+    save(tmp_path / "A" / "x.png", flat(1))
+    save(tmp_path / "B" / "x.png", flat(2))
+    with pytest.raises(DataError, match="nothing can be held out.*data.val_fraction=0"):
+        build_datamodule(cfg(kind="paired", root=str(tmp_path), val_fraction=0.1)).dataset("train")
+
+
+def test_val_fraction_is_checked():
+    with pytest.raises(ValueError, match="data.val_fraction"):
+        build_datamodule(cfg(kind="synthetic", val_fraction=1.0))

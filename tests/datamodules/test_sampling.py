@@ -44,7 +44,7 @@ def test_resumed_loader_skips_the_batches_done_without_reading_them(done):
     rest = [b.tolist() for b in resumed]
     assert rest == first[done:]
     assert sorted(resumed_data.read) == sorted(i for b in first[done:] for i in b)  # the skipped ones never read
-    assert resumed.state_dict() == {"epoch": 0, "batches": len(first), "images": 12}
+    assert resumed.state_dict() == {"epoch": 0, "batches": len(first), "images": 12, "epoch_batches": len(first)}
     assert [b.tolist() for b in resumed] == second  # the next epoch whole, in its own order
 
 
@@ -53,18 +53,19 @@ def test_a_loader_made_for_a_later_epoch_starts_there():
     e0, e1, e2 = epochs(ResumableDataLoader(Recording(6), batch_size=2, sampler=EpochRandomSampler(range(6))), 3)
     later = ResumableDataLoader(Recording(6), batch_size=2, sampler=EpochRandomSampler(range(6)))
     later.first_epoch = 1
-    assert epochs(later, 2) == [e1, e2] and later.state_dict() == {"epoch": 2, "batches": 3, "images": 6}
+    assert epochs(later, 2) == [e1, e2] and later.state_dict() == {"epoch": 2, "batches": 3, "images": 6,
+                                                                 "epoch_batches": 3}
 
 
 def test_state_counts_the_batches_handed_out():
     loader = ResumableDataLoader(Recording(8), batch_size=2, sampler=EpochRandomSampler(range(8)))
-    assert loader.state_dict() == {"epoch": 0, "batches": 0, "images": 0}
+    assert loader.state_dict() == {"epoch": 0, "batches": 0, "images": 0, "epoch_batches": 4}
     it = iter(loader)
     next(it), next(it)
-    assert loader.state_dict() == {"epoch": 0, "batches": 2, "images": 4}
+    assert loader.state_dict() == {"epoch": 0, "batches": 2, "images": 4, "epoch_batches": 4}
     list(it)
     list(loader)
-    assert loader.state_dict() == {"epoch": 1, "batches": 4, "images": 8}
+    assert loader.state_dict() == {"epoch": 1, "batches": 4, "images": 8, "epoch_batches": 4}
 
 
 def test_resumed_at_an_epochs_end_starts_the_next_epoch_once():
