@@ -10,6 +10,7 @@ load_size = crop_size) and a centre crop instead of a random one.
 from __future__ import annotations
 
 import random
+import warnings
 from typing import Callable, Optional, Tuple
 
 import albumentations as A
@@ -98,9 +99,15 @@ class RoundToMultiple(Rescale):
     def __init__(self, base: int, p: float = 1.0):
         super().__init__(p=p)
         self.base = base
+        self.said = False  # the first resize is told, once per data set (and loader worker)
 
     def size(self, h: int, w: int) -> Tuple[int, int]:
-        return tuple(max(self.base, int(round(s / self.base)) * self.base) for s in (h, w))
+        out = tuple(max(self.base, int(round(s / self.base)) * self.base) for s in (h, w))
+        if out != (h, w) and not self.said:
+            self.said = True
+            warnings.warn(f"images of {w}x{h} are resized to {out[1]}x{out[0]}: sides must be multiples of "
+                          f"{self.base} (data.size_multiple, raised to the generator's multiple)")
+        return out
 
 
 def geometry(cfg: DataConfig, train: bool) -> A.Compose:

@@ -19,6 +19,7 @@ import os
 import pickle
 import re
 import tempfile
+import textwrap
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -503,8 +504,8 @@ def torch_load_failure(e: BaseException) -> str:
     boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
     detail = next((line.strip() for line in text.splitlines()
                    if line.strip() and not any(b in line for b in boilerplate)), "")
-    return (f"not a readable PyTorch file, or a truncated one ({type(e).__name__}"
-            f"{': ' + detail[:120] if detail else ''})")
+    detail = textwrap.shorten(detail, 160, placeholder=" ...")  # whole words: never cut mid-word
+    return f"not a readable PyTorch file, or a truncated one ({type(e).__name__}{': ' + detail if detail else ''})"
 
 
 def read_safetensors(path: str | Path) -> Dict[str, torch.Tensor]:

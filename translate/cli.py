@@ -1,4 +1,12 @@
-"""The one command line: parse, build, call Lightning. `python cli.py SUBCOMMAND ...` or `translate SUBCOMMAND ...`."""
+"""The one command line: parse, build, call Lightning. `python cli.py COMMAND ...` or `translate COMMAND ...`.
+
+Commands: fit (train), validate and test (score a checkpoint), export (checkpoint -> inference bundle), predict
+(translate images with a bundle), import (reference pix2pix/CycleGAN or pSp weights -> bundle), generate (samples
+from a StyleGAN2 prior), convert-prior (NVIDIA/rosinality prior -> safetensors), evaluate (score folders: FID, KID,
+PSNR, SSIM, LPIPS, identity), invert (images -> W+ codes), interpolate (paths between codes), doctor (versions,
+devices and op backends). A user's mistake (config, data, file, checkpoint) is one line on stderr and exit status 2;
+anything else keeps its traceback.
+"""
 from __future__ import annotations
 
 import argparse
@@ -20,10 +28,10 @@ USAGE_EXAMPLES = """examples:
 """
 
 
-def _add_config_args(p: argparse.ArgumentParser, config_required: bool) -> None:
+def _add_config_args(p: argparse.ArgumentParser, config_required: bool, example: str) -> None:
     p.add_argument("-c", "--config", action="append", default=[], required=config_required,
                    help="YAML config file; repeat to stack several (later files win)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. trainer.max_epochs=5")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help=f"dotted overrides, e.g. {example}")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
@@ -35,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("fit", help="train a model from YAML configs")
-    _add_config_args(p, config_required=False)
+    _add_config_args(p, config_required=False, example="trainer.max_epochs=5 data.root=/data/mine")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", metavar="last|auto|PATH",
                        help="continue from <run_dir>/checkpoints/last.ckpt, a path, or (auto) the run's newest "
@@ -49,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--save-images", metavar="DIR",
                        help="also write every sample's images as DIR/<kind>/<stem>.png (input, output, target), "
                             "for `evaluate --pred DIR/output --ref DIR/target`; a new or empty folder")
-        _add_config_args(p, config_required=False)
+        _add_config_args(p, config_required=False,
+                         example="data.root=/data/other data.batch_size=4 (the checkpoint's config is the base)")
 
     p = sub.add_parser("export", help="export a checkpoint to an inference bundle (ONNX, pt2, safetensors)")
     p.add_argument("--ckpt", required=True, help="checkpoint written by `fit`")
@@ -58,17 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--direction", choices=["AtoB", "BtoA", "both"], default=None,
                    help="methods with a translator per direction (cyclegan): G_A (AtoB, the default), G_B (BtoA), or "
                         "both as OUT/AtoB and OUT/BtoA")
-    _add_config_args(p, config_required=False)
+    _add_config_args(p, config_required=False,
+                     example="export.opset=17 export.example_size=512 (the checkpoint's config is the base)")
 
     p = sub.add_parser("predict", help="translate an image or a folder with an exported bundle")
     p.add_argument("--model", required=True, help="bundle folder written by `export` or `import`")
     p.add_argument("--input", required=True, help="image file or folder")
     p.add_argument("--output", required=True, help="output folder (must not be inside the input folder)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="images translated together (default 8)")
     p.add_argument("--backend", default="auto", choices=["auto", "eager", "onnx", "pt2"],
                    help="auto: onnxruntime for pSp bundles on the CPU without --variants, else the eager net where "
                         "the bundle can rebuild it, else onnx")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="where the net runs: cpu (default), cuda, cuda:1, ...")
     p.add_argument("--variants", type=int, default=0,
                    help="pSp bundles: also write N style-mixed outputs per image (<stem>_mix<k>)")
     p.add_argument("--latent-mask", default=None, help="pSp: layers to mix, e.g. 8-17 (default: the bundle's)")
@@ -86,22 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the weights come from: junyanz (pix2pix/CycleGAN generators) or psp (pSp checkpoints)")
     p.add_argument("--weights", required=True, help="e.g. latest_net_G.pth of the reference pix2pix/CycleGAN code")
     p.add_argument("--out", required=True, help="bundle folder to create")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.add_argument("--netG", help="override the inferred generator architecture (e.g. unet_256, resnet_9blocks)")
     p.add_argument("--norm", choices=["batch", "instance", "none"], help="override the inferred norm layer")
     p.add_argument("--use-dropout", action="store_true", help="the net was trained with dropout (not inferable)")
     p.add_argument("--norm-stats", default=None, choices=["sample", "running"],
                    help="BatchNorm at test time: 'sample' = the reference default (train-mode BN), 'running' = --eval")
-    p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"])
+    p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"],
+                   help="which way the imported generator translates (recorded in the bundle; default AtoB)")
     p.add_argument("--size", type=int, default=256, help="side of the example image used for export checks")
 
     p = sub.add_parser("generate", help="render samples or a style-mixing grid from a StyleGAN2 prior")
     p.add_argument("--prior", required=True, help="prior folder, NVIDIA .pkl/.pt or rosinality .pt")
     p.add_argument("--seeds", default="0-15", help="e.g. 0-15 or 1,5,9")
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi")
-    p.add_argument("--noise-mode", default="const", choices=["const", "random", "none"])
+    p.add_argument("--noise-mode", default="const", choices=["const", "random", "none"],
+                   help="per-pixel noise: the prior's stored constants (default), fresh draws, or none")
     p.add_argument("--mix-seeds", default=None, help="style-mixing columns, e.g. 100-103")
-    p.add_argument("--mix-layers", default="coarse", choices=["coarse", "middle", "fine"])
+    p.add_argument("--mix-layers", default="coarse", choices=["coarse", "middle", "fine"],
+                   help="which layers take the --mix-seeds styles (default coarse)")
     p.add_argument("--out", required=True, help="grid image to write (.png/.jpg/.webp), or a folder for one image per "
                                                 "seed (seed0042.png, e.g. for FID)")
 
@@ -148,10 +161,10 @@ def _add_inversion_parsers(sub) -> None:
     p.add_argument("--lambda-dom", type=float, default=None, help="weight of ||w - E(G(w))||^2 (default 2.0)")
     p.add_argument("--lambda-vgg", type=float, default=None, help="weight of the LPIPS term (default 1.0)")
     p.add_argument("--lr", type=float, default=None, help="Adam step size of the refinement (default 0.01)")
-    p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"])
+    p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"], help="LPIPS backbone (default alex)")
     p.add_argument("--lpips-backbone", help="torchvision alexnet/vgg16 state dict (with --lpips-weights)")
     p.add_argument("--lpips-weights", help="LPIPS v0.1 heads alex.pth/vgg.pth; without them LPIPS is off")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="where the nets run: cpu (default), cuda, cuda:1, ...")
 
     p = sub.add_parser("interpolate", help="decode a linear path between two W+ codes, or style-mix them, to a grid")
     _add_psp_source(p)
@@ -159,7 +172,7 @@ def _add_inversion_parsers(sub) -> None:
     p.add_argument("--steps", type=int, default=8, help="images along the path, both ends included")
     p.add_argument("--mix", choices=["coarse", "medium", "fine"], help="style mixing of these layers instead")
     p.add_argument("--out", required=True, help="PNG grid to write")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="where the nets run: cpu (default), cuda, cuda:1, ...")
 
 
 def _add_psp_source(p: argparse.ArgumentParser) -> None:
@@ -219,6 +232,9 @@ def _print_config(args) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from translate import console
+
+    console.setup()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # argparse stops collecting positionals at an option: `--config a.yaml x=1 --resume last y=2` leaves x=1 and
@@ -282,15 +298,13 @@ def _run(args) -> int:
         from translate import runner
         from translate.config import load_config
 
-        from pytorch_lightning.utilities.exceptions import SIGTERMException
-
         cfg = load_config(args.config, args.overrides)
         try:
             trainer, _ = runner.fit(cfg, resume=args.resume, overwrite=args.overwrite)
-        except SIGTERMException:  # Lightning's, a SystemExit with status 0: a stopped run is not a finished one
-            print(f"stopped by SIGTERM after a minibatch; checkpoint saved: continue with --resume last "
+        except runner.TrainingStopped as e:  # SIGTERM or Ctrl-C: a stopped run is not a finished one
+            print(f"stopped by {e.by} after a minibatch; checkpoint saved: continue with --resume last "
                   f"(run directory: {cfg.run_dir})", file=sys.stderr)
-            return 128 + 15
+            return e.exit_status
         if trainer.is_global_zero:
             print(f"run directory: {cfg.run_dir}")
         return 0

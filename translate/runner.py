@@ -304,7 +304,7 @@ class RunCheckpoint(ModelCheckpoint):
 
 def fit_sizes(cfg: RunConfig, module) -> RunConfig:
     """Images the data module makes must suit the generators (a U-Net of 8 levels takes multiples of 256). With
-    data.preprocess none/scale_width, data.size_multiple is raised to the generators' multiple (with a warning);
+    data.preprocess none/scale_width, data.size_multiple is raised to the generators' multiple;
     a crop_size that does not fit is an error naming the key, before anything trains."""
     need = max((m.size_multiple for m in module.modules() if isinstance(getattr(m, "size_multiple", None), int)),
                default=1)
@@ -318,11 +318,9 @@ def fit_sizes(cfg: RunConfig, module) -> RunConfig:
         return cfg
     if d.size_multiple % need == 0:
         return cfg
-    multiple = math.lcm(d.size_multiple, need)
-    warnings.warn(f"data.size_multiple raised from {d.size_multiple} to {multiple}: the generator takes image sides "
-                  f"divisible by {need}, and with data.preprocess '{d.preprocess}' images are resized to the nearest "
-                  f"multiple", stacklevel=2)
-    return replace(cfg, data=replace(d, size_multiple=multiple))
+    # images whose sides are not multiples are resized to the nearest one, said once when it happens
+    # (datamodules.transforms.RoundToMultiple): nothing to say for images that already fit
+    return replace(cfg, data=replace(d, size_multiple=math.lcm(d.size_multiple, need)))
 
 
 def build_module(cfg: RunConfig):
@@ -586,7 +584,9 @@ def check_resume_limits(ckpt_path: str, cfg: RunConfig) -> None:
     """A checkpoint that has trained past the config's trainer.max_epochs cannot be continued (Lightning refuses
     it once it has started the run): said in one line, naming the key to raise, before anything is written."""
     state = load_checkpoint(ckpt_path, mmap=True)
-    epoch, limit = int(state.get("epoch", 0)), cfg.trainer.max_epochs
+    progress = (((state.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress") or {}).get("current") or {}
+    epoch = int(progress.get("processed", state.get("epoch", 0)))  # Lightning's current_epoch once restored
+    limit = cfg.trainer.max_epochs
     if limit is not None and limit != -1 and epoch > limit:
         raise ConfigError(f"--resume: {ckpt_path} has trained {epoch} epochs, more than trainer.max_epochs={limit}; "
                           f"raise trainer.max_epochs (e.g. trainer.max_epochs={epoch + max(1, limit)}) to go on")

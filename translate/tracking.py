@@ -63,6 +63,15 @@ class RunCSVLogger(CSVLogger):
         return super().experiment
 
 
+class RunWandbLogger(WandbLogger):
+    """Lightning's WandbLogger without the `anonymous` setting it always passes to `wandb.init`, which wandb has
+    deprecated ("The anonymous setting has no effect", printed at every run)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        getattr(self, "_wandb_init", {}).pop("anonymous", None)
+
+
 def build_loggers(cfg: LoggerConfig, run_dir: Path, run_config: Dict[str, Any],
                   resume_step: Optional[int] = None) -> List[Logger]:
     """CSV (metrics.csv in the run dir, continued when resuming from step `resume_step`) and/or W&B; the resolved
@@ -75,7 +84,7 @@ def build_loggers(cfg: LoggerConfig, run_dir: Path, run_config: Dict[str, Any],
     if cfg.wandb.mode != "disabled":
         os.environ.setdefault("WANDB_SILENT", "true")
         loggers.append(
-            WandbLogger(
+            RunWandbLogger(
                 project=cfg.wandb.project,
                 entity=cfg.wandb.entity,
                 name=cfg.wandb.name or run_dir.name,

@@ -79,3 +79,14 @@ def test_empty_or_garbage_files_name_the_file(tmp_path, content):
                                               r" file, or a truncated one \(\w+(: .+)?\)$") as err:
         load_checkpoint(path)
     assert "Re-running" not in str(err.value) and "Please file an issue" not in str(err.value)
+
+
+def test_a_long_load_error_is_shortened_at_a_word_boundary():
+    """A truncated checkpoint's error used to quote its cause cut off mid-word (the first 120 characters)."""
+    from priors.loaders import torch_load_failure
+
+    words = [f"word{i:03d}" for i in range(60)]
+    text = torch_load_failure(RuntimeError(" ".join(words)))
+    detail = text.split("RuntimeError: ", 1)[1].rstrip(")")
+    assert detail.endswith(" ...") and len(detail) <= 160
+    assert all(w in words for w in detail[: -len(" ...")].split())  # whole words only

@@ -312,9 +312,11 @@ def test_ddp_two_cpu_processes_resume_mid_epoch(tmp_path, fit_ddp):
 
     # 8 samples over 2 processes x batch 2 = 2 minibatches per process per epoch, 2 optimizer steps each
     first = fit_ddp(tmp_path / "ddp", *TINY, "trainer.max_steps=2")
-    assert first["global_step"] == 2 and position(first) == [{"epoch": 0, "batches": 1, "images": 4}]
+    assert first["global_step"] == 2 and position(first) == [{"epoch": 0, "batches": 1, "images": 4,
+                                                                  "epoch_batches": 2}]
     last = fit_ddp(tmp_path / "ddp", *TINY, "trainer.max_steps=8", "--resume", "last")
-    assert last["global_step"] == 8 and position(last) == [{"epoch": 1, "batches": 2, "images": 8}]
+    assert last["global_step"] == 8 and position(last) == [{"epoch": 1, "batches": 2, "images": 8,
+                                                                "epoch_batches": 2}]
 
 
 def test_resume_after_sigkill(tmp_path, cli_process):
@@ -500,8 +502,9 @@ def test_overrides_may_follow_options(capsys):
 
 
 def test_image_sizes_are_fitted_to_the_generator(tmp_path):
-    """A U-Net of 5 levels takes sides divisible by 32: preprocess none raises data.size_multiple to it (warned);
-    a crop_size that does not fit is an error before training."""
+    """A U-Net of 5 levels takes sides divisible by 32: preprocess none raises data.size_multiple to it, and says so
+    once when an image is resized (never when the images fit); a crop_size that does not fit is an error before
+    training."""
     from translate import runner
     from translate.config import ConfigError, load_config
 
@@ -511,7 +514,7 @@ def test_image_sizes_are_fitted_to_the_generator(tmp_path):
             Image.fromarray(np.full((36, 2 * 40, 3), 60 * i, np.uint8)).save(tmp_path / split / f"{i}.png")
     base = [*TINY, "data.kind=aligned", f"data.root={tmp_path}", f"run_dir={tmp_path}/r", "trainer.max_epochs=1",
             "data.batch_size=1", "checkpoint.monitor=null"]
-    with pytest.warns(UserWarning, match="data.size_multiple raised from 4 to 32"):
+    with pytest.warns(UserWarning, match="images of 40x36 are resized to 32x32: sides must be multiples of 32"):
         runner.fit(load_config([], base))
     assert "size_multiple: 32" in (tmp_path / "r" / "config.yaml").read_text()
     bad = load_config([], [*base, "data.preprocess=resize_and_crop", "data.load_size=48", "data.crop_size=40"])
@@ -537,3 +540,110 @@ def test_resume_of_another_method_and_wrong_kinds_of_paths_are_one_line_errors(r
     (user / "me.png").write_bytes(b"x")
     assert main(["export", "--ckpt", str(last), "--out", str(user)]) == 2
     assert "(choose another folder)" in capsys.readouterr().err and (user / "me.png").read_bytes() == b"x"
+
+
+def _run_files(run_dir):
+    """What a run has written to its folder, with contents (checkpoints aside)."""
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
+            if p.is_file() and "checkpoints" not in p.parts}
+
+
+def test_training_past_the_lr_schedule_holds_at_zero_and_says_so(tmp_path, capsys):
+    """trainer.max_epochs beyond model.n_epochs + model.n_epochs_decay used to train at negative rates."""
+    run_dir = tmp_path / "past"
+    assert main(["fit", *TINY, f"run_dir={run_dir}", "model.n_epochs=1", "model.n_epochs_decay=1",
+                 "trainer.max_epochs=4", "checkpoint.monitor=null"]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: trainer.max_epochs=4 runs past the LR schedule's 2 epochs (model.n_epochs=1 + "
+            "model.n_epochs_decay=1): epochs 3-4 train at learning rate 0; set one to match the other\n") in err
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        lrs = [float(r["train/lr"]) for r in csv.DictReader(f) if r.get("train/lr")]
+    assert len(lrs) == 4 and min(lrs) >= 0.0 and lrs[-2:] == [0.0, 0.0]
+
+
+def test_a_rejected_resume_writes_nothing_and_names_the_key(tmp_path, capsys):
+    """Resuming a 3-epoch run with trainer.max_epochs=1 failed with Lightning's raw message after the run's
+    config.yaml, hparams.yaml, metrics and W&B runs had been written: now it is refused first, in one line."""
+    run_dir = tmp_path / "done"
+    common = [*TINY, f"run_dir={run_dir}", "checkpoint.monitor=null", "logger.wandb.mode=offline"]
+    assert main(["fit", *common, "trainer.max_epochs=3"]) == 0
+    before = _run_files(run_dir)
+    capsys.readouterr()
+    assert main(["fit", *common, "trainer.max_epochs=1", "--resume", "last"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (
+        f"error: --resume: {run_dir}/checkpoints/last.ckpt has trained 3 epochs, more than trainer.max_epochs=1; "
+        f"raise trainer.max_epochs (e.g. trainer.max_epochs=4) to go on")
+    assert _run_files(run_dir) == before
+
+    assert main(["fit", *common, "trainer.max_epochs=4", "--resume", "last"]) == 0
+    assert ("the run had finished (trainer.max_epochs=3 reached); epoch 2 of the data had ended (all its 4 "
+            "minibatches), training goes on with epoch 3") in capsys.readouterr().out
+
+
+def test_data_errors_come_before_the_run_writes_anything(tmp_path, capsys):
+    (tmp_path / "data" / "A").mkdir(parents=True)
+    (tmp_path / "data" / "B").mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "data" / "A" / "x.png")
+    run_dir = tmp_path / "run"
+    assert main(["fit", *TINY, "data.kind=paired", f"data.root={tmp_path / 'data'}", f"run_dir={run_dir}",
+                 "logger.wandb.mode=offline"]) == 2
+    assert f"no images (.png, .jpg" in capsys.readouterr().err  # B/ is empty
+    assert not run_dir.exists()
+
+
+def test_fit_says_which_images_validate_and_refuses_to_pick_the_best_on_training_images(tmp_path, capsys):
+    for side in "AB":
+        for i in range(10):
+            (tmp_path / "data" / side).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((32, 32, 3), 20 * i, np.uint8)).save(tmp_path / "data" / side / f"{i}.png")
+    paired = [*TINY, "data.kind=paired", f"data.root={tmp_path / 'data'}", "trainer.max_epochs=1"]
+    assert main(["fit", *paired, f"run_dir={tmp_path}/held"]) == 0
+    assert f"validation: 1 samples held out from {tmp_path / 'data'} (data.val_fraction 0.1) (9 train)" in (
+        capsys.readouterr().out)
+    assert main(["fit", *paired, "data.val_fraction=0", f"run_dir={tmp_path}/same"]) == 2
+    assert "checkpoint.monitor 'val/psnr' would pick the best checkpoint on the training images" in (
+        capsys.readouterr().err)
+    assert not (tmp_path / "same").exists()
+    assert main(["fit", *paired, "data.val_fraction=0", "checkpoint.monitor=null", f"run_dir={tmp_path}/same"]) == 0
+    assert "the training images (data.val_fraction 0)" in capsys.readouterr().out
+
+
+def test_ctrl_c_saves_a_checkpoint_to_resume_from(tmp_path, cli_process):
+    """Ctrl-C used to end fit with Lightning's 'Detected KeyboardInterrupt', exit status 1 and nothing saved: now it
+    stops after the minibatch with last.ckpt saved there and exit status 130, as SIGTERM does (143)."""
+    run_dir = tmp_path / "interrupted"
+    p = cli_process("fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1000", "checkpoint.monitor=null",
+                    "checkpoint.every_n_train_steps=100000", "trainer.check_val_every_n_epoch=1000")
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((run_dir / "images").glob("train_images_*.png"))) < 3:
+        assert p.poll() is None, p.stdout.read()[-3000:]
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 130, out[-3000:]
+    assert "stopped by Ctrl-C after a minibatch; checkpoint saved: continue with --resume last" in out
+    assert "KeyboardInterrupt" not in out
+    step = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"]
+    assert step >= 6 and step % 2 == 0  # whole minibatches (a G and a D step each)
+    assert main(["fit", *TINY, f"run_dir={run_dir}", f"trainer.max_steps={step + 4}", "checkpoint.monitor=null",
+                 "--resume", "last"]) == 0
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == step + 4
+
+
+def test_help_explains_every_option_and_fitting_overrides(capsys):
+    from translate.cli import build_parser
+
+    parser = build_parser()
+    for command in ("fit", "validate", "test", "export", "predict"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        text = capsys.readouterr().out
+        assert ("trainer.max_epochs" in text) == (command == "fit"), command
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help text"
+    import translate.cli
+
+    assert all(f" {name} " in translate.cli.__doc__.replace("\n", " ").replace(",", " ") for name in sub.choices)

@@ -154,3 +154,25 @@ def test_a_scalar_for_a_list_option_says_a_list_is_expected(tmp_path):
     f.write_text("data:\n  degradation:\n    factors: 4\n")
     with pytest.raises(ConfigError, match=rf"{f}: key 'data.degradation.factors': expected a list, e.g. \[4\], got 4"):
         load_config([f])
+
+
+def test_max_epochs_follows_the_lr_schedule_unless_set(tmp_path):
+    """A run trains exactly over its LR schedule unless trainer.max_epochs is set; a set value that differs is
+    warned about naming both keys (the schedule holds at 0 past its end)."""
+    from translate.config import schedule_mismatch
+
+    cfg = load_config([], ["model.n_epochs=10", "model.n_epochs_decay=6"])
+    assert cfg.trainer.max_epochs == 16 and schedule_mismatch(cfg) is None
+    assert load_config([], ["method=cyclegan", "model.n_epochs=3", "model.n_epochs_decay=2"]).trainer.max_epochs == 5
+    assert load_config([], ["model.lr_policy=cosine", "model.n_epochs=7"]).trainer.max_epochs == 7
+    assert load_config([], ["model.lr_policy=step"]).trainer.max_epochs == RunConfig().trainer.max_epochs
+
+    (tmp_path / "run.yaml").write_text("model:\n  n_epochs: 10\n  n_epochs_decay: 6\ntrainer:\n  max_epochs: 16\n")
+    longer = load_config([tmp_path / "run.yaml"], ["trainer.max_epochs=20"])
+    assert longer.trainer.max_epochs == 20
+    assert schedule_mismatch(longer) == (
+        "trainer.max_epochs=20 runs past the LR schedule's 16 epochs (model.n_epochs=10 + model.n_epochs_decay=6): "
+        "epochs 17-20 train at learning rate 0; set one to match the other")
+    shorter = load_config([tmp_path / "run.yaml"], ["trainer.max_epochs=4"])
+    assert "trainer.max_epochs=4 ends before the LR schedule's 16 epochs" in schedule_mismatch(shorter)
+    assert schedule_mismatch(load_config([], ["method=psp", "model.prior=x", "trainer.max_epochs=3"])) is None

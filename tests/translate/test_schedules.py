@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from translate.methods import METHODS
 from translate.schedules import LR_POLICIES, EpochSchedule, build_scheduler, schedule_epochs
 
 
@@ -77,3 +78,27 @@ def test_state_round_trips_through_weights_only_load(tmp_path):
 def test_unknown_policy():
     with pytest.raises(ValueError, match="lr_policy"):
         lrs("plateau", 1, n_epochs=1, n_epochs_decay=1)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_no_method_trains_at_a_negative_learning_rate(method):
+    """Every method with a per-epoch schedule (pix2pix, CycleGAN) holds at 0 past it; the step-based methods
+    (pSp, the StyleGAN2 prior) train at constant rates and configure no schedule at all."""
+    if not issubclass(METHODS[method].config_class, EpochSchedule):
+        assert method in ("psp", "stylegan2")  # a new method with a schedule must be checked here
+        return
+    from translate.config import load_config
+    from translate.runner import build_module
+
+    for policy in LR_POLICIES:
+        cfg = load_config([], [f"method={method}", "model.netG=unet", "model.num_downs=5", "model.ngf=4", "model.ndf=4",
+                               f"model.lr_policy={policy}", "model.n_epochs=2", "model.n_epochs_decay=2",
+                               "model.lr_decay_iters=1"])
+        optimizers, schedulers = build_module(cfg).configure_optimizers()
+        seen = []
+        for _ in range(12):  # three times the schedule
+            seen += [g["lr"] for o in optimizers for g in o.param_groups]
+            for o, s in zip(optimizers, schedulers):
+                o.step()
+                s.step()
+        assert min(seen) >= 0.0, (method, policy)
