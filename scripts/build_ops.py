@@ -45,13 +45,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     arch = args.arch or default_arch()
-    if args.out is not None:
-        build_dir = args.out
-    else:
-        build_dir = (args.cache_root.expanduser() if args.cache_root else _build.cache_root()) / _build.cache_key()
-    print(f"building the CUDA ops for arch {arch} into {build_dir} ...", flush=True)
     start = time.perf_counter()
     try:
+        if args.out is not None:
+            build_dir = args.out
+        else:
+            build_dir = (args.cache_root.expanduser() if args.cache_root else _build.cache_root()) / _build.cache_key()
+        print(f"building the CUDA ops ({_build.source_dir()}) for arch {arch} into {build_dir} ...", flush=True)
         so = _build.compile_only(arch, build_dir, verbose=args.verbose)
     except _build.BuildError as e:
         print(f"build-ops: {e}", file=sys.stderr)

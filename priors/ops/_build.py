@@ -1,5 +1,9 @@
 """Builds the compiled ops (csrc/) with torch.utils.cpp_extension: lazily on first CUDA use, or ahead of time.
 
+The C++/CUDA sources are found by `source_dir()`: priors/ops/csrc/ beside this module in an installed wheel
+(pyproject.toml maps the checkout's top-level csrc/ there), else the checkout's csrc/ (a run from the source tree
+or an editable install).
+
 A build goes into a directory keyed by a hash of the sources, the build flags and the torch / CUDA versions
 (`~/.cache/translate_kit/ops/<key>`, root overridable with $TRANSLATE_OPS_CACHE), under a file lock so that
 concurrent processes build once. The compiler runs in a child process: the calling process only loads the finished
@@ -24,7 +28,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 
 EXT_NAME = "translate_ops"  # the library file's name and the operators' namespace (torch.ops.translate_ops)
-CSRC = Path(__file__).resolve().parents[2] / "csrc"
+PACKAGED_CSRC = Path(__file__).resolve().parent / "csrc"  # in a wheel: priors/ops/csrc/ (pyproject.toml)
+CHECKOUT_CSRC = Path(__file__).resolve().parents[2] / "csrc"  # in the source tree: the top-level csrc/
 SOURCES = ("ops.cpp", "upfirdn2d.cu", "bias_act.cu")  # compiled
 HEADERS = ("common.h", "upfirdn2d.h", "bias_act.h")  # hashed with the sources
 CXX_FLAGS = ("-O3",)
@@ -139,15 +144,25 @@ def arch_covers(archs: Sequence[str], capability: Tuple[int, int]) -> bool:
     return False
 
 
+def source_dir() -> Path:
+    """The directory of the C++/CUDA sources: PACKAGED_CSRC if it exists (an installed wheel), else CHECKOUT_CSRC
+    (the source tree, also what an editable install reads). Raises BuildError naming both when neither exists."""
+    for path in (PACKAGED_CSRC, CHECKOUT_CSRC):
+        if path.is_dir():
+            return path
+    raise BuildError(f"the CUDA sources are missing: expected {PACKAGED_CSRC} (an installed package) or "
+                     f"{CHECKOUT_CSRC} (a source checkout)")
+
+
 def cache_key(csrc: Optional[Path] = None) -> str:
-    """Hash of the sources (in csrc, default CSRC), the build flags and the torch / CUDA versions: a change to any
-    of them gives a new build directory."""
+    """Hash of the sources (in csrc, default source_dir()), the build flags and the torch / CUDA versions: a change
+    to any of them gives a new build directory."""
+    csrc = Path(csrc) if csrc is not None else source_dir()
     h = hashlib.sha256()
     for name in SOURCES + HEADERS:
-        path = Path(csrc if csrc is not None else CSRC) / name
+        path = csrc / name
         if not path.is_file():
-            raise BuildError(f"the CUDA sources are missing: expected {path} (csrc/ ships with the source tree; "
-                             "install it with `pip install -e .`)")
+            raise BuildError(f"the CUDA sources are missing: expected {path}")
         h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     h.update(json.dumps({"torch": torch.__version__, "cuda": torch.version.cuda, "cxx": CXX_FLAGS,
                          "nvcc": CUDA_FLAGS}, sort_keys=True).encode())
@@ -198,7 +213,8 @@ def _run_compiler(build_dir: Path, archs: List[str], verbose: bool) -> float:
     env["CUDA_HOME"] = str(find_cuda_home())
     env["TORCH_CUDA_ARCH_LIST"] = ";".join(archs)  # torch's builder fails without it when no GPU is visible
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # a venv's ninja
-    spec = {"name": EXT_NAME, "sources": [str(CSRC / s) for s in SOURCES], "extra_include_paths": [str(CSRC)],
+    csrc = source_dir()
+    spec = {"name": EXT_NAME, "sources": [str(csrc / s) for s in SOURCES], "extra_include_paths": [str(csrc)],
             "extra_cflags": list(CXX_FLAGS), "extra_cuda_cflags": list(CUDA_FLAGS),
             "build_directory": str(build_dir), "verbose": verbose}
     log = Path(build_dir) / BUILD_LOG

@@ -8,6 +8,7 @@ gradients, double backward, torch.compile and torch.export. tests/priors/test_cu
 import fcntl
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -84,10 +85,10 @@ def test_library_loads_without_gpu_and_registers_schemas(ops):
 @needs_toolchain
 def test_build_failure_names_the_error_and_the_log(tmp_path, monkeypatch):
     src = tmp_path / "csrc"
-    shutil.copytree(_build.CSRC, src)
+    shutil.copytree(_build.source_dir(), src)
     for name in _build.SOURCES:
         (src / name).write_text("#include <deliberately_missing.h>\n" + (src / name).read_text())  # fatal at once
-    monkeypatch.setattr(_build, "CSRC", src)
+    monkeypatch.setattr(_build, "PACKAGED_CSRC", src)
     monkeypatch.setenv("MAX_JOBS", "1")
     expected = r"(?s)failed \(exit \d+\); full log: .*build\.log.*deliberately_missing\.h"
     with pytest.raises(_build.BuildError, match=expected):
@@ -103,9 +104,25 @@ def test_import_builds_nothing(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
+def test_source_dir_prefers_the_packaged_copy_then_the_checkout(tmp_path, monkeypatch):
+    assert _build.source_dir() == ROOT / "csrc"  # a checkout has no priors/ops/csrc/ (only a wheel does)
+    packaged, checkout = tmp_path / "priors" / "ops" / "csrc", tmp_path / "csrc"
+    monkeypatch.setattr(_build, "PACKAGED_CSRC", packaged)
+    monkeypatch.setattr(_build, "CHECKOUT_CSRC", checkout)
+    expected = rf"sources are missing: expected {re.escape(str(packaged))} .* or {re.escape(str(checkout))} "
+    with pytest.raises(_build.BuildError, match=expected):
+        _build.source_dir()
+    with pytest.raises(_build.BuildError, match="sources are missing"):
+        _build.cache_key()  # what backend() and a build ask first
+    checkout.mkdir()
+    assert _build.source_dir() == checkout
+    packaged.mkdir(parents=True)
+    assert _build.source_dir() == packaged
+
+
 def test_cache_key_follows_the_sources(tmp_path):
     src = tmp_path / "csrc"
-    shutil.copytree(_build.CSRC, src)
+    shutil.copytree(_build.source_dir(), src)
     key = _build.cache_key(src)
     assert key == _build.cache_key() and len(key) == 16
     (src / "bias_act.h").write_text((src / "bias_act.h").read_text() + "\n// a change\n")
