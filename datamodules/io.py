@@ -169,7 +169,7 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
         a = np.clip(a.astype(np.float64) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
-    from priors.loaders import write_atomic
+    from safeio import write_atomic
 
     suffix = path.suffix.lower()
     fmt = Image.registered_extensions().get(suffix)  # named: the temporary file's suffix says nothing

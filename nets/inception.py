@@ -26,7 +26,7 @@ from torchvision.models.inception import InceptionD, InceptionE
 
 from nets.junyanz import WeightsImportError
 from nets.perceptual import read_weights
-from nets.strict import strict_load
+from safeio import strict_load
 
 INPUT_SIZE = 299  # the side Inception-v3 was trained at; every image is resized to it
 NUM_FEATURES = 2048  # the pool3 features FID and KID use

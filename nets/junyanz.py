@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from nets import build_discriminator, build_generator
-from nets.strict import strict_load
-from priors.loaders import torch_load_failure
+from safeio import strict_load
+from safeio import torch_load_failure
 
 DATA_PARALLEL_PREFIX = "module."
 RUNNING_STAT_KEYS = ("running_mean", "running_var", "num_batches_tracked")

@@ -7,7 +7,9 @@ from typing import List, Optional
 import torch
 from torchvision.utils import make_grid, save_image
 
-from priors.loaders import file_on_path, load_prior, write_atomic
+from priors.loaders import load_prior
+
+from safeio import file_on_path, write_atomic
 
 
 def parse_seeds(text: str, flag: str = "--seeds") -> List[int]:

@@ -11,24 +11,18 @@ matches, or one error lists what did not fit. `load_prior(path)` picks the forma
 """
 from __future__ import annotations
 
-import argparse
-import copyreg
-import io
 import json
-import os
 import pickle
 import re
-import tempfile
-import textwrap
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
-import numpy as np
 import torch
 
-from nets.strict import strict_load
+from safeio import (SAFE_TORCH_LOAD_GLOBALS, LoadError, PersistentStub, SafeUnpickler, UnsafePickleError,
+                    file_on_path, read_safetensors, strict_load, torch_load_failure, write_atomic)
 from priors.ops import setup_filter
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
@@ -38,16 +32,7 @@ PRIOR_JSON, PRIOR_WEIGHTS = "prior.json", "prior.safetensors"
 W_AVG_SAMPLES = 10_000  # z samples that estimate w_avg when a rosinality file has no latent_avg
 
 
-class PriorLoadError(ValueError):
-    """A prior file that cannot be loaded: unknown format, keys or shapes that do not fit, unsafe content."""
-
-
-class UnsafePickleError(PriorLoadError, pickle.UnpicklingError):
-    """A network pickle that references something other than tensors, containers and NVIDIA's object records."""
-
-    def __init__(self, message: str, refused: str = ""):
-        super().__init__(message)
-        self.refused = refused  # the refused global, "module.name" ("" for a refused persistent id)
+PriorLoadError = LoadError  # a prior file that cannot be loaded: unknown format, keys or shapes, unsafe content
 
 
 def load_strict(net: torch.nn.Module, sd: Mapping[str, torch.Tensor], source: str) -> torch.nn.Module:
@@ -55,85 +40,6 @@ def load_strict(net: torch.nn.Module, sd: Mapping[str, torch.Tensor], source: st
 
 
 # ------------------------------------------------------------------------------------------ NVIDIA network pickles
-
-class PersistentStub:
-    """Stands in for an object of one of NVIDIA's persistent classes (a network module): records the class name and
-    the pickled state, runs none of the code the pickle carries with it."""
-
-    def __init__(self, meta: Dict[str, Any]):
-        if not isinstance(meta, dict) or not isinstance(meta.get("state", {}), dict):
-            raise UnsafePickleError(f"unexpected persistent-object record: {type(meta).__name__}")
-        self.class_name = str(meta.get("class_name"))
-        self.state: Dict[str, Any] = meta.get("state") or {}
-        self.init_args = tuple(self.state.get("_init_args") or ())  # NVIDIA keeps the constructor arguments
-        self.init_kwargs = dict(self.state.get("_init_kwargs") or {})
-
-    def tensors(self, prefix: str = "") -> "OrderedDict[str, torch.Tensor]":
-        """Parameters and persistent buffers, named as in the module's state_dict."""
-        out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-        skip = set(self.state.get("_non_persistent_buffers_set") or ())
-        for name, t in (self.state.get("_parameters") or {}).items():
-            if t is not None:
-                out[prefix + name] = t.detach()
-        for name, t in (self.state.get("_buffers") or {}).items():
-            if t is not None and name not in skip:
-                out[prefix + name] = t
-        for name, child in (self.state.get("_modules") or {}).items():
-            if isinstance(child, PersistentStub):
-                out.update(child.tensors(f"{prefix}{name}."))
-            elif child is not None:
-                raise PriorLoadError(f"unexpected module object {type(child).__name__} at {prefix}{name}")
-        return out
-
-
-def _load_storage(data: bytes):
-    """A storage pickled by torch (torch.save into bytes): read with weights_only."""
-    return torch.load(io.BytesIO(data), weights_only=True)
-
-
-_np_core = np._core if hasattr(np, "_core") else np.core  # numpy 2 | 1 (pickles name either)
-_np_multiarray, _np_numeric = _np_core.multiarray, _np_core.numeric
-
-# (module, name) -> what the unpickler returns for it. Tensors, containers, numpy data and stubs: nothing that
-# imports a module, evaluates code, or touches files or processes.
-SAFE_PICKLE_GLOBALS: Dict[Tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("copyreg", "_reconstructor"): copyreg._reconstructor,  # protocol < 2 objects, of allowed classes only
-    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
-    ("torch.storage", "_load_from_bytes"): _load_storage,
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): PersistentStub,
-    ("dnnlib.util", "EasyDict"): dict,
-    ("dnnlib", "EasyDict"): dict,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy.core.multiarray", "scalar"): _np_multiarray.scalar,
-    ("numpy._core.multiarray", "scalar"): _np_multiarray.scalar,
-    ("numpy.core.multiarray", "_reconstruct"): _np_multiarray._reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _np_multiarray._reconstruct,
-    ("numpy.core.numeric", "_frombuffer"): _np_numeric._frombuffer,  # arrays pickled with protocol 5
-    ("numpy._core.numeric", "_frombuffer"): _np_numeric._frombuffer,
-}
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """Unpickler whose globals come from SAFE_PICKLE_GLOBALS only; anything else is refused."""
-
-    def find_class(self, module: str, name: str):
-        try:
-            return SAFE_PICKLE_GLOBALS[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(
-                f"refusing to load '{module}.{name}' from a network pickle: only tensors, containers and NVIDIA's "
-                "persistent-object records are allowed (nothing in the file is executed)", f"{module}.{name}") from None
-
-    def persistent_load(self, pid):
-        raise UnsafePickleError(f"refusing a persistent id {type(pid).__name__} (not a network pickle)")
-
 
 def read_network_pickle(path: str | Path) -> Any:
     """The content of an NVIDIA network pickle (.pkl), with networks as PersistentStub records."""
@@ -408,42 +314,6 @@ def _pair_paths(path: Path) -> Tuple[Path, Path]:
     return path / PRIOR_JSON, path / PRIOR_WEIGHTS
 
 
-def default_mode(directory: bool = False) -> int:
-    """The permissions a new file (or directory) gets under the current umask; mkstemp's are 0600 and mkdtemp's
-    0700, which would hide checkpoints, priors and bundles from the user's group."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return (0o777 if directory else 0o666) & ~umask
-
-
-def file_on_path(path: str | Path) -> Optional[Path]:
-    """The first of `path` and its parents that exists as a file (nothing can be written under it), or None."""
-    path = Path(path)
-    return next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
-
-
-def write_atomic(path: str | Path, write: Callable[[str], None], sync: bool = True) -> None:
-    """Call write(tmp) on a temporary file beside `path`, fsync it, then rename it over `path`: a crash or an
-    error never leaves half a file, and an existing file stays whole until the new one is complete. The result
-    has a new file's usual permissions (or the replaced file's), not the temporary file's private 0600.
-    sync=False skips the fsync (many small files, e.g. translated images: whole after a crash of the process, not
-    necessarily after a power cut)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        if sync:
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else default_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_prior(G: Generator, out: str | Path) -> Path:
     """Write G as `prior.safetensors` + `prior.json` into the folder `out` (or as the pair out.safetensors +
     out.json when `out` ends in .safetensors or .json). Returns the folder (or the .json)."""
@@ -488,38 +358,6 @@ def load_own(path: str | Path) -> Generator:
 
 
 # ---------------------------------------------------------------------------------------------- one entry point
-# Plain-data classes that published .pt checkpoints hold besides tensors (rosinality's train.py saves its argparse
-# options): allowed in torch.load(weights_only=True), which only sets their attributes.
-SAFE_TORCH_LOAD_GLOBALS = [argparse.Namespace]
-
-
-def torch_load_failure(e: BaseException) -> str:
-    """Why torch.load(weights_only=True) failed, in words: a pickle that needs code (the global it asked for) is
-    refused; anything else is not a readable PyTorch file. torch's own advice to retry with weights_only=False is
-    left out: that is what this project refuses to do."""
-    text = str(e)
-    found = re.search(r"GLOBAL ([\w.]+)", text)
-    if "Weights only load failed" in text and found:
-        return f"it needs code to unpickle ({found.group(1)}), which is refused"
-    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
-    detail = next((line.strip() for line in text.splitlines()
-                   if line.strip() and not any(b in line for b in boilerplate)), "")
-    detail = textwrap.shorten(detail, 160, placeholder=" ...")  # whole words: never cut mid-word
-    return f"not a readable PyTorch file, or a truncated one ({type(e).__name__}{': ' + detail if detail else ''})"
-
-
-def read_safetensors(path: str | Path) -> Dict[str, torch.Tensor]:
-    """The tensors of a .safetensors file; a truncated or foreign file is a PriorLoadError (a ValueError) naming it,
-    not the Rust library's bare SafetensorError."""
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except Exception as e:  # noqa: BLE001 - SafetensorError and friends: the file is the problem
-        raise PriorLoadError(f"cannot read {path} as safetensors (truncated, or not a .safetensors file): "
-                             f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
-
-
 def _torch_load(path: Path) -> Any:
     """torch.load on the CPU with weights_only=True (plus the argparse Namespace of pSp's opts); a file that cannot
     be read that way is a PriorLoadError naming it."""

@@ -19,7 +19,7 @@ import pytest
 from priors.ops import _build
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("datamodules", "nets", "priors", "translate")  # the top-level packages; cli.py is the one module
+PACKAGES = ("datamodules", "nets", "priors", "safeio", "translate")  # the top-level packages; cli.py is the one module
 CSRC_SUFFIXES = (".cu", ".cuh", ".cpp", ".h")
 # the source tree as git sees it (.gitignore): no virtualenv, build output, caches or runs
 NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", "runs",

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from priors.loaders import SAFE_TORCH_LOAD_GLOBALS, torch_load_failure, write_atomic
+from safeio import SAFE_TORCH_LOAD_GLOBALS, torch_load_failure, write_atomic
 
 
 class CheckpointError(ValueError):

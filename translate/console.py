@@ -17,7 +17,7 @@ import sys
 import warnings
 from pathlib import Path
 
-PACKAGES = ("translate", "datamodules", "nets", "priors")
+PACKAGES = ("translate", "datamodules", "nets", "priors", "safeio")
 _ROOT = Path(__file__).resolve().parents[1]
 _OURS = tuple(str(_ROOT / p) for p in PACKAGES) + (str(_ROOT / "cli.py"), str(_ROOT / "scripts"))
 

@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.export import Dim, ExportedProgram
 
-from priors.loaders import default_mode
+from safeio import default_mode
 
 BUNDLE_FORMAT = 2
 FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "weights": "weights.safetensors"}

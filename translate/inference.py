@@ -79,7 +79,7 @@ Runner = Callable[[torch.Tensor], torch.Tensor]
 
 def _eager(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
     from nets import build_generator, inference_copy
-    from priors.loaders import read_safetensors
+    from safeio import read_safetensors
 
     if meta.get("method") == "psp" and isinstance(meta.get("psp"), dict):
         return _eager_psp(folder, meta, device)
@@ -111,7 +111,7 @@ def _eager_runner(net: torch.nn.Module, device: torch.device) -> Runner:
 def _eager_psp(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
     """A pSp bundle's encoder + decoder rebuilt from its spec."""
     from nets.psp import build_psp_net
-    from priors.loaders import read_safetensors
+    from safeio import read_safetensors
 
     net = build_psp_net(meta["psp"]).eval().requires_grad_(False)
     try:

@@ -298,7 +298,7 @@ def save_code(w: torch.Tensor, path: str | Path) -> Path:
     """Write a W+ code (n_latent, w_dim) as safetensors (key "w"), atomically."""
     from safetensors.torch import save_file
 
-    from priors.loaders import write_atomic
+    from safeio import write_atomic
 
     if w.dim() != 2:
         raise ValueError(f"save_code: expected a W+ code (n_latent, w_dim), got {tuple(w.shape)}")

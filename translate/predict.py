@@ -14,7 +14,7 @@ from PIL import Image
 
 from datamodules.io import (IMG_EXTENSIONS, BadImageError, DataError, displayed_size, label_palette, list_images,
                             read_image, read_label_map, write_image)
-from priors.loaders import file_on_path
+from safeio import file_on_path
 
 SIDE_BY_SIDE = "side_by_side"  # subfolder of the output folder for input | output [| variants] images
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from nets.encoders import ENCODERS, PAPER_CHANNELS, build_encoder, load_arcface, load_backbone_weights
 from nets.psp import PSPNet
-from nets.strict import strict_load
+from safeio import strict_load
 from priors.loaders import load_prior
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator
 from translate.base import TranslationModule

@@ -21,7 +21,7 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 
 from nets.encoders import IRBackboneNet, build_encoder, encoder_spec_from_state_dict, n_styles_for
-from nets.strict import check_fits, strict_load
+from safeio import check_fits, strict_load
 from priors.loaders import load_rosinality
 from priors.stylegan2 import Generator
 from translate.checkpoints import load_checkpoint

@@ -10,8 +10,8 @@ import torch
 from torch.torch_version import TorchVersion
 
 from priors import load_prior
-from priors.loaders import (PriorLoadError, UnsafePickleError, convert_prior, load_nvlabs_pickle,
-                            read_network_pickle, save_prior)
+from priors.loaders import PriorLoadError, convert_prior, load_nvlabs_pickle, read_network_pickle, save_prior
+from safeio import UnsafePickleError
 from priors.stylegan2 import Generator, GeneratorConfig
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "sg2")

@@ -23,7 +23,7 @@ def umask_027():
 def test_saved_files_get_the_umask_permissions_not_the_temp_files(tmp_path, umask_027):
     """mkstemp makes 0600 files: a checkpoint, prior or code written through it must still be readable by the
     group as any new file would be (here umask 027: 0640), and a replaced file keeps its own mode."""
-    from priors.loaders import write_atomic
+    from safeio import write_atomic
 
     p = tmp_path / "a.ckpt"
     atomic_torch_save({"v": 1}, p)
@@ -83,7 +83,7 @@ def test_empty_or_garbage_files_name_the_file(tmp_path, content):
 
 def test_a_long_load_error_is_shortened_at_a_word_boundary():
     """A truncated checkpoint's error used to quote its cause cut off mid-word (the first 120 characters)."""
-    from priors.loaders import torch_load_failure
+    from safeio import torch_load_failure
 
     words = [f"word{i:03d}" for i in range(60)]
     text = torch_load_failure(RuntimeError(" ".join(words)))

@@ -6,9 +6,11 @@ from typing import Mapping, Type
 import torch
 from torch import nn
 
+from safeio.errors import LoadError
+
 
 def check_fits(net: nn.Module, sd: Mapping[str, torch.Tensor], source: str,
-               error: Type[Exception] = ValueError) -> None:
+               error: Type[Exception] = LoadError) -> None:
     """strict_load's checks without loading: `net` may live on the meta device (shapes only)."""
     own = net.state_dict()
     missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
@@ -21,7 +23,7 @@ def check_fits(net: nn.Module, sd: Mapping[str, torch.Tensor], source: str,
 
 
 def strict_load(net: nn.Module, sd: Mapping[str, torch.Tensor], source: str,
-                error: Type[Exception] = ValueError) -> nn.Module:
+                error: Type[Exception] = LoadError) -> nn.Module:
     check_fits(net, sd, source, error)
     own = net.state_dict()
     net.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
