@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -97,8 +97,12 @@ def upright(img: Image.Image) -> Image.Image:
 
 
 def displayed_size(img: Image.Image) -> Tuple[int, int]:
-    """(width, height) of an opened image as `read_image` will return it (EXIF orientation applied)."""
+    """(width, height) of an opened image as `read_image` will return it (EXIF orientation applied), from its
+    header: the pixels are not decoded. A PNG's EXIF stored after its pixels (rare; Pillow writes it before) is not
+    seen here, as Pillow decodes the whole image to look for it; the size is then the stored one."""
     w, h = img.size
+    if img.format == "PNG" and "exif" not in img.info:  # no EXIF before the pixels: take the PNG as upright
+        return w, h
     return (h, w) if _orientation(img) in (5, 6, 7, 8) else (w, h)
 
 
@@ -106,10 +110,17 @@ def read_image(path: str | Path, channels: int) -> np.ndarray:
     """Decode an image file fully (truncated files fail here, not later) as (H, W, channels) uint8, upright as
     viewers show it (EXIF orientation applied; the reference code ignores the tag, which turns phone photos).
     A missing file raises FileNotFoundError; an undecodable or truncated one raises BadImageError naming it."""
+    return read_image_as(path, (channels,))[0]
+
+
+def read_image_as(path: str | Path, channels: Sequence[int]) -> List[np.ndarray]:
+    """`read_image(path, c)` for each c in `channels`, from one decode of the file (predict: the net's input and
+    the RGB image shown beside its output)."""
     try:
         with Image.open(path) as img:
             img.load()
-            return to_channels(upright(img), channels, path)
+            img = upright(img)
+            return [to_channels(img, c, path) for c in channels]
     except (FileNotFoundError, BadImageError):
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:

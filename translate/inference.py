@@ -2,13 +2,19 @@
 
 Needs torch, numpy and PIL (onnxruntime for the ONNX backend, this package's `nets` for the eager one) but neither
 Lightning nor the config system nor albumentations.
+
+A bundle's net runs on one of three backends, the `Backend` classes in BACKEND_TYPES: `EagerBackend` (the net
+rebuilt from weights.safetensors), `OnnxBackend` (model.onnx in onnxruntime) and `Pt2Backend` (model.pt2, the
+torch.export program). Each is built by `load(folder, meta, device)` and called on a float32 batch; the
+Translator around it does the rest (image kinds, channels, padding to the size multiple, batching).
 """
 from __future__ import annotations
 
+import abc
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import torch
@@ -17,7 +23,6 @@ from PIL import Image
 
 from datamodules.io import to_channels
 
-BACKENDS = ("auto", "eager", "onnx", "pt2")
 FORMATS = (1, 2)  # translator.json formats this version reads
 META_FILE = "translator.json"
 DEFAULT_FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "weights": "weights.safetensors"}
@@ -73,86 +78,135 @@ def _need(folder: Path, meta: Dict[str, Any], kind: str) -> Path:
     return p
 
 
-# ---- backends: each maps an (N, C, H, W) float32 tensor to the net's output, on the tensor's device -------------
-Runner = Callable[[torch.Tensor], torch.Tensor]
+# ---- backends: how a bundle's net runs --------------------------------------------------------------------------
+class Backend(abc.ABC):
+    """One way to run a bundle's net: `backend(x)` maps an (N, C, H, W) float32 batch to the net's output, on the
+    batch's device. Built by `load(folder, meta, device)`; a Translator reads only the three fields below."""
+
+    name: str  # what load_translator's `backend` argument calls it
+    any_shape: bool = False  # takes any batch size and any height and width of the size multiple, whatever shapes
+    #                          the exported graphs were traced with (translator.json's "input")
+    net: Optional[torch.nn.Module] = None  # the torch module itself, where the backend has one (pSp's style-mixed
+    #                                        variants need it)
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, folder: Path, meta: Dict[str, Any], device: torch.device) -> "Backend":
+        """The backend of the bundle in `folder` (its checked translator.json is `meta`) on `device`."""
+
+    @abc.abstractmethod
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) float32 -> the net's output, on x's device."""
 
 
-def _eager(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
-    from nets import build_generator, inference_copy
-    from safeio import read_safetensors
+class EagerBackend(Backend):
+    """The net rebuilt from its spec in translator.json and weights.safetensors (needs this package's `nets`), run
+    by PyTorch on `device`."""
 
-    if meta.get("method") == "psp" and isinstance(meta.get("psp"), dict):
-        return _eager_psp(folder, meta, device)
-    spec = meta.get("generator")
-    if not isinstance(spec, dict):
-        raise BundleError(f"{folder}: translator.json has no 'generator' spec to rebuild the net from; "
-                          f"use backend 'onnx' or 'pt2'")
-    weights = read_safetensors(_need(folder, meta, "weights"))
-    net = inference_copy(build_generator(**spec), norm_stats=meta.get("norm_stats", "running"))
-    try:
-        net.load_state_dict(weights, strict=True)
-    except RuntimeError as e:
-        raise BundleError(f"{folder}: weights.safetensors does not fit the generator {spec}: {e}") from e
-    return _eager_runner(net, device)
+    name, any_shape = "eager", True
 
+    def __init__(self, net: torch.nn.Module, device: torch.device):
+        self.net, self.device = net.to(device), device
 
-def _eager_runner(net: torch.nn.Module, device: torch.device) -> Runner:
-    """The eager net on `device` as a runner; `run.net` exposes it (pSp's style-mixed variants use it)."""
-    net = net.to(device)
+    @classmethod
+    def load(cls, folder: Path, meta: Dict[str, Any], device: torch.device) -> "EagerBackend":
+        from nets import build_generator, inference_copy
+        from safeio import read_safetensors
 
-    def run(x: torch.Tensor) -> torch.Tensor:
+        if meta.get("method") == "psp" and isinstance(meta.get("psp"), dict):
+            return cls.load_psp(folder, meta, device)
+        spec = meta.get("generator")
+        if not isinstance(spec, dict):
+            raise BundleError(f"{folder}: translator.json has no 'generator' spec to rebuild the net from; "
+                              f"use backend 'onnx' or 'pt2'")
+        weights = read_safetensors(_need(folder, meta, "weights"))
+        net = inference_copy(build_generator(**spec), norm_stats=meta.get("norm_stats", "running"))
+        try:
+            net.load_state_dict(weights, strict=True)
+        except RuntimeError as e:
+            raise BundleError(f"{folder}: weights.safetensors does not fit the generator {spec}: {e}") from e
+        return cls(net, device)
+
+    @classmethod
+    def load_psp(cls, folder: Path, meta: Dict[str, Any], device: torch.device) -> "EagerBackend":
+        """A pSp bundle's encoder + decoder rebuilt from its spec."""
+        from nets.psp import build_psp_net
+        from safeio import read_safetensors
+
+        net = build_psp_net(meta["psp"]).eval().requires_grad_(False)
+        try:
+            net.load_state_dict(read_safetensors(_need(folder, meta, "weights")), strict=True)
+        except RuntimeError as e:
+            raise BundleError(f"{folder}: weights.safetensors does not fit the pSp net of translator.json: {e}"
+                              ) from e
+        return cls(net, device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return net(x.to(device)).to(x.device)
+            return self.net(x.to(self.device)).to(x.device)
 
-    run.net = net  # type: ignore[attr-defined]
-    return run
-
-
-def _eager_psp(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
-    """A pSp bundle's encoder + decoder rebuilt from its spec."""
-    from nets.psp import build_psp_net
-    from safeio import read_safetensors
-
-    net = build_psp_net(meta["psp"]).eval().requires_grad_(False)
-    try:
-        net.load_state_dict(read_safetensors(_need(folder, meta, "weights")), strict=True)
-    except RuntimeError as e:
-        raise BundleError(f"{folder}: weights.safetensors does not fit the pSp net of translator.json: {e}") from e
-    return _eager_runner(net, device)
+    def __repr__(self) -> str:
+        return f"EagerBackend({type(self.net).__name__}, {self.device})"
 
 
-def _onnx(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
-    import onnxruntime as ort
+class OnnxBackend(Backend):
+    """model.onnx run by onnxruntime, on the CPU or a CUDA GPU."""
 
-    providers = ["CPUExecutionProvider"]
-    if device.type == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise RuntimeError(f"device '{device}' asked for, but this onnxruntime has no CUDAExecutionProvider "
-                               f"(it has {ort.get_available_providers()}); use device 'cpu' or backend 'eager'")
-        providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
-    elif device.type != "cpu":
-        raise ValueError(f"backend 'onnx' runs on 'cpu' or 'cuda', got device '{device}'")
-    sess = ort.InferenceSession(str(_need(folder, meta, "onnx")), providers=providers)
-    name = sess.get_inputs()[0].name
+    name = "onnx"
 
-    def run(x: torch.Tensor) -> torch.Tensor:
-        y = sess.run(None, {name: x.detach().to("cpu", torch.float32).contiguous().numpy()})[0]
+    def __init__(self, path: Path, device: torch.device):
+        import onnxruntime as ort
+
+        providers: List[Any] = ["CPUExecutionProvider"]
+        if device.type == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise RuntimeError(f"device '{device}' asked for, but this onnxruntime has no CUDAExecutionProvider "
+                                   f"(it has {ort.get_available_providers()}); use device 'cpu' or backend 'eager'")
+            providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+        elif device.type != "cpu":
+            raise ValueError(f"backend 'onnx' runs on 'cpu' or 'cuda', got device '{device}'")
+        self.session = ort.InferenceSession(str(path), providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
+
+    @classmethod
+    def load(cls, folder: Path, meta: Dict[str, Any], device: torch.device) -> "OnnxBackend":
+        return cls(_need(folder, meta, "onnx"), device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.session.run(None, {self.input_name: x.detach().to("cpu", torch.float32).contiguous().numpy()})[0]
         return torch.from_numpy(y).to(x.device)
 
-    return run
+    def __repr__(self) -> str:
+        return f"OnnxBackend({self.session.get_providers()[0]})"
 
 
-def _pt2(folder: Path, meta: Dict[str, Any], device: torch.device) -> Runner:
-    module = torch.export.load(str(_need(folder, meta, "pt2"))).module().to(device)
+class Pt2Backend(Backend):
+    """model.pt2, the torch.export program, run by PyTorch on `device`."""
 
-    def run(x: torch.Tensor) -> torch.Tensor:
+    name = "pt2"
+
+    def __init__(self, path: Path, device: torch.device):
+        self.module, self.device = torch.export.load(str(path)).module().to(device), device
+
+    @classmethod
+    def load(cls, folder: Path, meta: Dict[str, Any], device: torch.device) -> "Pt2Backend":
+        return cls(_need(folder, meta, "pt2"), device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return module(x.to(device)).to(x.device)
+            return self.module(x.to(self.device)).to(x.device)
 
-    return run
+    def __repr__(self) -> str:
+        return f"Pt2Backend({self.device})"
 
 
-LOADERS = {"eager": _eager, "onnx": _onnx, "pt2": _pt2}
+BACKEND_TYPES: Dict[str, Type[Backend]] = {b.name: b for b in (EagerBackend, OnnxBackend, Pt2Backend)}
+BACKENDS = ("auto", *BACKEND_TYPES)  # load_translator's choices
+
+
+def _eager_psp(folder: Path, meta: Dict[str, Any], device: torch.device) -> EagerBackend:
+    """A pSp bundle's eager backend (invert uses its `.net`)."""
+    return EagerBackend.load_psp(folder, meta, device)
 
 
 def predict_backend(path: str | Path, device: str | torch.device = "cpu", variants: int = 0) -> str:
@@ -180,14 +234,14 @@ def load_translator(path: str | Path, backend: str = "auto", device: str | torch
         rebuildable = isinstance(meta.get("generator"), dict) or isinstance(meta.get("psp"), dict)
         backend = "eager" if rebuildable else "onnx"
     try:
-        runner = LOADERS[backend](folder, meta, device)
+        run = BACKEND_TYPES[backend].load(folder, meta, device)
     except (FileNotFoundError, BundleError):
         raise
     except Exception as e:  # a truncated or foreign weights.safetensors / model.onnx / model.pt2
         raise BundleError(f"{folder}: cannot load the {backend} model of this bundle ({type(e).__name__}: "
                           f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no message'}); export it again"
                           ) from e
-    return Translator(meta, runner, backend)
+    return Translator(meta, run)
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -233,15 +287,16 @@ class Translator:
 
     batch_size = 8  # images of one size translated together when called on a list
 
-    def __init__(self, meta: Dict[str, Any], run: Runner, backend: str):
-        self.meta, self._run, self.backend = meta, run, backend
+    def __init__(self, meta: Dict[str, Any], run: Backend):
+        self.meta, self._run = meta, run
+        self.backend = run.name  # "eager", "onnx" or "pt2"
         self.input_nc, self.output_nc = int(meta["input_nc"]), int(meta["output_nc"])
         self.lo, self.hi = (float(v) for v in meta["value_range"])
         # inputs may have a range of their own (published pSp sketch models take sketches in [0, 1])
         self.in_lo, self.in_hi = (float(v) for v in meta.get("input_range") or meta["value_range"])
         self.size_multiple = int(meta["size_multiple"])
         _, self._min, fixed = _accepted(meta)
-        if backend == "eager":  # the eager net takes any batch and size of the multiple
+        if run.any_shape:  # the eager net takes any batch and size of the multiple
             fixed = {d: None for d in fixed}
         self._fixed = fixed
         # nets that take one input size only (pSp: the encoder's heads): inputs are resized to it, not padded
@@ -259,7 +314,7 @@ class Translator:
         method = self.meta.get("method")
         if method != "psp":
             raise ValueError(f"style-mixed variants need a pSp bundle; this one is {method}")
-        net = getattr(self._run, "net", None)
+        net = self._run.net
         if net is None:
             raise ValueError(f"style-mixed variants need the eager net of a pSp bundle; this one is loaded with "
                              f"backend '{self.backend}'")

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from datamodules.io import (IMG_EXTENSIONS, BadImageError, DataError, displayed_size, label_palette, list_images,
-                            read_image, read_label_map, write_image)
+                            read_image, read_image_as, read_label_map, write_image)
 from safeio import file_on_path
 
 SIDE_BY_SIDE = "side_by_side"  # subfolder of the output folder for input | output [| variants] images
@@ -50,9 +50,11 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
     already, e.g. to finish a run that was interrupted (images are written atomically, so none is half written).
     They are counted on stdout and in the result's `already`, not in its list.
 
+    Each input is decoded once; the side-by-side image shows that same decoded input.
+
     Outputs keep their file names (and so their format). Writing into an input folder (or any folder inside it)
-    and overwriting an input file are refused. Unreadable inputs are reported (a warning each, and a count on
-    stderr) and skipped.
+    and overwriting an input file are refused. Unreadable inputs are skipped and reported on stderr: one line each
+    (`warning: skipping <file>: <reason>`) and their count at the end.
     """
     src, out = Path(input), Path(output)
     if src.is_dir():
@@ -101,14 +103,14 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
         for paths in groups.values():
             for i in range(0, len(paths), batch_size):
                 chunk = paths[i:i + batch_size]
-                for f, y, extra in _translate(translator, chunk, skipped, mix, label_nc):
+                for f, y, extra, source in _translate(translator, chunk, skipped, mix, label_nc, side_by_side):
                     image = translator.to_uint8(pool(y))
                     written[f] = write_image(out / f.name, image)
                     variant_images = [translator.to_uint8(pool(v)) for v in extra]
                     for name, v in zip(output_names(f, len(extra))[1:], variant_images):
                         write_image(out / name, v)
                     if side_by_side:
-                        write_image(out / SIDE_BY_SIDE / f.name, side_by_side_image(f, [image, *variant_images],
+                        write_image(out / SIDE_BY_SIDE / f.name, side_by_side_image(source, [image, *variant_images],
                                                                                     label_nc))
                 if bar is not None:
                     bar.advance(task, len(chunk))
@@ -128,13 +130,12 @@ def _outputs(f: Path, variants: int, side_by_side: bool) -> List[str]:
     return output_names(f, variants) + ([f"{SIDE_BY_SIDE}/{f.name}"] if side_by_side else [])
 
 
-def side_by_side_image(path: Path, outputs: Sequence[np.ndarray], label_nc: int = 0) -> np.ndarray:
-    """The input file at `path` | each of `outputs` ((H, W, C) uint8, all one size) as one (H, W', 3) uint8 image."""
+def side_by_side_image(source: np.ndarray, outputs: Sequence[np.ndarray], label_nc: int = 0) -> np.ndarray:
+    """The input `source` | each of `outputs` ((H, W, C) uint8, all one size) as one (H, W', 3) uint8 image.
+    source: the input as read, (h, w, 3) uint8 RGB, or with label_nc > 0 (h, w, 1) class indices (shown in the VOC
+    colours)."""
     h, w = outputs[0].shape[:2]
-    if label_nc:
-        shown = Image.fromarray(label_palette(label_nc)[read_label_map(path, label_nc)[:, :, 0]])
-    else:
-        shown = Image.fromarray(read_image(path, 3))
+    shown = Image.fromarray(label_palette(label_nc)[source[:, :, 0]] if label_nc else source)
     enlarge = shown.width <= w and shown.height <= h
     shown = shown.resize((w, h), Image.NEAREST if enlarge else Image.LANCZOS)
     rgb = [np.repeat(o, 3, axis=2) if o.shape[2] == 1 else o for o in outputs]
@@ -174,12 +175,14 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _warn_skip(path: Path, reason: str, skipped: List[Path]) -> None:
+    """Report an input that is left out: one line on stderr (not a Python warning, which adds a source line)."""
     skipped.append(path)
-    warnings.warn(f"skipping {path}: {reason}", stacklevel=3)
+    print(f"warning: skipping {path}: {reason}", file=sys.stderr)
 
 
 def _group_by_size(files: List[Path], skipped: List[Path]) -> Dict[Tuple[int, int], List[Path]]:
-    """Files by (width, height), read from their headers; files without a readable header are skipped."""
+    """Files by (width, height), read from their headers without decoding the pixels (each input is decoded once,
+    by _translate, which also batches by the decoded shape); files without a readable header are skipped."""
     groups: Dict[Tuple[int, int], List[Path]] = defaultdict(list)
     for f in files:
         try:
@@ -190,29 +193,35 @@ def _group_by_size(files: List[Path], skipped: List[Path]) -> Dict[Tuple[int, in
     return groups
 
 
-def _translate(translator, paths: List[Path], skipped: List[Path], mix=None, label_nc: int = 0):
+def _read(translator, f: Path, label_nc: int, keep: bool) -> Tuple[torch.Tensor, Optional[np.ndarray]]:
+    """Decode `f` once -> (the net's input, and if `keep` the input for side_by_side_image: (h, w, 3) uint8 RGB, or
+    the (h, w, 1) class indices of a label map)."""
+    if label_nc:  # segmentation-to-image: files are maps of class indices
+        labels = read_label_map(f, label_nc)
+        return translator.from_label_map(labels), labels if keep else None
+    if not keep:
+        return translator.from_array(read_image(f, translator.input_nc)), None
+    a, rgb = read_image_as(f, (translator.input_nc, 3))  # one decode: the net's channels and RGB to show
+    return translator.from_array(a), rgb
+
+
+def _translate(translator, paths: List[Path], skipped: List[Path], mix=None, label_nc: int = 0, keep: bool = False):
     """Decode `paths` (skipping what fails), translate them in batches of equal size; yield (path, output,
-    style-mixed outputs (n, C, H, W) or ())."""
-    batches: Dict[Tuple[int, ...], List[Tuple[Path, torch.Tensor]]] = defaultdict(list)
+    style-mixed outputs (n, C, H, W) or (), the decoded input if `keep` else None)."""
+    batches: Dict[Tuple[int, ...], List[Tuple[Path, torch.Tensor, Optional[np.ndarray]]]] = defaultdict(list)
     for f in paths:
         try:
-            if label_nc:  # segmentation-to-image: files are maps of class indices
-                x = translator.from_label_map(read_label_map(f, label_nc))
-            else:
-                x = translator.from_array(read_image(f, translator.input_nc))
+            x, source = _read(translator, f, label_nc, keep)
         except (BadImageError, DataError) as e:
             _warn_skip(f, str(e).removeprefix(f"{f}: "), skipped)
             continue
-        batches[tuple(x.shape)].append((f, x))
+        batches[tuple(x.shape)].append((f, x, source))
     for items in batches.values():
-        x = torch.stack([x for _, x in items])
+        x = torch.stack([x for _, x, _ in items])
         y = translator.translate_batch(x)
-        if mix is None:
-            yield from ((f, yi, ()) for (f, _), yi in zip(items, y))
-        else:
-            n, mask, alpha, seed = mix
-            v = translator.variants(x, n, mask, alpha, seed)  # (n, N, C, H, W)
-            yield from ((f, yi, v[:, i]) for i, ((f, _), yi) in enumerate(zip(items, y)))
+        v = translator.variants(x, *mix) if mix is not None else None  # (n, N, C, H, W)
+        for i, (f, _, source) in enumerate(items):
+            yield f, y[i], (v[:, i] if v is not None else ()), source
 
 
 @contextlib.contextmanager

@@ -139,6 +139,36 @@ def test_exif_orientation_is_applied(tmp_path, orientation, turn):
         assert displayed_size(img) == (16, 32)
 
 
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "I;16"])
+def test_one_decode_gives_each_channel_count_as_read_image_does(tmp_path, mode):
+    from datamodules.io import read_image_as
+
+    rng = np.random.default_rng(0)
+    if mode == "I;16":
+        img = Image.fromarray(rng.integers(0, 65535, (12, 10), dtype=np.uint16))
+    else:
+        img = Image.fromarray(rng.integers(0, 256, (12, 10, 4), dtype=np.uint8), "RGBA").convert(mode)
+    img.save(tmp_path / "x.png")
+    gray, rgb = read_image_as(tmp_path / "x.png", (1, 3))
+    assert np.array_equal(gray, read_image(tmp_path / "x.png", 1)) and gray.shape == (12, 10, 1)
+    assert np.array_equal(rgb, read_image(tmp_path / "x.png", 3)) and rgb.shape == (12, 10, 3)
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(BadImageError, match="bad.png: unreadable image"):
+        read_image_as(tmp_path / "bad.png", (1, 3))
+
+
+def test_displayed_size_reads_the_header_only(tmp_path, monkeypatch):
+    """predict groups its inputs by size before decoding them: a PNG without EXIF is not decoded to find none."""
+    from PIL import ImageFile
+
+    from datamodules.io import displayed_size
+
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(tmp_path / "x.png")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda img: pytest.fail("the pixels were decoded"))
+    with Image.open(tmp_path / "x.png") as img:
+        assert displayed_size(img) == (10, 12)
+
+
 def test_images_in_formats_that_are_not_read_are_reported(tmp_path):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a.png")
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "b.jfif", format="JPEG")

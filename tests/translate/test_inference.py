@@ -93,6 +93,26 @@ def test_backends_agree_with_eager(translators, unet, backend):
     torch.testing.assert_close(y, padded_reference(net, odd, 32), atol=1e-4, rtol=0)
 
 
+def test_every_backend_has_one_interface(translators, static):
+    """Backends are classes of one interface: a name, whether they take any shape, the torch net where they have
+    one; the translator reads nothing else off them."""
+    from translate.inference import BACKEND_TYPES, BACKENDS, Backend
+
+    assert BACKENDS == ("auto", "eager", "onnx", "pt2") and set(translators) == set(BACKEND_TYPES)
+    x = rand(2, 3, 64, 32, seed=3)
+    for name, tr in translators.items():
+        run = tr._run
+        assert isinstance(run, BACKEND_TYPES[name]) and isinstance(run, Backend) and run.name == tr.backend == name
+        assert run.any_shape == (name == "eager") and (run.net is not None) == (name == "eager")
+        y = run(x)
+        assert y.shape == (2, 1, 64, 32) and y.dtype == torch.float32 and y.device == x.device
+    # an exported graph keeps the shapes it was traced with; the eager net's come from the size multiple only
+    assert load_translator(static[0])._fixed == {"batch": 2, "height": 8, "width": 8}
+    assert translators["eager"]._fixed == {"batch": None, "height": None, "width": None}
+    with pytest.raises(TypeError):
+        Backend()  # an interface, not a backend
+
+
 def test_auto_backend_and_paths(unet, static, tmp_path):
     assert load_translator(unet[0]).backend == "eager"  # the bundle names its generator
     assert load_translator(unet[0] / "translator.json").backend == "eager"

@@ -99,12 +99,16 @@ def test_skips_unreadable_files(translator, tmp_path, capsys):
     data = (src / "b.png").read_bytes()
     (src / "b.png").write_bytes(data[: len(data) // 2])  # header fine, pixels cut off
     (src / "c.png").write_bytes(b"not a png at all")  # no header
-    with pytest.warns(UserWarning) as record:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # reported on stderr, not as Python warnings (which print a source line)
         written = predict_paths(translator, src, tmp_path / "out", progress=False)
     assert written == [tmp_path / "out" / "a.png"]
-    assert sorted(str(w.message).split(":")[0] for w in record) == [f"skipping {src / 'b.png'}",
-                                                                     f"skipping {src / 'c.png'}"]
-    assert "skipped 2 unreadable image(s)" in capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()
+    # one line per skipped file, then their count
+    assert len(err) == 3, err
+    assert err[0].startswith(f"warning: skipping {src / 'c.png'}: unreadable image (")  # no header
+    assert err[1].startswith(f"warning: skipping {src / 'b.png'}: unreadable image (")  # pixels cut off
+    assert err[2] == f"skipped 2 unreadable image(s): {src / 'c.png'}, {src / 'b.png'}"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
 
 
@@ -149,26 +153,43 @@ def test_side_by_side_images(translator, tmp_path):
     assert snapshot(out / "side_by_side") == before
 
 
-def test_side_by_side_enlarges_small_inputs_pixel_for_pixel(tmp_path):
+def test_each_input_is_decoded_once_with_side_by_side_images(translator, tmp_path, monkeypatch):
+    """The side-by-side image shows the input decoded for the translation; the file is not decoded again."""
+    from PIL import ImageFile
+
+    src = tmp_path / "in"
+    make_images(src, ["a.png", "b.png", "c.png"])
+    make_images(src, ["d.png"], size=(12, 16), seed=1)
+    decoded = []
+    load = ImageFile.ImageFile.load
+
+    def counting_load(img):
+        if img.tile:  # pixels still to decode (a decoded image's tile list is empty)
+            decoded.append(img.filename)
+        return load(img)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counting_load)
+    predict_paths(translator, src, tmp_path / "out", batch_size=2, progress=False, side_by_side=True)
+    assert sorted(decoded) == [str(src / n) for n in ("a.png", "b.png", "c.png", "d.png")]
+
+
+def test_side_by_side_enlarges_small_inputs_pixel_for_pixel():
     from datamodules.io import label_palette
     from translate.predict import side_by_side_image
 
     rng = np.random.default_rng(0)
     small = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
-    Image.fromarray(small).save(tmp_path / "lr.png")
     outputs = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), rng.integers(0, 255, (32, 32, 1), dtype=np.uint8)]
-    img = side_by_side_image(tmp_path / "lr.png", outputs)
+    img = side_by_side_image(small, outputs)
     assert img.shape == (32, 96, 3)
     assert np.array_equal(img[:, :32], np.kron(small, np.ones((4, 4, 1), np.uint8)))  # nearest: the input's pixels
     assert np.array_equal(img[:, 32:64], outputs[0]) and np.array_equal(img[:, 64:], np.repeat(outputs[1], 3, 2))
-    labels = np.array([[0, 1], [2, 3]], np.uint8)
-    Image.fromarray(labels, mode="L").save(tmp_path / "map.png")
-    img = side_by_side_image(tmp_path / "map.png", outputs[:1], label_nc=4)
+    labels = np.array([[0, 1], [2, 3]], np.uint8)[:, :, None]  # class indices, as read_label_map gives them
+    img = side_by_side_image(labels, outputs[:1], label_nc=4)
     assert np.array_equal(img[:16, :16], np.broadcast_to(label_palette(4)[0], (16, 16, 3)))
     assert np.array_equal(img[16:, 16:32], np.broadcast_to(label_palette(4)[3], (16, 16, 3)))
     big = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
-    Image.fromarray(big).save(tmp_path / "hr.png")
-    reduced = side_by_side_image(tmp_path / "hr.png", outputs[:1])[:, :32].astype(int)
+    reduced = side_by_side_image(big, outputs[:1])[:, :32].astype(int)
     assert np.abs(reduced - big.reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))).mean() < 25  # a reduction, not a crop
 
 
