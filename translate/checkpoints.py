@@ -1,17 +1,17 @@
-"""Checkpoint files: written atomically, read without executing code."""
+"""Checkpoint files: written atomically, read without executing code (no Lightning here: deploy code reads them;
+Lightning's checkpoint I/O plugin is translate.runner.AtomicCheckpointIO)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import torch
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from safeio import SAFE_TORCH_LOAD_GLOBALS, torch_load_failure, write_atomic
+from safeio import SAFE_TORCH_LOAD_GLOBALS, LoadError, torch_load_failure, write_atomic
 
 
-class CheckpointError(ValueError):
-    pass
+class CheckpointError(LoadError):
+    """A checkpoint that cannot be loaded: missing, a folder, unreadable, or one that would run code."""
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -37,13 +37,3 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = Fa
     except Exception as e:
         raise CheckpointError(f"cannot load checkpoint {path} safely (weights_only=True): "
                               f"{torch_load_failure(e)}") from e
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint I/O: atomic local writes, weights-only reads."""
-
-    def save_checkpoint(self, checkpoint: Dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
-        atomic_torch_save(checkpoint, path)
-
-    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Optional[bool] = None) -> Dict[str, Any]:
-        return load_checkpoint(path, map_location=map_location or "cpu")

@@ -32,9 +32,9 @@ from datamodules.transforms import resize_bicubic
 from nets.encoders import load_arcface
 from nets.inception import LAYOUTS, load_inception
 from nets.perceptual import LPIPS_TAPS, MissingWeightsError, load_lpips
+from nets.similarity import FACE_CROP_256, ID_SIZE, IDLoss
 from safeio import write_atomic
 from translate.config import ConfigError, _explain
-from translate.psp import FACE_CROP_256, ID_SIZE, IDLoss
 from translate.scoring import score_each
 
 PAIR_METRICS = ("psnr", "ssim", "l1", "lpips", "id")

@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities import rank_zero_only
@@ -26,12 +27,22 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from datamodules import build_datamodule
-from translate.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
+from translate.checkpoints import CheckpointError, atomic_torch_save, load_checkpoint
 from translate.config import ConfigError, RunConfig, load_config, schedule_mismatch, to_dict, to_yaml
 from translate.methods import METHODS
 from translate.tracking import build_loggers
 
 CHECKPOINT_DIR = "checkpoints"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O: atomic local writes, weights-only reads."""
+
+    def save_checkpoint(self, checkpoint: Dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Optional[bool] = None) -> Dict[str, Any]:
+        return load_checkpoint(path, map_location=map_location or "cpu")
 
 
 class StoreRunConfig(Callback):

@@ -15,7 +15,6 @@ from pytorch_lightning.utilities import rank_zero_only
 from torchvision.utils import make_grid, save_image
 
 from datamodules.io import label_palette
-from translate.config import LoggerConfig
 
 WANDB_MODES = ("offline", "online", "disabled")
 
@@ -72,10 +71,11 @@ class RunWandbLogger(WandbLogger):
         getattr(self, "_wandb_init", {}).pop("anonymous", None)
 
 
-def build_loggers(cfg: LoggerConfig, run_dir: Path, run_config: Dict[str, Any],
+def build_loggers(cfg: Any, run_dir: Path, run_config: Dict[str, Any],
                   resume_step: Optional[int] = None) -> List[Logger]:
-    """CSV (metrics.csv in the run dir, continued when resuming from step `resume_step`) and/or W&B; the resolved
-    config is attached to the W&B run."""
+    """CSV (metrics.csv in the run dir, continued when resuming from step `resume_step`) and/or W&B, as `cfg` (a
+    translate.config.LoggerConfig, not imported: the config floor is above this one) says; the resolved config is
+    attached to the W&B run."""
     if cfg.wandb.mode not in WANDB_MODES:
         raise ValueError(f"logger.wandb.mode: expected one of {list(WANDB_MODES)}, got '{cfg.wandb.mode}'")
     loggers: List[Logger] = []

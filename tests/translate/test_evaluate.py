@@ -299,7 +299,7 @@ def face_nets(tmp_path_factory):
 @pytest.mark.parametrize("layout", ["ir_se50", "curricular"])
 def test_identity_similarity(sets, face_nets, layout):
     from nets.encoders import load_arcface
-    from translate.psp import IDLoss
+    from nets.similarity import IDLoss
 
     res = ev.evaluate_folders(sets["pred"], sets["ref"], _cfg(id_weights=str(face_nets[layout])), metrics=["id"])
     net = IDLoss(load_arcface(face_nets[layout]))

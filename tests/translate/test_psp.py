@@ -13,7 +13,8 @@ from PIL import Image
 from nets.psp import PSPNet
 from translate import cli, runner
 from translate.optim import Ranger
-from translate.psp import PSP, face_crop
+from nets.similarity import face_crop
+from translate.psp import PSP
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_psp_checkpoint import make_checkpoint, ros, save_as_if_from_gpu  # noqa: E402,F401
@@ -390,7 +391,7 @@ def test_moco_loss_loads_moco_v2_checkpoints_and_computes_as_the_reference(tmp_p
     from torch import nn
     from torch.nn import functional as F
 
-    from translate.psp import MocoLoss, load_moco
+    from nets.similarity import MocoLoss, load_moco
 
     torch.manual_seed(0)
     resnet = torchvision.models.resnet50(weights=None).eval()

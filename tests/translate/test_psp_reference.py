@@ -21,7 +21,7 @@ from scripts.psp_reference_outputs import (
     train_ranger,
 )
 from tests.nets.test_encoders import read_layout
-from translate.psp import IDLoss
+from nets.similarity import IDLoss
 from translate.psp_checkpoint import load_psp_checkpoint
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "psp")
@@ -118,7 +118,7 @@ def test_loss_networks_match_the_reference(psp_net, reference, loss_files):
     """ArcFace (model_ir_se50.pth), MoCo v2 (moco_v2_800ep_pretrain.pth.tar) and LPIPS (torchvision AlexNet + the
     official heads) in their published file layouts through our loaders; the identity loss on the pSp output."""
     from nets.perceptual import load_lpips
-    from translate.psp import MocoLoss, load_moco
+    from nets.similarity import MocoLoss, load_moco
 
     x, y = image(INPUT_SEED), image(TARGET_SEED)
     id_loss = IDLoss(load_arcface(loss_files / "model_ir_se50.pth"))
