@@ -170,7 +170,7 @@ def _aligned_loader(case: Case, root: str):
 def run_pix2pix(case: Case, device: str, warmup: int, steps: int, data_root: Optional[str]) -> Dict[str, float]:
     import torch
 
-    from translate.pix2pix import Pix2Pix
+    from translate.methods.pix2pix import Pix2Pix
 
     torch.manual_seed(0)
     module = Pix2Pix(model=dict(netG=case.netG, channels_last=case.channels_last, use_dropout=True, **case.extra))
@@ -184,7 +184,7 @@ def run_pix2pix(case: Case, device: str, warmup: int, steps: int, data_root: Opt
 def run_cyclegan(case: Case, device: str, warmup: int, steps: int, data_root: Optional[str]) -> Dict[str, float]:
     import torch
 
-    from translate.cyclegan import CycleGAN
+    from translate.methods.cyclegan import CycleGAN
 
     torch.manual_seed(0)
     module = CycleGAN(model=dict(netG=case.netG, channels_last=case.channels_last, **case.extra))
@@ -199,7 +199,7 @@ RUNNERS: Dict[str, Callable[..., Dict[str, float]]] = {"pix2pix": run_pix2pix, "
 
 # ---- the cases -------------------------------------------------------------------------------------------------------
 def cases(device: str) -> List[Case]:
-    from translate.doctor import cpu_has_native_bf16
+    from translate.tools.doctor import cpu_has_native_bf16
 
     out: List[Case] = []
     ref = dict(netG="unet_128", size=128, batch=1, ref=True)

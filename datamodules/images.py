@@ -1,7 +1,7 @@
 """The `images` data kind: one folder of images, nothing paired (a StyleGAN2 prior trains on these).
 
 root/ (or root/<split>/ when root/train exists), read like the `single` kind; both A and B are the preprocessed
-image, so a method that reads only B (translate.stylegan2) pays for no degradation.
+image, so a method that reads only B (translate.methods.stylegan2) pays for no degradation.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """pSp's translation net: an encoder into W+ (+ the prior's average latent) and a StyleGAN2 decoder.
 
-Plain torch (no training stack), so that the inference API rebuilds it from a bundle. Training: translate/psp.py.
+Plain torch (no training stack), so that the inference API rebuilds it from a bundle. Training: translate/methods/psp.py.
 """
 from __future__ import annotations
 

@@ -19,11 +19,11 @@ sys.path.insert(0, str(ROOT))
 from datamodules import build_datamodule  # noqa: E402
 from datamodules.io import list_images, read_image, write_image  # noqa: E402
 from translate import console, runner  # noqa: E402
-from translate.config import load_config  # noqa: E402
-from translate.inference import load_translator  # noqa: E402
-from translate.predict import predict_paths  # noqa: E402
-from translate.scoring import score_pairs  # noqa: E402
-from translate.tracking import image_grid  # noqa: E402
+from translate.train.config import load_config  # noqa: E402
+from translate.deploy.inference import load_translator  # noqa: E402
+from translate.deploy.predict import predict_paths  # noqa: E402
+from translate.tools.scoring import score_pairs  # noqa: E402
+from translate.methods.images import image_grid  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
 
 OUT = ROOT / "demo_out"

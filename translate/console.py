@@ -7,7 +7,7 @@ the CLI and the demo before anything runs) prints warnings raised in this projec
 `warning: <message>`, leaves other libraries' warnings as they are, and drops these known ones:
 - Lightning's tip to install its cloud logger `litlogger`, printed at every Trainer construction;
 - wandb's "The anonymous setting has no effect" (Lightning's WandbLogger always passes that setting; see
-  translate.tracking);
+  translate.train.tracking);
 - Lightning's internal use of torch's deprecated `LeafSpec` (`_pytree` deprecation).
 """
 from __future__ import annotations

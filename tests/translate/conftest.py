@@ -92,7 +92,7 @@ TINY_PSP_RUN = ["method=psp", "model.channels=[4,8,8,16]", "model.input_size=32"
 @pytest.fixture(scope="session")
 def tiny_psp_config():
     """(prior, run_dir, *overrides) -> the RunConfig of a tiny pSp run on the CPU (TINY_PSP_RUN + the overrides)."""
-    from translate.config import load_config
+    from translate.train.config import load_config
 
     def make(prior, run_dir, *extra):
         return load_config([], [*TINY_PSP_RUN, f"model.prior={prior}", f"run_dir={run_dir}", *extra])
@@ -122,7 +122,7 @@ def _cli_process():
 def _fit_ddp():
     """(run_dir, *cli args) -> the last checkpoint of `cli.py fit` under DDP with two CPU processes (one epoch
     unless the args say otherwise)."""
-    from translate.checkpoints import load_checkpoint
+    from translate.deploy.checkpoints import load_checkpoint
 
     def fit(run_dir, *args):
         p = cli_process("fit", *args, f"run_dir={run_dir}", "trainer.strategy=ddp", "trainer.devices=2")

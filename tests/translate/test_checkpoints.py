@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from translate.checkpoints import CheckpointError, atomic_torch_save, load_checkpoint
+from translate.deploy.checkpoints import CheckpointError, atomic_torch_save, load_checkpoint
 
 
 def test_atomic_save_round_trip_and_no_temp_left(tmp_path):

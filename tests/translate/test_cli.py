@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from translate.checkpoints import load_checkpoint
+from translate.deploy.checkpoints import load_checkpoint
 from translate.cli import main
 
 TINY = [
@@ -93,7 +93,7 @@ def test_a_resumed_run_repeats_the_uninterrupted_one(tmp_path, monkeypatch, caps
     minibatches done) and the same random numbers, so it ends with the weights of a run that was never stopped."""
     import torch
 
-    from translate.pix2pix import Pix2Pix
+    from translate.methods.pix2pix import Pix2Pix
 
     common = [*TINY, "model.use_dropout=true", "checkpoint.monitor=null", "logger.image_every_n_steps=0"]
     cut, crash_at, whole = INTERRUPTIONS[interruption]  # crash_at: (crash | sigterm, at global step) or None
@@ -137,7 +137,7 @@ def test_resume_auto_starts_then_continues_the_newest_checkpoint(tmp_path, monke
     checkpoint, else continues its newest, which may be the hpc_ckpt_N.ckpt Lightning saved as SLURM signalled."""
     import shutil
 
-    from translate import runner
+    from translate.train import runner
 
     run_dir, common = tmp_path / "job", [*TINY, "checkpoint.monitor=null", "logger.image_every_n_steps=0"]
     assert main(["fit", *common, f"run_dir={run_dir}", "trainer.max_steps=4", "--resume", "auto"]) == 0
@@ -222,7 +222,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
 
 
 def test_validate_and_test(run, capsys):
-    from translate.runner import evaluate
+    from translate.train.runner import evaluate
 
     ckpt = run / "checkpoints" / "last.ckpt"
     (res,) = evaluate("validate", ckpt)
@@ -233,8 +233,8 @@ def test_validate_and_test(run, capsys):
 def test_test_saves_every_sample_s_images_for_evaluate(run, tmp_path, capsys):
     """`test --save-images DIR` writes input/ output/ target/ (the reference test script's results); evaluate on
     output vs target gives the PSNR that `test` logged."""
-    from translate import evaluate as ev
-    from translate.runner import evaluate
+    from translate.tools import evaluate as ev
+    from translate.train.runner import evaluate
 
     ckpt, out = run / "checkpoints" / "last.ckpt", tmp_path / "results"
     (res,) = evaluate("test", ckpt, save_images=out)
@@ -244,7 +244,7 @@ def test_test_saves_every_sample_s_images_for_evaluate(run, tmp_path, capsys):
     scored = ev.evaluate_folders(out / "output", out / "target", ev.EvalConfig(), metrics=["psnr"])
     assert scored["metrics"]["psnr"] == pytest.approx(res["test/psnr"], abs=0.02)  # 8-bit rounding of the files
     # the input is what the net saw: translating it again gives the saved output
-    from translate.runner import load_run
+    from translate.train.runner import load_run
     import torch
 
     _, module = load_run(ckpt)
@@ -364,7 +364,7 @@ def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path, cli_process):
 def test_a_diverged_run_stops_without_overwriting_its_checkpoints(tmp_path, monkeypatch, capsys):
     import torch
 
-    from translate.pix2pix import Pix2Pix
+    from translate.methods.pix2pix import Pix2Pix
 
     step = Pix2Pix.training_step
 
@@ -393,7 +393,7 @@ def test_every_ddp_process_draws_its_own_random_numbers():
 
     import torch
 
-    from translate.runner import RankSeed
+    from translate.train.runner import RankSeed
 
     def draw(world_size, rank, resume_step=None):
         torch.manual_seed(123)
@@ -436,7 +436,7 @@ def test_a_fresh_fit_never_mixes_into_an_earlier_run(tmp_path, capsys):
     assert not old.exists() and load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 0
     assert not (run_dir / ".replaced").exists() and "num_downs: 5" in (run_dir / "config.yaml").read_text()
     # a run killed after moving the earlier checkpoints aside, before training: the next fit puts them back
-    from translate.runner import check_run_dir
+    from translate.train.runner import check_run_dir
 
     check_run_dir(run_dir, None, overwrite=True)
     assert not (run_dir / "checkpoints").exists() and (run_dir / ".replaced" / "checkpoints" / "last.ckpt").is_file()
@@ -505,8 +505,8 @@ def test_image_sizes_are_fitted_to_the_generator(tmp_path):
     """A U-Net of 5 levels takes sides divisible by 32: preprocess none raises data.size_multiple to it, and says so
     once when an image is resized (never when the images fit); a crop_size that does not fit is an error before
     training."""
-    from translate import runner
-    from translate.config import ConfigError, load_config
+    from translate.train import runner
+    from translate.train.config import ConfigError, load_config
 
     for split in ("train", "val"):
         (tmp_path / split).mkdir()
@@ -523,7 +523,7 @@ def test_image_sizes_are_fitted_to_the_generator(tmp_path):
 
 
 def test_resume_of_another_method_and_wrong_kinds_of_paths_are_one_line_errors(run, tmp_path, capsys):
-    from translate.runner import resolve_resume
+    from translate.train.runner import resolve_resume
 
     last = run / "checkpoints" / "last.ckpt"
     with pytest.raises(ValueError, match=r"is a 'pix2pix' run, but the config trains 'cyclegan'"):

@@ -1,7 +1,7 @@
 import pytest
 
-from translate.config import ConfigError, RunConfig, load_config, to_yaml
-from translate.pix2pix import Pix2PixConfig
+from translate.train.config import ConfigError, RunConfig, load_config, to_yaml
+from translate.methods.pix2pix import Pix2PixConfig
 
 
 def write(tmp_path, name, text):
@@ -61,7 +61,7 @@ def test_mandatory_value_must_be_set():
 
 def test_round_trip_through_plain_dict():
     cfg = load_config(["configs/pix2pix/demo.yaml"])
-    from translate.config import to_dict
+    from translate.train.config import to_dict
 
     again = load_config([], ["model.ngf=8"], base=to_dict(cfg))
     assert again.model.num_downs == cfg.model.num_downs and again.model.ngf == 8
@@ -159,7 +159,7 @@ def test_a_scalar_for_a_list_option_says_a_list_is_expected(tmp_path):
 def test_max_epochs_follows_the_lr_schedule_unless_set(tmp_path):
     """A run trains exactly over its LR schedule unless trainer.max_epochs is set; a set value that differs is
     warned about naming both keys (the schedule holds at 0 past its end)."""
-    from translate.config import schedule_mismatch
+    from translate.train.config import schedule_mismatch
 
     cfg = load_config([], ["model.n_epochs=10", "model.n_epochs_decay=6"])
     assert cfg.trainer.max_epochs == 16 and schedule_mismatch(cfg) is None

@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from translate.checkpoints import load_checkpoint
+from translate.deploy.checkpoints import load_checkpoint
 from translate.cli import main
-from translate.cyclegan import CycleGAN, ImagePool
-from translate.inference import load_translator
-from translate.losses import GAN_MODES
+from translate.methods.cyclegan import CycleGAN, ImagePool
+from translate.deploy.inference import load_translator
+from translate.methods.losses import GAN_MODES
 
 LOSSES = ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "G", "D_A", "D_B")
 NETS = {"G_A": "net_g_a", "G_B": "net_g_b", "D_A": "net_d_a", "D_B": "net_d_b"}
@@ -217,7 +217,7 @@ def test_ddp_two_cpu_processes(tmp_path, fit_ddp):
 
 def test_validate_scores_g_a_against_the_hidden_truth(run, tmp_path):
     from datamodules.unaligned import make_scene
-    from translate.runner import evaluate, load_run
+    from translate.train.runner import evaluate, load_run
 
     ckpt = run / "checkpoints" / "last.ckpt"
     (res,) = evaluate("validate", ckpt)
@@ -247,7 +247,7 @@ def test_validate_scores_g_a_against_the_hidden_truth(run, tmp_path):
 
 
 def test_export_both_directions_then_predict(run, tmp_path):
-    from translate.runner import load_run
+    from translate.train.runner import load_run
 
     bundles = tmp_path / "bundles"
     ckpt = str(run / "checkpoints" / "last.ckpt")

@@ -10,8 +10,8 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from datamodules.io import BadImageError, DataError
 from nets.perceptual import LPIPS, MissingWeightsError, lpips_head_state_dict, torchvision_backbone_state_dict
 from translate import cli
-from translate import evaluate as ev
-from translate.config import ConfigError
+from translate.tools import evaluate as ev
+from translate.train.config import ConfigError
 
 
 class TinyFeatures(nn.Module):

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from nets import build_generator, generator_spec, inference_copy
-from translate.export import ExportError, export_bundle
+from translate.deploy.export import ExportError, export_bundle
 
 FILES = ["model.onnx", "model.pt2", "translator.json", "weights.safetensors"]
 
@@ -173,7 +173,7 @@ def test_parity_failure_raises_and_keeps_the_old_bundle(tiny, tmp_path):
 
 def test_error_summaries_drop_terminal_colours():
     """The ONNX exporter colours its messages; the fallback reasons recorded in translator.json are plain text."""
-    from translate.export import _first_line
+    from translate.deploy.export import _first_line
 
     e = RuntimeError("Failed to convert. \x1b[96mThis is step 3/3\x1b[0m of exporting.\nsecond line\nthird")
     assert _first_line(e) == "Failed to convert. This is step 3/3 of exporting. second line"

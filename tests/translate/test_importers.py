@@ -5,7 +5,7 @@ import torch
 from torch.torch_version import TorchVersion
 
 from translate.cli import main
-from translate.inference import load_translator
+from translate.deploy.inference import load_translator
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "..", "data", "junyanz")
 

@@ -12,8 +12,8 @@ from PIL import Image
 from torch import nn
 
 from nets import build_generator, generator_spec, inference_copy
-from translate.export import export_bundle
-from translate.inference import BundleError, Translator, load_translator
+from translate.deploy.export import export_bundle
+from translate.deploy.inference import BundleError, Translator, load_translator
 
 
 class TinyNet(nn.Module):
@@ -96,7 +96,7 @@ def test_backends_agree_with_eager(translators, unet, backend):
 def test_every_backend_has_one_interface(translators, static):
     """Backends are classes of one interface: a name, whether they take any shape, the torch net where they have
     one; the translator reads nothing else off them."""
-    from translate.inference import BACKEND_TYPES, BACKENDS, Backend
+    from translate.deploy.inference import BACKEND_TYPES, BACKENDS, Backend
 
     assert BACKENDS == ("auto", "eager", "onnx", "pt2") and set(translators) == set(BACKEND_TYPES)
     x = rand(2, 3, 64, 32, seed=3)

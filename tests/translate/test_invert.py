@@ -7,8 +7,9 @@ import torch
 from nets.encoders import build_encoder
 from nets.psp import PSPNet
 from priors.loaders import load_prior
-from translate import cli, invert
-from translate.invert import (domain_distance, interpolate, invert_folder, invert_image, load_code,
+from translate import cli
+from translate.tools import invert
+from translate.tools.invert import (domain_distance, interpolate, invert_folder, invert_image, load_code,
                               mix_grid, mix_layers, save_code)
 
 ENC = dict(output_size=32, input_size=32, channels=[4, 8, 8, 16], w_dim=16)
@@ -165,7 +166,7 @@ def test_bad_codes_are_clear_errors(prior, tmp_path):
 
 
 def fit_tiny_psp(make_config, prior, run_dir, *extra):
-    from translate import runner
+    from translate.train import runner
 
     cfg = make_config(prior, run_dir, "model.lpips_lambda=0", "model.id_lambda=0", "data.kind=toyfaces",
                       "data.toyfaces.task=faces", "data.toyfaces.size=32", "data.toyfaces.n_train=2",
@@ -221,7 +222,7 @@ def test_cli_invert_and_interpolate_from_a_checkpoint(prior, faces, tmp_path, ca
 
 def test_restyle_training_option(prior, faces, tmp_path, monkeypatch, capsys, tiny_psp_config):
     from nets.psp import build_psp_net
-    from translate.psp import PSP
+    from translate.methods.psp import PSP
 
     calls = []
     original = PSP.manual_backward

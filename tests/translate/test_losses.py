@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from translate.losses import GAN_MODES, d_loss, g_loss, gradient_penalty
+from translate.methods.losses import GAN_MODES, d_loss, g_loss, gradient_penalty
 
 
 def test_vanilla_is_bce_with_logits():

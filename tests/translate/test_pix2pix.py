@@ -7,8 +7,8 @@ import torch
 from torch.torch_version import TorchVersion
 from torch.utils.data import DataLoader
 
-from translate.losses import GAN_MODES
-from translate.pix2pix import Pix2Pix
+from translate.methods.losses import GAN_MODES
+from translate.methods.pix2pix import Pix2Pix
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "..", "data", "junyanz", "pix2pix_step.pt")
 

@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 
 from nets import build_generator, generator_spec, inference_copy
-from translate.export import export_bundle
-from translate.inference import load_translator
-from translate.predict import predict_paths
+from translate.deploy.export import export_bundle
+from translate.deploy.inference import load_translator
+from translate.deploy.predict import predict_paths
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_skips_unreadable_files(translator, tmp_path, capsys):
 
 def test_outputs_that_would_overwrite_each_other_are_refused(tmp_path):
     """pSp variants are written as <stem>_mix<k>: an input already named so would be overwritten."""
-    from translate.predict import _check_output
+    from translate.deploy.predict import _check_output
 
     files = [tmp_path / "in" / "face.png", tmp_path / "in" / "face_mix1.png"]
     _check_output(tmp_path / "out", files, tmp_path / "in", variants=1)  # face_mix0 is free
@@ -123,7 +123,7 @@ def test_outputs_that_would_overwrite_each_other_are_refused(tmp_path):
 
 
 def test_invert_refuses_two_inputs_with_one_stem(tmp_path):
-    from translate.invert import invert_folder
+    from translate.tools.invert import invert_folder
 
     for name in ("a.png", "a.jpg"):
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / name)
@@ -175,7 +175,7 @@ def test_each_input_is_decoded_once_with_side_by_side_images(translator, tmp_pat
 
 def test_side_by_side_enlarges_small_inputs_pixel_for_pixel():
     from datamodules.io import label_palette
-    from translate.predict import side_by_side_image
+    from translate.deploy.predict import side_by_side_image
 
     rng = np.random.default_rng(0)
     small = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)

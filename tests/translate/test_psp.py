@@ -11,10 +11,11 @@ import torch
 from PIL import Image
 
 from nets.psp import PSPNet
-from translate import cli, runner
-from translate.optim import Ranger
+from translate import cli
+from translate.train import runner
+from translate.methods.optim import Ranger
 from nets.similarity import face_crop
-from translate.psp import PSP
+from translate.methods.psp import PSP
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_psp_checkpoint import make_checkpoint, ros, save_as_if_from_gpu  # noqa: E402,F401
@@ -57,7 +58,7 @@ def test_fit_resume_export_predict_variants(prior, tmp_path, tiny_psp_config):
     assert loaded._loss_nets is None
     bundle = tmp_path / "bundle"
     assert cli.main(["export", "--ckpt", str(ckpt), "--out", str(bundle)]) == 0
-    from translate.inference import load_translator
+    from translate.deploy.inference import load_translator
 
     eager, onnx = load_translator(bundle), load_translator(bundle, backend="onnx")
     assert eager.backend == "eager" and eager.input_size == 32
@@ -107,7 +108,7 @@ def test_feature_offset_option_trains_exports_and_mixes(prior, tmp_path, tiny_ps
     bundle = tmp_path / "bundle"
     assert cli.main(["export", "--ckpt", str(tmp_path / "run" / "checkpoints" / "last.ckpt"),
                      "--out", str(bundle)]) == 0
-    from translate.inference import load_translator
+    from translate.deploy.inference import load_translator
 
     eager, onnx = load_translator(bundle), load_translator(bundle, backend="onnx")
     net = eager._run.net
@@ -236,8 +237,8 @@ def test_published_checkpoint_imports_to_a_bundle(ros, tmp_path, monkeypatch):  
     save_as_if_from_gpu(ckpt, path, monkeypatch)
     bundle = tmp_path / "bundle"
     assert cli.main(["import", "--from", "psp", "--weights", str(path), "--out", str(bundle)]) == 0
-    from translate.inference import load_translator
-    from translate.psp_checkpoint import load_psp_checkpoint
+    from translate.deploy.inference import load_translator
+    from translate.deploy.psp_checkpoint import load_psp_checkpoint
 
     psp = load_psp_checkpoint(path)
     net = PSPNet(psp.build_encoder(), psp.decoder, psp.latent_avg).eval()
@@ -311,7 +312,7 @@ def test_published_sketch_and_segmentation_models_take_their_inputs(ros, tmp_pat
     import numpy as np
     from PIL import Image
 
-    from translate.inference import load_translator
+    from translate.deploy.inference import load_translator
 
     for label_nc, dataset in ((1, "celebs_sketch_to_face"), (5, "celebs_seg_to_face")):
         _, ckpt = make_checkpoint(ros, input_nc=label_nc, opts={"encoder_type": "GradualStyleEncoder",

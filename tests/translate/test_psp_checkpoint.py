@@ -11,7 +11,7 @@ from nets.encoders import ENCODERS, build_encoder
 from priors.loaders import rosinality_kernel_keys, rosinality_key_map
 from priors.ops import setup_filter
 from priors.stylegan2 import GeneratorConfig
-from translate.psp_checkpoint import PSPCheckpointError, load_psp_checkpoint
+from translate.deploy.psp_checkpoint import PSPCheckpointError, load_psp_checkpoint
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data")
 LAYOUT = os.path.join(DATA, "psp", "psp_1024_layout.tsv")

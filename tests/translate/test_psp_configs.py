@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from translate import runner
-from translate.config import load_config
+from translate.train import runner
+from translate.train.config import load_config
 
 SIZE = 64  # frontalization's crop LPIPS needs a 31-px inner-face crop: a 42-px or larger output
 TASKS = {
@@ -85,7 +85,7 @@ def test_schedule_keys_keep_integers_and_fractions():
 
 def test_loss_sizes_too_small_for_lpips_are_config_errors(tmp_path):
     """Found before training starts, naming the key: the 24-px crop of a 32-px output is too small for LPIPS."""
-    from translate.psp import PSPConfig, check_config
+    from translate.methods.psp import PSPConfig, check_config
 
     with pytest.raises(ValueError, match=r"model.lpips_lambda_crop: the inner-face crop of a 32-px output is 24x24"):
         check_config(PSPConfig(prior="p", loss_size=32, lpips_lambda_crop=0.8))

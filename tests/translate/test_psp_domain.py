@@ -8,8 +8,9 @@ import torch.nn.functional as F
 
 from priors.loaders import PriorLoadError, load_discriminator, read_network_pickle
 from priors.stylegan2 import Discriminator, DiscriminatorConfig
-from translate import cli, runner
-from translate.psp import PSP
+from translate import cli
+from translate.train import runner
+from translate.methods.psp import PSP
 
 NVLABS_PKL = str(Path(__file__).resolve().parents[1] / "data" / "sg2" / "nvlabs_tiny_network.pkl")
 TINY_D = dict(d_channel_base=256, d_channel_max=16, d_mbstd_group_size=2)

@@ -5,8 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from translate import cli, runner
-from translate.inference import load_translator
+from translate import cli
+from translate.train import runner
+from translate.deploy.inference import load_translator
 
 LABEL_NC = 4
 

@@ -22,7 +22,7 @@ from scripts.psp_reference_outputs import (
 )
 from tests.nets.test_encoders import read_layout
 from nets.similarity import IDLoss
-from translate.psp_checkpoint import load_psp_checkpoint
+from translate.deploy.psp_checkpoint import load_psp_checkpoint
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "psp")
 
@@ -138,8 +138,8 @@ def test_loss_networks_match_the_reference(psp_net, reference, loss_files):
 def test_frontalization_config_loss_is_the_reference_coach_s(psp_file, psp_net, reference, loss_files, tmp_path):
     """configs/psp/frontalization.yaml, fine-tuning the published-layout model: its weights are the paper's and its
     loss (every pSp term: L2, LPIPS, identity, both crop terms, W-norm) is training/coach.py's calc_loss."""
-    from translate.config import load_config
-    from translate.runner import build_module
+    from translate.train.config import load_config
+    from translate.train.runner import build_module
 
     config = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "psp", "frontalization.yaml")
     cfg = load_config([config], [f"model.prior={psp_file}", f"model.encoder_weights={psp_file}",
@@ -173,9 +173,9 @@ def test_super_resolution_inputs_are_the_reference_s(factor, reference):
 
 
 def test_ranger_follows_the_reference_s_trajectory(reference):
-    """translate.optim.Ranger (torch's RAdam + Lookahead + gradient centralisation) with its defaults reaches the
+    """translate.methods.optim.Ranger (torch's RAdam + Lookahead + gradient centralisation) with its defaults reaches the
     reference's training/ranger.py weights after 40 steps: rectification switch, Lookahead syncs and all."""
-    from translate.optim import Ranger
+    from translate.methods.optim import Ranger
 
     ours = train_ranger(Ranger)
     for k, theirs in reference["ranger"].items():

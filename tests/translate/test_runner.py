@@ -1,4 +1,4 @@
-"""translate/runner.py: behaviour not covered through the CLI tests."""
+"""translate/train/runner.py: behaviour not covered through the CLI tests."""
 import warnings
 
 import pytest
@@ -6,10 +6,10 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from translate.base import FrozenParts
-from translate.config import load_config
-from translate.methods import METHODS
-from translate.runner import build_module, frozen_modules_expected, undeclared_eval_modules
+from translate.methods.base import FrozenParts
+from translate.train.config import load_config
+from translate.methods.registry import METHODS
+from translate.train.runner import build_module, frozen_modules_expected, undeclared_eval_modules
 
 
 class TinyModule(FrozenParts, pl.LightningModule):
@@ -87,7 +87,7 @@ EXACT_RESUME = {
 def test_every_method_resumes_a_crashed_run_exactly(method, prior, tmp_path, monkeypatch):
     """4 minibatches per epoch, 2 epochs; a crash after the checkpoint at minibatch 3 and a resume end with the
     weights, EMA and buffers of the run that never stopped (pix2pix: test_cli, every way a run can stop)."""
-    from translate.checkpoints import load_checkpoint
+    from translate.deploy.checkpoints import load_checkpoint
     from translate.cli import main
 
     common = [*EXACT_RESUME[method], "data.preprocess=none", "data.num_workers=0", "trainer.max_epochs=2",
@@ -115,7 +115,7 @@ def test_every_method_resumes_a_crashed_run_exactly(method, prior, tmp_path, mon
 
 
 def test_resume_summary_says_where_the_data_goes_on(tmp_path):
-    from translate.runner import resume_summary
+    from translate.train.runner import resume_summary
 
     path = tmp_path / "old.ckpt"
     torch.save({"global_step": 40, "state_dict": {}, "loops": {"fit_loop": {"state_dict": {}}}}, path)
@@ -128,7 +128,7 @@ def test_resume_summary_says_where_the_data_goes_on(tmp_path):
 
 
 def test_non_finite_tensors_names_parameters_and_float_buffers():
-    from translate.runner import non_finite_tensors
+    from translate.train.runner import non_finite_tensors
 
     net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
     assert non_finite_tensors(net) == []
@@ -142,8 +142,8 @@ def test_config_learning_rates_without_a_schedule_and_per_group(capsys):
     """pSp's Ranger (no LR schedule) with two parameter groups, one of whose rates changed."""
     from types import SimpleNamespace
 
-    from translate.optim import Ranger
-    from translate.runner import ConfigLearningRates
+    from translate.methods.optim import Ranger
+    from translate.train.runner import ConfigLearningRates
 
     a, b = nn.Linear(2, 2), nn.Linear(2, 2)
     restored = Ranger([{"params": a.parameters()}, {"params": b.parameters(), "lr": 1e-3}], lr=1e-4)
@@ -160,7 +160,7 @@ def test_config_learning_rates_without_a_schedule_and_per_group(capsys):
 
 
 def test_config_changes_name_what_a_resumed_run_changes():
-    from translate.runner import config_changes
+    from translate.train.runner import config_changes
 
     before = {"model": {"lr": 2e-4, "ngf": 64}, "trainer": {"max_epochs": 2}, "data": {"root": "/a"}}
     after = {"model": {"lr": 1e-4, "ngf": 64}, "trainer": {"max_epochs": 5}, "data": {"root": "/b", "new": 1}}

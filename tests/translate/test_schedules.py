@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from translate.methods import METHODS
-from translate.schedules import LR_POLICIES, EpochSchedule, build_scheduler, schedule_epochs
+from translate.methods.registry import METHODS
+from translate.methods.schedules import LR_POLICIES, EpochSchedule, build_scheduler, schedule_epochs
 
 
 def lrs(policy, epochs, **kw):
@@ -87,8 +87,8 @@ def test_no_method_trains_at_a_negative_learning_rate(method):
     if not issubclass(METHODS[method].config_class, EpochSchedule):
         assert method in ("psp", "stylegan2")  # a new method with a schedule must be checked here
         return
-    from translate.config import load_config
-    from translate.runner import build_module
+    from translate.train.config import load_config
+    from translate.train.runner import build_module
 
     for policy in LR_POLICIES:
         cfg = load_config([], [f"method={method}", "model.netG=unet", "model.num_downs=5", "model.ngf=4", "model.ndf=4",

@@ -7,12 +7,12 @@ from PIL import Image
 
 from priors import load_prior
 from priors.generate import z_for
-from translate import runner
-from translate.checkpoints import load_checkpoint
+from translate.train import runner
+from translate.deploy.checkpoints import load_checkpoint
 from translate.cli import main
-from translate.config import load_config
-from translate.diffaugment import cutout, diff_augment, translation
-from translate.stylegan2 import StyleGAN2, lazy_correction
+from translate.train.config import load_config
+from translate.methods.diffaugment import cutout, diff_augment, translation
+from translate.methods.stylegan2 import StyleGAN2, lazy_correction
 
 TINY = dict(resolution=32, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16,
             mbstd_group_size=2)
@@ -219,7 +219,7 @@ def test_every_n_train_steps_counts_minibatches_not_optimizer_steps(tmp_path, mo
 def test_parameters_a_regularizer_does_not_reach_still_take_adam_steps(tmp_path):
     """G's ToRGB biases get no gradient from the path-length penalty, D's output bias none from R1: like NVIDIA's
     `+ 0 * output` terms they get a zero gradient, so every parameter of an optimizer has the same Adam step count."""
-    from translate.stylegan2 import sanitize_grads
+    from translate.methods.stylegan2 import sanitize_grads
 
     trainer, module = runner.fit(load_config([write_config(tmp_path)]))
     for opt, expected in zip(trainer.optimizers, (3 + 2, 3 + 2)):  # 3 main steps + regularization at 0 and 2

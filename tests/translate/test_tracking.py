@@ -2,8 +2,9 @@ import pytest
 import torch
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
-from translate.config import LoggerConfig, WandbConfig
-from translate.tracking import build_loggers, image_grid, log_images
+from translate.train.config import LoggerConfig, WandbConfig
+from translate.methods.images import image_grid, log_images
+from translate.train.tracking import build_loggers
 
 
 def test_image_grid_layout_and_range():
@@ -58,7 +59,7 @@ def test_bad_wandb_mode():
 
 @pytest.mark.parametrize("rows", [None, ["5"], ["1", "2", "5"]], ids=["no metrics yet", "all after", "some after"])
 def test_resumed_csv_keeps_rows_up_to_the_checkpoint_without_a_deletion_warning(tmp_path, rows, recwarn):
-    from translate.tracking import RunCSVLogger
+    from translate.train.tracking import RunCSVLogger
 
     log_dir = tmp_path / "csv"
     log_dir.mkdir()

@@ -21,7 +21,7 @@ def import_junyanz(
     `norm` and `use_dropout` override the inference. `norm_stats` "sample" reproduces the reference test script
     (BatchNorm in train mode), "running" its `--eval` flag.
     """
-    from translate.export import export_bundle
+    from translate.deploy.export import export_bundle
 
     overrides = {k: v for k, v in {"name": netG, "norm": norm, "use_dropout": use_dropout}.items() if v is not None}
     net, spec = import_generator(weights, **overrides)
@@ -48,8 +48,8 @@ def import_psp(weights: str | Path, out: str | Path, *, overwrite: bool = False,
     """A published pSp checkpoint (`psp_ffhq_encode.pt`, ...) -> bundle (encoder + decoder, ONNX through the
     reference ops, torch.export program, weights; the eager backend rebuilds it for style-mixed variants)."""
     from nets.psp import PSPNet
-    from translate.export import export_bundle
-    from translate.psp_checkpoint import load_psp_checkpoint
+    from translate.deploy.export import export_bundle
+    from translate.deploy.psp_checkpoint import load_psp_checkpoint
 
     ckpt = load_psp_checkpoint(weights)
     encoder = ckpt.build_encoder()

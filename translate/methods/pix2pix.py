@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from nets import build_discriminator, build_generator, generator_spec, inference_copy
-from translate.base import GANConfig, TranslationModule
-from translate.losses import check_gan_mode, d_loss, g_loss, gradient_penalty
+from translate.methods.base import GANConfig, TranslationModule
+from translate.methods.losses import check_gan_mode, d_loss, g_loss, gradient_penalty
 
 TEST_MODES = ("train", "batchstats", "eval")
 
@@ -17,7 +17,7 @@ TEST_MODES = ("train", "batchstats", "eval")
 @dataclass
 class Pix2PixConfig(GANConfig):
     """pix2pix options; names and defaults follow the reference implementation's train options (the nets, Adam and
-    LR schedule: translate.base.GANConfig)."""
+    LR schedule: translate.methods.base.GANConfig)."""
 
     netG: str = "unet_256"  # generator architecture (a key of nets.GENERATORS)
     norm: str = "batch"  # batch | instance | none

@@ -29,9 +29,9 @@ from nets.similarity import RANDOM, IDLoss, MocoLoss, face_crop, load_moco
 from safeio import strict_load
 from priors.loaders import load_prior
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator
-from translate.base import TranslationModule
-from translate.optim import build_optimizer, psp_decoder_groups
-from translate.stylegan2 import d_logistic, g_nonsaturating, r1_penalty, whole_groups
+from translate.methods.base import TranslationModule
+from translate.methods.optim import build_optimizer, psp_decoder_groups
+from translate.methods.stylegan2 import d_logistic, g_nonsaturating, r1_penalty, whole_groups
 
 TEST_ARCFACE_CHANNELS = (8, 8, 16, 16)  # width of the random ArcFace built for `id_weights: random`
 
@@ -245,7 +245,7 @@ class PSP(TranslationModule):
         """model.encoder_weights: ArcFace IR-SE50 weights start the backbone (pSp's initialisation), or a published
         pSp checkpoint's `encoder.*` starts the whole encoder, strictly (fine-tuning a pSp model, as the reference's
         --checkpoint_path; its decoder is the prior only if model.prior names the same file)."""
-        from translate.checkpoints import load_checkpoint
+        from translate.deploy.checkpoints import load_checkpoint
 
         source = f"model.encoder_weights ({path})"
         if not Path(path).is_file():

@@ -3,7 +3,7 @@
 - Set metrics, always over the two folders: FID and KID (torchmetrics computes them; the Inception features come from
   `nets.inception` with the user's weight file).
 - Pair metrics, when both folders hold the same file stems (pairs are matched by stem, never by sorted order): PSNR,
-  SSIM, L1 (translate.scoring, as in validation), LPIPS (`nets.perceptual` with the user's weight files) and identity
+  SSIM, L1 (translate.tools.scoring, as in validation), LPIPS (`nets.perceptual` with the user's weight files) and identity
   similarity (`id`: cosine of face-recognition embeddings of the inner-face crops, as pSp's identity loss sees
   aligned faces). Each is reported as mean and standard deviation over the pairs, and per image in the JSON file.
 
@@ -34,8 +34,8 @@ from nets.inception import LAYOUTS, load_inception
 from nets.perceptual import LPIPS_TAPS, MissingWeightsError, load_lpips
 from nets.similarity import FACE_CROP_256, ID_SIZE, IDLoss
 from safeio import write_atomic
-from translate.config import ConfigError, _explain
-from translate.scoring import score_each
+from translate.train.config import ConfigError, _explain
+from translate.tools.scoring import score_each
 
 PAIR_METRICS = ("psnr", "ssim", "l1", "lpips", "id")
 # the smallest image whose inner-face crop (pSp's box, scaled from 256 px) fills the face network's 112 px: 153
@@ -127,7 +127,7 @@ def _check(cfg: EvalConfig) -> None:
             raise ConfigError(f"{_key(key)}: expected an integer >= 1, got {getattr(cfg, key)}")
     if cfg.size is not None and cfg.size < 1:
         raise ConfigError(f"{_key('size')}: expected an integer >= 1 or null, got {cfg.size}")
-    from translate.inference import check_device
+    from translate.deploy.inference import check_device
 
     try:
         check_device(cfg.device)
@@ -352,7 +352,7 @@ def _set_notes(cfg: EvalConfig, requested_kid_size: int, num_features: int, n_pr
 
 def _pair_scores(fake: torch.Tensor, real: torch.Tensor, metrics: List[str], nets: Dict[str, Optional[nn.Module]],
                  device: torch.device, scores: Dict[str, List[float]]) -> None:
-    """Append the PSNR/SSIM/L1 (translate.scoring, in [0, 1]), LPIPS and identity similarity of each pair of one
+    """Append the PSNR/SSIM/L1 (translate.tools.scoring, in [0, 1]), LPIPS and identity similarity of each pair of one
     batch to `scores`."""
     to_pm1 = lambda t: t.float() / 127.5 - 1.0  # noqa: E731  uint8 -> [-1, 1], the project's image range
     if any(m in metrics for m in ("psnr", "ssim", "l1")):

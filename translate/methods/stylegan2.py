@@ -20,9 +20,9 @@ from torch import nn
 from torch.nn.functional import softplus
 
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from translate.base import FrozenParts
-from translate.diffaugment import check_policy, diff_augment
-from translate.tracking import log_images
+from translate.methods.base import FrozenParts
+from translate.methods.diffaugment import check_policy, diff_augment
+from translate.methods.images import log_images
 
 
 @dataclass
@@ -126,7 +126,7 @@ class StyleGAN2(FrozenParts, pl.LightningModule):
         self.register_buffer("pl_mean", torch.zeros([]))  # running mean of the path lengths
         self.n_seen = 0  # real images seen (drives the EMA ramp-up); kept in checkpoints
         self.n_minibatches = 0  # minibatches trained (decides the lazy regularization steps)
-        # set by the runner (translate.runner.configure_tracking); plain defaults keep the module usable alone
+        # set by the runner (translate.train.runner.configure_tracking); plain defaults keep the module usable alone
         self.image_every_n_steps = 0
         self.n_images = 4
         self.image_dir: Optional[Path] = None

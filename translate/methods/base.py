@@ -12,8 +12,8 @@ from torchmetrics import MeanAbsoluteError
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from datamodules.io import write_image
-from translate.schedules import EpochSchedule, build_scheduler
-from translate.tracking import image_arrays, log_images
+from translate.methods.schedules import EpochSchedule, build_scheduler
+from translate.methods.images import image_arrays, log_images
 
 
 @dataclass
@@ -71,7 +71,7 @@ class TranslationModule(FrozenParts, pl.LightningModule):
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))  # mean of per-image PSNR
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.val_l1 = MeanAbsoluteError()
-        # set by the runner (translate.runner.configure_tracking); plain defaults keep the module usable alone
+        # set by the runner (translate.train.runner.configure_tracking); plain defaults keep the module usable alone
         self.image_every_n_steps = 0
         self.n_images = 4
         self.image_dir: Optional[Path] = None

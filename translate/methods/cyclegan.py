@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from nets import build_discriminator, build_generator, generator_spec, inference_copy
-from translate.base import GANConfig, TranslationModule
-from translate.losses import check_gan_mode, d_loss, g_loss, gradient_penalty
+from translate.methods.base import GANConfig, TranslationModule
+from translate.methods.losses import check_gan_mode, d_loss, g_loss, gradient_penalty
 
 DIRECTIONS = ("AtoB", "BtoA")
 POOL_REUSE_P = 0.5  # probability that a full pool answers with a stored image (and keeps the new one instead)
@@ -20,7 +20,7 @@ POOL_REUSE_P = 0.5  # probability that a full pool answers with a stored image (
 @dataclass
 class CycleGANConfig(GANConfig):
     """CycleGAN options; names and defaults follow the reference implementation's train options (the nets, Adam and
-    LR schedule: translate.base.GANConfig)."""
+    LR schedule: translate.methods.base.GANConfig)."""
 
     netG: str = "resnet_9blocks"  # generator architecture of G_A and G_B (a key of nets.GENERATORS)
     norm: str = "instance"  # instance | batch | none

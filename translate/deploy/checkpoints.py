@@ -1,5 +1,5 @@
 """Checkpoint files: written atomically, read without executing code (no Lightning here: deploy code reads them;
-Lightning's checkpoint I/O plugin is translate.runner.AtomicCheckpointIO)."""
+Lightning's checkpoint I/O plugin is translate.train.runner.AtomicCheckpointIO)."""
 from __future__ import annotations
 
 from pathlib import Path

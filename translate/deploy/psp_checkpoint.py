@@ -24,7 +24,7 @@ from nets.encoders import IRBackboneNet, build_encoder, encoder_spec_from_state_
 from safeio import check_fits, strict_load
 from priors.loaders import load_rosinality
 from priors.stylegan2 import Generator
-from translate.checkpoints import load_checkpoint
+from translate.deploy.checkpoints import load_checkpoint
 
 PSP_INPUT_SIZE = 256  # pSp resizes every input to 256 px (its transforms); the single-head encoders accept any size
 PREFIXES = ("encoder.", "decoder.")

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from datamodules.config import DataConfig
-from translate.schedules import EpochSchedule
+from translate.methods.schedules import EpochSchedule
 
 
 class ConfigError(ValueError):
@@ -165,7 +165,7 @@ def load_config(
 
     `base` is a plain-dict config merged first (e.g. the one stored in a checkpoint).
     """
-    from translate.methods import METHODS  # the registry imports the methods; keep config import light
+    from translate.methods.registry import METHODS  # the registry imports the methods; keep config import light
 
     sources = _load_sources(files, overrides)
     if base is not None:

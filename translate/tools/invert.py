@@ -45,14 +45,14 @@ def load_psp_net(ckpt: Optional[str | Path] = None, model: Optional[str | Path] 
     if (ckpt is None) == (model is None):
         raise ValueError("give exactly one of --ckpt (a pSp training checkpoint) or --model (a pSp bundle)")
     if ckpt is not None:
-        from translate import runner
+        from translate.train import runner
 
         cfg, module = runner.load_run(ckpt)
         if cfg.method != "psp":
             raise ValueError(f"--ckpt {ckpt}: a '{cfg.method}' run; inversion needs a pSp run (method: psp)")
         net = module.inference_net()
     else:
-        from translate.inference import _eager_psp, read_meta
+        from translate.deploy.inference import _eager_psp, read_meta
 
         folder, meta = read_meta(model)
         if meta.get("method") != "psp" or not isinstance(meta.get("psp"), dict):

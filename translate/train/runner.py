@@ -27,10 +27,10 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from datamodules import build_datamodule
-from translate.checkpoints import CheckpointError, atomic_torch_save, load_checkpoint
-from translate.config import ConfigError, RunConfig, load_config, schedule_mismatch, to_dict, to_yaml
-from translate.methods import METHODS
-from translate.tracking import build_loggers
+from translate.deploy.checkpoints import CheckpointError, atomic_torch_save, load_checkpoint
+from translate.train.config import ConfigError, RunConfig, load_config, schedule_mismatch, to_dict, to_yaml
+from translate.methods.registry import METHODS
+from translate.train.tracking import build_loggers
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -150,7 +150,7 @@ class ConfigLearningRates(Callback):
     `--continue_train` does, not at the ones in the checkpoint (which Lightning restores with the optimizer and
     scheduler states): a run continued with a lower model.lr after it diverged does train slower, and one whose
     model.n_epochs_decay was raised decays over the longer span. The optimizers' moments and the schedule's position
-    (its epoch) are kept. The methods' schedules are LambdaLR (translate.schedules) or none."""
+    (its epoch) are kept. The methods' schedules are LambdaLR (translate.methods.schedules) or none."""
 
     def __init__(self) -> None:
         self.resumed = False
@@ -747,7 +747,7 @@ def export(ckpt: str | Path, out: str | Path, files: Sequence[str] = (), overrid
     if direction is not None and direction not in (*choices, "both"):
         raise ValueError(f"--direction: expected one of {[*choices, 'both']}, got '{direction}'")
     targets = {d: Path(out) / d for d in choices} if direction == "both" else {direction: Path(out)}
-    from translate.export import check_destination
+    from translate.deploy.export import check_destination
 
     for path in targets.values():  # all or nothing: every destination is checked before the first is written
         check_destination(path, overwrite)
@@ -760,7 +760,7 @@ def export(ckpt: str | Path, out: str | Path, files: Sequence[str] = (), overrid
 
 
 def export_with_config(net, meta: Dict[str, Any], out: str | Path, cfg: RunConfig, overwrite: bool = False) -> Path:
-    from translate.export import export_bundle
+    from translate.deploy.export import export_bundle
 
     e = cfg.export
     mult = int(meta["size_multiple"])

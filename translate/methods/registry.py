@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Type
 
-from translate.cyclegan import CycleGAN, CycleGANConfig
-from translate.pix2pix import Pix2Pix, Pix2PixConfig
-from translate.psp import PSP, PSPConfig
-from translate.stylegan2 import StyleGAN2, StyleGAN2Config
+from translate.methods.cyclegan import CycleGAN, CycleGANConfig
+from translate.methods.pix2pix import Pix2Pix, Pix2PixConfig
+from translate.methods.psp import PSP, PSPConfig
+from translate.methods.stylegan2 import StyleGAN2, StyleGAN2Config
 
 
 @dataclass(frozen=True)
