@@ -258,8 +258,8 @@ def _user_error(e: BaseException) -> Optional[str]:
     from translate.deploy.checkpoints import CheckpointError
     from translate.train.config import ConfigError
 
-    runner = sys.modules.get("translate.train.runner")  # not imported: cannot have raised
-    if runner is not None and isinstance(e, runner.TrainingDiverged):
+    callbacks = sys.modules.get("translate.train.callbacks")  # not imported: cannot have raised
+    if callbacks is not None and isinstance(e, callbacks.TrainingDiverged):
         return str(e)
     if isinstance(e, (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError,
                       pickle.UnpicklingError, IsADirectoryError, NotADirectoryError, PermissionError)):

@@ -137,7 +137,7 @@ def test_resume_auto_starts_then_continues_the_newest_checkpoint(tmp_path, monke
     checkpoint, else continues its newest, which may be the hpc_ckpt_N.ckpt Lightning saved as SLURM signalled."""
     import shutil
 
-    from translate.train import runner
+    from translate.train import rundir
 
     run_dir, common = tmp_path / "job", [*TINY, "checkpoint.monitor=null", "logger.image_every_n_steps=0"]
     assert main(["fit", *common, f"run_dir={run_dir}", "trainer.max_steps=4", "--resume", "auto"]) == 0
@@ -148,25 +148,25 @@ def test_resume_auto_starts_then_continues_the_newest_checkpoint(tmp_path, monke
     # a requeue checkpoint saved later than last.ckpt (here: another run's, at step 10) wins; an older one does not
     assert main(["fit", *common, f"run_dir={tmp_path}/other", "trainer.max_steps=10"]) == 0
     shutil.copy(tmp_path / "other" / "checkpoints" / "last.ckpt", run_dir / "hpc_ckpt_1.ckpt")
-    assert runner.resolve_resume("auto", run_dir) == (str(run_dir / "hpc_ckpt_1.ckpt"), 10)
+    assert rundir.resolve_resume("auto", run_dir) == (str(run_dir / "hpc_ckpt_1.ckpt"), 10)
     shutil.copy(run_dir / "checkpoints" / "last.ckpt", run_dir / "hpc_ckpt_2.ckpt")
-    assert runner.resolve_resume("auto", run_dir)[0] == str(run_dir / "hpc_ckpt_1.ckpt")
+    assert rundir.resolve_resume("auto", run_dir)[0] == str(run_dir / "hpc_ckpt_1.ckpt")
     # a requeued SLURM job without --resume continues too (Lightning's auto-requeue), instead of refusing the
     # run_dir's checkpoints; outside SLURM it still refuses
-    assert runner.resolve_resume(None, run_dir) == (None, None)
-    monkeypatch.setattr(runner, "_on_slurm", lambda: True)
-    assert runner.resolve_resume(None, run_dir)[1] == 10
-    assert runner.resolve_resume(None, run_dir, overwrite=True) == (None, None)  # starting over was asked for
+    assert rundir.resolve_resume(None, run_dir) == (None, None)
+    monkeypatch.setattr(rundir, "_on_slurm", lambda: True)
+    assert rundir.resolve_resume(None, run_dir)[1] == 10
+    assert rundir.resolve_resume(None, run_dir, overwrite=True) == (None, None)  # starting over was asked for
     # a run whose only checkpoint is a best or snapshot one (e.g. saved at a validation within the first epoch)
     only_best = tmp_path / "only_best" / "checkpoints"
     only_best.mkdir(parents=True)
     shutil.copy(run_dir / "hpc_ckpt_1.ckpt", only_best / "best-000-10.ckpt")
-    assert runner.resolve_resume("auto", only_best.parent) == (str(only_best / "best-000-10.ckpt"), 10)
+    assert rundir.resolve_resume("auto", only_best.parent) == (str(only_best / "best-000-10.ckpt"), 10)
     with pytest.raises(SystemExit) as exit_:
         main(["fit", *common, f"run_dir={run_dir}", "--resume", "last", "--overwrite"])
     assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
     # requeue checkpoints count as an earlier run's: a fresh fit is refused, --overwrite replaces them too
-    monkeypatch.setattr(runner, "_on_slurm", lambda: False)
+    monkeypatch.setattr(rundir, "_on_slurm", lambda: False)
     requeued = tmp_path / "requeued"
     requeued.mkdir()
     shutil.copy(run_dir / "hpc_ckpt_1.ckpt", requeued / "hpc_ckpt_1.ckpt")
@@ -393,7 +393,7 @@ def test_every_ddp_process_draws_its_own_random_numbers():
 
     import torch
 
-    from translate.train.runner import RankSeed
+    from translate.train.callbacks import RankSeed
 
     def draw(world_size, rank, resume_step=None):
         torch.manual_seed(123)
@@ -436,7 +436,7 @@ def test_a_fresh_fit_never_mixes_into_an_earlier_run(tmp_path, capsys):
     assert not old.exists() and load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 0
     assert not (run_dir / ".replaced").exists() and "num_downs: 5" in (run_dir / "config.yaml").read_text()
     # a run killed after moving the earlier checkpoints aside, before training: the next fit puts them back
-    from translate.train.runner import check_run_dir
+    from translate.train.rundir import check_run_dir
 
     check_run_dir(run_dir, None, overwrite=True)
     assert not (run_dir / "checkpoints").exists() and (run_dir / ".replaced" / "checkpoints" / "last.ckpt").is_file()
@@ -523,7 +523,7 @@ def test_image_sizes_are_fitted_to_the_generator(tmp_path):
 
 
 def test_resume_of_another_method_and_wrong_kinds_of_paths_are_one_line_errors(run, tmp_path, capsys):
-    from translate.train.runner import resolve_resume
+    from translate.train.rundir import resolve_resume
 
     last = run / "checkpoints" / "last.ckpt"
     with pytest.raises(ValueError, match=r"is a 'pix2pix' run, but the config trains 'cyclegan'"):

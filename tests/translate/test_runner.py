@@ -9,7 +9,8 @@ from torch import nn
 from translate.methods.base import FrozenParts
 from translate.train.config import load_config
 from translate.methods.registry import METHODS
-from translate.train.runner import build_module, frozen_modules_expected, undeclared_eval_modules
+from translate.train.callbacks import frozen_modules_expected, undeclared_eval_modules
+from translate.train.runner import build_module
 
 
 class TinyModule(FrozenParts, pl.LightningModule):
@@ -115,7 +116,7 @@ def test_every_method_resumes_a_crashed_run_exactly(method, prior, tmp_path, mon
 
 
 def test_resume_summary_says_where_the_data_goes_on(tmp_path):
-    from translate.train.runner import resume_summary
+    from translate.train.rundir import resume_summary
 
     path = tmp_path / "old.ckpt"
     torch.save({"global_step": 40, "state_dict": {}, "loops": {"fit_loop": {"state_dict": {}}}}, path)
@@ -128,7 +129,7 @@ def test_resume_summary_says_where_the_data_goes_on(tmp_path):
 
 
 def test_non_finite_tensors_names_parameters_and_float_buffers():
-    from translate.train.runner import non_finite_tensors
+    from translate.train.callbacks import non_finite_tensors
 
     net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
     assert non_finite_tensors(net) == []
@@ -143,7 +144,7 @@ def test_config_learning_rates_without_a_schedule_and_per_group(capsys):
     from types import SimpleNamespace
 
     from translate.methods.optim import Ranger
-    from translate.train.runner import ConfigLearningRates
+    from translate.train.callbacks import ConfigLearningRates
 
     a, b = nn.Linear(2, 2), nn.Linear(2, 2)
     restored = Ranger([{"params": a.parameters()}, {"params": b.parameters(), "lr": 1e-3}], lr=1e-4)
@@ -160,7 +161,7 @@ def test_config_learning_rates_without_a_schedule_and_per_group(capsys):
 
 
 def test_config_changes_name_what_a_resumed_run_changes():
-    from translate.train.runner import config_changes
+    from translate.train.rundir import config_changes
 
     before = {"model": {"lr": 2e-4, "ngf": 64}, "trainer": {"max_epochs": 2}, "data": {"root": "/a"}}
     after = {"model": {"lr": 1e-4, "ngf": 64}, "trainer": {"max_epochs": 5}, "data": {"root": "/b", "new": 1}}

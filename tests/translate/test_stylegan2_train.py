@@ -7,7 +7,7 @@ from PIL import Image
 
 from priors import load_prior
 from priors.generate import z_for
-from translate.train import runner
+from translate.train import callbacks, runner
 from translate.deploy.checkpoints import load_checkpoint
 from translate.cli import main
 from translate.train.config import load_config
@@ -193,14 +193,14 @@ def test_every_n_train_steps_counts_minibatches_not_optimizer_steps(tmp_path, mo
     """A StyleGAN2 minibatch takes 2-4 optimizer steps (here 4, 2, 4, 2, ...): saves still come every 2 minibatches,
     and the end of training saves last.ckpt."""
     saved = []
-    save_now = runner.RunCheckpoint._save_now
+    save_now = callbacks.RunCheckpoint._save_now
 
     def spy(self, trainer):
         if self.filename == "last":
             saved.append(trainer.fit_loop.epoch_loop.batch_progress.total.processed)
         save_now(self, trainer)
 
-    monkeypatch.setattr(runner.RunCheckpoint, "_save_now", spy)
+    monkeypatch.setattr(callbacks.RunCheckpoint, "_save_now", spy)
     config = write_config(tmp_path)
     trainer, module = runner.fit(load_config([config], ["trainer.max_epochs=2", "checkpoint.every_n_train_steps=2",
                                                         "data.toyfaces.n_train=10"]))
