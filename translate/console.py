@@ -13,7 +13,6 @@ the CLI and the demo before anything runs) prints warnings raised in this projec
 from __future__ import annotations
 
 import logging
-import sys
 import warnings
 from pathlib import Path
 
@@ -32,14 +31,13 @@ def is_ours(filename: str) -> bool:
     return str(Path(filename).resolve()).startswith(_OURS)
 
 
-def _show(message, category, filename, lineno, file=None, line=None) -> None:
+def _format(message, category, filename, lineno, line=None) -> str:
     if is_ours(filename):
-        print(f"warning: {message}", file=file or sys.stderr, flush=True)
-    else:
-        _library_show(message, category, filename, lineno, file, line)
+        return f"warning: {message}\n"
+    return _library_format(message, category, filename, lineno, line)
 
 
-_library_show = warnings.showwarning
+_library_format = warnings.formatwarning
 
 
 class _DropLines(logging.Filter):
@@ -54,10 +52,12 @@ class _DropLines(logging.Filter):
 
 def setup() -> None:
     """One-line user warnings, harmless library chatter filtered (idempotent)."""
-    global _library_show
-    if warnings.showwarning is not _show:
-        _library_show = warnings.showwarning
-        warnings.showwarning = _show
+    global _library_format
+    # the format, not the display: warnings recorded by catch_warnings (and pytest) stay recorded. Lightning,
+    # imported before or after, keeps its own format for its files and hands the others on to this one
+    if warnings.formatwarning is not _format:
+        _library_format = warnings.formatwarning
+        warnings.formatwarning = _format
     for pattern, category in HARMLESS:
         warnings.filterwarnings("ignore", message=pattern, category=category)
     for name, needles in HARMLESS_LOGS.items():
