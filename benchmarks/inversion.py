@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from datamodules.io import list_images  # noqa: E402
-from translate import invert  # noqa: E402
+from translate.tools import invert  # noqa: E402
 
 
 def faces_folder(n: int, size: int, out: Path) -> Path:

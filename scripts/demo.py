@@ -18,7 +18,8 @@ sys.path.insert(0, str(ROOT))
 
 from datamodules import build_datamodule  # noqa: E402
 from datamodules.io import list_images, read_image, write_image  # noqa: E402
-from translate import console, runner  # noqa: E402
+from translate import console  # noqa: E402
+from translate.train import runner  # noqa: E402
 from translate.train.config import load_config  # noqa: E402
 from translate.deploy.inference import load_translator  # noqa: E402
 from translate.deploy.predict import predict_paths  # noqa: E402
