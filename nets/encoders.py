@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from safeio import strict_load
-from safeio import SAFE_TORCH_LOAD_GLOBALS, torch_load_failure
+from safeio import SAFE_TORCH_LOAD_GLOBALS, strict_load, torch_load_failure
 from priors.stylegan2 import FullyConnectedLayer
 
 # units per stage of the IR backbones (ResNet-50/100/152-style depths of InsightFace)

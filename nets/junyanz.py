@@ -17,14 +17,13 @@ import torch
 from torch import nn
 
 from nets import build_discriminator, build_generator
-from safeio import strict_load
-from safeio import torch_load_failure
+from safeio import LoadError, strict_load, torch_load_failure
 
 DATA_PARALLEL_PREFIX = "module."
 RUNNING_STAT_KEYS = ("running_mean", "running_var", "num_batches_tracked")
 
 
-class WeightsImportError(ValueError):
+class WeightsImportError(LoadError):
     """Weights that do not fit the architecture (lists missing, unexpected and mis-shaped keys)."""
 
 
@@ -140,13 +139,6 @@ def infer_discriminator_spec(sd: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
                              f"a 4x4 conv) or PixelGAN keys (net.0.weight); first keys: {list(sd)[:5]}")
 
 
-# ---- strict import ---------------------------------------------------------------------------------------------
-def load_strict(net: nn.Module, sd: Mapping[str, torch.Tensor], source: str = "state dict") -> nn.Module:
-    """Load `sd` into `net`: every key present, none left over, every shape equal, or a WeightsImportError that
-    lists the missing, unexpected and mis-shaped keys."""
-    return strict_load(net, sd, source, WeightsImportError)
-
-
 def _import(path_or_sd: str | Path | Mapping[str, torch.Tensor], infer: Callable, build: Callable,
             overrides: Dict[str, Any]) -> Tuple[nn.Module, Dict[str, Any]]:
     allowed = set(inspect.signature(build).parameters) - {"init_type", "init_gain"}
@@ -159,7 +151,7 @@ def _import(path_or_sd: str | Path | Mapping[str, torch.Tensor], infer: Callable
         source, sd = str(path_or_sd), load_state_dict_file(path_or_sd)
     sd = clean_state_dict(sd)
     spec = {**infer(sd), **overrides}
-    return load_strict(build(**spec), sd, source).eval(), spec
+    return strict_load(build(**spec), sd, source, WeightsImportError).eval(), spec
 
 
 def import_generator(path_or_sd: str | Path | Mapping[str, torch.Tensor],

@@ -30,7 +30,7 @@ import torchvision
 from torch import nn
 
 from nets.junyanz import WeightsImportError, load_state_dict_file
-from safeio import strict_load
+from safeio import SafeUnpickler, UnsafePickleError, read_safetensors, strict_load
 
 
 class MissingWeightsError(ValueError):
@@ -150,8 +150,6 @@ def read_weights(path: Optional[str | Path], key: str) -> "OrderedDict[str, torc
     if not path.is_file():
         raise FileNotFoundError(f"{key}: weight file not found: {path}")
     if path.suffix == ".safetensors":
-        from safeio import read_safetensors
-
         try:
             return OrderedDict(read_safetensors(path))
         except ValueError as e:
@@ -225,10 +223,8 @@ FLAX_LPIPS_ROOT = {"alex": "AlexNet_0", "vgg": "VGG16_0"}
 
 
 def _read_array_pickle(path: Path, source: str) -> object:
-    """The content of a pickle of numpy arrays, through the network-pickle reader's allow-list (priors.loaders):
+    """The content of a pickle of numpy arrays, through the network-pickle reader's allow-list (safeio):
     any other global (a class, a function that runs code) is refused before anything is built from it."""
-    from safeio import SafeUnpickler, UnsafePickleError
-
     try:
         with open(path, "rb") as f:
             return SafeUnpickler(f).load()

@@ -35,10 +35,6 @@ W_AVG_SAMPLES = 10_000  # z samples that estimate w_avg when a rosinality file h
 PriorLoadError = LoadError  # a prior file that cannot be loaded: unknown format, keys or shapes, unsafe content
 
 
-def load_strict(net: torch.nn.Module, sd: Mapping[str, torch.Tensor], source: str) -> torch.nn.Module:
-    return strict_load(net, sd, source, PriorLoadError)
-
-
 # ------------------------------------------------------------------------------------------ NVIDIA network pickles
 
 def read_network_pickle(path: str | Path) -> Any:
@@ -83,7 +79,7 @@ def load_nvlabs_pickle(path: str | Path, key: str = "G_ema") -> Generator:
     """The generator `key` (G_ema: the weight average used for sampling) of an NVIDIA network pickle."""
     stub, source = _pickled_network(path, key, "Generator")
     G = Generator(_nvidia_config(stub.init_args, stub.init_kwargs, source))
-    return load_strict(G, stub.tensors(), source).eval()
+    return strict_load(G, stub.tensors(), source).eval()
 
 
 def load_nvlabs_discriminator(path: str | Path, key: str = "D") -> Discriminator:
@@ -102,7 +98,7 @@ def load_nvlabs_discriminator(path: str | Path, key: str = "D") -> Discriminator
         raise PriorLoadError(f"{source}: not a supported StyleGAN2 discriminator configuration: unsupported "
                              f"{', '.join(problems)}")
     D = Discriminator(DiscriminatorConfig(**fields))
-    return load_strict(D, _drop_block_filters(stub.tensors(), D, source), source).eval()
+    return strict_load(D, _drop_block_filters(stub.tensors(), D, source), source).eval()
 
 
 def _drop_block_filters(sd: Mapping[str, torch.Tensor], D: Discriminator, source: str) -> Dict[str, torch.Tensor]:
@@ -130,7 +126,7 @@ def load_discriminator_checkpoint(path: str | Path) -> Discriminator:
         img_channels=int(ckpt["hyper_parameters"].get("output_nc", 3)),
         channel_base=int(model.get("channel_base", 32768)), channel_max=int(model.get("channel_max", 512)),
         mbstd_group_size=model.get("mbstd_group_size", 4), conv_clamp=model.get("conv_clamp")))
-    return load_strict(D, {k[len("net_d."):]: v for k, v in sd.items() if k.startswith("net_d.")}, str(path)).eval()
+    return strict_load(D, {k[len("net_d."):]: v for k, v in sd.items() if k.startswith("net_d.")}, str(path)).eval()
 
 
 def load_discriminator(path: str | Path) -> Discriminator:
@@ -145,7 +141,7 @@ def load_discriminator(path: str | Path) -> Discriminator:
 def load_nvlabs_state(obj: Mapping[str, Any], source: str) -> Generator:
     """NVIDIA layout: {"init_kwargs": Generator's constructor arguments, "state_dict": its state dict}."""
     G = Generator(_nvidia_config((), dict(obj["init_kwargs"]), source))
-    return load_strict(G, obj["state_dict"], source).eval()
+    return strict_load(G, obj["state_dict"], source).eval()
 
 
 # ------------------------------------------------------------------------------------------------------ rosinality
@@ -295,7 +291,7 @@ def load_rosinality(obj: Mapping[str, Any], source: str) -> Generator:
     latent_avg = obj.get("latent_avg")
     ours["mapping.w_avg"] = (_latent_avg(latent_avg, cfg.w_dim, source) if latent_avg is not None
                              else G.mapping.w_avg.clone())
-    load_strict(G, ours, source).eval()
+    strict_load(G, ours, source).eval()
     if latent_avg is None:
         warnings.warn(f"{source}: no latent_avg; w_avg (the truncation centre) is estimated as the mean w of "
                       f"{W_AVG_SAMPLES} random z, as rosinality's mean_latent does", RuntimeWarning, stacklevel=3)
@@ -350,7 +346,7 @@ def load_own(path: str | Path) -> Generator:
         cfg = GeneratorConfig.from_dict(meta["generator"], str(json_path))
     except (KeyError, TypeError, ValueError) as e:
         raise PriorLoadError(f"{json_path}: bad 'generator' section ({e})") from None
-    G = load_strict(Generator(cfg), read_safetensors(weights_path), str(weights_path)).eval()
+    G = strict_load(Generator(cfg), read_safetensors(weights_path), str(weights_path)).eval()
     if meta.get("w_avg") is not None and hasattr(G.mapping, "w_avg"):
         if not torch.equal(torch.tensor(meta["w_avg"], dtype=torch.float32), G.mapping.w_avg):
             raise PriorLoadError(f"{json_path}: w_avg differs from mapping.w_avg in {weights_path.name}")
