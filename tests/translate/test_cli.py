@@ -340,20 +340,24 @@ def test_resume_after_sigkill(tmp_path, cli_process):
     assert adam_steps(after) == [(step + 4) // 2] * 2
 
 
-def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path, cli_process):
-    """A preempted machine or a scheduler's time limit sends SIGTERM: the run stops after its minibatch with
-    last.ckpt saved there (no periodic or epoch checkpoint is due in this run) and exit status 143."""
-    run_dir = tmp_path / "preempted"
+@pytest.mark.parametrize("sig, status, by", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl-C")],
+                         ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_signal_saves_a_checkpoint_to_resume_from(tmp_path, cli_process, sig, status, by):
+    """A preempted machine or a scheduler's time limit sends SIGTERM, a user presses Ctrl-C: the run stops after its
+    minibatch with last.ckpt saved there (no periodic or epoch checkpoint is due in this run) and exit status 143 or
+    130. Ctrl-C used to end with Lightning's 'Detected KeyboardInterrupt', status 1 and nothing saved."""
+    run_dir = tmp_path / "stopped"
     p = cli_process("fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1000", "checkpoint.monitor=null",
                     "checkpoint.every_n_train_steps=100000", "trainer.check_val_every_n_epoch=1000")
     deadline = time.time() + 240
     while time.time() < deadline and len(list((run_dir / "images").glob("train_images_*.png"))) < 3:
         assert p.poll() is None, p.stdout.read()[-3000:]
         time.sleep(0.2)
-    p.send_signal(signal.SIGTERM)
+    p.send_signal(sig)
     out, _ = p.communicate(timeout=120)
-    assert p.returncode == 143, out[-3000:]
-    assert "stopped by SIGTERM after a minibatch; checkpoint saved: continue with --resume last" in out
+    assert p.returncode == status, out[-3000:]
+    assert f"stopped by {by} after a minibatch; checkpoint saved: continue with --resume last" in out
+    assert "KeyboardInterrupt" not in out
     step = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"]
     assert step >= 6 and step % 2 == 0  # whole minibatches (a G and a D step each)
     assert main(["fit", *TINY, f"run_dir={run_dir}", f"trainer.max_steps={step + 4}", "checkpoint.monitor=null",
@@ -619,28 +623,6 @@ def test_fit_says_which_images_validate_and_refuses_to_pick_the_best_on_training
     assert not (tmp_path / "same").exists()
     assert main(["fit", *paired, "data.val_fraction=0", "checkpoint.monitor=null", f"run_dir={tmp_path}/same"]) == 0
     assert "the training images (data.val_fraction 0)" in capsys.readouterr().out
-
-
-def test_ctrl_c_saves_a_checkpoint_to_resume_from(tmp_path, cli_process):
-    """Ctrl-C used to end fit with Lightning's 'Detected KeyboardInterrupt', exit status 1 and nothing saved: now it
-    stops after the minibatch with last.ckpt saved there and exit status 130, as SIGTERM does (143)."""
-    run_dir = tmp_path / "interrupted"
-    p = cli_process("fit", *TINY, f"run_dir={run_dir}", "trainer.max_epochs=1000", "checkpoint.monitor=null",
-                    "checkpoint.every_n_train_steps=100000", "trainer.check_val_every_n_epoch=1000")
-    deadline = time.time() + 240
-    while time.time() < deadline and len(list((run_dir / "images").glob("train_images_*.png"))) < 3:
-        assert p.poll() is None, p.stdout.read()[-3000:]
-        time.sleep(0.2)
-    p.send_signal(signal.SIGINT)
-    out, _ = p.communicate(timeout=120)
-    assert p.returncode == 130, out[-3000:]
-    assert "stopped by Ctrl-C after a minibatch; checkpoint saved: continue with --resume last" in out
-    assert "KeyboardInterrupt" not in out
-    step = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"]
-    assert step >= 6 and step % 2 == 0  # whole minibatches (a G and a D step each)
-    assert main(["fit", *TINY, f"run_dir={run_dir}", f"trainer.max_steps={step + 4}", "checkpoint.monitor=null",
-                 "--resume", "last"]) == 0
-    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == step + 4
 
 
 def test_help_explains_every_option_and_fitting_overrides(capsys):
