@@ -23,19 +23,16 @@ def face_crop(size: int) -> Tuple[int, int, int, int]:
     return tuple(int(round(v * size / 256)) for v in FACE_CROP_256)  # type: ignore[return-value]
 
 
-class IDLoss(nn.Module):
-    """1 - cos(ArcFace(crop(y_hat)), ArcFace(crop(y))), averaged over the batch; crops pooled to 112 px."""
+class FeatureSimilarity(nn.Module):
+    """1 - cos of a frozen net's features of y_hat and y, averaged over the batch (the target's without gradient).
+    A subclass holds its net and defines `features` (unit vectors); the net stays in eval mode whatever `train`
+    asks."""
 
-    def __init__(self, arcface: nn.Module):
-        super().__init__()
-        self.arcface = arcface.eval().requires_grad_(False)
-
-    def train(self, mode: bool = True) -> "IDLoss":
+    def train(self, mode: bool = True) -> "FeatureSimilarity":
         return super().train(False)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        t, b, l, r = face_crop(x.shape[-1])
-        return self.arcface(F.adaptive_avg_pool2d(x[:, :, t:b, l:r], (ID_SIZE, ID_SIZE)))
+        raise NotImplementedError
 
     def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -43,7 +40,19 @@ class IDLoss(nn.Module):
         return (1 - (self.features(y_hat) * target).sum(dim=1)).mean()
 
 
-class MocoLoss(nn.Module):
+class IDLoss(FeatureSimilarity):
+    """1 - cos(ArcFace(crop(y_hat)), ArcFace(crop(y))), averaged over the batch; crops pooled to 112 px."""
+
+    def __init__(self, arcface: nn.Module):
+        super().__init__()
+        self.arcface = arcface.eval().requires_grad_(False)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        t, b, l, r = face_crop(x.shape[-1])
+        return self.arcface(F.adaptive_avg_pool2d(x[:, :, t:b, l:r], (ID_SIZE, ID_SIZE)))
+
+
+class MocoLoss(FeatureSimilarity):
     """1 - cos of MoCo v2 ResNet-50 features (after global pooling) of y_hat and y, for non-face domains.
 
     As the reference computes it, so that its loss weights carry over: images resized to 224 px by nearest
@@ -53,17 +62,9 @@ class MocoLoss(nn.Module):
         super().__init__()
         self.backbone = backbone.eval().requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "MocoLoss":
-        return super().train(False)
-
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=(MOCO_SIZE, MOCO_SIZE), mode="nearest")
         return F.normalize(self.backbone(x).flatten(1), dim=1)
-
-    def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            target = self.features(y)
-        return (1 - (self.features(y_hat) * target).sum(dim=1)).mean()
 
 
 def load_moco(path: Optional[str], key: str = "model.moco_weights") -> nn.Module:

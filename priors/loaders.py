@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Mapping, Tuple
 import torch
 
 from safeio import (SAFE_TORCH_LOAD_GLOBALS, LoadError, PersistentStub, SafeUnpickler, UnsafePickleError,
-                    file_on_path, read_safetensors, strict_load, torch_load_failure, write_atomic)
+                    file_on_path, read_json_object, read_safetensors, strict_load, torch_load_failure, write_atomic)
 from priors.ops import setup_filter
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
@@ -333,11 +333,8 @@ def load_own(path: str | Path) -> Generator:
     for p in (json_path, weights_path):
         if not p.is_file():
             raise FileNotFoundError(f"prior file not found: {p} (a prior is {json_path.name} + {weights_path.name})")
-    try:
-        meta = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PriorLoadError(f"{json_path}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != PRIOR_FORMAT:
+    meta = read_json_object(json_path, PriorLoadError)
+    if meta.get("format") != PRIOR_FORMAT:
         raise PriorLoadError(f"{json_path}: not a prior description (expected format '{PRIOR_FORMAT}')")
     if meta.get("format_version") != PRIOR_FORMAT_VERSION:
         raise PriorLoadError(f"{json_path}: format_version {meta.get('format_version')!r} is not supported "

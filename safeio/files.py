@@ -1,10 +1,11 @@
 """Writing files so that a crash never leaves half of one, with the permissions a user expects."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Optional, Type
 
 
 def default_mode(directory: bool = False) -> int:
@@ -41,3 +42,15 @@ def write_atomic(path: str | Path, write: Callable[[str], None], sync: bool = Tr
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def read_json_object(path: str | Path, error: Type[Exception] = ValueError) -> Dict[str, Any]:
+    """The JSON object in `path` (a bundle's or prior's description); invalid JSON or another JSON value is an
+    `error` naming the file."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data

@@ -23,8 +23,7 @@ _OURS = tuple(str(_ROOT / p) for p in PACKAGES) + (str(_ROOT / "cli.py"), str(_R
 HARMLESS = (  # (message regex, category) of library warnings that say nothing to our users
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", Warning),
 )
-HARMLESS_LOGS = {"lightning_fabric.utilities.rank_zero": ("litlogger",),
-                 "pytorch_lightning.utilities.rank_zero": ("litlogger",)}
+HARMLESS_LOGS = {"pytorch_lightning.utilities.rank_zero": ("litlogger",)}  # Lightning's rank_zero_info logger
 
 
 def is_ours(filename: str) -> bool:
@@ -38,6 +37,7 @@ def _format(message, category, filename, lineno, line=None) -> str:
 
 
 _library_format = warnings.formatwarning
+_installed = False
 
 
 class _DropLines(logging.Filter):
@@ -52,11 +52,12 @@ class _DropLines(logging.Filter):
 
 def setup() -> None:
     """One-line user warnings, harmless library chatter filtered (idempotent)."""
-    global _library_format
-    # the format, not the display: warnings recorded by catch_warnings (and pytest) stay recorded. Lightning,
-    # imported before or after, keeps its own format for its files and hands the others on to this one
-    if warnings.formatwarning is not _format:
-        _library_format = warnings.formatwarning
+    global _library_format, _installed
+    # the format, not the display: warnings recorded by catch_warnings (and pytest) stay recorded. Installed once:
+    # Lightning, imported before, is the format this one hands other files on to; imported after, it keeps its
+    # own format for its files and hands the others on to this one (so installing again would make a loop)
+    if not _installed:
+        _library_format, _installed = warnings.formatwarning, True
         warnings.formatwarning = _format
     for pattern, category in HARMLESS:
         warnings.filterwarnings("ignore", message=pattern, category=category)

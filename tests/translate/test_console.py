@@ -36,3 +36,20 @@ def test_known_library_chatter_is_filtered(caplog):
         logging.getLogger("pytorch_lightning.utilities.rank_zero").info("💡 Tip: try installing [litlogger]")
         logging.getLogger("pytorch_lightning.utilities.rank_zero").info("GPU available: False")
     assert [r.getMessage() for r in caplog.records] == ["GPU available: False"]
+
+
+def test_setting_up_again_after_lightning_replaced_the_format_makes_no_loop():
+    """Lightning, imported after setup(), installs a format that hands other files on to ours: a second setup()
+    must not hand ours on to it in turn (that recursed forever)."""
+    console.setup()
+    ours = warnings.formatwarning
+
+    def lightning_like(message, category, filename, lineno, line=None):
+        return ours(message, category, filename, lineno, line)
+
+    warnings.formatwarning = lightning_like
+    try:
+        console.setup()
+        assert "x" in warnings.formatwarning(UserWarning("x"), UserWarning, logging.__file__, 1, None)
+    finally:
+        warnings.formatwarning = ours

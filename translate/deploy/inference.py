@@ -11,7 +11,6 @@ Translator around it does the rest (image kinds, channels, padding to the size m
 from __future__ import annotations
 
 import abc
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from datamodules.io import to_channels
+from safeio import read_json_object, read_safetensors
 
 FORMATS = (1, 2)  # translator.json formats this version reads
 META_FILE = "translator.json"
@@ -46,12 +46,7 @@ def read_meta(path: str | Path) -> Tuple[Path, Dict[str, Any]]:
                           f"with `cli.py export --ckpt {path} --out bundle/`")
     if not meta_path.is_file():
         raise FileNotFoundError(f"not an export bundle: {meta_path} not found")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{meta_path}: not valid JSON ({e})") from e
-    if not isinstance(meta, dict):
-        raise BundleError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
+    meta = read_json_object(meta_path, BundleError)
     fmt = meta.get("format", 1)
     if fmt not in FORMATS:
         raise BundleError(f"{meta_path}: bundle format {fmt!r}; this version reads formats {list(FORMATS)}")
@@ -111,7 +106,6 @@ class EagerBackend(Backend):
     @classmethod
     def load(cls, folder: Path, meta: Dict[str, Any], device: torch.device) -> "EagerBackend":
         from nets import build_generator, inference_copy
-        from safeio import read_safetensors
 
         if meta.get("method") == "psp" and isinstance(meta.get("psp"), dict):
             return cls.load_psp(folder, meta, device)
@@ -131,7 +125,6 @@ class EagerBackend(Backend):
     def load_psp(cls, folder: Path, meta: Dict[str, Any], device: torch.device) -> "EagerBackend":
         """A pSp bundle's encoder + decoder rebuilt from its spec."""
         from nets.psp import build_psp_net
-        from safeio import read_safetensors
 
         net = build_psp_net(meta["psp"]).eval().requires_grad_(False)
         try:
