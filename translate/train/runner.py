@@ -160,13 +160,11 @@ def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -
         configure_tracking(module, cfg, run_dir)
         with frozen_modules_expected(module):
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    except SIGTERMException as e:
+    except BaseException as e:
         if stash is not None:
             _put_back(stash, run_dir)
-        raise (TrainingStopped("Ctrl-C", 130) if ctrl_c.pressed else TrainingStopped("SIGTERM", 143)) from e
-    except BaseException:
-        if stash is not None:
-            _put_back(stash, run_dir)
+        if isinstance(e, SIGTERMException):  # Lightning's, a SystemExit with status 0: say how it stopped
+            raise (TrainingStopped("Ctrl-C", 130) if ctrl_c.pressed else TrainingStopped("SIGTERM", 143)) from e
         raise
     return trainer, module
 
