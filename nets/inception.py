@@ -171,4 +171,4 @@ def load_inception(path: Optional[str | Path], layout: str = "fid",
         hint = f"; this looks like the '{other}' layout (set its layout option)" if other else ""
         raise WeightsImportError(f"{source}: the '{layout}' layout has {LAYOUTS[layout]} classes, the file's "
                                  f"fc.weight has {fc.shape[0]}{hint}")
-    return strict_load(net, sd, source, WeightsImportError).eval()
+    return strict_load(net, sd, source).eval()

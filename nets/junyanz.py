@@ -151,7 +151,7 @@ def _import(path_or_sd: str | Path | Mapping[str, torch.Tensor], infer: Callable
         source, sd = str(path_or_sd), load_state_dict_file(path_or_sd)
     sd = clean_state_dict(sd)
     spec = {**infer(sd), **overrides}
-    return strict_load(build(**spec), sd, source, WeightsImportError).eval(), spec
+    return strict_load(build(**spec), sd, source).eval(), spec
 
 
 def import_generator(path_or_sd: str | Path | Mapping[str, torch.Tensor],

@@ -192,8 +192,8 @@ def load_lpips(net: str, backbone: Optional[str | Path], heads: Optional[str | P
     backbone_src, heads_src = f"{backbone_key} ({backbone})", f"{heads_key} ({heads})"
     feats = torchvision_backbone_keys(read_weights(backbone, backbone_key), net, backbone_src)
     lins = lpips_head_keys(read_weights(heads, heads_key), heads_src)
-    strict_load(lpips.features, _strip(feats, "features.", backbone_src), backbone_src, WeightsImportError)
-    strict_load(lpips.heads, _strip(lins, "heads.", heads_src), heads_src, WeightsImportError)
+    strict_load(lpips.features, _strip(feats, "features.", backbone_src), backbone_src)
+    strict_load(lpips.heads, _strip(lins, "heads.", heads_src), heads_src)
     return lpips.eval()
 
 

@@ -6,6 +6,7 @@ import torchvision
 from nets.inception import LAYOUTS, NUM_FEATURES, InceptionFeatures, load_inception, resize_bilinear_tf1
 from nets.junyanz import WeightsImportError
 from nets.perceptual import MissingWeightsError
+from safeio import LoadError
 
 
 def _randomise_bn(net):
@@ -80,8 +81,8 @@ def test_wrong_key_or_layout_fails_naming_it(fid_file, tmp_path):
     sd = torch.load(path, weights_only=True)
     renamed = {k.replace("Mixed_6b.branch7x7_1", "Mixed_6b.branch7x7_X"): v for k, v in sd.items()}
     torch.save(renamed, tmp_path / "renamed.pth")
-    with pytest.raises(WeightsImportError, match=r"--inception \(eval\.inception_weights\) .*missing .*"
-                                                 r"Mixed_6b\.branch7x7_1\.conv\.weight.*unexpected .*branch7x7_X"):
+    with pytest.raises(LoadError, match=r"--inception \(eval\.inception_weights\) .*missing .*"
+                                        r"Mixed_6b\.branch7x7_1\.conv\.weight.*unexpected .*branch7x7_X"):
         load_inception(tmp_path / "renamed.pth", key="--inception (eval.inception_weights)")
     with pytest.raises(WeightsImportError, match=r"'torchvision' layout has 1000 classes, the file's fc.weight has "
                                                  r"1008; this looks like the 'fid' layout"):

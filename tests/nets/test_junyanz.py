@@ -8,6 +8,7 @@ import torch
 from nets import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
 from nets.junyanz import (WeightsImportError, clean_state_dict, import_discriminator, import_generator,
                           infer_discriminator_spec, infer_generator_spec, load_state_dict_file)
+from safeio import LoadError
 
 GOLDEN_SPECS = {
     "unet128_batch_ngf8.pt": {"name": "unet", "num_downs": 7, "input_nc": 3, "output_nc": 3, "ngf": 8,
@@ -123,14 +124,14 @@ def test_strict_errors_list_missing_unexpected_and_misshaped_keys(golden):
     sd = dict(golden("unet128_batch_ngf8.pt")["state_dict"])
     sd["extra.weight"] = torch.zeros(1)
     del sd["model.model.3.bias"]
-    with pytest.raises(WeightsImportError, match=r"state dict does not fit UnetGenerator: missing \(1\): "
-                                                 r"model.model.3.bias; unexpected \(1\): extra.weight"):
+    with pytest.raises(LoadError, match=r"state dict does not fit UnetGenerator: missing \(1\): "
+                                        r"model.model.3.bias; unexpected \(1\): extra.weight"):
         import_generator(sd)
     sd = dict(golden("unet128_batch_ngf8.pt")["state_dict"])
-    with pytest.raises(WeightsImportError, match=r"shape mismatch \(\d+\): model.model.0.weight: expected "
-                                                 r"\(16, 3, 4, 4\), got \(8, 3, 4, 4\)"):
+    with pytest.raises(LoadError, match=r"shape mismatch \(\d+\): model.model.0.weight: expected "
+                                        r"\(16, 3, 4, 4\), got \(8, 3, 4, 4\)"):
         import_generator(sd, ngf=16)
-    with pytest.raises(WeightsImportError, match=r"unexpected \(\d+\): .*running_mean"):  # BN weights, no BN
+    with pytest.raises(LoadError, match=r"unexpected \(\d+\): .*running_mean"):  # BN weights, no BN
         import_generator(sd, norm="none")
 
 

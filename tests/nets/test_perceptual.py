@@ -10,6 +10,7 @@ import torchvision
 from nets.junyanz import WeightsImportError
 from nets.perceptual import (FLAX_LPIPS_ROOT, LPIPS, LPIPS_CHANNELS, MissingWeightsError, load_lpips,
                              lpips_head_state_dict, lpips_weights_from_flax, torchvision_backbone_state_dict)
+from safeio import LoadError
 
 # The paper's v0.1 input "scaling layer" and tapped ReLUs, written out here independently of the module.
 PAPER_SHIFT = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
@@ -117,16 +118,16 @@ def test_wrong_head_key_or_shape_fails_naming_it(tmp_path):
     heads = lpips_head_state_dict(src)
     renamed = OrderedDict((k.replace("lin2.model.1", "lin2.model.0"), v) for k, v in heads.items())
     torch.save(renamed, tmp_path / "renamed.pth")
-    with pytest.raises(WeightsImportError, match=r"lpips_weights .*missing .*2\.weight.*unexpected .*lin2\.model\.0"):
+    with pytest.raises(LoadError, match=r"lpips_weights .*missing .*2\.weight.*unexpected .*lin2\.model\.0"):
         load_lpips("alex", tmp_path / "bb.pth", tmp_path / "renamed.pth")
     torch.save(lpips_head_state_dict(_lpips("vgg")), tmp_path / "vgg_heads.pth")
-    with pytest.raises(WeightsImportError, match=r"shape mismatch .*1\.weight: expected \(1, 192, 1, 1\), got "
-                                                 r"\(1, 128, 1, 1\)"):
+    with pytest.raises(LoadError, match=r"shape mismatch .*1\.weight: expected \(1, 192, 1, 1\), got "
+                                        r"\(1, 128, 1, 1\)"):
         load_lpips("alex", tmp_path / "bb.pth", tmp_path / "vgg_heads.pth")
     sd = torchvision_backbone_state_dict(src)
     sd["features.99.weight"] = torch.zeros(1)
     torch.save(sd, tmp_path / "extra.pth")
-    with pytest.raises(WeightsImportError, match=r"my\.backbone .*unexpected .*99\.weight"):
+    with pytest.raises(LoadError, match=r"my\.backbone .*unexpected .*99\.weight"):
         load_lpips("alex", tmp_path / "extra.pth", tmp_path / "vgg_heads.pth", backbone_key="my.backbone")
 
 

@@ -12,6 +12,7 @@ from priors.loaders import rosinality_kernel_keys, rosinality_key_map
 from priors.ops import setup_filter
 from priors.stylegan2 import GeneratorConfig
 from translate.deploy.psp_checkpoint import PSPCheckpointError, load_psp_checkpoint
+from safeio import LoadError
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data")
 LAYOUT = os.path.join(DATA, "psp", "psp_1024_layout.tsv")
@@ -148,7 +149,7 @@ def test_parts_that_disagree_are_errors(ros, tmp_path):
     check(narrow, "the encoder predicts w of size 32, the decoder takes 64")
     _, ckpt = make_checkpoint(ros)
     ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if k != "encoder.latlayer1.bias"}
-    check(ckpt, r"missing \(1\): latlayer1.bias")
+    check(ckpt, r"missing \(1\): latlayer1.bias", LoadError)  # strict_load's one error type
     _, ckpt = make_checkpoint(ros)
     ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if k != "decoder.noises.noise_3"}
     check(ckpt, r"decoder.\*: does not fit the rosinality key map: missing \(1\): noises.noise_3", Exception)

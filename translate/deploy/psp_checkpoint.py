@@ -21,7 +21,7 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 
 from nets.encoders import IRBackboneNet, build_encoder, encoder_spec_from_state_dict, n_styles_for
-from safeio import check_fits, strict_load
+from safeio import LoadError, check_fits, strict_load
 from priors.loaders import load_rosinality
 from priors.stylegan2 import Generator
 from translate.deploy.checkpoints import load_checkpoint
@@ -30,7 +30,7 @@ PSP_INPUT_SIZE = 256  # pSp resizes every input to 256 px (its transforms); the 
 PREFIXES = ("encoder.", "decoder.")
 
 
-class PSPCheckpointError(ValueError):
+class PSPCheckpointError(LoadError):
     """A file that is not a pSp checkpoint, or whose parts do not agree with each other."""
 
 
@@ -45,8 +45,7 @@ class PSPCheckpoint:
 
     def build_encoder(self) -> IRBackboneNet:
         """The encoder with its weights, loaded strictly, in eval mode."""
-        return strict_load(build_encoder(**self.encoder_spec), self.encoder_state, "pSp encoder.*",
-                           PSPCheckpointError).eval()
+        return strict_load(build_encoder(**self.encoder_spec), self.encoder_state, "pSp encoder.*").eval()
 
 
 def _split_state(state: Mapping[str, torch.Tensor], source: str) -> Dict[str, Dict[str, torch.Tensor]]:
@@ -131,7 +130,7 @@ def load_psp_checkpoint(path: str | Path) -> PSPCheckpoint:
         raise PSPCheckpointError(f"{source}: latent_avg of shape {tuple(latent_avg.shape)} does not end in the "
                                  f"decoder's w_dim {decoder.w_dim}")
     with torch.device("meta"):  # every key and shape checked now, without allocating the encoder
-        check_fits(build_encoder(**spec), parts["encoder."], f"{source} encoder.*", PSPCheckpointError)
+        check_fits(build_encoder(**spec), parts["encoder."], f"{source} encoder.*")
     notes = _backfill_opts(opts, spec, decoder, latent_avg, source)
     return PSPCheckpoint(encoder_state=parts["encoder."], encoder_spec=spec, decoder=decoder, latent_avg=latent_avg,
                          opts=opts, backfilled=notes)
