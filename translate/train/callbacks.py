@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, Checkpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
@@ -165,10 +165,13 @@ class ConfigLearningRates(Callback):
             new_sched = next((s for s in fresh_scheds if s.optimizer is new), None)
             bases = [g.get("initial_lr", g["lr"]) for g in new.param_groups]  # the config's rates before any schedule
             if isinstance(sched, LambdaLR) and isinstance(new_sched, LambdaLR):
-                sched.lr_lambdas, sched.base_lrs = new_sched.lr_lambdas, list(bases)
                 for group, base, factor in zip(opt.param_groups, bases, new_sched.lr_lambdas):
                     group["initial_lr"], group["lr"] = base, base * factor(sched.last_epoch)
-                sched._last_lr = [g["lr"] for g in opt.param_groups]
+                # the config's schedule at the restored position, through the scheduler's own state (its
+                # state_dict/load_state_dict): new rates and lambdas, same last_epoch
+                sched.lr_lambdas = new_sched.lr_lambdas
+                sched.load_state_dict({**sched.state_dict(), "base_lrs": list(bases),
+                                       "_last_lr": [g["lr"] for g in opt.param_groups]})
             elif sched is None:
                 for group, base in zip(opt.param_groups, bases):
                     group["lr"] = base
@@ -232,79 +235,83 @@ def non_finite_tensors(module: nn.Module) -> List[str]:
     return [n for n, t in tensors if not bool(torch.isfinite(t).all())]
 
 
-class RunCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint whose `every_n_minibatches` counts training minibatches. Lightning's `every_n_train_steps`
-    counts optimizer steps, which our methods take 2-4 of per minibatch (G, D, StyleGAN2's lazy regularisers), so its
-    multiples would be hit irregularly or skipped. In that mode the epoch saves are off and the end of training saves
-    too (`save_at_end`), so last.ckpt never lags behind a finished run."""
+class RunCheckpoint(Checkpoint):
+    """Writes `dirpath/<name>` through `trainer.save_checkpoint` (atomic: AtomicCheckpointIO) every
+    `every_n_minibatches` training minibatches, or else at the end of every `every_n_epochs`-th epoch; with
+    `at_end`, also when training ends and when SIGTERM or Ctrl-C stops it after a minibatch (so `--resume` loses
+    nothing). `name` may name the global step, e.g. "step-{step:07d}.ckpt": then every save is a new file (snapshots).
 
-    def __init__(self, *, every_n_minibatches: Optional[int] = None, save_at_end: bool = False, resuming: bool = False,
-                 key: Optional[str] = None, **kwargs: Any):
-        if every_n_minibatches:
-            kwargs.update(every_n_train_steps=None, every_n_epochs=0)
-        super().__init__(**kwargs)
-        self.every_n_minibatches = every_n_minibatches
-        self.save_at_end = save_at_end
-        self.resuming = resuming  # a fit that continues the run in dirpath (--resume)
-        self.key = key  # told apart from callbacks with the same settings (Lightning keys their states by them)
+    It counts minibatches, not Lightning's optimizer steps (`every_n_train_steps`), which our methods take 2-4 of per
+    minibatch (G, D, StyleGAN2's lazy regularisers). As a Lightning `Checkpoint` it runs after the module's own
+    epoch-end hook (which steps the LR schedules), as ModelCheckpoint does. The count is part of the callback's state
+    in every checkpoint, so a resumed run keeps the cadence."""
+
+    def __init__(self, dirpath: Path, name: str, *, every_n_minibatches: Optional[int] = None,
+                 every_n_epochs: int = 1, at_end: bool = False):
+        self.dirpath, self.name = Path(dirpath), name
+        self.every_n_minibatches, self.every_n_epochs, self.at_end = every_n_minibatches, every_n_epochs, at_end
+        self.minibatches = 0  # training minibatches begun in this run, resumed ones included
+        self._saved_step: Optional[int] = None  # the global step of the last save (one file per step)
 
     @property
     def state_key(self) -> str:
-        return super().state_key if self.key is None else f"{super().state_key}[{self.key}]"
+        return f"{type(self).__name__}[{self.name}]"
 
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        if not self.resuming:
-            return super().setup(trainer, pl_module, stage)
-        # the checkpoint folder holds the run being continued (a fresh fit never reaches a folder with an earlier
-        # run's checkpoints, see check_run_dir), so Lightning's "exists and is not empty" is noise here
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-            super().setup(trainer, pl_module, stage)
+    def state_dict(self) -> Dict[str, Any]:
+        return {"minibatches": self.minibatches}
 
-    def _save_now(self, trainer) -> None:
-        candidates = self._monitor_candidates(trainer)
-        if self.monitor is not None and self.monitor not in candidates:
-            self._defer_save_until_validation = True  # saved at the end of the next validation, as Lightning does
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self.minibatches = int(state_dict.get("minibatches", 0))
+
+    def save(self, trainer: pl.Trainer) -> None:
+        if trainer.sanity_checking or trainer.global_step == self._saved_step:
             return
-        self._save_topk_checkpoint(trainer, candidates)
-        self._save_last_checkpoint(trainer, candidates)
+        trainer.save_checkpoint(self.dirpath / self.name.format(step=trainer.global_step))
+        self._saved_step = trainer.global_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.minibatches += 1  # counted before any callback saves at this minibatch's end, so every state agrees
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not self.every_n_minibatches:
-            return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        done = trainer.fit_loop.epoch_loop.batch_progress.total.processed  # this minibatch included
-        if done % self.every_n_minibatches == 0 and not self._should_skip_saving_checkpoint(trainer):
-            self._save_now(trainer)
+        if self.every_n_minibatches and self.minibatches % self.every_n_minibatches == 0:
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self.every_n_minibatches and self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self.save(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        super().on_train_end(trainer, pl_module)
-        if self.every_n_minibatches and self.save_at_end and not self._should_skip_saving_checkpoint(trainer):
-            self._save_now(trainer)
+        if self.at_end:
+            self.save(trainer)
 
-    def _save_checkpoint(self, trainer, filepath: str) -> None:
-        """A diverged run (NaN or inf weights) stops here with a clear error: the checkpoints it would overwrite are
-        the last good state, which `--resume last` needs."""
-        bad = non_finite_tensors(trainer.lightning_module)
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """SIGTERM (a preempted cloud machine, a scheduler's time limit, `kill`, Ctrl-C): Lightning stops after the
+        current minibatch, and the checkpoint is saved there. Other exceptions can come mid-step (between G's and
+        D's updates): no checkpoint then."""
+        if self.at_end and isinstance(exception, SIGTERMException):
+            self.save(trainer)
+
+
+class RefuseNonFiniteWeights(Callback):
+    """A diverged run (NaN or inf weights) stops with a clear error instead of saving any checkpoint: the
+    checkpoints it would overwrite are the last good state, which `--resume last` needs. Runs in every save
+    (`on_save_checkpoint` comes before the file is written), the best checkpoints' included."""
+
+    def __init__(self, dirpath: Path):
+        self.last = Path(dirpath) / "last.ckpt"
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: Dict[str, Any]) -> None:
+        bad = non_finite_tensors(pl_module)
         # every process decides alike (StyleGAN2 keeps some buffers per process), or the others would wait forever
         if trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
             bad = bad or ["a tensor of another process"]
-            last = Path(self.dirpath) / "last.ckpt"
-            kept = (f"{last} keeps step {load_checkpoint(last, mmap=True).get('global_step')}" if last.is_file()
-                    else "no checkpoint was written before")
+            kept = (f"{self.last} keeps step {load_checkpoint(self.last, mmap=True).get('global_step')}"
+                    if self.last.is_file() else "no checkpoint was written before")
             more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
             raise TrainingDiverged(
                 f"training diverged at step {trainer.global_step}: {bad[0]}{more} holds NaN or inf, so no checkpoint "
                 f"was written ({kept}). Lower the learning rate, or train in trainer.precision=32 or bf16-mixed "
                 f"instead of 16-mixed, then continue with --resume last")
-        super()._save_checkpoint(trainer, filepath)
-
-    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        """SIGTERM (a preempted cloud machine, a scheduler's time limit, `kill`): Lightning stops after the current
-        minibatch, and the last checkpoint is saved there, so `--resume` loses nothing. Other exceptions can come
-        mid-step (between G's and D's updates): no checkpoint then."""
-        if (self.save_at_end and isinstance(exception, SIGTERMException)
-                and not self._should_skip_saving_checkpoint(trainer)):
-            self._save_now(trainer)
 
 
 class DropReplacedRun(Callback):

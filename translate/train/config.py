@@ -14,11 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from datamodules.config import DataConfig
+from safeio.errors import ConfigError
 from translate.methods.schedules import EpochSchedule
-
-
-class ConfigError(ValueError):
-    """A configuration problem, phrased for the user (names the key and where it came from)."""
 
 
 @dataclass

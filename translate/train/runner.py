@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, RichProgressBar
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -19,9 +19,10 @@ from translate.deploy.checkpoints import CheckpointError, load_checkpoint
 from translate.train.config import ConfigError, RunConfig, load_config, schedule_mismatch, to_dict
 from translate.methods.registry import METHODS
 from translate.train.tracking import build_loggers
-from translate.train.callbacks import (AtomicCheckpointIO, ConfigLearningRates, CtrlCStopsAfterMinibatch, DropReplacedRun,
-                                       RankSeed, RunCheckpoint, StoreRunConfig, TrainingRandomState, TrainingStopped,
-                                       WriteRunConfig, frozen_modules_expected)
+from translate.train.callbacks import (AtomicCheckpointIO, ConfigLearningRates, CtrlCStopsAfterMinibatch,
+                                       DropReplacedRun, RankSeed, RefuseNonFiniteWeights, RunCheckpoint,
+                                       StoreRunConfig, TrainingRandomState, TrainingStopped, WriteRunConfig,
+                                       frozen_modules_expected)
 from translate.train.rundir import (CHECKPOINT_DIR, _first_process, _put_back, check_resume_limits, check_run_dir,
                                     recover_replaced, resolve_resume, resume_summary)
 
@@ -80,25 +81,23 @@ def build_trainer(cfg: RunConfig, run_dir: Path, *, for_fit: bool = True,
     if for_fit:
         c = cfg.checkpoint
         if c.mode not in ("max", "min"):
-            raise ValueError(f"checkpoint.mode: expected 'max' or 'min', got '{c.mode}'")
-        every = dict(every_n_epochs=c.every_n_epochs, every_n_minibatches=c.every_n_train_steps,
-                     enable_version_counter=False, resuming=resume_step is not None)
-        callbacks.append(RunCheckpoint(
-            dirpath=run_dir / CHECKPOINT_DIR, filename="best-{epoch:03d}-{step}", monitor=c.monitor, mode=c.mode,
-            save_top_k=c.save_top_k if c.monitor else 0, auto_insert_metric_name=False, **every,
-        ))
-        # last.ckpt has its own callback: Lightning's save_last rewrites it only when a best checkpoint was written
-        # in the same step, so a metric that stops improving would leave it behind the run
-        callbacks.append(RunCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="last", monitor=None, save_top_k=1,
-                                       save_on_train_epoch_end=True, save_at_end=True, **every))
-        if c.keep_every_n_train_steps is not None:
-            if c.keep_every_n_train_steps < 1:
-                raise ConfigError(f"checkpoint.keep_every_n_train_steps: expected a number of minibatches >= 1 or "
-                                  f"null, got {c.keep_every_n_train_steps}")
-            callbacks.append(RunCheckpoint(  # snapshots, all kept (pSp's iteration_N.pt, NVIDIA's network snapshots)
-                dirpath=run_dir / CHECKPOINT_DIR, filename="step-{step:07d}", monitor=None, save_top_k=-1,
-                auto_insert_metric_name=False, every_n_minibatches=c.keep_every_n_train_steps,
-                enable_version_counter=False, resuming=resume_step is not None, key="snapshots"))
+            raise ConfigError(f"checkpoint.mode: expected 'max' or 'min', got '{c.mode}'", key="checkpoint.mode")
+        if c.keep_every_n_train_steps is not None and c.keep_every_n_train_steps < 1:
+            raise ConfigError(f"checkpoint.keep_every_n_train_steps: expected a number of minibatches >= 1 or null, "
+                              f"got {c.keep_every_n_train_steps}", key="checkpoint.keep_every_n_train_steps")
+        folder = run_dir / CHECKPOINT_DIR
+        if c.monitor:  # the best by a metric: Lightning's ModelCheckpoint, saving after validation
+            callbacks.append(ModelCheckpoint(
+                dirpath=folder, filename="best-{epoch:03d}-{step}", monitor=c.monitor, mode=c.mode,
+                save_top_k=c.save_top_k, every_n_epochs=c.every_n_epochs, auto_insert_metric_name=False,
+                enable_version_counter=False))
+        # last.ckpt every N minibatches (or epochs), at the end and when SIGTERM/Ctrl-C stops the run
+        callbacks.append(RunCheckpoint(folder, "last.ckpt", every_n_minibatches=c.every_n_train_steps,
+                                       every_n_epochs=c.every_n_epochs, at_end=True))
+        if c.keep_every_n_train_steps is not None:  # snapshots, all kept (pSp's iteration_N.pt, NVIDIA's snapshots)
+            callbacks.append(RunCheckpoint(folder, "step-{step:07d}.ckpt",
+                                           every_n_minibatches=c.keep_every_n_train_steps))
+        callbacks.append(RefuseNonFiniteWeights(folder))
     kwargs = {k: v for k, v in asdict(t).items() if v is not None or k == "check_val_every_n_epoch"}
     kwargs["strategy"] = _strategy(t.strategy, cfg.method)
     return pl.Trainer(
@@ -158,7 +157,9 @@ def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -
         if stash is not None:
             trainer.callbacks.append(DropReplacedRun(stash))
         configure_tracking(module, cfg, run_dir)
-        with frozen_modules_expected(module):
+        with frozen_modules_expected(module), warnings.catch_warnings():
+            if ckpt_path is not None:  # the checkpoint folder holds the run being continued (check_run_dir)
+                warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except BaseException as e:
         if stash is not None:
