@@ -170,10 +170,10 @@ def _aligned_loader(case: Case, root: str):
 def run_pix2pix(case: Case, device: str, warmup: int, steps: int, data_root: Optional[str]) -> Dict[str, float]:
     import torch
 
-    from translate.methods.pix2pix import Pix2Pix
+    from translate.methods.pix2pix import Pix2Pix, Pix2PixConfig
 
     torch.manual_seed(0)
-    module = Pix2Pix(model=dict(netG=case.netG, channels_last=case.channels_last, use_dropout=True, **case.extra))
+    module = Pix2Pix(model=Pix2PixConfig(netG=case.netG, channels_last=case.channels_last, use_dropout=True, **case.extra))
     if case.compile:
         module.net_g = torch.compile(module.net_g)
         module.net_d = torch.compile(module.net_d)
@@ -184,10 +184,10 @@ def run_pix2pix(case: Case, device: str, warmup: int, steps: int, data_root: Opt
 def run_cyclegan(case: Case, device: str, warmup: int, steps: int, data_root: Optional[str]) -> Dict[str, float]:
     import torch
 
-    from translate.methods.cyclegan import CycleGAN
+    from translate.methods.cyclegan import CycleGAN, CycleGANConfig
 
     torch.manual_seed(0)
-    module = CycleGAN(model=dict(netG=case.netG, channels_last=case.channels_last, **case.extra))
+    module = CycleGAN(model=CycleGANConfig(netG=case.netG, channels_last=case.channels_last, **case.extra))
     if case.compile:
         for name in ("net_g_a", "net_g_b", "net_d_a", "net_d_b"):
             setattr(module, name, torch.compile(getattr(module, name)))

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from datamodules.config import DegradationConfig
+from safeio.errors import ConfigError
 
 MIN_FACTOR, MAX_FACTOR = 1, 32  # downsample factors allowed (1: the image itself, as in pSp's 1,2,4,8,16,32)
 
@@ -56,8 +57,8 @@ def psp_downsample_image(img: np.ndarray, factor: int) -> np.ndarray:
     h, w, c = img.shape
     taps, pad = 4 * factor, 3 * factor
     if pad >= min(h, w):
-        raise ValueError(f"data.degradation: downsample_psp by {factor} mirrors {pad} pixels, which needs an image "
-                         f"larger than {pad} px on each side; got {w}x{h}")
+        raise ConfigError(f"data.degradation: downsample_psp by {factor} mirrors {pad} pixels, which needs an image "
+                         f"larger than {pad} px on each side; got {w}x{h}", key="data.degradation")
     x = torch.tensor(img).permute(2, 0, 1)[None].float() / 255.0  # a copy: read-only arrays (np.asarray(PIL)) too
     k = psp_bicubic_kernel(factor)
     before, after = pad // 2, pad - pad // 2
@@ -147,18 +148,18 @@ DEGRADATIONS: Dict[str, Callable[[np.ndarray, np.random.Generator, DegradationCo
 def _check_range(key: str, values, low: float, high: float) -> None:
     vals = list(values)
     if len(vals) != 2 or not low <= vals[0] <= vals[1] <= high:
-        raise ValueError(f"data.degradation.{key}: expected [min, max] with {low} <= min <= max <= {high}, got {vals}")
+        raise ConfigError(f"data.degradation.{key}: expected [min, max] with {low} <= min <= max <= {high}, got {vals}", key=f"data.degradation.{key}")
 
 
 def check_degradation(cfg: DegradationConfig) -> None:
     """Validate the fields the chosen degradation uses; messages name the key."""
     if cfg.name not in DEGRADATIONS:
-        raise ValueError(f"data.degradation.name: expected one of {list(DEGRADATIONS)}, got '{cfg.name}'")
+        raise ConfigError(f"data.degradation.name: expected one of {list(DEGRADATIONS)}, got '{cfg.name}'", key="data.degradation.name")
     if cfg.name in ("downsample", "downsample_psp"):
         bad = [f for f in cfg.factors if not MIN_FACTOR <= int(f) <= MAX_FACTOR]
         if not cfg.factors or bad:
-            raise ValueError(f"data.degradation.factors: expected integers in {MIN_FACTOR}..{MAX_FACTOR}, "
-                             f"got {list(cfg.factors)}")
+            raise ConfigError(f"data.degradation.factors: expected integers in {MIN_FACTOR}..{MAX_FACTOR}, "
+                             f"got {list(cfg.factors)}", key="data.degradation.factors")
     elif cfg.name == "blur":
         _check_range("blur_sigma", cfg.blur_sigma, 0.0, float("inf"))
     elif cfg.name == "jpeg":
@@ -166,5 +167,5 @@ def check_degradation(cfg: DegradationConfig) -> None:
     elif cfg.name == "noise":
         _check_range("noise_sigma", cfg.noise_sigma, 0.0, float("inf"))
     elif cfg.name == "sketch" and not 0.0 < cfg.sketch_threshold < 0.5:
-        raise ValueError(f"data.degradation.sketch_threshold: expected a value in (0, 0.5) (the high threshold "
-                         f"is twice it), got {cfg.sketch_threshold}")
+        raise ConfigError(f"data.degradation.sketch_threshold: expected a value in (0, 0.5) (the high threshold "
+                         f"is twice it), got {cfg.sketch_threshold}", key="data.degradation.sketch_threshold")

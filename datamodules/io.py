@@ -8,6 +8,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from safeio.errors import UserError
+
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 # image formats a folder may hold that are not read (animations, camera and HDR formats): listed with a warning
 UNREAD_EXTENSIONS = (".gif", ".heic", ".heif", ".avif", ".jp2", ".exr", ".hdr", ".dng", ".cr2", ".nef", ".raw")
@@ -15,7 +17,7 @@ CHANNELS = (1, 3)  # what the networks take: grayscale or RGB
 MODES_16BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
-class BadImageError(ValueError):
+class BadImageError(UserError, ValueError):
     """An image file that cannot be decoded or converted; names the file."""
 
     def __init__(self, path: str | Path, reason: Optional[str] = None):
@@ -24,7 +26,7 @@ class BadImageError(ValueError):
         super().__init__(str(path) if reason is None else f"{path}: {reason}")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data set that cannot be used as configured (names the file or folder and what was expected)."""
 
 

@@ -16,6 +16,7 @@ from PIL import Image
 from datamodules.config import DataConfig, SyntheticConfig
 from datamodules.io import to_channels
 from datamodules.paired import SPLITS, PairDataset
+from safeio.errors import ConfigError
 
 SIZES = (32, 64, 128, 256)
 # class -> label colour (A)
@@ -112,10 +113,10 @@ def _render(m: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def check_synthetic(cfg: SyntheticConfig) -> None:
     if cfg.size not in SIZES:
-        raise ValueError(f"data.synthetic.size: expected one of {list(SIZES)}, got {cfg.size}")
+        raise ConfigError(f"data.synthetic.size: expected one of {list(SIZES)}, got {cfg.size}", key="data.synthetic.size")
     for key in ("n_train", "n_val"):
         if int(getattr(cfg, key)) < 1:
-            raise ValueError(f"data.synthetic.{key}: expected a positive number of pairs, got {getattr(cfg, key)}")
+            raise ConfigError(f"data.synthetic.{key}: expected a positive number of pairs, got {getattr(cfg, key)}", key=f"data.synthetic.{key}")
 
 
 def stream(split: str) -> str:
@@ -128,7 +129,7 @@ def stream(split: str) -> str:
 def make_pair(seed: int, split: str, index: int, size: int) -> Tuple[np.ndarray, np.ndarray]:
     """(label map, rendering) as uint8 (size, size, 3); a pure function of its arguments."""
     if size not in SIZES:
-        raise ValueError(f"data.synthetic.size: expected one of {list(SIZES)}, got {size}")
+        raise ConfigError(f"data.synthetic.size: expected one of {list(SIZES)}, got {size}", key="data.synthetic.size")
     rng = np.random.default_rng([seed, SPLIT_OFFSET[stream(split)], index])
     classes = _layout(rng, size)
     palette = np.array(list(LABELS.values()), np.uint8)

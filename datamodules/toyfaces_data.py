@@ -21,6 +21,7 @@ from datamodules.degrade import DEGRADATIONS, check_degradation
 from datamodules.io import to_channels
 from datamodules.paired import DegradedDataset, PairDataset
 from datamodules.toyfaces import MAX_SIZE, MIN_SIZE, ToyFaces, face_params, render_face
+from safeio.errors import ConfigError
 
 # task -> (source key, target key) of ToyFaces items; None: the source is made from the target by a degradation
 TASKS: Dict[str, Tuple[str | None, str]] = {
@@ -33,16 +34,16 @@ TASKS: Dict[str, Tuple[str | None, str]] = {
 
 def check_toyfaces(cfg: ToyFacesConfig) -> None:
     if cfg.task not in TASKS:
-        raise ValueError(f"data.toyfaces.task: expected one of {list(TASKS)}, got '{cfg.task}'")
+        raise ConfigError(f"data.toyfaces.task: expected one of {list(TASKS)}, got '{cfg.task}'", key="data.toyfaces.task")
     if not MIN_SIZE <= cfg.size <= MAX_SIZE:
-        raise ValueError(f"data.toyfaces.size: expected {MIN_SIZE}..{MAX_SIZE} pixels, got {cfg.size}")
+        raise ConfigError(f"data.toyfaces.size: expected {MIN_SIZE}..{MAX_SIZE} pixels, got {cfg.size}", key="data.toyfaces.size")
     for key in ("n_train", "n_val"):
         if int(getattr(cfg, key)) < 1:
-            raise ValueError(f"data.toyfaces.{key}: expected a positive number of faces, got {getattr(cfg, key)}")
+            raise ConfigError(f"data.toyfaces.{key}: expected a positive number of faces, got {getattr(cfg, key)}", key=f"data.toyfaces.{key}")
     if cfg.seed < 0:
-        raise ValueError(f"data.toyfaces.seed: expected a seed >= 0, got {cfg.seed}")
+        raise ConfigError(f"data.toyfaces.seed: expected a seed >= 0, got {cfg.seed}", key="data.toyfaces.seed")
     if not 0 <= cfg.max_yaw <= 90:
-        raise ValueError(f"data.toyfaces.max_yaw: expected 0..90 degrees, got {cfg.max_yaw}")
+        raise ConfigError(f"data.toyfaces.max_yaw: expected 0..90 degrees, got {cfg.max_yaw}", key="data.toyfaces.max_yaw")
 
 
 def render_split(cfg: ToyFacesConfig, split: str, n: int) -> Dict[str, np.ndarray]:
@@ -67,7 +68,7 @@ class ToyFacesDataset(DegradedDataset):
         if t.task == "sr":
             check_degradation(cfg.degradation)
             if cfg.direction != "AtoB":
-                raise ValueError("data.direction: the toyfaces task 'sr' makes its source from the target; use AtoB")
+                raise ConfigError("data.direction: the toyfaces task 'sr' makes its source from the target; use AtoB", key="data.direction")
         n = t.n_train if split == "train" else t.n_val
         n = min(n, cfg.max_dataset_size) if cfg.max_dataset_size else n
         arrays = render_split(t, split, n)

@@ -21,6 +21,7 @@ from datamodules.io import BadImageError, DataError, list_images, read_image
 from datamodules.paired import SPLITS
 from datamodules.synthetic import LABELS, make_pair, split_size
 from datamodules.transforms import PairTransform, as_hwc, to_tensor
+from safeio.errors import ConfigError
 
 SIDES = ("A", "B")
 
@@ -187,8 +188,8 @@ class SyntheticUnpairedDataset(UnpairedDataset):
     def __init__(self, cfg: DataConfig, split: str, train: bool):
         super().__init__(cfg, split, train)
         if cfg.input_nc != 3 or cfg.output_nc != 3:
-            raise ValueError(f"data.kind 'synthetic_unpaired' renders RGB images: data.input_nc and data.output_nc "
-                             f"must be 3, got {cfg.input_nc} and {cfg.output_nc}")
+            raise ConfigError(f"data.kind 'synthetic_unpaired' renders RGB images: data.input_nc and data.output_nc "
+                             f"must be 3, got {cfg.input_nc} and {cfg.output_nc}", key="data.kind")
         s = cfg.synthetic
         n = split_size(s, split)
         n = min(n, cfg.max_dataset_size) if cfg.max_dataset_size else n

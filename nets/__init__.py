@@ -15,6 +15,7 @@ from nets.discriminators import NLayerDiscriminator, PixelDiscriminator
 from nets.generators import ResnetGenerator, UnetGenerator
 from nets.init import init_weights
 from nets.norm import get_norm_layer, inference_copy
+from safeio.errors import ConfigError
 
 
 def _unet(num_downs_fixed: Optional[int]) -> Callable[..., nn.Module]:
@@ -22,11 +23,11 @@ def _unet(num_downs_fixed: Optional[int]) -> Callable[..., nn.Module]:
 
     def build(input_nc, output_nc, ngf, norm, use_dropout, num_downs, n_blocks):
         if num_downs_fixed is None and num_downs is None:
-            raise ValueError("netG 'unet' needs num_downs (the number of stride-2 levels: the image side must be a "
-                             "multiple of 2**num_downs, e.g. 5 for 32 px)")
+            raise ConfigError("netG 'unet' needs num_downs (the number of stride-2 levels: the image side must be a "
+                             "multiple of 2**num_downs, e.g. 5 for 32 px)", key="netG")
         if num_downs_fixed is not None and num_downs not in (None, num_downs_fixed):
-            raise ValueError(f"netG 'unet_{2 ** num_downs_fixed}' has num_downs={num_downs_fixed}, "
-                             f"got num_downs={num_downs} (use netG 'unet' for another depth)")
+            raise ConfigError(f"netG 'unet_{2 ** num_downs_fixed}' has num_downs={num_downs_fixed}, "
+                             f"got num_downs={num_downs} (use netG 'unet' for another depth)", key="netG")
         depth = num_downs_fixed if num_downs_fixed is not None else num_downs
         return UnetGenerator(input_nc, output_nc, depth, ngf=ngf, norm=norm, use_dropout=use_dropout)
 
@@ -38,10 +39,10 @@ def _resnet(n_blocks_fixed: Optional[int]) -> Callable[..., nn.Module]:
 
     def build(input_nc, output_nc, ngf, norm, use_dropout, num_downs, n_blocks):
         if n_blocks_fixed is None and n_blocks is None:
-            raise ValueError("netG 'resnet' needs n_blocks (the number of residual blocks, e.g. 9)")
+            raise ConfigError("netG 'resnet' needs n_blocks (the number of residual blocks, e.g. 9)", key="netG")
         if n_blocks_fixed is not None and n_blocks not in (None, n_blocks_fixed):
-            raise ValueError(f"netG 'resnet_{n_blocks_fixed}blocks' has n_blocks={n_blocks_fixed}, "
-                             f"got n_blocks={n_blocks} (use netG 'resnet' for another count)")
+            raise ConfigError(f"netG 'resnet_{n_blocks_fixed}blocks' has n_blocks={n_blocks_fixed}, "
+                             f"got n_blocks={n_blocks} (use netG 'resnet' for another count)", key="netG")
         blocks = n_blocks_fixed if n_blocks_fixed is not None else n_blocks
         return ResnetGenerator(input_nc, output_nc, ngf=ngf, norm=norm, use_dropout=use_dropout, n_blocks=blocks)
 
@@ -53,8 +54,8 @@ def _n_layers(n_layers_fixed: Optional[int]) -> Callable[..., nn.Module]:
 
     def build(input_nc, ndf, n_layers, norm):
         if n_layers_fixed is not None and n_layers != n_layers_fixed:
-            raise ValueError(f"netD 'basic' is the 70x70 PatchGAN with n_layers={n_layers_fixed}, "
-                             f"got n_layers={n_layers} (use netD 'n_layers' for another depth)")
+            raise ConfigError(f"netD 'basic' is the 70x70 PatchGAN with n_layers={n_layers_fixed}, "
+                             f"got n_layers={n_layers} (use netD 'n_layers' for another depth)", key="netD")
         return NLayerDiscriminator(input_nc, ndf, n_layers=n_layers, norm=norm)
 
     return build
@@ -87,7 +88,7 @@ def build_generator(name: str, input_nc: int, output_nc: int, ngf: int = 64, nor
                     init_type: str = "normal", init_gain: float = 0.02) -> nn.Module:
     """The generator `name` (a key of GENERATORS), initialised as the reference's `define_G` does."""
     if name not in GENERATORS:
-        raise ValueError(f"netG: expected one of {sorted(GENERATORS)}, got {name!r}")
+        raise ConfigError(f"netG: expected one of {sorted(GENERATORS)}, got {name!r}", key="netG")
     get_norm_layer(norm)  # an unknown norm fails here, naming the valid ones
     net = GENERATORS[name](input_nc, output_nc, ngf, norm, use_dropout, num_downs, n_blocks)
     return init_weights(net, init_type, init_gain)
@@ -97,7 +98,7 @@ def build_discriminator(name: str, input_nc: int, ndf: int = 64, n_layers: int =
                         init_type: str = "normal", init_gain: float = 0.02) -> nn.Module:
     """The discriminator `name` (a key of DISCRIMINATORS), initialised as the reference's `define_D` does."""
     if name not in DISCRIMINATORS:
-        raise ValueError(f"netD: expected one of {sorted(DISCRIMINATORS)}, got {name!r}")
+        raise ConfigError(f"netD: expected one of {sorted(DISCRIMINATORS)}, got {name!r}", key="netD")
     get_norm_layer(norm)
     net = DISCRIMINATORS[name](input_nc, ndf, n_layers, norm)
     return init_weights(net, init_type, init_gain)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from safeio import SAFE_TORCH_LOAD_GLOBALS, strict_load, torch_load_failure
+from safeio import ConfigError, LoadError, SAFE_TORCH_LOAD_GLOBALS, strict_load, torch_load_failure
 from priors.stylegan2 import FullyConnectedLayer
 
 # units per stage of the IR backbones (ResNet-50/100/152-style depths of InsightFace)
@@ -49,12 +49,12 @@ def n_styles_for(output_size: int) -> int:
 
 def _check_backbone_args(num_layers: int, mode: str, channels: Sequence[int], input_nc: int) -> Tuple[int, ...]:
     if num_layers not in IR_UNITS:
-        raise ValueError(f"num_layers: expected one of {sorted(IR_UNITS)}, got {num_layers!r}")
+        raise ConfigError(f"num_layers: expected one of {sorted(IR_UNITS)}, got {num_layers!r}", key="num_layers")
     if mode not in IR_MODES:
-        raise ValueError(f"mode: expected one of {IR_MODES}, got {mode!r}")
+        raise ConfigError(f"mode: expected one of {IR_MODES}, got {mode!r}", key="mode")
     channels = tuple(int(c) for c in channels)
     if len(channels) != 4 or min(channels) < 1:
-        raise ValueError(f"channels: expected 4 positive stage widths, got {channels}")
+        raise ConfigError(f"channels: expected 4 positive stage widths, got {channels}", key="channels")
     if not isinstance(input_nc, int) or input_nc < 1:
         raise ValueError(f"input_nc: expected a positive number of input channels, got {input_nc!r}")
     return channels
@@ -127,8 +127,8 @@ class IRBackboneNet(nn.Module):
         super().__init__()
         channels = _check_backbone_args(num_layers, mode, channels, input_nc)
         if not isinstance(input_size, int) or input_size < BACKBONE_STRIDE or input_size % BACKBONE_STRIDE:
-            raise ValueError(f"input_size: expected a multiple of {BACKBONE_STRIDE} (the backbone's stride), "
-                             f"got {input_size!r}")
+            raise ConfigError(f"input_size: expected a multiple of {BACKBONE_STRIDE} (the backbone's stride), "
+                             f"got {input_size!r}", key="input_size")
         self.num_layers, self.mode, self.channels = num_layers, mode, channels
         self.input_nc, self.input_size = input_nc, input_size
         self.input_layer = ir_input_layer(input_nc, channels[0])
@@ -171,8 +171,8 @@ class GradualStyleEncoder(IRBackboneNet):
     def __init__(self, num_layers: int = 50, mode: str = "ir_se", input_nc: int = 3, output_size: int = 1024,
                  input_size: int = 256, channels: Sequence[int] = PAPER_CHANNELS, w_dim: int = 512):
         if not isinstance(input_size, int) or input_size < 2 * BACKBONE_STRIDE or input_size & (input_size - 1):
-            raise ValueError(f"input_size: expected a power of two >= {2 * BACKBONE_STRIDE} (the map2style heads halve "
-                             f"the coarsest map down to 1x1), got {input_size!r}")
+            raise ConfigError(f"input_size: expected a power of two >= {2 * BACKBONE_STRIDE} (the map2style heads halve "
+                             f"the coarsest map down to 1x1), got {input_size!r}", key="input_size")
         super().__init__(num_layers, mode, channels, input_nc, input_size)
         self.output_size, self.w_dim = output_size, w_dim
         self.n_styles = n_styles_for(output_size)
@@ -270,19 +270,19 @@ ENCODERS: Dict[str, Type[IRBackboneNet]] = {
 def build_encoder(name: str, **kwargs: Any) -> IRBackboneNet:
     """The encoder `name` (a key of ENCODERS) with the given constructor arguments."""
     if name not in ENCODERS:
-        raise ValueError(f"encoder_type: expected one of {sorted(ENCODERS)}, got {name!r}")
+        raise ConfigError(f"encoder_type: expected one of {sorted(ENCODERS)}, got {name!r}", key="encoder_type")
     return ENCODERS[name](**kwargs)
 
 
 def _body_spec(sd: Mapping[str, torch.Tensor], source: str) -> Dict[str, Any]:
     """num_layers, mode, channels and input_nc of an IR backbone state dict (keys input_layer.*, body.*)."""
     if "input_layer.0.weight" not in sd:
-        raise ValueError(f"{source}: not an IR backbone (no input_layer.0.weight; "
+        raise LoadError(f"{source}: not an IR backbone (no input_layer.0.weight; "
                          f"first keys: {', '.join(list(sd)[:5])})")
     n_units = len({k.split(".")[1] for k in sd if k.startswith("body.")})
     by_count = {sum(u): n for n, u in IR_UNITS.items()}
     if n_units not in by_count:
-        raise ValueError(f"{source}: {n_units} IR units in body.*, expected {sorted(by_count)} (IR-{sorted(IR_UNITS)})")
+        raise LoadError(f"{source}: {n_units} IR units in body.*, expected {sorted(by_count)} (IR-{sorted(IR_UNITS)})")
     num_layers = by_count[n_units]
     firsts = [sum(IR_UNITS[num_layers][:s]) for s in range(4)]
     channels = [int(sd[f"body.{i}.res_layer.1.weight"].shape[0]) for i in firsts]
@@ -310,11 +310,11 @@ def encoder_spec_from_state_dict(sd: Mapping[str, torch.Tensor], source: str = "
         n_styles = None
         spec.update(name="BackboneEncoderUsingLastLayerIntoW", w_dim=w_dim, input_size=input_size)
     else:
-        raise ValueError(f"{source}: an IR backbone without a known pSp encoder head (styles.*, output_layer_2.*, "
+        raise LoadError(f"{source}: an IR backbone without a known pSp encoder head (styles.*, output_layer_2.*, "
                          "linear.*)")
     if n_styles is not None:
         if n_styles < 2 or n_styles % 2:
-            raise ValueError(f"{source}: {n_styles} style vectors is not 2 * log2(size) - 2 of any output size")
+            raise LoadError(f"{source}: {n_styles} style vectors is not 2 * log2(size) - 2 of any output size")
         spec["output_size"] = 2 ** (n_styles // 2 + 1)
     return spec
 
@@ -333,7 +333,7 @@ def load_backbone_weights(encoder: IRBackboneNet, arcface_sd: Mapping[str, torch
     if missing or shapes:
         parts = [f"{what} ({len(v)}): {', '.join(v[:8])}" for what, v in (("missing", missing),
                                                                         ("shape mismatch", shapes)) if v]
-        raise ValueError(f"{source} does not fit the encoder's backbone: " + "; ".join(parts))
+        raise LoadError(f"{source} does not fit the encoder's backbone: " + "; ".join(parts))
     encoder.load_state_dict({k: arcface_sd[k] for k in wanted}, strict=False)
     return wanted
 
@@ -373,15 +373,15 @@ def load_arcface(path: Optional[str | Path], config_key: str = "model.id_weights
         with torch.serialization.safe_globals(SAFE_TORCH_LOAD_GLOBALS):  # a pSp checkpoint's Namespace opts
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to read is reported with the file and the key
-        raise ValueError(f"{config_key}: cannot read {path} with torch.load(weights_only=True): "
+        raise LoadError(f"{config_key}: cannot read {path} with torch.load(weights_only=True): "
                          f"{torch_load_failure(e)}") from e
     if isinstance(sd, Mapping) and "state_dict" in sd:
         sd = sd["state_dict"]
     if isinstance(sd, Mapping) and any(str(k).startswith("encoder.") for k in sd):
-        raise ValueError(f"{config_key}: {path} is a pSp checkpoint; the identity loss needs the ArcFace IR-SE50 "
+        raise LoadError(f"{config_key}: {path} is a pSp checkpoint; the identity loss needs the ArcFace IR-SE50 "
                          "weights (pSp's model_ir_se50.pth)")
     if not isinstance(sd, Mapping):
-        raise ValueError(f"{config_key}: {path} holds a {type(sd).__name__}, expected a state dict")
+        raise LoadError(f"{config_key}: {path} holds a {type(sd).__name__}, expected a state dict")
     net = strict_load(ArcFace(**face_net_spec(sd, f"{config_key} ({path})")), sd, f"{config_key} ({path})")
     return net.eval().requires_grad_(False)
 
@@ -393,15 +393,15 @@ def face_net_spec(sd: Mapping[str, torch.Tensor], source: str) -> Dict[str, Any]
     spec = _body_spec(sd, source)
     embed = sd.get("output_layer.3.weight")
     if embed is None or embed.ndim != 2:
-        raise ValueError(f"{source}: an IR backbone without a face-recognition embedding layer "
+        raise LoadError(f"{source}: an IR backbone without a face-recognition embedding layer "
                          "(output_layer.3.weight); expected model_ir_se50.pth or a CurricularFace backbone")
     if spec.pop("input_nc") != 3:
-        raise ValueError(f"{source}: a face-recognition network takes RGB; this one takes "
+        raise LoadError(f"{source}: a face-recognition network takes RGB; this one takes "
                          f"{int(sd['input_layer.0.weight'].shape[1])} channels")
     side2, rest = divmod(int(embed.shape[1]), spec["channels"][3])
     side = math.isqrt(side2)
     if rest or side * side != side2 or side * BACKBONE_STRIDE != ARCFACE_INPUT:
-        raise ValueError(f"{source}: the embedding layer takes {int(embed.shape[1])} features; a {ARCFACE_INPUT}-px "
+        raise LoadError(f"{source}: the embedding layer takes {int(embed.shape[1])} features; a {ARCFACE_INPUT}-px "
                          f"network has {spec['channels'][3]} x {ARCFACE_INPUT // BACKBONE_STRIDE}^2")
     return {**spec, "affine": "output_layer.4.weight" in sd, "embedding_dim": int(embed.shape[0])}
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from torch import nn
 from torch.nn import init
+from safeio.errors import ConfigError
 
 INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
 
 
 def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0.02) -> nn.Module:
     if init_type not in INIT_TYPES:
-        raise ValueError(f"init_type: expected one of {list(INIT_TYPES)}, got '{init_type}'")
+        raise ConfigError(f"init_type: expected one of {list(INIT_TYPES)}, got '{init_type}'", key="init_type")
 
     def init_module(m: nn.Module) -> None:
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):

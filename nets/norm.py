@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from safeio.errors import ConfigError
 
 NORMS = ("batch", "instance", "none")
 NORM_STATS = ("running", "sample")  # what an inference copy's BatchNorm normalises with (see inference_copy)
@@ -21,7 +22,7 @@ def get_norm_layer(name: str) -> Callable[[int], nn.Module]:
         return functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
     if name == "none":
         return lambda channels: nn.Identity()
-    raise ValueError(f"norm: expected one of {list(NORMS)}, got {name!r}")
+    raise ConfigError(f"norm: expected one of {list(NORMS)}, got {name!r}", key="norm")
 
 
 def uses_bias(norm: str) -> bool:

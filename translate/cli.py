@@ -254,15 +254,16 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _user_error(e: BaseException) -> Optional[str]:
-    """The one-line message of an error a user can fix (bad config, file, checkpoint, device), else None."""
-    from translate.deploy.checkpoints import CheckpointError
-    from translate.train.config import ConfigError
+    """The one-line message of an error a user can fix, else None (a bug: its traceback shows). User errors are
+    safeio.UserError (ConfigError naming its key, LoadError naming its file, data errors), a file that is missing,
+    in the way or unreadable, and a diverged run; any other ValueError or TypeError is a bug."""
+    from safeio.errors import UserError
 
     callbacks = sys.modules.get("translate.train.callbacks")  # not imported: cannot have raised
     if callbacks is not None and isinstance(e, callbacks.TrainingDiverged):
         return str(e)
-    if isinstance(e, (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError,
-                      pickle.UnpicklingError, IsADirectoryError, NotADirectoryError, PermissionError)):
+    if isinstance(e, (UserError, FileNotFoundError, FileExistsError, pickle.UnpicklingError, IsADirectoryError,
+                      NotADirectoryError, PermissionError)):
         return _message(e)
     lightning = sys.modules.get("lightning_fabric.utilities.exceptions")  # not imported: cannot have raised
     if lightning is not None and isinstance(e, lightning.MisconfigurationException):

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from translate.deploy.checkpoints import load_checkpoint
 from translate.cli import main
-from translate.methods.cyclegan import CycleGAN, ImagePool
+from translate.methods.cyclegan import CycleGAN, CycleGANConfig, ImagePool
 from translate.deploy.inference import load_translator
 from translate.methods.losses import GAN_MODES
 
@@ -35,7 +35,7 @@ def test_one_step_matches_reference(junyanz_golden, adam_step_matches, biases_be
     g = junyanz_golden("cyclegan_step.pt")
     c = g["config"]
     assert c["model"] == "cycle_gan" and c["mode"] == "train"
-    module = CycleGAN(model=dict(
+    module = CycleGAN(model=CycleGANConfig(
         netG=c["netG"], ngf=c["ngf"], netD=c["netD"], ndf=c["ndf"], norm=c["norm"], use_dropout=c["use_dropout"],
         gan_mode=c["gan_mode"], lambda_A=c["lambda_A"], lambda_B=c["lambda_B"], lambda_identity=c["lambda_identity"],
         pool_size=c["pool_size"], lr=c["lr"], beta1=c["betas"][0], beta2=c["betas"][1],
@@ -69,7 +69,7 @@ def test_loss_weights_and_gan_modes():
     torch.manual_seed(0)
     batch = {"A": torch.rand(2, 3, 32, 32) * 2 - 1, "B": torch.rand(2, 3, 32, 32) * 2 - 1, "A_path": ["a", "b"]}
     for mode in GAN_MODES:
-        m = CycleGAN(model=dict(netG="resnet", n_blocks=1, ngf=4, ndf=4, gan_mode=mode, lambda_identity=0.0))
+        m = CycleGAN(model=CycleGANConfig(netG="resnet", n_blocks=1, ngf=4, ndf=4, gan_mode=mode, lambda_identity=0.0))
         nets0 = {n: [p.detach().clone() for p in getattr(m, n).parameters()] for n in NETS.values()}
         metrics = run_steps(m, [batch]).callback_metrics
         assert metrics["train/idt_A"].item() == 0 and metrics["train/idt_B"].item() == 0
@@ -82,7 +82,7 @@ def test_loss_weights_and_gan_modes():
 
 def test_validation_without_truth_logs_grids_but_no_scores(tmp_path):
     torch.manual_seed(0)
-    m = CycleGAN(model=dict(netG="resnet", n_blocks=1, ngf=4, ndf=4))
+    m = CycleGAN(model=CycleGANConfig(netG="resnet", n_blocks=1, ngf=4, ndf=4))
     m.image_dir = tmp_path
     batch = {"A": torch.rand(2, 3, 32, 32) * 2 - 1, "B": torch.rand(2, 3, 32, 32) * 2 - 1, "A_path": ["a", "b"],
              "paired": torch.tensor([False, False])}
@@ -98,10 +98,10 @@ def test_validation_without_truth_logs_grids_but_no_scores(tmp_path):
 
 def test_bad_options():
     with pytest.raises(ValueError, match="lambda_identity"):
-        CycleGAN(model=dict(netG="resnet", n_blocks=1, ngf=4, ndf=4), input_nc=1, output_nc=3)
-    CycleGAN(model=dict(netG="resnet", n_blocks=1, ngf=4, ndf=4, lambda_identity=0), input_nc=1, output_nc=3)
+        CycleGAN(model=CycleGANConfig(netG="resnet", n_blocks=1, ngf=4, ndf=4), input_nc=1, output_nc=3)
+    CycleGAN(model=CycleGANConfig(netG="resnet", n_blocks=1, ngf=4, ndf=4, lambda_identity=0), input_nc=1, output_nc=3)
     with pytest.raises(ValueError, match="gan_mode"):
-        CycleGAN(model=dict(gan_mode="wgan"))
+        CycleGAN(model=CycleGANConfig(gan_mode="wgan"))
     with pytest.raises(ValueError, match="pool_size"):
         ImagePool(-1)
 
@@ -321,12 +321,12 @@ def test_import_reference_cyclegan_generator(tmp_path):
 
 
 def test_pools_round_trip_through_a_checkpoint():
-    m = CycleGAN(model=dict(netG="resnet", n_blocks=1, ngf=4, ndf=4, pool_size=4))
+    m = CycleGAN(model=CycleGANConfig(netG="resnet", n_blocks=1, ngf=4, ndf=4, pool_size=4))
     m.fake_a_pool.query(images(0, 3))
     ckpt = {}
     m.on_save_checkpoint(ckpt)
     assert ckpt["image_pools"]["fake_B"] is None  # empty pools save as None
-    resumed = CycleGAN(model=dict(netG="resnet", n_blocks=1, ngf=4, ndf=4, pool_size=4))
+    resumed = CycleGAN(model=CycleGANConfig(netG="resnet", n_blocks=1, ngf=4, ndf=4, pool_size=4))
     resumed.on_load_checkpoint(ckpt)
     assert ids(torch.cat(resumed.fake_a_pool.images)) == [0, 1, 2] and len(resumed.fake_b_pool) == 0
     resumed.on_load_checkpoint({})  # a checkpoint without pools (e.g. written before they were saved)

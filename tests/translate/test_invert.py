@@ -222,7 +222,7 @@ def test_cli_invert_and_interpolate_from_a_checkpoint(prior, faces, tmp_path, ca
 
 def test_restyle_training_option(prior, faces, tmp_path, monkeypatch, capsys, tiny_psp_config):
     from nets.psp import build_psp_net
-    from translate.methods.psp import PSP
+    from translate.methods.psp import PSP, PSPConfig
 
     calls = []
     original = PSP.manual_backward
@@ -247,4 +247,4 @@ def test_restyle_training_option(prior, faces, tmp_path, monkeypatch, capsys, ti
     assert len(list(codes.glob("*.safetensors"))) == 3
     assert "mean |" in capsys.readouterr().out
     with pytest.raises(ValueError, match="model.restyle_iters must be >= 0"):
-        PSP(model=dict(prior=str(prior), restyle_iters=-1, lpips_lambda=0, id_lambda=0))
+        PSP(model=PSPConfig(prior=str(prior), restyle_iters=-1, lpips_lambda=0, id_lambda=0))

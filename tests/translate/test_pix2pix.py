@@ -8,7 +8,7 @@ from torch.torch_version import TorchVersion
 from torch.utils.data import DataLoader
 
 from translate.methods.losses import GAN_MODES
-from translate.methods.pix2pix import Pix2Pix
+from translate.methods.pix2pix import Pix2Pix, Pix2PixConfig
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "..", "data", "junyanz", "pix2pix_step.pt")
 
@@ -32,9 +32,9 @@ def test_one_step_matches_reference(adam_step_matches):
     g = load_golden()
     c = g["config"]
     module = Pix2Pix(
-        model=dict(netG=c["netG"], ngf=c["ngf"], netD=c["netD"], ndf=c["ndf"], norm=c["norm"],
-                   use_dropout=c["use_dropout"], gan_mode=c["gan_mode"], lambda_l1=c["lambda_L1"], lr=c["lr"],
-                   beta1=c["betas"][0], beta2=c["betas"][1]),
+        model=Pix2PixConfig(netG=c["netG"], ngf=c["ngf"], netD=c["netD"], ndf=c["ndf"], norm=c["norm"],
+                            use_dropout=c["use_dropout"], gan_mode=c["gan_mode"], lambda_l1=c["lambda_L1"],
+                            lr=c["lr"], beta1=c["betas"][0], beta2=c["betas"][1]),
         input_nc=c["input_nc"], output_nc=c["output_nc"],
     )
     module.net_g.load_state_dict(g["state_dict_G_before"])
@@ -54,7 +54,7 @@ def test_one_step_matches_reference(adam_step_matches):
 @pytest.mark.parametrize("gan_mode", GAN_MODES)
 def test_each_gan_mode_trains_and_changes_both_nets(gan_mode):
     torch.manual_seed(0)
-    module = Pix2Pix(model=dict(netG="unet", num_downs=5, ngf=4, ndf=4, gan_mode=gan_mode, use_dropout=True),
+    module = Pix2Pix(model=Pix2PixConfig(netG="unet", num_downs=5, ngf=4, ndf=4, gan_mode=gan_mode, use_dropout=True),
                      input_nc=1, output_nc=3)
     g0 = [p.detach().clone() for p in module.net_g.parameters()]
     d0 = [p.detach().clone() for p in module.net_d.parameters()]
@@ -69,7 +69,7 @@ def test_each_gan_mode_trains_and_changes_both_nets(gan_mode):
 def test_test_modes_and_bad_options():
     torch.manual_seed(0)
     x = torch.rand(2, 3, 64, 64) * 2 - 1
-    m = Pix2Pix(model=dict(netG="unet", num_downs=6, ngf=4, ndf=4, use_dropout=True, test_mode="batchstats"))
+    m = Pix2Pix(model=Pix2PixConfig(netG="unet", num_downs=6, ngf=4, ndf=4, use_dropout=True, test_mode="batchstats"))
     net = m.inference_net()
     torch.testing.assert_close(net(x), net(x))  # deterministic
     torch.testing.assert_close(net(x[:1]), net(x)[:1], atol=1e-5, rtol=0)  # independent of the batch
@@ -77,6 +77,6 @@ def test_test_modes_and_bad_options():
     stochastic = m.inference_net()
     assert not torch.allclose(stochastic(x), stochastic(x))  # reference: dropout stays on at test time
     with pytest.raises(ValueError, match="test_mode"):
-        Pix2Pix(model=dict(test_mode="sometimes"))
+        Pix2Pix(model=Pix2PixConfig(test_mode="sometimes"))
     with pytest.raises(ValueError, match="gan_mode"):
-        Pix2Pix(model=dict(gan_mode="wgan"))
+        Pix2Pix(model=Pix2PixConfig(gan_mode="wgan"))

@@ -15,7 +15,7 @@ from translate import cli
 from translate.train import runner
 from translate.methods.optim import Ranger
 from nets.similarity import face_crop
-from translate.methods.psp import PSP
+from translate.methods.psp import PSP, PSPConfig
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_psp_checkpoint import make_checkpoint, ros, save_as_if_from_gpu  # noqa: E402,F401
@@ -29,7 +29,7 @@ SKETCH_RUN = ["model.lpips_weights=random", "model.id_weights=random", "data.kin
 def module(prior_path, **model):
     base = dict(prior=str(prior_path), channels=[4, 8, 8, 16], input_size=32, loss_size=32, lpips_weights="random",
                 id_weights="random")
-    return PSP(model={**base, **model}, input_nc=1)
+    return PSP(model=PSPConfig(**{**base, **model}), input_nc=1)
 
 
 @pytest.mark.filterwarnings("ignore:.*randomly initialised")
@@ -196,7 +196,7 @@ def test_missing_weights_name_the_key(prior, tmp_path):
     with pytest.raises(Exception, match="model.lpips"):
         module(prior, id_lambda=0.0, lpips_weights=None).on_fit_start()
     with pytest.raises(ValueError, match="model.prior must be set"):
-        PSP(model={"prior": None})
+        PSP(model=PSPConfig(prior=None))
     with pytest.raises(FileNotFoundError, match=r"^model.prior: prior not found: .*nope"):
         module(prior, prior=str(tmp_path / "nope"))
     (tmp_path / "notes.txt").write_text("efg\n")
@@ -291,7 +291,7 @@ def test_fine_tuning_starts_from_a_published_checkpoint(ros, tmp_path, monkeypat
     save_as_if_from_gpu(ckpt, path, monkeypatch)
     model = dict(prior=str(path), encoder_weights=str(path), channels=[8, 16, 32, 64], input_size=32, loss_size=32,
                  lpips_weights="random", id_weights="random")
-    mod = PSP(model=model, input_nc=3)
+    mod = PSP(model=PSPConfig(**model), input_nc=3)
     for k, v in enc.state_dict().items():
         assert torch.equal(mod.net.encoder.state_dict()[k], v), k
     torch.testing.assert_close(mod.net.latent_avg, ckpt["latent_avg"].float())
@@ -299,7 +299,7 @@ def test_fine_tuning_starts_from_a_published_checkpoint(ros, tmp_path, monkeypat
     with torch.no_grad():
         torch.testing.assert_close(mod.eval().net.encode(x), enc.eval()(x) + ckpt["latent_avg"][None].float())
     with pytest.raises(ValueError, match=r"encoder_weights .*encoder\.\* .*shape mismatch"):
-        PSP(model={**model, "channels": [8, 16, 32, 32]}, input_nc=3)
+        PSP(model=PSPConfig(**{**model, "channels": [8, 16, 32, 32]}), input_nc=3)
     from nets.encoders import load_arcface
 
     with pytest.raises(ValueError, match=r"model.id_weights: .* is a pSp checkpoint.*model_ir_se50.pth"):

@@ -10,7 +10,7 @@ from priors.loaders import PriorLoadError, load_discriminator, read_network_pick
 from priors.stylegan2 import Discriminator, DiscriminatorConfig
 from translate import cli
 from translate.train import runner
-from translate.methods.psp import PSP
+from translate.methods.psp import PSP, PSPConfig
 
 NVLABS_PKL = str(Path(__file__).resolve().parents[1] / "data" / "sg2" / "nvlabs_tiny_network.pkl")
 TINY_D = dict(d_channel_base=256, d_channel_max=16, d_mbstd_group_size=2)
@@ -19,7 +19,7 @@ TINY_D = dict(d_channel_base=256, d_channel_max=16, d_mbstd_group_size=2)
 def module(prior, **model):
     base = dict(prior=str(prior), channels=[4, 8, 8, 16], input_size=32, loss_size=32, lpips_lambda=0.0,
                 id_lambda=0.0, adv_lambda=0.1, **TINY_D)
-    return PSP(model={**base, **model}, input_nc=3)
+    return PSP(model=PSPConfig(**{**base, **model}), input_nc=3)
 
 
 # no loss nets, a small D with lazy R1, batches of 4 toy faces at 32 px

@@ -1,32 +1,43 @@
 """translate/train/runner.py: behaviour not covered through the CLI tests."""
 import warnings
+from dataclasses import dataclass
 
 import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from translate.methods.base import FrozenParts
+from translate.methods.interface import Method
 from translate.train.config import load_config
 from translate.methods.registry import METHODS
 from translate.train.callbacks import frozen_modules_expected, undeclared_eval_modules
 from translate.train.runner import build_module
 
 
-class TinyModule(FrozenParts, pl.LightningModule):
+@dataclass
+class TinyConfig:
+    declared: bool = True  # the module declares its prior in frozen_modules
+
+
+class TinyModule(Method):
     """One trained layer and one kept in eval mode, declared frozen or kept so by hand."""
 
+    config_class = TinyConfig
+
     def __init__(self, declared: bool):
-        super().__init__()
+        super().__init__(TinyConfig(declared))
         self.trained = nn.Linear(2, 2)
         self.prior = nn.Sequential(nn.Linear(2, 2)).eval().requires_grad_(False)
         self.frozen_modules = ("prior",) if declared else ()
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if not self.frozen_modules:  # FrozenParts does not know it: keep it in eval mode by hand
+        if not self.frozen_modules:  # Method.train does not know it: keep it in eval mode by hand
             self.prior.eval()
         return self
+
+    def inference_net(self) -> nn.Module:
+        return self.trained
 
     def training_step(self, batch, batch_idx):
         return self.trained(self.prior(batch[0])).square().mean()
@@ -96,7 +107,7 @@ def test_every_method_resumes_a_crashed_run_exactly(method, prior, tmp_path, mon
               "checkpoint.monitor=null", "logger.image_every_n_steps=0", "logger.wandb.mode=disabled",
               f"model.prior={prior}" if method == "psp" else "seed=0"]
     assert main(["fit", *common, f"run_dir={tmp_path}/whole"]) == 0
-    module_class = METHODS[method].module_class
+    module_class = METHODS[method]
     step, calls = module_class.training_step, []
 
     def crashing_step(self, *args):

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from datamodules.io import to_channels
-from safeio import read_json_object, read_safetensors
+from datamodules.io import DataError, to_channels
+from safeio import ConfigError, LoadError, read_json_object, read_safetensors
 
 FORMATS = (1, 2)  # translator.json formats this version reads
 META_FILE = "translator.json"
@@ -31,7 +31,7 @@ RANGE_TOLERANCE = 1e-3  # how far (as a fraction of the value range) float input
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
 
-class BundleError(ValueError):
+class BundleError(LoadError):
     """A bundle whose translator.json is unreadable, incomplete or of an unknown format."""
 
 
@@ -157,7 +157,7 @@ class OnnxBackend(Backend):
                                    f"(it has {ort.get_available_providers()}); use device 'cpu' or backend 'eager'")
             providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
         elif device.type != "cpu":
-            raise ValueError(f"backend 'onnx' runs on 'cpu' or 'cuda', got device '{device}'")
+            raise ConfigError(f"backend 'onnx' runs on 'cpu' or 'cuda', got device '{device}'", key="backend")
         self.session = ort.InferenceSession(str(path), providers=providers)
         self.input_name = self.session.get_inputs()[0].name
 
@@ -220,7 +220,7 @@ def load_translator(path: str | Path, backend: str = "auto", device: str | torch
     generator, else onnx.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {list(BACKENDS)}, got '{backend}'")
+        raise ConfigError(f"backend: expected one of {list(BACKENDS)}, got '{backend}'", key="backend")
     device = check_device(device)
     folder, meta = read_meta(path)
     if backend == "auto":
@@ -242,13 +242,13 @@ def check_device(device: str | torch.device) -> torch.device:
     try:
         device = torch.device(device)
     except RuntimeError as e:
-        raise ValueError(f"device: not a torch device: {device!r} (e.g. cpu, cuda, cuda:1)") from e
+        raise ConfigError(f"device: not a torch device: {device!r} (e.g. cpu, cuda, cuda:1)", key="device") from e
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device}: no CUDA GPU is available here (use --device cpu)")
+        raise ConfigError(f"device {device}: no CUDA GPU is available here (use --device cpu)", key="device")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise ConfigError(f"device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)", key="device")
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device}: bundles run on cpu or cuda")
+        raise ConfigError(f"device {device}: bundles run on cpu or cuda", key="device")
     return device
 
 
@@ -306,13 +306,13 @@ class Translator:
         """The eager pSp net that draws style-mixed variants, or a ValueError saying why this translator cannot."""
         method = self.meta.get("method")
         if method != "psp":
-            raise ValueError(f"style-mixed variants need a pSp bundle; this one is {method}")
+            raise ConfigError(f"style-mixed variants need a pSp bundle; this one is {method}", key="variants")
         net = self._run.net
         if net is None:
-            raise ValueError(f"style-mixed variants need the eager net of a pSp bundle; this one is loaded with "
-                             f"backend '{self.backend}'")
+            raise ConfigError(f"style-mixed variants need the eager net of a pSp bundle; this one is loaded with "
+                             f"backend '{self.backend}'", key="variants")
         if not list(latent_mask if latent_mask is not None else self.meta.get("latent_mask") or []):
-            raise ValueError("variants: no latent_mask given and the bundle has none (e.g. layers 8..17 at 1024 px)")
+            raise ConfigError("variants: no latent_mask given and the bundle has none (e.g. layers 8..17 at 1024 px)", key="latent_mask")
         return net
 
     def variants(self, x: torch.Tensor, n: int, latent_mask: Optional[Sequence[int]] = None,
@@ -340,13 +340,13 @@ class Translator:
         same-size nets. Pads H, W (reflection) to what the graph accepts and crops the output back."""
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.input_nc:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"expected a batch (N, {self.input_nc}, H, W), got {got}")
+            raise DataError(f"expected a batch (N, {self.input_nc}, H, W), got {got}")
         if not x.is_floating_point():
-            raise ValueError(f"expected a float batch in the input range [{self.in_lo:g}, {self.in_hi:g}], got "
+            raise DataError(f"expected a float batch in the input range [{self.in_lo:g}, {self.in_hi:g}], got "
                              f"{x.dtype} (uint8 images: call the translator itself)")
         n, _, h, w = x.shape
         if n == 0:
-            raise ValueError(f"expected a batch (N, {self.input_nc}, H, W) with N >= 1, got {tuple(x.shape)}")
+            raise DataError(f"expected a batch (N, {self.input_nc}, H, W) with N >= 1, got {tuple(x.shape)}")
         x = x.float()
         if self.input_size is not None and (h, w) != (self.input_size, self.input_size):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
@@ -380,7 +380,7 @@ class Translator:
         fixed = self._fixed[dim]
         if fixed is not None:
             if target > fixed:
-                raise ValueError(f"this bundle's {self.backend} graph was exported with a fixed {dim} of {fixed}; "
+                raise DataError(f"this bundle's {self.backend} graph was exported with a fixed {dim} of {fixed}; "
                                  f"got {size} (pad or resize the image, or use backend 'eager')")
             target = fixed
         return target
@@ -409,7 +409,7 @@ class Translator:
             return (t * t.new_tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
         if c == 1 and self.input_nc == 3:
             return t.expand(-1, 3, -1, -1)
-        raise ValueError(f"expected {_channel_help(self.input_nc)}, got {what}")
+        raise DataError(f"expected {_channel_help(self.input_nc)}, got {what}")
 
     def from_array(self, a: np.ndarray) -> torch.Tensor:
         """An image array ((H, W) or (H, W, C), uint8 or float in [0, 1]) -> (input_nc, H, W) in the value range.
@@ -418,7 +418,7 @@ class Translator:
         if a.ndim == 3 and a.shape[2] == 1:
             a = a[:, :, 0]
         if a.ndim not in (2, 3) or a.shape[0] == 0 or a.shape[1] == 0:
-            raise ValueError(f"expected an image array (H, W) or (H, W, C), got shape {a.shape}")
+            raise DataError(f"expected an image array (H, W) or (H, W, C), got shape {a.shape}")
         if a.dtype == np.uint8 and (a.ndim == 2 or a.shape[2] in (2, 3, 4)) and self.input_nc in (1, 3):
             u = to_channels(Image.fromarray(a), self.input_nc, "array")
             return self._unit_to_input(torch.from_numpy(np.ascontiguousarray(u.transpose(2, 0, 1))).float() / 255.0)
@@ -427,11 +427,11 @@ class Translator:
         elif np.issubdtype(a.dtype, np.floating):
             lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
             if not (lo >= -RANGE_TOLERANCE and hi <= 1 + RANGE_TOLERANCE):
-                raise ValueError(f"expected a float image array in [0, 1], got values in [{lo:g}, {hi:g}] "
+                raise DataError(f"expected a float image array in [0, 1], got values in [{lo:g}, {hi:g}] "
                                  f"(pass uint8 for 0..255)")
             unit = a.astype(np.float32)
         else:
-            raise ValueError(f"expected a uint8 or float image array, got dtype {a.dtype}")
+            raise DataError(f"expected a uint8 or float image array, got dtype {a.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(unit if unit.ndim == 3 else unit[:, :, None]).transpose(2, 0, 1))
         t = self._channels(t[None].clamp(0, 1), f"an array of shape {a.shape}")[0]
         return self._unit_to_input(t)
@@ -440,13 +440,13 @@ class Translator:
         """Class indices (H, W) or (H, W, 1) -> one-hot (label_nc, H', W') of 0 and 1, as the training data: resized
         to the net's fixed input size with nearest neighbour (never interpolated between classes)."""
         if not self.label_nc:
-            raise ValueError("this translator takes images, not label maps (its bundle has no label_nc)")
+            raise DataError("this translator takes images, not label maps (its bundle has no label_nc)")
         a = np.asarray(labels)
         a = a[:, :, 0] if a.ndim == 3 and a.shape[2] == 1 else a
         if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"expected a label map of integer class indices (H, W), got {a.dtype} {a.shape}")
+            raise DataError(f"expected a label map of integer class indices (H, W), got {a.dtype} {a.shape}")
         if a.size and (int(a.min()) < 0 or int(a.max()) >= self.label_nc):
-            raise ValueError(f"class indices must lie in [0, {self.label_nc}), got [{int(a.min())}, {int(a.max())}]")
+            raise DataError(f"class indices must lie in [0, {self.label_nc}), got [{int(a.min())}, {int(a.max())}]")
         idx = torch.from_numpy(a.astype(np.int64))
         if self.input_size is not None and idx.shape != (self.input_size, self.input_size):
             idx = F.interpolate(idx[None, None].float(), size=(self.input_size, self.input_size),
@@ -456,7 +456,7 @@ class Translator:
     def from_tensor(self, t: torch.Tensor) -> torch.Tensor:
         """(C, H, W) or (N, C, H, W), uint8 or float in the value range -> float (N, input_nc, H, W)."""
         if t.dim() not in (3, 4):
-            raise ValueError(f"expected an image tensor (C, H, W) or (N, C, H, W), got shape {tuple(t.shape)}")
+            raise DataError(f"expected an image tensor (C, H, W) or (N, C, H, W), got shape {tuple(t.shape)}")
         x = t[None] if t.dim() == 3 else t
         if t.dtype == torch.uint8:
             unit = x.float() / 255.0
@@ -465,13 +465,13 @@ class Translator:
             lo, hi = (float(v) for v in torch.aminmax(x.nan_to_num()))
             slack = RANGE_TOLERANCE * (self.in_hi - self.in_lo)
             if lo < self.in_lo - slack or hi > self.in_hi + slack:
-                raise ValueError(f"expected a float tensor in the net's input range [{self.in_lo:g}, "
+                raise DataError(f"expected a float tensor in the net's input range [{self.in_lo:g}, "
                                  f"{self.in_hi:g}] (or uint8), got values in [{lo:g}, {hi:g}]")
             if x.shape[1] == self.input_nc:
                 return x
             unit = self._input_to_unit(x)
         else:
-            raise ValueError(f"expected a uint8 or float image tensor, got {t.dtype}")
+            raise DataError(f"expected a uint8 or float image tensor, got {t.dtype}")
         return self._unit_to_input(self._channels(unit, f"a tensor of shape {tuple(t.shape)}"))
 
     def to_uint8(self, y: torch.Tensor) -> np.ndarray:
@@ -481,7 +481,7 @@ class Translator:
 
     def _to_pil(self, y: torch.Tensor) -> Image.Image:
         if self.output_nc not in (1, 3):
-            raise ValueError(f"a PIL image needs 1 or 3 output channels, this net gives {self.output_nc}; "
+            raise DataError(f"a PIL image needs 1 or 3 output channels, this net gives {self.output_nc}; "
                              f"call it on a numpy array or tensor instead")
         a = self.to_uint8(y)
         return Image.fromarray(a[:, :, 0] if self.output_nc == 1 else a)
@@ -519,7 +519,7 @@ class Translator:
         """One image of any kind -> (1, input_nc, H, W) in the value range."""
         if isinstance(image, Image.Image):
             if self.input_nc not in (1, 3):
-                raise ValueError(f"expected {_channel_help(self.input_nc)}; PIL images convert to 1 or 3 only")
+                raise DataError(f"expected {_channel_help(self.input_nc)}; PIL images convert to 1 or 3 only")
             a = to_channels(image, self.input_nc, f"image {index}")
             unit = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float() / 255.0
             return self._unit_to_input(unit)[None]

@@ -14,7 +14,7 @@ from PIL import Image
 
 from datamodules.io import (IMG_EXTENSIONS, BadImageError, DataError, displayed_size, label_palette, list_images,
                             read_image, read_image_as, read_label_map, write_image)
-from safeio import file_on_path
+from safeio import ConfigError, file_on_path
 
 SIDE_BY_SIDE = "side_by_side"  # subfolder of the output folder for input | output [| variants] images
 
@@ -61,17 +61,17 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
         files, in_folder = list_images(src), src
     elif src.is_file():
         if src.suffix.lower() not in IMG_EXTENSIONS:
-            raise ValueError(f"expected an image file ({', '.join(IMG_EXTENSIONS)}) or a folder, got {src}")
+            raise DataError(f"expected an image file ({', '.join(IMG_EXTENSIONS)}) or a folder, got {src}")
         files, in_folder = [src], None
     else:
         raise FileNotFoundError(f"input not found: {src}")
     if variants < 0:
-        raise ValueError(f"variants: expected a count >= 0, got {variants}")
+        raise ConfigError(f"variants: expected a count >= 0, got {variants}", key="--variants")
     if variants:
         translator.check_variants(latent_mask)  # before any output is written
     elif latent_mask is not None or mix_alpha is not None:
-        raise ValueError("latent_mask and mix_alpha (--latent-mask, --mix-alpha) choose how variants are mixed: give "
-                         "the number of variants (--variants N) as well")
+        raise ConfigError("latent_mask and mix_alpha (--latent-mask, --mix-alpha) choose how variants are mixed: give "
+                         "the number of variants (--variants N) as well", key="--latent-mask")
     _check_output(out, files, in_folder, variants, side_by_side)
     result = Outputs()
     if skip_existing:
@@ -84,12 +84,12 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
         warnings.warn(f"{out}: {replaced} existing file(s) will be replaced by this run's outputs", stacklevel=2)
     label_nc = getattr(translator, "label_nc", 0)
     if translator.input_nc not in (1, 3) and not label_nc:
-        raise ValueError(f"image files are read as 1 or 3 channels; this translator takes {translator.input_nc}")
+        raise DataError(f"image files are read as 1 or 3 channels; this translator takes {translator.input_nc}")
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+        raise ConfigError(f"batch_size: expected an int >= 1, got {batch_size!r}", key="--batch-size")
     mix = (variants, latent_mask, mix_alpha, seed) if variants else None
     if resize_outputs is not None and (not isinstance(resize_outputs, int) or resize_outputs < 1):
-        raise ValueError(f"resize_outputs: expected a side in pixels >= 1, got {resize_outputs!r}")
+        raise ConfigError(f"resize_outputs: expected a side in pixels >= 1, got {resize_outputs!r}", key="--resize-outputs")
     pool = (lambda t: torch.nn.functional.adaptive_avg_pool2d(t, resize_outputs)) if resize_outputs else (lambda t: t)
 
     skipped: List[Path] = []
@@ -146,22 +146,22 @@ def _check_output(out: Path, files: List[Path], in_folder: Path | None, variants
                   side_by_side: bool = False) -> None:
     blocker = file_on_path(out)
     if blocker is not None:
-        raise ValueError(f"output must be a folder, got an existing file: {blocker}")
+        raise DataError(f"output must be a folder, got an existing file: {blocker}")
     if in_folder is not None and _inside(out, in_folder):
-        raise ValueError(f"refusing to write into the input folder: output {out} is inside {in_folder}")
+        raise DataError(f"refusing to write into the input folder: output {out} is inside {in_folder}")
     if in_folder is not None and side_by_side and _inside(in_folder, out / SIDE_BY_SIDE):
-        raise ValueError(f"refusing to write into the input folder: side-by-side images go to {out / SIDE_BY_SIDE}")
+        raise DataError(f"refusing to write into the input folder: side-by-side images go to {out / SIDE_BY_SIDE}")
     inputs = {f.resolve() for f in files}
     targets = [(f, out / name) for f in files for name in _outputs(f, variants, side_by_side)]
     clash = [f for f, target in targets if target.resolve() in inputs]
     if clash:
-        raise ValueError(f"refusing to overwrite the input file {clash[0]}: choose an output folder other than "
+        raise DataError(f"refusing to overwrite the input file {clash[0]}: choose an output folder other than "
                          f"{out}")
     owner: Dict[str, Path] = {}
     for f in files:
         for name in output_names(f, variants):
             if name in owner:
-                raise ValueError(f"the outputs of {owner[name].name} and {f.name} would both be written to {out / name}"
+                raise DataError(f"the outputs of {owner[name].name} and {f.name} would both be written to {out / name}"
                                  f"; rename one of the inputs")
             owner[name] = f
 

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError
@@ -14,6 +13,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 from datamodules.io import write_image
 from translate.methods.schedules import EpochSchedule, build_scheduler
 from translate.methods.images import image_arrays, log_images
+from translate.methods.interface import Method
 
 
 @dataclass
@@ -40,21 +40,9 @@ class GANConfig(EpochSchedule):
     channels_last: bool = False  # channels_last memory format (pays on GPUs with tensor cores)
 
 
-class FrozenParts:
-    """Mixin of a LightningModule whose `frozen_modules` (submodule names: a prior, an EMA copy) stay in eval mode
-    whatever Lightning toggles; the runner expects exactly these in eval mode when training starts."""
-
-    frozen_modules: Tuple[str, ...] = ()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for name in self.frozen_modules:
-            self.get_submodule(name).eval()
-        return self
-
-
-class TranslationModule(FrozenParts, pl.LightningModule):
-    """Base of the methods: subclasses build their nets, write `training_step`, `inference_net` and `export_spec`.
+class TranslationModule(Method):
+    """Base of the translation methods (translate.methods.interface.Method, exporting a translator): subclasses
+    build their nets, write `training_step`, `inference_net` and `export_spec`.
 
     Validation/test translate `batch["A"]` with `inference_net()` and score it against `batch["B"]` (PSNR, SSIM, L1
     on images mapped to [0, 1]); the first batch is logged as an image grid input | output | target. A method
@@ -65,8 +53,8 @@ class TranslationModule(FrozenParts, pl.LightningModule):
 
     grid_caption = "input | output | target"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, model: Any, input_nc: int = 3, output_nc: int = 3, direction: str = "AtoB") -> None:
+        super().__init__(model, input_nc, output_nc, direction)
         self.automatic_optimization = False
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))  # mean of per-image PSNR
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
@@ -79,17 +67,6 @@ class TranslationModule(FrozenParts, pl.LightningModule):
         self.checkpoint_monitor: Optional[str] = None  # checkpoint.monitor of the run (for advice in warnings)
         self._infer: Optional[nn.Module] = None
         self._grids: Optional[Dict[str, Tuple[List[torch.Tensor], str]]] = None  # key -> (columns, caption)
-
-    # ---- to be provided by a method ---------------------------------------------------------------------------
-    def inference_net(self) -> nn.Module:
-        raise NotImplementedError
-
-    # directions `export_spec(direction)` accepts when a method holds several translators (CycleGAN: G_A and G_B);
-    # empty: one translator, exported by `export_spec()`
-    export_directions: Tuple[str, ...] = ()
-
-    def export_spec(self, direction: Optional[str] = None) -> Tuple[nn.Module, Dict[str, Any]]:
-        raise NotImplementedError
 
     # ---- shared by the GAN methods (pix2pix, CycleGAN): `self.cfg` has lr, beta1/2, the LR policy, channels_last --
     def gan_optimizers(self, generator_params, discriminator_params):

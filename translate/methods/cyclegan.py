@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from nets import build_discriminator, build_generator, generator_spec, inference_copy
+from safeio.errors import ConfigError
 from translate.methods.base import GANConfig, TranslationModule
 from translate.methods.losses import check_gan_mode, d_loss, g_loss, gradient_penalty
 
@@ -44,7 +45,7 @@ class ImagePool:
 
     def __init__(self, pool_size: int):
         if pool_size < 0:
-            raise ValueError(f"model.pool_size: expected a number >= 0, got {pool_size}")
+            raise ConfigError(f"model.pool_size: expected a number >= 0, got {pool_size}", key="model.pool_size")
         self.pool_size = pool_size
         self.images: List[torch.Tensor] = []  # each (1, C, H, W)
 
@@ -79,15 +80,14 @@ class CycleGAN(TranslationModule):
     config_class = CycleGANConfig
     export_directions = DIRECTIONS
 
-    def __init__(self, model: Dict[str, Any], input_nc: int = 3, output_nc: int = 3, direction: str = "AtoB"):
-        super().__init__()
-        self.save_hyperparameters()
-        self.cfg = c = CycleGANConfig(**model)
+    def __init__(self, model: CycleGANConfig, input_nc: int = 3, output_nc: int = 3, direction: str = "AtoB"):
+        super().__init__(model, input_nc, output_nc, direction)
+        c = self.cfg
         check_gan_mode(c.gan_mode)
         if c.lambda_identity > 0 and input_nc != output_nc:
-            raise ValueError(f"model.lambda_identity {c.lambda_identity} needs as many channels in A as in B "
+            raise ConfigError(f"model.lambda_identity {c.lambda_identity} needs as many channels in A as in B "
                              f"(G_A(real_B) must be defined), got data.input_nc={input_nc}, data.output_nc="
-                             f"{output_nc}; set model.lambda_identity=0")
+                             f"{output_nc}; set model.lambda_identity=0", key="model.lambda_identity")
 
         def generator(in_nc: int, out_nc: int) -> nn.Module:
             return build_generator(c.netG, in_nc, out_nc, ngf=c.ngf, norm=c.norm, use_dropout=c.use_dropout,

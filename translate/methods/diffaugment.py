@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable, Dict, Sequence
 
 import torch
+from safeio.errors import ConfigError
 
 TRANSLATION_RATIO = 0.125  # largest shift, as a fraction of the image side (DiffAugment paper)
 CUTOUT_RATIO = 0.5  # side of the erased square, as a fraction of the image side (DiffAugment paper)
@@ -63,7 +64,7 @@ POLICIES: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 def check_policy(policy: Sequence[str], key: str = "model.augment") -> None:
     unknown = [p for p in policy if p not in POLICIES]
     if unknown:
-        raise ValueError(f"{key}: unknown augmentations {unknown}; expected some of {list(POLICIES)}")
+        raise ConfigError(f"{key}: unknown augmentations {unknown}; expected some of {list(POLICIES)}", key=key)
 
 
 def diff_augment(x: torch.Tensor, policy: Sequence[str]) -> torch.Tensor:

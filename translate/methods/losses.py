@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from safeio.errors import ConfigError
 
 GAN_MODES = ("vanilla", "lsgan", "hinge", "wgangp")
 
 
 def check_gan_mode(mode: str) -> str:
     if mode not in GAN_MODES:
-        raise ValueError(f"gan_mode: expected one of {list(GAN_MODES)}, got '{mode}'")
+        raise ConfigError(f"gan_mode: expected one of {list(GAN_MODES)}, got '{mode}'", key="gan_mode")
     return mode
 
 
@@ -24,7 +25,7 @@ def d_loss(pred: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
         return F.relu(1.0 - pred).mean() if real else F.relu(1.0 + pred).mean()
     if mode == "wgangp":  # -D(x) / D(G(z))
         return -pred.mean() if real else pred.mean()
-    raise ValueError(f"gan_mode: expected one of {list(GAN_MODES)}, got '{mode}'")
+    raise ConfigError(f"gan_mode: expected one of {list(GAN_MODES)}, got '{mode}'", key="gan_mode")
 
 
 def g_loss(pred: torch.Tensor, mode: str) -> torch.Tensor:
@@ -33,7 +34,7 @@ def g_loss(pred: torch.Tensor, mode: str) -> torch.Tensor:
         return d_loss(pred, True, mode)
     if mode in ("hinge", "wgangp"):
         return -pred.mean()
-    raise ValueError(f"gan_mode: expected one of {list(GAN_MODES)}, got '{mode}'")
+    raise ConfigError(f"gan_mode: expected one of {list(GAN_MODES)}, got '{mode}'", key="gan_mode")
 
 
 def gradient_penalty(netd, real: torch.Tensor, fake: torch.Tensor, constant: float = 1.0) -> torch.Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Iterable
 
 import torch
+from safeio.errors import ConfigError
 
 RANGER_DEFAULTS = {"betas": (0.95, 0.999), "eps": 1e-5, "alpha": 0.5, "k": 6}  # Ranger's published defaults
 
@@ -78,4 +79,4 @@ def build_optimizer(name: str, params: Iterable, lr: float) -> torch.optim.Optim
         return torch.optim.Adam(params, lr=lr)
     if name == "ranger":
         return Ranger(params, lr=lr)
-    raise ValueError(f"model.optim_name: expected one of {list(OPTIMIZERS)}, got {name!r}")
+    raise ConfigError(f"model.optim_name: expected one of {list(OPTIMIZERS)}, got {name!r}", key="model.optim_name")

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from nets import build_discriminator, build_generator, generator_spec, inference_copy
+from safeio.errors import ConfigError
 from translate.methods.base import GANConfig, TranslationModule
 from translate.methods.losses import check_gan_mode, d_loss, g_loss, gradient_penalty
 
@@ -30,13 +31,12 @@ class Pix2PixConfig(GANConfig):
 class Pix2Pix(TranslationModule):
     config_class = Pix2PixConfig
 
-    def __init__(self, model: Dict[str, Any], input_nc: int = 3, output_nc: int = 3, direction: str = "AtoB"):
-        super().__init__()
-        self.save_hyperparameters()
-        self.cfg = cfg = Pix2PixConfig(**model)
+    def __init__(self, model: Pix2PixConfig, input_nc: int = 3, output_nc: int = 3, direction: str = "AtoB"):
+        super().__init__(model, input_nc, output_nc, direction)
+        cfg = self.cfg
         check_gan_mode(cfg.gan_mode)
         if cfg.test_mode not in TEST_MODES:
-            raise ValueError(f"model.test_mode: expected one of {list(TEST_MODES)}, got '{cfg.test_mode}'")
+            raise ConfigError(f"model.test_mode: expected one of {list(TEST_MODES)}, got '{cfg.test_mode}'", key="model.test_mode")
         self.net_g = build_generator(
             cfg.netG, input_nc, output_nc, ngf=cfg.ngf, norm=cfg.norm, use_dropout=cfg.use_dropout,
             num_downs=cfg.num_downs, n_blocks=cfg.n_blocks, init_type=cfg.init_type, init_gain=cfg.init_gain,

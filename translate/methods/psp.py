@@ -26,7 +26,7 @@ from torch import nn
 from nets.encoders import ENCODERS, PAPER_CHANNELS, build_encoder, load_arcface, load_backbone_weights
 from nets.psp import PSPNet
 from nets.similarity import RANDOM, IDLoss, MocoLoss, face_crop, load_moco
-from safeio import strict_load
+from safeio import ConfigError, LoadError, strict_load
 from priors.loaders import load_prior
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator
 from translate.methods.base import TranslationModule
@@ -133,44 +133,44 @@ def build_loss_nets(cfg: PSPConfig) -> Dict[str, nn.Module]:
 
 def check_config(cfg: PSPConfig) -> None:
     if not cfg.prior:
-        raise ValueError("model.prior must be set: the pretrained StyleGAN2 to translate through (a prior folder "
-                         "written by `cli.py convert-prior`/`export`, an NVIDIA .pkl/.pt or a rosinality .pt)")
+        raise ConfigError("model.prior must be set: the pretrained StyleGAN2 to translate through (a prior folder "
+                         "written by `cli.py convert-prior`/`export`, an NVIDIA .pkl/.pt or a rosinality .pt)", key="model.prior")
     if cfg.encoder_type not in ENCODERS:
-        raise ValueError(f"model.encoder_type: expected one of {sorted(ENCODERS)}, got {cfg.encoder_type!r}")
+        raise ConfigError(f"model.encoder_type: expected one of {sorted(ENCODERS)}, got {cfg.encoder_type!r}", key="model.encoder_type")
     if cfg.id_lambda > 0 and cfg.moco_lambda > 0:
-        raise ValueError("model.id_lambda and model.moco_lambda are both > 0: choose the identity loss (faces) or "
-                         "the MoCo loss (other domains)")
+        raise ConfigError("model.id_lambda and model.moco_lambda are both > 0: choose the identity loss (faces) or "
+                         "the MoCo loss (other domains)", key="model.id_lambda")
     if cfg.train_noise not in ("random", "const"):
-        raise ValueError(f"model.train_noise: expected random or const, got {cfg.train_noise!r}")
+        raise ConfigError(f"model.train_noise: expected random or const, got {cfg.train_noise!r}", key="model.train_noise")
     if cfg.restyle_iters < 0:
-        raise ValueError(f"model.restyle_iters must be >= 0 (0 = plain pSp), got {cfg.restyle_iters}")
+        raise ConfigError(f"model.restyle_iters must be >= 0 (0 = plain pSp), got {cfg.restyle_iters}", key="model.restyle_iters")
     if cfg.feature_res < 0:
-        raise ValueError(f"model.feature_res must be >= 0 (0 = plain pSp), got {cfg.feature_res}")
+        raise ConfigError(f"model.feature_res must be >= 0 (0 = plain pSp), got {cfg.feature_res}", key="model.feature_res")
     if cfg.feature_res and cfg.restyle_iters:
-        raise ValueError("model.feature_res and model.restyle_iters are both > 0: a feature offset and ReStyle's "
-                         "iterations do not combine; set one of them to 0")
+        raise ConfigError("model.feature_res and model.restyle_iters are both > 0: a feature offset and ReStyle's "
+                         "iterations do not combine; set one of them to 0", key="model.feature_res")
     if cfg.feature_res and cfg.encoder_type != "GradualStyleEncoder":
-        raise ValueError(f"model.feature_res needs model.encoder_type GradualStyleEncoder (the feature head reads "
-                         f"its pyramid), got {cfg.encoder_type!r}")
+        raise ConfigError(f"model.feature_res needs model.encoder_type GradualStyleEncoder (the feature head reads "
+                         f"its pyramid), got {cfg.encoder_type!r}", key="model.feature_res")
     for key in ("l2_lambda", "lpips_lambda", "id_lambda", "w_norm_lambda", "l2_lambda_crop", "lpips_lambda_crop",
                 "moco_lambda", "adv_lambda", "r1_gamma"):
         if getattr(cfg, key) < 0:
-            raise ValueError(f"model.{key} must be >= 0, got {getattr(cfg, key)}")
+            raise ConfigError(f"model.{key} must be >= 0, got {getattr(cfg, key)}", key=f"model.{key}")
     for key in ("d_reg_interval", "d_mbstd_group_size"):
         if getattr(cfg, key) < 1:
-            raise ValueError(f"model.{key}: expected a positive integer, got {getattr(cfg, key)}")
+            raise ConfigError(f"model.{key}: expected a positive integer, got {getattr(cfg, key)}", key=f"model.{key}")
     if len(cfg.d_betas) != 2:
-        raise ValueError(f"model.d_betas: expected [beta1, beta2], got {cfg.d_betas}")
+        raise ConfigError(f"model.d_betas: expected [beta1, beta2], got {cfg.d_betas}", key="model.d_betas")
     from nets.perceptual import LPIPS_MIN_SIZE
 
     side = LPIPS_MIN_SIZE.get(cfg.lpips_net, 0)
     t, b, l, r = face_crop(cfg.loss_size)
     if cfg.lpips_lambda_crop > 0 and min(b - t, r - l) < side:
-        raise ValueError(f"model.lpips_lambda_crop: the inner-face crop of a {cfg.loss_size}-px output is "
+        raise ConfigError(f"model.lpips_lambda_crop: the inner-face crop of a {cfg.loss_size}-px output is "
                          f"{r - l}x{b - t} px, smaller than LPIPS ({cfg.lpips_net}) takes ({side} px); raise "
-                         f"model.loss_size or set model.lpips_lambda_crop 0")
+                         f"model.loss_size or set model.lpips_lambda_crop 0", key="model.lpips_lambda_crop")
     if cfg.lpips_lambda > 0 and cfg.loss_size < side:
-        raise ValueError(f"model.loss_size {cfg.loss_size} is smaller than LPIPS ({cfg.lpips_net}) takes ({side} px)")
+        raise ConfigError(f"model.loss_size {cfg.loss_size} is smaller than LPIPS ({cfg.lpips_net}) takes ({side} px)", key="model.loss_size")
 
 
 def build_discriminator(cfg: PSPConfig, channels: int = 3) -> Discriminator:
@@ -197,7 +197,7 @@ def build_discriminator(cfg: PSPConfig, channels: int = 3) -> Discriminator:
     if got.c_dim or got.mbstd_num_channels != want.mbstd_num_channels:
         wrong.append(f"the file's D is conditional or has {got.mbstd_num_channels} minibatch-stddev channels")
     if wrong:
-        raise ValueError(f"{key}: does not fit the configured discriminator: " + "; ".join(wrong) +
+        raise LoadError(f"{key}: does not fit the configured discriminator: " + "; ".join(wrong) +
                          " (D judges images at model.loss_size; set the keys to the file's values)")
     ours = Discriminator(replace(got, mbstd_group_size=cfg.d_mbstd_group_size))  # the configured stddev group
     ours.load_state_dict(D.state_dict())
@@ -210,18 +210,17 @@ class PSP(TranslationModule):
     grid_caption = "input | output | target"
     init_only_keys = ("encoder_weights", "discriminator_weights")  # weights the checkpoint replaces
 
-    def __init__(self, model: Dict[str, Any], input_nc: int = 3, output_nc: int = 3, direction: str = "AtoB"):
+    def __init__(self, model: PSPConfig, input_nc: int = 3, output_nc: int = 3, direction: str = "AtoB"):
         """input_nc: image channels, or the number of classes of one-hot label maps (data.label_nc)."""
-        super().__init__()
-        self.save_hyperparameters()
-        self.cfg = cfg = PSPConfig(**model)
+        super().__init__(model, input_nc, output_nc, direction)
+        cfg = self.cfg
         check_config(cfg)
         if output_nc != 3:
-            raise ValueError(f"data.output_nc: pSp translates into an RGB StyleGAN2, expected 3, got {output_nc}")
+            raise ConfigError(f"data.output_nc: pSp translates into an RGB StyleGAN2, expected 3, got {output_nc}", key="data.output_nc")
         decoder = _naming_the_key("model.prior", load_prior, cfg.prior)
         if decoder.img_channels != 3:
-            raise ValueError(f"model.prior: expected an RGB generator, {cfg.prior} makes {decoder.img_channels} "
-                             f"channels")
+            raise ConfigError(f"model.prior: expected an RGB generator, {cfg.prior} makes {decoder.img_channels} "
+                             f"channels", key="model.prior")
         encoder_nc = input_nc + (decoder.img_channels if cfg.restyle_iters else 0)  # ReStyle: + the reconstruction
         encoder = build_encoder(cfg.encoder_type, num_layers=cfg.num_layers, mode=cfg.mode, input_nc=encoder_nc,
                                 output_size=decoder.img_resolution, input_size=cfg.input_size,
@@ -253,7 +252,7 @@ class PSP(TranslationModule):
                                     "or a pSp checkpoint to fine-tune)")
         sd = _naming_the_key("model.encoder_weights", load_checkpoint, path)
         if not isinstance(sd, dict):
-            raise ValueError(f"{source}: expected an ArcFace IR-SE50 state dict or a pSp checkpoint")
+            raise LoadError(f"{source}: expected an ArcFace IR-SE50 state dict or a pSp checkpoint")
         state = sd.get("state_dict")
         if isinstance(state, dict) and any(k.startswith("encoder.") for k in state):
             own = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
@@ -265,9 +264,9 @@ class PSP(TranslationModule):
     @staticmethod
     def _feature_res(cfg: PSPConfig, decoder: Generator) -> int:
         if cfg.feature_res and cfg.feature_res not in decoder.synthesis.block_resolutions:
-            raise ValueError(f"model.feature_res: expected one of the prior's block resolutions "
+            raise ConfigError(f"model.feature_res: expected one of the prior's block resolutions "
                              f"{decoder.synthesis.block_resolutions} (model.prior {cfg.prior}) or 0, got "
-                             f"{cfg.feature_res}")
+                             f"{cfg.feature_res}", key="model.feature_res")
         return cfg.feature_res
 
     @staticmethod

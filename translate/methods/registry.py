@@ -1,24 +1,18 @@
-"""The one registry of methods: name -> (config dataclass, LightningModule). Tests iterate it."""
+"""The one registry of methods: name -> Method subclass (translate.methods.interface), whose `config_class` is the
+schema of the run config's `model:` section. Tests iterate it."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Type
+from typing import Dict, Type
 
-from translate.methods.cyclegan import CycleGAN, CycleGANConfig
-from translate.methods.pix2pix import Pix2Pix, Pix2PixConfig
-from translate.methods.psp import PSP, PSPConfig
-from translate.methods.stylegan2 import StyleGAN2, StyleGAN2Config
+from translate.methods.cyclegan import CycleGAN
+from translate.methods.interface import Method
+from translate.methods.pix2pix import Pix2Pix
+from translate.methods.psp import PSP
+from translate.methods.stylegan2 import StyleGAN2
 
-
-@dataclass(frozen=True)
-class Method:
-    config_class: type
-    module_class: Type
-
-
-METHODS = {
-    "pix2pix": Method(Pix2PixConfig, Pix2Pix),
-    "cyclegan": Method(CycleGANConfig, CycleGAN),
-    "stylegan2": Method(StyleGAN2Config, StyleGAN2),  # trains a prior: exports G_ema, not a translator
-    "psp": Method(PSPConfig, PSP),  # an encoder into a frozen StyleGAN2 prior
+METHODS: Dict[str, Type[Method]] = {
+    "pix2pix": Pix2Pix,
+    "cyclegan": CycleGAN,
+    "stylegan2": StyleGAN2,  # trains a prior: exports G_ema, not a translator
+    "psp": PSP,  # an encoder into a frozen StyleGAN2 prior
 }

@@ -14,6 +14,7 @@ from typing import Optional
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+from safeio.errors import ConfigError
 
 LR_POLICIES = ("linear", "step", "cosine", "constant")
 
@@ -79,7 +80,7 @@ def build_scheduler(
         return LambdaLR(optimizer, CosineDecay(max(1, n_epochs)))
     if policy == "constant":
         return LambdaLR(optimizer, lambda_constant)
-    raise ValueError(f"model.lr_policy: expected one of {list(LR_POLICIES)}, got '{policy}'")
+    raise ConfigError(f"model.lr_policy: expected one of {list(LR_POLICIES)}, got '{policy}'", key="model.lr_policy")
 
 
 def lambda_constant(epoch: int) -> float:

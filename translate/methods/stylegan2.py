@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.nn.functional import softplus
 
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from translate.methods.base import FrozenParts
+from safeio.errors import ConfigError
+from translate.methods.interface import PRIOR, Method
 from translate.methods.diffaugment import check_policy, diff_augment
 from translate.methods.images import log_images
 
@@ -99,22 +99,22 @@ def whole_groups(images: torch.Tensor, group_size: int) -> torch.Tensor:
     return images[: images.shape[0] - images.shape[0] % group]
 
 
-class StyleGAN2(FrozenParts, pl.LightningModule):
+class StyleGAN2(Method):
     """G, D and G_ema; one minibatch = a G step (+ path length) then a D step (+ R1), then the EMA update."""
 
-    frozen_modules = ("g_ema",)  # G_ema is only ever sampled; its w_avg comes from G
     config_class = StyleGAN2Config
+    exports = PRIOR  # G_ema as a prior folder (export_to), which pSp translates through
+    frozen_modules = ("g_ema",)  # G_ema is only ever sampled; its w_avg comes from G
     grid_caption = "G_ema samples, seeds 0.."
 
-    def __init__(self, model: Dict[str, Any], input_nc: int = 3, output_nc: int = 3, direction: str = "AtoB"):
-        super().__init__()
-        self.save_hyperparameters()
+    def __init__(self, model: StyleGAN2Config, input_nc: int = 3, output_nc: int = 3, direction: str = "AtoB"):
+        super().__init__(model, input_nc, output_nc, direction)
         self.automatic_optimization = False
-        self.cfg = c = StyleGAN2Config(**model)
+        c = self.cfg
         check_policy(c.augment)
         for key in ("d_reg_interval", "g_reg_interval", "pl_batch_shrink", "mbstd_group_size", "val_samples"):
             if getattr(c, key) < 1:
-                raise ValueError(f"model.{key}: expected a positive integer, got {getattr(c, key)}")
+                raise ConfigError(f"model.{key}: expected a positive integer, got {getattr(c, key)}", key=f"model.{key}")
         self.net_g = Generator(GeneratorConfig(
             z_dim=c.z_dim, w_dim=c.w_dim, img_resolution=c.resolution, img_channels=output_nc,
             channel_base=c.channel_base, channel_max=c.channel_max, mapping_layers=c.mapping_layers,
@@ -178,8 +178,8 @@ class StyleGAN2(FrozenParts, pl.LightningModule):
         real = batch["B"]
         expected = (self.net_d.img_channels, self.cfg.resolution, self.cfg.resolution)
         if real.ndim != 4 or tuple(real.shape[1:]) != expected:
-            raise ValueError(f"stylegan2: expected images (N, {', '.join(map(str, expected))}) "
-                             f"(model.resolution, data.output_nc), got {tuple(real.shape)}")
+            raise ConfigError(f"stylegan2: expected images (N, {', '.join(map(str, expected))}) "
+                             f"(model.resolution, data.output_nc), got {tuple(real.shape)}", key="model.resolution")
         return whole_groups(real, self.cfg.mbstd_group_size)
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
@@ -275,5 +275,5 @@ class StyleGAN2(FrozenParts, pl.LightningModule):
 
         out = Path(out)
         if (out / PRIOR_JSON).exists() and not overwrite:
-            raise ValueError(f"{out} already holds a prior; pass --overwrite to replace it")
+            raise FileExistsError(f"{out} already holds a prior; pass --overwrite to replace it")
         return save_prior(self.g_ema, out)

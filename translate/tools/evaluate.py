@@ -33,7 +33,7 @@ from nets.encoders import load_arcface
 from nets.inception import LAYOUTS, load_inception
 from nets.perceptual import LPIPS_TAPS, MissingWeightsError, load_lpips
 from nets.similarity import FACE_CROP_256, ID_SIZE, IDLoss
-from safeio import write_atomic
+from safeio import ConfigError, write_atomic
 from translate.train.config import ConfigError, _explain
 from translate.tools.scoring import score_each
 
@@ -140,10 +140,10 @@ def check_out(out: str | Path, pred: str | Path, ref: str | Path) -> Path:
     there would be replaced). Checked before any image is read."""
     out = Path(out)
     if out.is_dir():
-        raise ValueError(f"--out {out}: is a folder; give the JSON file to write, e.g. {out / 'metrics.json'}")
+        raise ConfigError(f"--out {out}: is a folder; give the JSON file to write, e.g. {out / 'metrics.json'}", key="--out")
     for name, folder in (("--pred", Path(pred)), ("--ref", Path(ref))):
         if folder.resolve() in out.resolve().parents:
-            raise ValueError(f"--out {out}: refusing to write into the {name} folder {folder}")
+            raise ConfigError(f"--out {out}: refusing to write into the {name} folder {folder}", key="--out")
     return out
 
 
@@ -154,7 +154,7 @@ def parse_metrics(text: Optional[str]) -> Optional[List[str]]:
     names = [m.strip().lower() for m in text.split(",") if m.strip()]
     unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
-        raise ValueError(f"--metrics: expected a comma-separated list of {', '.join(METRICS)}, got {text!r}")
+        raise ConfigError(f"--metrics: expected a comma-separated list of {', '.join(METRICS)}, got {text!r}", key="--metrics")
     return list(dict.fromkeys(names))
 
 

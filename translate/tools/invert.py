@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from datamodules.io import DataError
 from nets.psp import PSPNet
+from safeio import ConfigError, LoadError
 
 IMAGE_CHANNELS = 3  # the prior's images: RGB
 CODE_KEY = "w"
@@ -43,20 +45,20 @@ def load_psp_net(ckpt: Optional[str | Path] = None, model: Optional[str | Path] 
     """The frozen, deterministic pSp net of a training checkpoint (`ckpt`, output pooled to the run's loss size)
     or of an exported/imported pSp bundle (`model`, full resolution)."""
     if (ckpt is None) == (model is None):
-        raise ValueError("give exactly one of --ckpt (a pSp training checkpoint) or --model (a pSp bundle)")
+        raise ConfigError("give exactly one of --ckpt (a pSp training checkpoint) or --model (a pSp bundle)", key="--ckpt")
     if ckpt is not None:
         from translate.train import runner
 
         cfg, module = runner.load_run(ckpt)
         if cfg.method != "psp":
-            raise ValueError(f"--ckpt {ckpt}: a '{cfg.method}' run; inversion needs a pSp run (method: psp)")
+            raise ConfigError(f"--ckpt {ckpt}: a '{cfg.method}' run; inversion needs a pSp run (method: psp)", key="--ckpt")
         net = module.inference_net()
     else:
         from translate.deploy.inference import _eager_psp, read_meta
 
         folder, meta = read_meta(model)
         if meta.get("method") != "psp" or not isinstance(meta.get("psp"), dict):
-            raise ValueError(f"--model {model}: a '{meta.get('method')}' bundle; inversion needs a pSp bundle")
+            raise ConfigError(f"--model {model}: a '{meta.get('method')}' bundle; inversion needs a pSp bundle", key="--model")
         net = _eager_psp(folder, meta, torch.device(device)).net
     net.noise_mode = "const"
     return net.eval().requires_grad_(False).to(device)
@@ -69,13 +71,13 @@ def is_restyle(net: PSPNet) -> bool:
 
 def check_invertible(net: PSPNet) -> None:
     if getattr(net, "feature_res", 0):
-        raise ValueError(f"inversion works in W+: this encoder was trained with model.feature_res "
+        raise LoadError(f"inversion works in W+: this encoder was trained with model.feature_res "
                          f"{net.feature_res}, so its outputs depend on a feature offset besides the codes, and the "
                          f"codes alone do not reconstruct the image (invert with an encoder trained with "
                          f"feature_res 0)")
     want = 2 * IMAGE_CHANNELS if is_restyle(net) else IMAGE_CHANNELS
     if int(net.encoder.input_nc) != want:
-        raise ValueError(f"inversion encodes RGB images: expected an encoder with {want} input channels"
+        raise LoadError(f"inversion encodes RGB images: expected an encoder with {want} input channels"
                          f"{' (ReStyle: image + reconstruction)' if is_restyle(net) else ''}, this one takes "
                          f"{net.encoder.input_nc} (a translation encoder, e.g. of sketches or label maps, cannot "
                          f"invert images)")
@@ -92,11 +94,11 @@ def to_encoder_size(net: PSPNet, img: torch.Tensor) -> torch.Tensor:
 def restyle_encode(net: PSPNet, img: torch.Tensor, iters: int) -> torch.Tensor:
     """ReStyle: w_0 = average latent, w_{t+1} = w_t + E([x, G(w_t)]) for t < iters (differentiable)."""
     if not is_restyle(net):
-        raise ValueError(f"ReStyle needs a ReStyle-trained encoder (trained with model.restyle_iters > 0, fed the "
+        raise LoadError(f"ReStyle needs a ReStyle-trained encoder (trained with model.restyle_iters > 0, fed the "
                          f"image and the current reconstruction); this is a plain pSp encoder of "
                          f"{net.encoder.input_nc} channels")
     if iters < 1:
-        raise ValueError(f"restyle iterations: expected >= 1, got {iters}")
+        raise ConfigError(f"restyle iterations: expected >= 1, got {iters}", key="--restyle")
     check_invertible(net)
     return net.encode(to_encoder_size(net, img), iters)
 
@@ -216,14 +218,14 @@ def check_options(refine_steps: int = 0, restyle: int = 0, lambda_vgg: float = L
     """Out-of-range options of `invert_image` (others are ignored) are errors naming the option, not silently
     "off"."""
     if not isinstance(refine_steps, int) or refine_steps < 0:
-        raise ValueError(f"--refine: expected a number of steps >= 0, got {refine_steps!r}")
+        raise ConfigError(f"--refine: expected a number of steps >= 0, got {refine_steps!r}", key="--refine")
     if not isinstance(restyle, int) or restyle < 0:
-        raise ValueError(f"--restyle: expected a number of ReStyle iterations >= 1 (0: the net's own), got {restyle!r}")
+        raise ConfigError(f"--restyle: expected a number of ReStyle iterations >= 1 (0: the net's own), got {restyle!r}", key="--restyle")
     for name, value in (("--lambda-vgg", lambda_vgg), ("--lambda-dom", lambda_dom)):
         if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name}: expected a weight >= 0, got {value}")
+            raise ConfigError(f"{name}: expected a weight >= 0, got {value}", key=name)
     if not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"--lr: expected a learning rate > 0, got {lr}")
+        raise ConfigError(f"--lr: expected a learning rate > 0, got {lr}", key="--lr")
 
 
 def read_rgb(path: str | Path) -> torch.Tensor:
@@ -248,11 +250,11 @@ def invert_folder(net: PSPNet, input: str | Path, out: str | Path, **kwargs) -> 
     files = list_images(input)
     out = Path(out)
     if out.resolve() == Path(input).resolve():
-        raise ValueError(f"--out {out} is the input folder: the reconstructions would overwrite the inputs")
+        raise ConfigError(f"--out {out} is the input folder: the reconstructions would overwrite the inputs", key="--out")
     by_stem: Dict[str, Path] = {}
     for path in files:
         if path.stem in by_stem:
-            raise ValueError(f"{by_stem[path.stem].name} and {path.name} would both be written as {path.stem}"
+            raise DataError(f"{by_stem[path.stem].name} and {path.name} would both be written as {path.stem}"
                              f".safetensors/.png in {out}; rename one of them")
         by_stem[path.stem] = path
     replaced = sum((out / f"{stem}{suffix}").exists() for stem in by_stem for suffix in (".safetensors", ".png"))
@@ -320,21 +322,21 @@ def load_code(path: str | Path, net: Optional[PSPNet] = None) -> torch.Tensor:
     try:
         with safe_open(str(path), framework="pt") as f:
             if CODE_KEY not in f.keys():
-                raise ValueError(f"{path}: no '{CODE_KEY}' tensor (keys {sorted(f.keys())}); expected a code "
+                raise LoadError(f"{path}: no '{CODE_KEY}' tensor (keys {sorted(f.keys())}); expected a code "
                                  f"written by `invert`")
             w = f.get_tensor(CODE_KEY).float()
     except (SafetensorError, OSError) as e:
-        raise ValueError(f"{path}: not a safetensors code file ({e})") from e
+        raise LoadError(f"{path}: not a safetensors code file ({e})") from e
     if w.dim() == 3 and w.shape[0] == 1:
         w = w[0]
     if net is not None:
         want = (net.n_styles, int(net.decoder.w_dim))
         if tuple(w.shape) != want:
-            raise ValueError(f"{path}: the code is {tuple(w.shape)} (n_latent, w_dim), the prior takes {want}")
+            raise LoadError(f"{path}: the code is {tuple(w.shape)} (n_latent, w_dim), the prior takes {want}")
     elif w.dim() != 2:
-        raise ValueError(f"{path}: expected a W+ code (n_latent, w_dim), got {tuple(w.shape)}")
+        raise LoadError(f"{path}: expected a W+ code (n_latent, w_dim), got {tuple(w.shape)}")
     if not bool(torch.isfinite(w).all()):
-        raise ValueError(f"{path}: the code holds NaN or infinite values")
+        raise LoadError(f"{path}: the code holds NaN or infinite values")
     return w
 
 
@@ -344,7 +346,7 @@ def check_steps(steps: int) -> None:
     from priors.generate import MAX_GRID
 
     if not 2 <= steps <= MAX_GRID:
-        raise ValueError(f"--steps: expected 2 (the two ends) to {MAX_GRID}, got {steps}")
+        raise ConfigError(f"--steps: expected 2 (the two ends) to {MAX_GRID}, got {steps}", key="--steps")
 
 
 def interpolate(net: PSPNet, w_a: torch.Tensor, w_b: torch.Tensor, steps: int) -> torch.Tensor:
@@ -371,9 +373,9 @@ def mix_layers(n_latent: int, level: str) -> List[int]:
     ranges = {"coarse": range(0, bounds[0]), "medium": range(bounds[0], bounds[1]),
               "fine": range(bounds[1], n_latent)}
     if level not in ranges:
-        raise ValueError(f"--mix: expected coarse, medium or fine, got '{level}'")
+        raise ConfigError(f"--mix: expected coarse, medium or fine, got '{level}'", key="--mix")
     if n_latent < 3:
-        raise ValueError(f"style mixing needs at least 3 codes per image, the prior has {n_latent}")
+        raise ConfigError(f"style mixing needs at least 3 codes per image, the prior has {n_latent}", key="--mix")
     return list(ranges[level])
 
 

@@ -26,6 +26,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from translate.deploy.checkpoints import atomic_torch_save, load_checkpoint
+from translate.methods.interface import Method
 from translate.train.config import RunConfig, to_yaml
 
 
@@ -338,15 +339,15 @@ class WriteRunConfig(Callback):
             (self.run_dir / "config.yaml").write_text(to_yaml(self.cfg))
 
 
-def undeclared_eval_modules(module: nn.Module) -> List[str]:
+def undeclared_eval_modules(module: Method) -> List[str]:
     """Submodules in eval mode that are not under one of the module's declared `frozen_modules`."""
-    frozen = tuple(getattr(module, "frozen_modules", ()))
+    frozen = tuple(module.frozen_modules)
     return [name for name, m in module.named_modules()
             if not m.training and not any(name == f or name.startswith(f + ".") for f in frozen)]
 
 
 @contextmanager
-def frozen_modules_expected(module: pl.LightningModule):
+def frozen_modules_expected(module: Method):
     """Lightning warns when modules are in eval mode as training starts. A method's frozen parts (pSp's prior,
     StyleGAN2's G_ema), named in its `frozen_modules`, are meant to be: the warning is silenced when they are the
     only modules in eval mode, and still shown when any other module is."""

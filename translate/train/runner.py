@@ -17,6 +17,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from datamodules import build_datamodule
 from translate.deploy.checkpoints import CheckpointError, load_checkpoint
 from translate.train.config import ConfigError, RunConfig, load_config, schedule_mismatch, to_dict
+from translate.methods.interface import TRANSLATOR, Method
 from translate.methods.registry import METHODS
 from translate.train.tracking import build_loggers
 from translate.train.callbacks import (AtomicCheckpointIO, ConfigLearningRates, CtrlCStopsAfterMinibatch,
@@ -25,6 +26,7 @@ from translate.train.callbacks import (AtomicCheckpointIO, ConfigLearningRates, 
                                        frozen_modules_expected)
 from translate.train.rundir import (CHECKPOINT_DIR, _first_process, _put_back, check_resume_limits, check_run_dir,
                                     recover_replaced, resolve_resume, resume_summary)
+from safeio.errors import ConfigError
 
 
 def fit_sizes(cfg: RunConfig, module) -> RunConfig:
@@ -48,17 +50,8 @@ def fit_sizes(cfg: RunConfig, module) -> RunConfig:
     return replace(cfg, data=replace(d, size_multiple=math.lcm(d.size_multiple, need)))
 
 
-def build_module(cfg: RunConfig):
-    input_nc = cfg.data.label_nc or cfg.data.input_nc  # label maps arrive one-hot, a channel per class
-    try:
-        return METHODS[cfg.method].module_class(
-            model=asdict(cfg.model), input_nc=input_nc, output_nc=cfg.data.output_nc, direction=cfg.data.direction
-        )
-    except ValueError as e:  # "netG: expected one of ..." from a net builder: say it is the config's model.netG
-        key = str(e).split(":", 1)[0]
-        if key in asdict(cfg.model) and not isinstance(e, ConfigError):
-            raise ConfigError(f"model.{e}") from e
-        raise
+def build_module(cfg: RunConfig) -> Method:
+    return METHODS[cfg.method].from_config(cfg.model, cfg.data)
 
 
 def _strategy(name: str, method: str = ""):
@@ -170,7 +163,7 @@ def fit(cfg: RunConfig, resume: Optional[str] = None, overwrite: bool = False) -
     return trainer, module
 
 
-def load_run(ckpt: str | Path, files: Sequence[str] = (), overrides: Sequence[str] = ()) -> Tuple[RunConfig, Any]:
+def load_run(ckpt: str | Path, files: Sequence[str] = (), overrides: Sequence[str] = ()) -> Tuple[RunConfig, Method]:
     """A trained module and its run config from a checkpoint (config files/overrides are applied on top)."""
     state = load_checkpoint(ckpt)
     if not isinstance(state, dict) or "run_config" not in state:
@@ -178,7 +171,7 @@ def load_run(ckpt: str | Path, files: Sequence[str] = (), overrides: Sequence[st
     cfg = load_config(files, overrides, base=state["run_config"])
     # files that only initialise weights (pSp's encoder_weights, discriminator_weights) are not read again: the
     # checkpoint holds what was trained from them, and the files need not exist where the checkpoint is used
-    init_only = getattr(METHODS[cfg.method].module_class, "init_only_keys", ())
+    init_only = METHODS[cfg.method].init_only_keys
     module = build_module(replace(cfg, model=replace(cfg.model, **{k: None for k in init_only})))
     module.load_state_dict(state["state_dict"], strict=True)
     return cfg, module
@@ -193,8 +186,8 @@ def evaluate(stage: str, ckpt: str | Path, files: Sequence[str] = (), overrides:
     write their results."""
     cfg, module = load_run(ckpt, files, overrides)
     if save_images is not None:
-        if not hasattr(module, "save_images_dir"):
-            raise ValueError(f"--save-images: method '{cfg.method}' does not translate images")
+        if module.exports != TRANSLATOR:
+            raise ConfigError(f"--save-images: method '{cfg.method}' does not translate images", key="--save-images")
         module.save_images_dir = _check_image_folder(Path(save_images), cfg.data.root)
     run_dir = Path(cfg.run_dir)
     configure_tracking(module, cfg, run_dir)
@@ -210,11 +203,11 @@ def _check_image_folder(folder: Path, data_root: Optional[str]) -> Path:
     of an earlier run (checked on rank 0 only: the other DDP processes start once it may be writing)."""
     if data_root and (folder.resolve() == Path(data_root).resolve()
                       or Path(data_root).resolve() in folder.resolve().parents):
-        raise ValueError(f"--save-images {folder}: refusing to write into the data folder {data_root}")
+        raise ConfigError(f"--save-images {folder}: refusing to write into the data folder {data_root}", key="--save-images")
     if folder.exists() and not folder.is_dir():
-        raise ValueError(f"--save-images {folder}: is a file; expected a new or empty folder")
+        raise ConfigError(f"--save-images {folder}: is a file; expected a new or empty folder", key="--save-images")
     if rank_zero_only.rank == 0 and folder.is_dir() and any(folder.iterdir()):
-        raise ValueError(f"--save-images {folder}: expected a new or empty folder (images of two runs would mix)")
+        raise ConfigError(f"--save-images {folder}: expected a new or empty folder (images of two runs would mix)", key="--save-images")
     return folder
 
 
@@ -222,21 +215,21 @@ def export(ckpt: str | Path, out: str | Path, files: Sequence[str] = (), overrid
            overwrite: bool = False, direction: Optional[str] = None) -> Path:
     """Export a trained translator to a bundle (ONNX + torch.export program + safetensors + translator.json).
 
-    direction: for methods with one translator per direction (`module.export_directions`, e.g. CycleGAN's G_A
+    direction: for methods with one translator per direction (`Method.export_directions`, e.g. CycleGAN's G_A
     "AtoB" and G_B "BtoA"): which one, or "both" for one bundle each in `out/AtoB` and `out/BtoA`; None = the
     method's default.
     """
     cfg, module = load_run(ckpt, files, overrides)
-    if hasattr(module, "export_to"):  # a method whose artefact is not a translator bundle (stylegan2: a prior)
+    if module.exports != TRANSLATOR:  # a method whose artefact is not a translator bundle (stylegan2: a prior)
         if direction is not None:
-            raise ValueError(f"--direction {direction}: method '{cfg.method}' exports no translator; leave it out")
+            raise ConfigError(f"--direction {direction}: method '{cfg.method}' exports no translator; leave it out", key="--direction")
         return module.export_to(out, overwrite=overwrite)
-    choices = tuple(getattr(module, "export_directions", ()))
+    choices = module.export_directions
     if direction is not None and not choices:
-        raise ValueError(f"--direction {direction}: method '{cfg.method}' exports a single translator (its direction "
-                         f"is data.direction); leave --direction out")
+        raise ConfigError(f"--direction {direction}: method '{cfg.method}' exports a single translator (its direction "
+                         f"is data.direction); leave --direction out", key="--direction")
     if direction is not None and direction not in (*choices, "both"):
-        raise ValueError(f"--direction: expected one of {[*choices, 'both']}, got '{direction}'")
+        raise ConfigError(f"--direction: expected one of {[*choices, 'both']}, got '{direction}'", key="--direction")
     targets = {d: Path(out) / d for d in choices} if direction == "both" else {direction: Path(out)}
     from translate.deploy.export import check_destination
 

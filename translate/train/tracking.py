@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
+from safeio.errors import ConfigError
 
 WANDB_MODES = ("offline", "online", "disabled")
 
@@ -72,7 +73,7 @@ def build_loggers(cfg: Any, run_dir: Path, run_config: Dict[str, Any],
     translate.train.config.LoggerConfig, not imported: the config floor is above this one) says; the resolved config is
     attached to the W&B run."""
     if cfg.wandb.mode not in WANDB_MODES:
-        raise ValueError(f"logger.wandb.mode: expected one of {list(WANDB_MODES)}, got '{cfg.wandb.mode}'")
+        raise ConfigError(f"logger.wandb.mode: expected one of {list(WANDB_MODES)}, got '{cfg.wandb.mode}'", key="logger.wandb.mode")
     loggers: List[Logger] = []
     if cfg.csv:
         loggers.append(RunCSVLogger(run_dir, resume_step))
