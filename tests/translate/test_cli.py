@@ -641,3 +641,31 @@ def test_help_explains_every_option_and_fitting_overrides(capsys):
     import translate.cli
 
     assert all(f" {name} " in translate.cli.__doc__.replace("\n", " ").replace(",", " ") for name in sub.choices)
+
+
+def test_a_config_error_names_its_key_in_one_line(tmp_path, capsys):
+    """A value a net builder rejects is a ConfigError carrying its key, raised where the value is checked and named
+    as the run config calls it; the CLI prints it in one line."""
+    from translate.train.config import ConfigError, load_config
+    from translate.train.runner import build_module
+
+    with pytest.raises(ConfigError, match="model.netG: expected one of") as e:
+        build_module(load_config([], [*TINY, "model.netG=unet_9000"]))
+    assert e.value.key == "model.netG"
+    assert main(["fit", *TINY, f"run_dir={tmp_path}/r", "model.norm=group"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: model.norm: expected one of") and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch, capsys):
+    """A ValueError that is no user error (here a planted bug) is not turned into a one-line message."""
+    from translate.train import runner
+
+    def buggy(cfg, module):
+        raise ValueError("planted bug")
+
+    monkeypatch.setattr(runner, "fit_sizes", buggy)
+    with pytest.raises(ValueError, match="planted bug"):
+        main(["fit", *TINY, f"run_dir={tmp_path}/r"])
+    assert "error:" not in capsys.readouterr().err
