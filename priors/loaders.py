@@ -21,8 +21,9 @@ from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import torch
 
-from safeio import (SAFE_TORCH_LOAD_GLOBALS, LoadError, PersistentStub, SafeUnpickler, UnsafePickleError,
-                    file_on_path, read_json_object, read_safetensors, strict_load, torch_load_failure, write_atomic)
+from safeio import (SAFE_TORCH_LOAD_GLOBALS, ConfigError, LoadError, PersistentStub, SafeUnpickler,
+                    UnsafePickleError, file_on_path, read_json_object, read_safetensors, strict_load,
+                    torch_load_failure, write_atomic)
 from priors.ops import setup_filter
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
@@ -390,7 +391,8 @@ def convert_prior(in_path: str | Path, out_dir: str | Path, overwrite: bool = Fa
         if existing.is_dir():
             raise IsADirectoryError(f"{existing} is a folder; cannot write the prior there")
         if any(existing.resolve() == f.resolve() for f in (Path(in_path), *_pair_paths(Path(in_path)))):
-            raise FileExistsError(f"refusing to overwrite the source prior {in_path}: choose another output")
+            raise ConfigError(f"out {out_dir}: refusing to overwrite the source prior {in_path}: choose another "
+                              f"output", key="out")
         if not overwrite:
             raise FileExistsError(f"{existing} exists; pass --overwrite to replace it")
     blocker = file_on_path(Path(out_dir) if Path(out_dir).suffix not in (".json", ".safetensors")
