@@ -173,7 +173,8 @@ def run_pix2pix(case: Case, device: str, warmup: int, steps: int, data_root: Opt
     from translate.methods.pix2pix import Pix2Pix, Pix2PixConfig
 
     torch.manual_seed(0)
-    module = Pix2Pix(model=Pix2PixConfig(netG=case.netG, channels_last=case.channels_last, use_dropout=True, **case.extra))
+    module = Pix2Pix(model=Pix2PixConfig(netG=case.netG, channels_last=case.channels_last, use_dropout=True,
+                                         **case.extra))
     if case.compile:
         module.net_g = torch.compile(module.net_g)
         module.net_d = torch.compile(module.net_d)

@@ -58,7 +58,7 @@ def psp_downsample_image(img: np.ndarray, factor: int) -> np.ndarray:
     taps, pad = 4 * factor, 3 * factor
     if pad >= min(h, w):
         raise ConfigError(f"data.degradation: downsample_psp by {factor} mirrors {pad} pixels, which needs an image "
-                         f"larger than {pad} px on each side; got {w}x{h}", key="data.degradation")
+                          f"larger than {pad} px on each side; got {w}x{h}", key="data.degradation")
     x = torch.tensor(img).permute(2, 0, 1)[None].float() / 255.0  # a copy: read-only arrays (np.asarray(PIL)) too
     k = psp_bicubic_kernel(factor)
     before, after = pad // 2, pad - pad // 2
@@ -148,18 +148,20 @@ DEGRADATIONS: Dict[str, Callable[[np.ndarray, np.random.Generator, DegradationCo
 def _check_range(key: str, values, low: float, high: float) -> None:
     vals = list(values)
     if len(vals) != 2 or not low <= vals[0] <= vals[1] <= high:
-        raise ConfigError(f"data.degradation.{key}: expected [min, max] with {low} <= min <= max <= {high}, got {vals}", key=f"data.degradation.{key}")
+        raise ConfigError(f"data.degradation.{key}: expected [min, max] with {low} <= min <= max <= {high}, got {vals}",
+                          key=f"data.degradation.{key}")
 
 
 def check_degradation(cfg: DegradationConfig) -> None:
     """Validate the fields the chosen degradation uses; messages name the key."""
     if cfg.name not in DEGRADATIONS:
-        raise ConfigError(f"data.degradation.name: expected one of {list(DEGRADATIONS)}, got '{cfg.name}'", key="data.degradation.name")
+        raise ConfigError(f"data.degradation.name: expected one of {list(DEGRADATIONS)}, got '{cfg.name}'",
+                          key="data.degradation.name")
     if cfg.name in ("downsample", "downsample_psp"):
         bad = [f for f in cfg.factors if not MIN_FACTOR <= int(f) <= MAX_FACTOR]
         if not cfg.factors or bad:
             raise ConfigError(f"data.degradation.factors: expected integers in {MIN_FACTOR}..{MAX_FACTOR}, "
-                             f"got {list(cfg.factors)}", key="data.degradation.factors")
+                              f"got {list(cfg.factors)}", key="data.degradation.factors")
     elif cfg.name == "blur":
         _check_range("blur_sigma", cfg.blur_sigma, 0.0, float("inf"))
     elif cfg.name == "jpeg":
@@ -168,4 +170,4 @@ def check_degradation(cfg: DegradationConfig) -> None:
         _check_range("noise_sigma", cfg.noise_sigma, 0.0, float("inf"))
     elif cfg.name == "sketch" and not 0.0 < cfg.sketch_threshold < 0.5:
         raise ConfigError(f"data.degradation.sketch_threshold: expected a value in (0, 0.5) (the high threshold "
-                         f"is twice it), got {cfg.sketch_threshold}", key="data.degradation.sketch_threshold")
+                          f"is twice it), got {cfg.sketch_threshold}", key="data.degradation.sketch_threshold")

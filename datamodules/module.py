@@ -39,20 +39,24 @@ def check_config(cfg: DataConfig) -> None:
     if cfg.direction not in ("AtoB", "BtoA"):
         raise ConfigError(f"data.direction: expected 'AtoB' or 'BtoA', got '{cfg.direction}'", key="data.direction")
     if cfg.on_bad_image not in ("skip", "fail"):
-        raise ConfigError(f"data.on_bad_image: expected 'skip' or 'fail', got '{cfg.on_bad_image}'", key="data.on_bad_image")
+        raise ConfigError(f"data.on_bad_image: expected 'skip' or 'fail', got '{cfg.on_bad_image}'",
+                          key="data.on_bad_image")
     if cfg.label_nc < 0 or (cfg.label_nc > 0 and cfg.kind != "paired"):
         raise ConfigError(f"data.label_nc: label-map sources (> 0) are read by data.kind 'paired' (A/ label maps, B/ "
-                         f"images, matched by stem); got label_nc={cfg.label_nc} with kind '{cfg.kind}'", key="data.label_nc")
+                          f"images, matched by stem); got label_nc={cfg.label_nc} with kind '{cfg.kind}'",
+                          key="data.label_nc")
     for key in ("input_nc", "output_nc"):
         if getattr(cfg, key) not in (1, 3):
             raise ConfigError(f"data.{key}: expected 1 or 3, got {getattr(cfg, key)}", key=f"data.{key}")
     if cfg.batch_size < 1 or cfg.num_workers < 0:
         raise ConfigError(f"data.batch_size must be >= 1 and data.num_workers >= 0, got {cfg.batch_size} and "
-                         f"{cfg.num_workers}", key="data.batch_size")
+                          f"{cfg.num_workers}", key="data.batch_size")
     if not 0.0 <= cfg.val_fraction < 1.0:
-        raise ConfigError(f"data.val_fraction: expected a fraction in [0, 1), got {cfg.val_fraction}", key="data.val_fraction")
+        raise ConfigError(f"data.val_fraction: expected a fraction in [0, 1), got {cfg.val_fraction}",
+                          key="data.val_fraction")
     if cfg.max_dataset_size is not None and cfg.max_dataset_size < 1:
-        raise ConfigError(f"data.max_dataset_size: expected a positive number or null, got {cfg.max_dataset_size}", key="data.max_dataset_size")
+        raise ConfigError(f"data.max_dataset_size: expected a positive number or null, got {cfg.max_dataset_size}",
+                          key="data.max_dataset_size")
     check_preprocess(cfg)
     if cfg.kind == "single":
         check_degradation(cfg.degradation)

@@ -113,10 +113,12 @@ def _render(m: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def check_synthetic(cfg: SyntheticConfig) -> None:
     if cfg.size not in SIZES:
-        raise ConfigError(f"data.synthetic.size: expected one of {list(SIZES)}, got {cfg.size}", key="data.synthetic.size")
+        raise ConfigError(f"data.synthetic.size: expected one of {list(SIZES)}, got {cfg.size}",
+                          key="data.synthetic.size")
     for key in ("n_train", "n_val"):
         if int(getattr(cfg, key)) < 1:
-            raise ConfigError(f"data.synthetic.{key}: expected a positive number of pairs, got {getattr(cfg, key)}", key=f"data.synthetic.{key}")
+            raise ConfigError(f"data.synthetic.{key}: expected a positive number of pairs, got {getattr(cfg, key)}",
+                              key=f"data.synthetic.{key}")
 
 
 def stream(split: str) -> str:

@@ -34,16 +34,20 @@ TASKS: Dict[str, Tuple[str | None, str]] = {
 
 def check_toyfaces(cfg: ToyFacesConfig) -> None:
     if cfg.task not in TASKS:
-        raise ConfigError(f"data.toyfaces.task: expected one of {list(TASKS)}, got '{cfg.task}'", key="data.toyfaces.task")
+        raise ConfigError(f"data.toyfaces.task: expected one of {list(TASKS)}, got '{cfg.task}'",
+                          key="data.toyfaces.task")
     if not MIN_SIZE <= cfg.size <= MAX_SIZE:
-        raise ConfigError(f"data.toyfaces.size: expected {MIN_SIZE}..{MAX_SIZE} pixels, got {cfg.size}", key="data.toyfaces.size")
+        raise ConfigError(f"data.toyfaces.size: expected {MIN_SIZE}..{MAX_SIZE} pixels, got {cfg.size}",
+                          key="data.toyfaces.size")
     for key in ("n_train", "n_val"):
         if int(getattr(cfg, key)) < 1:
-            raise ConfigError(f"data.toyfaces.{key}: expected a positive number of faces, got {getattr(cfg, key)}", key=f"data.toyfaces.{key}")
+            raise ConfigError(f"data.toyfaces.{key}: expected a positive number of faces, got {getattr(cfg, key)}",
+                              key=f"data.toyfaces.{key}")
     if cfg.seed < 0:
         raise ConfigError(f"data.toyfaces.seed: expected a seed >= 0, got {cfg.seed}", key="data.toyfaces.seed")
     if not 0 <= cfg.max_yaw <= 90:
-        raise ConfigError(f"data.toyfaces.max_yaw: expected 0..90 degrees, got {cfg.max_yaw}", key="data.toyfaces.max_yaw")
+        raise ConfigError(f"data.toyfaces.max_yaw: expected 0..90 degrees, got {cfg.max_yaw}",
+                          key="data.toyfaces.max_yaw")
 
 
 def render_split(cfg: ToyFacesConfig, split: str, n: int) -> Dict[str, np.ndarray]:
@@ -68,7 +72,8 @@ class ToyFacesDataset(DegradedDataset):
         if t.task == "sr":
             check_degradation(cfg.degradation)
             if cfg.direction != "AtoB":
-                raise ConfigError("data.direction: the toyfaces task 'sr' makes its source from the target; use AtoB", key="data.direction")
+                raise ConfigError("data.direction: the toyfaces task 'sr' makes its source from the target; use AtoB",
+                                  key="data.direction")
         n = t.n_train if split == "train" else t.n_val
         n = min(n, cfg.max_dataset_size) if cfg.max_dataset_size else n
         arrays = render_split(t, split, n)

@@ -28,15 +28,17 @@ SEED_MAX = 2**62  # per-sample seeds for the augmentation generators, drawn from
 
 def check_preprocess(cfg: DataConfig) -> None:
     if cfg.preprocess not in PREPROCESS:
-        raise ConfigError(f"data.preprocess: expected one of {list(PREPROCESS)}, got '{cfg.preprocess}'", key="data.preprocess")
+        raise ConfigError(f"data.preprocess: expected one of {list(PREPROCESS)}, got '{cfg.preprocess}'",
+                          key="data.preprocess")
     for key in ("load_size", "crop_size", "size_multiple"):
         if int(getattr(cfg, key)) < 1:
             raise ConfigError(f"data.{key}: expected a positive integer, got {getattr(cfg, key)}", key=f"data.{key}")
     if cfg.preprocess in ("resize_and_crop", "scale_width_and_crop") and cfg.crop_size > cfg.load_size:
         raise ConfigError(f"data.crop_size ({cfg.crop_size}) must not exceed data.load_size ({cfg.load_size}) "
-                         f"with data.preprocess '{cfg.preprocess}'", key="data.crop_size")
+                          f"with data.preprocess '{cfg.preprocess}'", key="data.crop_size")
     if not 0.0 <= cfg.color_jitter <= 1.0:
-        raise ConfigError(f"data.color_jitter: expected a value in [0, 1], got {cfg.color_jitter}", key="data.color_jitter")
+        raise ConfigError(f"data.color_jitter: expected a value in [0, 1], got {cfg.color_jitter}",
+                          key="data.color_jitter")
 
 
 def as_hwc(img: np.ndarray) -> np.ndarray:

@@ -189,7 +189,7 @@ class SyntheticUnpairedDataset(UnpairedDataset):
         super().__init__(cfg, split, train)
         if cfg.input_nc != 3 or cfg.output_nc != 3:
             raise ConfigError(f"data.kind 'synthetic_unpaired' renders RGB images: data.input_nc and data.output_nc "
-                             f"must be 3, got {cfg.input_nc} and {cfg.output_nc}", key="data.kind")
+                              f"must be 3, got {cfg.input_nc} and {cfg.output_nc}", key="data.kind")
         s = cfg.synthetic
         n = split_size(s, split)
         n = min(n, cfg.max_dataset_size) if cfg.max_dataset_size else n

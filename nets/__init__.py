@@ -24,10 +24,10 @@ def _unet(num_downs_fixed: Optional[int]) -> Callable[..., nn.Module]:
     def build(input_nc, output_nc, ngf, norm, use_dropout, num_downs, n_blocks):
         if num_downs_fixed is None and num_downs is None:
             raise ConfigError("netG 'unet' needs num_downs (the number of stride-2 levels: the image side must be a "
-                             "multiple of 2**num_downs, e.g. 5 for 32 px)", key="netG")
+                              "multiple of 2**num_downs, e.g. 5 for 32 px)", key="netG")
         if num_downs_fixed is not None and num_downs not in (None, num_downs_fixed):
             raise ConfigError(f"netG 'unet_{2 ** num_downs_fixed}' has num_downs={num_downs_fixed}, "
-                             f"got num_downs={num_downs} (use netG 'unet' for another depth)", key="netG")
+                              f"got num_downs={num_downs} (use netG 'unet' for another depth)", key="netG")
         depth = num_downs_fixed if num_downs_fixed is not None else num_downs
         return UnetGenerator(input_nc, output_nc, depth, ngf=ngf, norm=norm, use_dropout=use_dropout)
 
@@ -42,7 +42,7 @@ def _resnet(n_blocks_fixed: Optional[int]) -> Callable[..., nn.Module]:
             raise ConfigError("netG 'resnet' needs n_blocks (the number of residual blocks, e.g. 9)", key="netG")
         if n_blocks_fixed is not None and n_blocks not in (None, n_blocks_fixed):
             raise ConfigError(f"netG 'resnet_{n_blocks_fixed}blocks' has n_blocks={n_blocks_fixed}, "
-                             f"got n_blocks={n_blocks} (use netG 'resnet' for another count)", key="netG")
+                              f"got n_blocks={n_blocks} (use netG 'resnet' for another count)", key="netG")
         blocks = n_blocks_fixed if n_blocks_fixed is not None else n_blocks
         return ResnetGenerator(input_nc, output_nc, ngf=ngf, norm=norm, use_dropout=use_dropout, n_blocks=blocks)
 
@@ -55,7 +55,7 @@ def _n_layers(n_layers_fixed: Optional[int]) -> Callable[..., nn.Module]:
     def build(input_nc, ndf, n_layers, norm):
         if n_layers_fixed is not None and n_layers != n_layers_fixed:
             raise ConfigError(f"netD 'basic' is the 70x70 PatchGAN with n_layers={n_layers_fixed}, "
-                             f"got n_layers={n_layers} (use netD 'n_layers' for another depth)", key="netD")
+                              f"got n_layers={n_layers} (use netD 'n_layers' for another depth)", key="netD")
         return NLayerDiscriminator(input_nc, ndf, n_layers=n_layers, norm=norm)
 
     return build

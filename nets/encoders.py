@@ -128,7 +128,7 @@ class IRBackboneNet(nn.Module):
         channels = _check_backbone_args(num_layers, mode, channels, input_nc)
         if not isinstance(input_size, int) or input_size < BACKBONE_STRIDE or input_size % BACKBONE_STRIDE:
             raise ConfigError(f"input_size: expected a multiple of {BACKBONE_STRIDE} (the backbone's stride), "
-                             f"got {input_size!r}", key="input_size")
+                              f"got {input_size!r}", key="input_size")
         self.num_layers, self.mode, self.channels = num_layers, mode, channels
         self.input_nc, self.input_size = input_nc, input_size
         self.input_layer = ir_input_layer(input_nc, channels[0])
@@ -171,8 +171,8 @@ class GradualStyleEncoder(IRBackboneNet):
     def __init__(self, num_layers: int = 50, mode: str = "ir_se", input_nc: int = 3, output_size: int = 1024,
                  input_size: int = 256, channels: Sequence[int] = PAPER_CHANNELS, w_dim: int = 512):
         if not isinstance(input_size, int) or input_size < 2 * BACKBONE_STRIDE or input_size & (input_size - 1):
-            raise ConfigError(f"input_size: expected a power of two >= {2 * BACKBONE_STRIDE} (the map2style heads halve "
-                             f"the coarsest map down to 1x1), got {input_size!r}", key="input_size")
+            raise ConfigError(f"input_size: expected a power of two >= {2 * BACKBONE_STRIDE} (the map2style heads "
+                              f"halve the coarsest map down to 1x1), got {input_size!r}", key="input_size")
         super().__init__(num_layers, mode, channels, input_nc, input_size)
         self.output_size, self.w_dim = output_size, w_dim
         self.n_styles = n_styles_for(output_size)
@@ -278,7 +278,7 @@ def _body_spec(sd: Mapping[str, torch.Tensor], source: str) -> Dict[str, Any]:
     """num_layers, mode, channels and input_nc of an IR backbone state dict (keys input_layer.*, body.*)."""
     if "input_layer.0.weight" not in sd:
         raise LoadError(f"{source}: not an IR backbone (no input_layer.0.weight; "
-                         f"first keys: {', '.join(list(sd)[:5])})")
+                        f"first keys: {', '.join(list(sd)[:5])})")
     n_units = len({k.split(".")[1] for k in sd if k.startswith("body.")})
     by_count = {sum(u): n for n, u in IR_UNITS.items()}
     if n_units not in by_count:
@@ -311,7 +311,7 @@ def encoder_spec_from_state_dict(sd: Mapping[str, torch.Tensor], source: str = "
         spec.update(name="BackboneEncoderUsingLastLayerIntoW", w_dim=w_dim, input_size=input_size)
     else:
         raise LoadError(f"{source}: an IR backbone without a known pSp encoder head (styles.*, output_layer_2.*, "
-                         "linear.*)")
+                        "linear.*)")
     if n_styles is not None:
         if n_styles < 2 or n_styles % 2:
             raise LoadError(f"{source}: {n_styles} style vectors is not 2 * log2(size) - 2 of any output size")
@@ -374,12 +374,12 @@ def load_arcface(path: Optional[str | Path], config_key: str = "model.id_weights
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to read is reported with the file and the key
         raise LoadError(f"{config_key}: cannot read {path} with torch.load(weights_only=True): "
-                         f"{torch_load_failure(e)}") from e
+                        f"{torch_load_failure(e)}") from e
     if isinstance(sd, Mapping) and "state_dict" in sd:
         sd = sd["state_dict"]
     if isinstance(sd, Mapping) and any(str(k).startswith("encoder.") for k in sd):
         raise LoadError(f"{config_key}: {path} is a pSp checkpoint; the identity loss needs the ArcFace IR-SE50 "
-                         "weights (pSp's model_ir_se50.pth)")
+                        "weights (pSp's model_ir_se50.pth)")
     if not isinstance(sd, Mapping):
         raise LoadError(f"{config_key}: {path} holds a {type(sd).__name__}, expected a state dict")
     net = strict_load(ArcFace(**face_net_spec(sd, f"{config_key} ({path})")), sd, f"{config_key} ({path})")
@@ -394,15 +394,15 @@ def face_net_spec(sd: Mapping[str, torch.Tensor], source: str) -> Dict[str, Any]
     embed = sd.get("output_layer.3.weight")
     if embed is None or embed.ndim != 2:
         raise LoadError(f"{source}: an IR backbone without a face-recognition embedding layer "
-                         "(output_layer.3.weight); expected model_ir_se50.pth or a CurricularFace backbone")
+                        "(output_layer.3.weight); expected model_ir_se50.pth or a CurricularFace backbone")
     if spec.pop("input_nc") != 3:
         raise LoadError(f"{source}: a face-recognition network takes RGB; this one takes "
-                         f"{int(sd['input_layer.0.weight'].shape[1])} channels")
+                        f"{int(sd['input_layer.0.weight'].shape[1])} channels")
     side2, rest = divmod(int(embed.shape[1]), spec["channels"][3])
     side = math.isqrt(side2)
     if rest or side * side != side2 or side * BACKBONE_STRIDE != ARCFACE_INPUT:
         raise LoadError(f"{source}: the embedding layer takes {int(embed.shape[1])} features; a {ARCFACE_INPUT}-px "
-                         f"network has {spec['channels'][3]} x {ARCFACE_INPUT // BACKBONE_STRIDE}^2")
+                        f"network has {spec['channels'][3]} x {ARCFACE_INPUT // BACKBONE_STRIDE}^2")
     return {**spec, "affine": "output_layer.4.weight" in sd, "embedding_dim": int(embed.shape[0])}
 
 

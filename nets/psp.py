@@ -75,10 +75,10 @@ class PSPNet(nn.Module):
         if self.feature_res:
             if self.restyle_iters:
                 raise ConfigError("feature_res: a feature offset and ReStyle's iterations do not combine (set one of "
-                                 "feature_res and restyle_iters to 0)", key="feature_res")
+                                  "feature_res and restyle_iters to 0)", key="feature_res")
             if not hasattr(encoder, "forward_with_fine_map"):
                 raise ConfigError(f"feature_res: needs the GradualStyleEncoder (the head reads its pyramid's finest "
-                                 f"map), got {type(encoder).__name__}", key="feature_res")
+                                  f"map), got {type(encoder).__name__}", key="feature_res")
             out_c = decoder.synthesis.feature_shape(self.feature_res)[0]  # an error if no block is at that size
             self.feature_head = FeatureHead(encoder.channels[3], out_c, self.feature_res)
 

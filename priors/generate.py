@@ -54,12 +54,13 @@ def check_out(out: str | Path, n_images: int, grid: bool, flag: str = "--out") -
         raise NotADirectoryError(f"{flag} {out}: {blocker} is a file")
     if grid:
         if out.suffix.lower() not in GRID_SUFFIXES:
-            raise ConfigError(f"{flag} {out}: expected an image file for the grid ({', '.join(GRID_SUFFIXES)})", key=flag)
+            raise ConfigError(f"{flag} {out}: expected an image file for the grid ({', '.join(GRID_SUFFIXES)})",
+                              key=flag)
         if out.is_dir():
             raise IsADirectoryError(f"{flag} {out}: is a folder; expected an image file for the grid")
         if n_images > MAX_GRID:
             raise ConfigError(f"{flag} {out}: a grid of {n_images} images is more than {MAX_GRID}; write one image "
-                             "per seed into a folder instead (--out FOLDER)", key=flag)
+                              "per seed into a folder instead (--out FOLDER)", key=flag)
     elif out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{flag} {out}: expected a folder for one image per seed, got a file")
     return out

@@ -310,9 +310,10 @@ class Translator:
         net = self._run.net
         if net is None:
             raise ConfigError(f"style-mixed variants need the eager net of a pSp bundle; this one is loaded with "
-                             f"backend '{self.backend}'", key="variants")
+                              f"backend '{self.backend}'", key="variants")
         if not list(latent_mask if latent_mask is not None else self.meta.get("latent_mask") or []):
-            raise ConfigError("variants: no latent_mask given and the bundle has none (e.g. layers 8..17 at 1024 px)", key="latent_mask")
+            raise ConfigError("variants: no latent_mask given and the bundle has none (e.g. layers 8..17 at 1024 px)",
+                              key="latent_mask")
         return net
 
     def variants(self, x: torch.Tensor, n: int, latent_mask: Optional[Sequence[int]] = None,
@@ -343,7 +344,7 @@ class Translator:
             raise DataError(f"expected a batch (N, {self.input_nc}, H, W), got {got}")
         if not x.is_floating_point():
             raise DataError(f"expected a float batch in the input range [{self.in_lo:g}, {self.in_hi:g}], got "
-                             f"{x.dtype} (uint8 images: call the translator itself)")
+                            f"{x.dtype} (uint8 images: call the translator itself)")
         n, _, h, w = x.shape
         if n == 0:
             raise DataError(f"expected a batch (N, {self.input_nc}, H, W) with N >= 1, got {tuple(x.shape)}")
@@ -381,7 +382,7 @@ class Translator:
         if fixed is not None:
             if target > fixed:
                 raise DataError(f"this bundle's {self.backend} graph was exported with a fixed {dim} of {fixed}; "
-                                 f"got {size} (pad or resize the image, or use backend 'eager')")
+                                f"got {size} (pad or resize the image, or use backend 'eager')")
             target = fixed
         return target
 
@@ -428,7 +429,7 @@ class Translator:
             lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
             if not (lo >= -RANGE_TOLERANCE and hi <= 1 + RANGE_TOLERANCE):
                 raise DataError(f"expected a float image array in [0, 1], got values in [{lo:g}, {hi:g}] "
-                                 f"(pass uint8 for 0..255)")
+                                f"(pass uint8 for 0..255)")
             unit = a.astype(np.float32)
         else:
             raise DataError(f"expected a uint8 or float image array, got dtype {a.dtype}")
@@ -466,7 +467,7 @@ class Translator:
             slack = RANGE_TOLERANCE * (self.in_hi - self.in_lo)
             if lo < self.in_lo - slack or hi > self.in_hi + slack:
                 raise DataError(f"expected a float tensor in the net's input range [{self.in_lo:g}, "
-                                 f"{self.in_hi:g}] (or uint8), got values in [{lo:g}, {hi:g}]")
+                                f"{self.in_hi:g}] (or uint8), got values in [{lo:g}, {hi:g}]")
             if x.shape[1] == self.input_nc:
                 return x
             unit = self._input_to_unit(x)
@@ -482,7 +483,7 @@ class Translator:
     def _to_pil(self, y: torch.Tensor) -> Image.Image:
         if self.output_nc not in (1, 3):
             raise DataError(f"a PIL image needs 1 or 3 output channels, this net gives {self.output_nc}; "
-                             f"call it on a numpy array or tensor instead")
+                            f"call it on a numpy array or tensor instead")
         a = self.to_uint8(y)
         return Image.fromarray(a[:, :, 0] if self.output_nc == 1 else a)
 

@@ -71,7 +71,7 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
         translator.check_variants(latent_mask)  # before any output is written
     elif latent_mask is not None or mix_alpha is not None:
         raise ConfigError("latent_mask and mix_alpha (--latent-mask, --mix-alpha) choose how variants are mixed: give "
-                         "the number of variants (--variants N) as well", key="--latent-mask")
+                          "the number of variants (--variants N) as well", key="--latent-mask")
     _check_output(out, files, in_folder, variants, side_by_side)
     result = Outputs()
     if skip_existing:
@@ -89,7 +89,8 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
         raise ConfigError(f"batch_size: expected an int >= 1, got {batch_size!r}", key="--batch-size")
     mix = (variants, latent_mask, mix_alpha, seed) if variants else None
     if resize_outputs is not None and (not isinstance(resize_outputs, int) or resize_outputs < 1):
-        raise ConfigError(f"resize_outputs: expected a side in pixels >= 1, got {resize_outputs!r}", key="--resize-outputs")
+        raise ConfigError(f"resize_outputs: expected a side in pixels >= 1, got {resize_outputs!r}",
+                          key="--resize-outputs")
     pool = (lambda t: torch.nn.functional.adaptive_avg_pool2d(t, resize_outputs)) if resize_outputs else (lambda t: t)
 
     skipped: List[Path] = []
@@ -156,13 +157,13 @@ def _check_output(out: Path, files: List[Path], in_folder: Path | None, variants
     clash = [f for f, target in targets if target.resolve() in inputs]
     if clash:
         raise DataError(f"refusing to overwrite the input file {clash[0]}: choose an output folder other than "
-                         f"{out}")
+                        f"{out}")
     owner: Dict[str, Path] = {}
     for f in files:
         for name in output_names(f, variants):
             if name in owner:
                 raise DataError(f"the outputs of {owner[name].name} and {f.name} would both be written to {out / name}"
-                                 f"; rename one of the inputs")
+                                f"; rename one of the inputs")
             owner[name] = f
 
 

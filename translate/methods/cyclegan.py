@@ -86,8 +86,8 @@ class CycleGAN(TranslationModule):
         check_gan_mode(c.gan_mode)
         if c.lambda_identity > 0 and input_nc != output_nc:
             raise ConfigError(f"model.lambda_identity {c.lambda_identity} needs as many channels in A as in B "
-                             f"(G_A(real_B) must be defined), got data.input_nc={input_nc}, data.output_nc="
-                             f"{output_nc}; set model.lambda_identity=0", key="model.lambda_identity")
+                              f"(G_A(real_B) must be defined), got data.input_nc={input_nc}, data.output_nc="
+                              f"{output_nc}; set model.lambda_identity=0", key="model.lambda_identity")
 
         def generator(in_nc: int, out_nc: int) -> nn.Module:
             return build_generator(c.netG, in_nc, out_nc, ngf=c.ngf, norm=c.norm, use_dropout=c.use_dropout,

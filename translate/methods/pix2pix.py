@@ -36,7 +36,8 @@ class Pix2Pix(TranslationModule):
         cfg = self.cfg
         check_gan_mode(cfg.gan_mode)
         if cfg.test_mode not in TEST_MODES:
-            raise ConfigError(f"model.test_mode: expected one of {list(TEST_MODES)}, got '{cfg.test_mode}'", key="model.test_mode")
+            raise ConfigError(f"model.test_mode: expected one of {list(TEST_MODES)}, got '{cfg.test_mode}'",
+                              key="model.test_mode")
         self.net_g = build_generator(
             cfg.netG, input_nc, output_nc, ngf=cfg.ngf, norm=cfg.norm, use_dropout=cfg.use_dropout,
             num_downs=cfg.num_downs, n_blocks=cfg.n_blocks, init_type=cfg.init_type, init_gain=cfg.init_gain,

@@ -134,24 +134,29 @@ def build_loss_nets(cfg: PSPConfig) -> Dict[str, nn.Module]:
 def check_config(cfg: PSPConfig) -> None:
     if not cfg.prior:
         raise ConfigError("model.prior must be set: the pretrained StyleGAN2 to translate through (a prior folder "
-                         "written by `cli.py convert-prior`/`export`, an NVIDIA .pkl/.pt or a rosinality .pt)", key="model.prior")
+                          "written by `cli.py convert-prior`/`export`, an NVIDIA .pkl/.pt or a rosinality .pt)",
+                          key="model.prior")
     if cfg.encoder_type not in ENCODERS:
-        raise ConfigError(f"model.encoder_type: expected one of {sorted(ENCODERS)}, got {cfg.encoder_type!r}", key="model.encoder_type")
+        raise ConfigError(f"model.encoder_type: expected one of {sorted(ENCODERS)}, got {cfg.encoder_type!r}",
+                          key="model.encoder_type")
     if cfg.id_lambda > 0 and cfg.moco_lambda > 0:
         raise ConfigError("model.id_lambda and model.moco_lambda are both > 0: choose the identity loss (faces) or "
-                         "the MoCo loss (other domains)", key="model.id_lambda")
+                          "the MoCo loss (other domains)", key="model.id_lambda")
     if cfg.train_noise not in ("random", "const"):
-        raise ConfigError(f"model.train_noise: expected random or const, got {cfg.train_noise!r}", key="model.train_noise")
+        raise ConfigError(f"model.train_noise: expected random or const, got {cfg.train_noise!r}",
+                          key="model.train_noise")
     if cfg.restyle_iters < 0:
-        raise ConfigError(f"model.restyle_iters must be >= 0 (0 = plain pSp), got {cfg.restyle_iters}", key="model.restyle_iters")
+        raise ConfigError(f"model.restyle_iters must be >= 0 (0 = plain pSp), got {cfg.restyle_iters}",
+                          key="model.restyle_iters")
     if cfg.feature_res < 0:
-        raise ConfigError(f"model.feature_res must be >= 0 (0 = plain pSp), got {cfg.feature_res}", key="model.feature_res")
+        raise ConfigError(f"model.feature_res must be >= 0 (0 = plain pSp), got {cfg.feature_res}",
+                          key="model.feature_res")
     if cfg.feature_res and cfg.restyle_iters:
         raise ConfigError("model.feature_res and model.restyle_iters are both > 0: a feature offset and ReStyle's "
-                         "iterations do not combine; set one of them to 0", key="model.feature_res")
+                          "iterations do not combine; set one of them to 0", key="model.feature_res")
     if cfg.feature_res and cfg.encoder_type != "GradualStyleEncoder":
         raise ConfigError(f"model.feature_res needs model.encoder_type GradualStyleEncoder (the feature head reads "
-                         f"its pyramid), got {cfg.encoder_type!r}", key="model.feature_res")
+                          f"its pyramid), got {cfg.encoder_type!r}", key="model.feature_res")
     for key in ("l2_lambda", "lpips_lambda", "id_lambda", "w_norm_lambda", "l2_lambda_crop", "lpips_lambda_crop",
                 "moco_lambda", "adv_lambda", "r1_gamma"):
         if getattr(cfg, key) < 0:
@@ -167,10 +172,11 @@ def check_config(cfg: PSPConfig) -> None:
     t, b, l, r = face_crop(cfg.loss_size)
     if cfg.lpips_lambda_crop > 0 and min(b - t, r - l) < side:
         raise ConfigError(f"model.lpips_lambda_crop: the inner-face crop of a {cfg.loss_size}-px output is "
-                         f"{r - l}x{b - t} px, smaller than LPIPS ({cfg.lpips_net}) takes ({side} px); raise "
-                         f"model.loss_size or set model.lpips_lambda_crop 0", key="model.lpips_lambda_crop")
+                          f"{r - l}x{b - t} px, smaller than LPIPS ({cfg.lpips_net}) takes ({side} px); raise "
+                          f"model.loss_size or set model.lpips_lambda_crop 0", key="model.lpips_lambda_crop")
     if cfg.lpips_lambda > 0 and cfg.loss_size < side:
-        raise ConfigError(f"model.loss_size {cfg.loss_size} is smaller than LPIPS ({cfg.lpips_net}) takes ({side} px)", key="model.loss_size")
+        raise ConfigError(f"model.loss_size {cfg.loss_size} is smaller than LPIPS ({cfg.lpips_net}) takes ({side} px)",
+                          key="model.loss_size")
 
 
 def build_discriminator(cfg: PSPConfig, channels: int = 3) -> Discriminator:
@@ -198,7 +204,7 @@ def build_discriminator(cfg: PSPConfig, channels: int = 3) -> Discriminator:
         wrong.append(f"the file's D is conditional or has {got.mbstd_num_channels} minibatch-stddev channels")
     if wrong:
         raise LoadError(f"{key}: does not fit the configured discriminator: " + "; ".join(wrong) +
-                         " (D judges images at model.loss_size; set the keys to the file's values)")
+                        " (D judges images at model.loss_size; set the keys to the file's values)")
     ours = Discriminator(replace(got, mbstd_group_size=cfg.d_mbstd_group_size))  # the configured stddev group
     ours.load_state_dict(D.state_dict())
     return ours
@@ -216,11 +222,12 @@ class PSP(TranslationModule):
         cfg = self.cfg
         check_config(cfg)
         if output_nc != 3:
-            raise ConfigError(f"data.output_nc: pSp translates into an RGB StyleGAN2, expected 3, got {output_nc}", key="data.output_nc")
+            raise ConfigError(f"data.output_nc: pSp translates into an RGB StyleGAN2, expected 3, got {output_nc}",
+                              key="data.output_nc")
         decoder = _naming_the_key("model.prior", load_prior, cfg.prior)
         if decoder.img_channels != 3:
             raise ConfigError(f"model.prior: expected an RGB generator, {cfg.prior} makes {decoder.img_channels} "
-                             f"channels", key="model.prior")
+                              f"channels", key="model.prior")
         encoder_nc = input_nc + (decoder.img_channels if cfg.restyle_iters else 0)  # ReStyle: + the reconstruction
         encoder = build_encoder(cfg.encoder_type, num_layers=cfg.num_layers, mode=cfg.mode, input_nc=encoder_nc,
                                 output_size=decoder.img_resolution, input_size=cfg.input_size,
@@ -265,8 +272,8 @@ class PSP(TranslationModule):
     def _feature_res(cfg: PSPConfig, decoder: Generator) -> int:
         if cfg.feature_res and cfg.feature_res not in decoder.synthesis.block_resolutions:
             raise ConfigError(f"model.feature_res: expected one of the prior's block resolutions "
-                             f"{decoder.synthesis.block_resolutions} (model.prior {cfg.prior}) or 0, got "
-                             f"{cfg.feature_res}", key="model.feature_res")
+                              f"{decoder.synthesis.block_resolutions} (model.prior {cfg.prior}) or 0, got "
+                              f"{cfg.feature_res}", key="model.feature_res")
         return cfg.feature_res
 
     @staticmethod

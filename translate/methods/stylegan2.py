@@ -114,7 +114,8 @@ class StyleGAN2(Method):
         check_policy(c.augment)
         for key in ("d_reg_interval", "g_reg_interval", "pl_batch_shrink", "mbstd_group_size", "val_samples"):
             if getattr(c, key) < 1:
-                raise ConfigError(f"model.{key}: expected a positive integer, got {getattr(c, key)}", key=f"model.{key}")
+                raise ConfigError(f"model.{key}: expected a positive integer, got {getattr(c, key)}",
+                                  key=f"model.{key}")
         self.net_g = Generator(GeneratorConfig(
             z_dim=c.z_dim, w_dim=c.w_dim, img_resolution=c.resolution, img_channels=output_nc,
             channel_base=c.channel_base, channel_max=c.channel_max, mapping_layers=c.mapping_layers,
@@ -179,7 +180,7 @@ class StyleGAN2(Method):
         expected = (self.net_d.img_channels, self.cfg.resolution, self.cfg.resolution)
         if real.ndim != 4 or tuple(real.shape[1:]) != expected:
             raise ConfigError(f"stylegan2: expected images (N, {', '.join(map(str, expected))}) "
-                             f"(model.resolution, data.output_nc), got {tuple(real.shape)}", key="model.resolution")
+                              f"(model.resolution, data.output_nc), got {tuple(real.shape)}", key="model.resolution")
         return whole_groups(real, self.cfg.mbstd_group_size)
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> None:

@@ -140,7 +140,8 @@ def check_out(out: str | Path, pred: str | Path, ref: str | Path) -> Path:
     there would be replaced). Checked before any image is read."""
     out = Path(out)
     if out.is_dir():
-        raise ConfigError(f"--out {out}: is a folder; give the JSON file to write, e.g. {out / 'metrics.json'}", key="--out")
+        raise ConfigError(f"--out {out}: is a folder; give the JSON file to write, e.g. {out / 'metrics.json'}",
+                          key="--out")
     for name, folder in (("--pred", Path(pred)), ("--ref", Path(ref))):
         if folder.resolve() in out.resolve().parents:
             raise ConfigError(f"--out {out}: refusing to write into the {name} folder {folder}", key="--out")
@@ -154,7 +155,8 @@ def parse_metrics(text: Optional[str]) -> Optional[List[str]]:
     names = [m.strip().lower() for m in text.split(",") if m.strip()]
     unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
-        raise ConfigError(f"--metrics: expected a comma-separated list of {', '.join(METRICS)}, got {text!r}", key="--metrics")
+        raise ConfigError(f"--metrics: expected a comma-separated list of {', '.join(METRICS)}, got {text!r}",
+                          key="--metrics")
     return list(dict.fromkeys(names))
 
 

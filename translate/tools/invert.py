@@ -45,20 +45,23 @@ def load_psp_net(ckpt: Optional[str | Path] = None, model: Optional[str | Path] 
     """The frozen, deterministic pSp net of a training checkpoint (`ckpt`, output pooled to the run's loss size)
     or of an exported/imported pSp bundle (`model`, full resolution)."""
     if (ckpt is None) == (model is None):
-        raise ConfigError("give exactly one of --ckpt (a pSp training checkpoint) or --model (a pSp bundle)", key="--ckpt")
+        raise ConfigError("give exactly one of --ckpt (a pSp training checkpoint) or --model (a pSp bundle)",
+                          key="--ckpt")
     if ckpt is not None:
         from translate.train import runner
 
         cfg, module = runner.load_run(ckpt)
         if cfg.method != "psp":
-            raise ConfigError(f"--ckpt {ckpt}: a '{cfg.method}' run; inversion needs a pSp run (method: psp)", key="--ckpt")
+            raise ConfigError(f"--ckpt {ckpt}: a '{cfg.method}' run; inversion needs a pSp run (method: psp)",
+                              key="--ckpt")
         net = module.inference_net()
     else:
         from translate.deploy.inference import _eager_psp, read_meta
 
         folder, meta = read_meta(model)
         if meta.get("method") != "psp" or not isinstance(meta.get("psp"), dict):
-            raise ConfigError(f"--model {model}: a '{meta.get('method')}' bundle; inversion needs a pSp bundle", key="--model")
+            raise ConfigError(f"--model {model}: a '{meta.get('method')}' bundle; inversion needs a pSp bundle",
+                              key="--model")
         net = _eager_psp(folder, meta, torch.device(device)).net
     net.noise_mode = "const"
     return net.eval().requires_grad_(False).to(device)
@@ -72,15 +75,15 @@ def is_restyle(net: PSPNet) -> bool:
 def check_invertible(net: PSPNet) -> None:
     if getattr(net, "feature_res", 0):
         raise LoadError(f"inversion works in W+: this encoder was trained with model.feature_res "
-                         f"{net.feature_res}, so its outputs depend on a feature offset besides the codes, and the "
-                         f"codes alone do not reconstruct the image (invert with an encoder trained with "
-                         f"feature_res 0)")
+                        f"{net.feature_res}, so its outputs depend on a feature offset besides the codes, and the "
+                        f"codes alone do not reconstruct the image (invert with an encoder trained with "
+                        f"feature_res 0)")
     want = 2 * IMAGE_CHANNELS if is_restyle(net) else IMAGE_CHANNELS
     if int(net.encoder.input_nc) != want:
         raise LoadError(f"inversion encodes RGB images: expected an encoder with {want} input channels"
-                         f"{' (ReStyle: image + reconstruction)' if is_restyle(net) else ''}, this one takes "
-                         f"{net.encoder.input_nc} (a translation encoder, e.g. of sketches or label maps, cannot "
-                         f"invert images)")
+                        f"{' (ReStyle: image + reconstruction)' if is_restyle(net) else ''}, this one takes "
+                        f"{net.encoder.input_nc} (a translation encoder, e.g. of sketches or label maps, cannot "
+                        f"invert images)")
 
 
 # ---- encoding ------------------------------------------------------------------------------------------------
@@ -95,8 +98,8 @@ def restyle_encode(net: PSPNet, img: torch.Tensor, iters: int) -> torch.Tensor:
     """ReStyle: w_0 = average latent, w_{t+1} = w_t + E([x, G(w_t)]) for t < iters (differentiable)."""
     if not is_restyle(net):
         raise LoadError(f"ReStyle needs a ReStyle-trained encoder (trained with model.restyle_iters > 0, fed the "
-                         f"image and the current reconstruction); this is a plain pSp encoder of "
-                         f"{net.encoder.input_nc} channels")
+                        f"image and the current reconstruction); this is a plain pSp encoder of "
+                        f"{net.encoder.input_nc} channels")
     if iters < 1:
         raise ConfigError(f"restyle iterations: expected >= 1, got {iters}", key="--restyle")
     check_invertible(net)
@@ -220,7 +223,8 @@ def check_options(refine_steps: int = 0, restyle: int = 0, lambda_vgg: float = L
     if not isinstance(refine_steps, int) or refine_steps < 0:
         raise ConfigError(f"--refine: expected a number of steps >= 0, got {refine_steps!r}", key="--refine")
     if not isinstance(restyle, int) or restyle < 0:
-        raise ConfigError(f"--restyle: expected a number of ReStyle iterations >= 1 (0: the net's own), got {restyle!r}", key="--restyle")
+        raise ConfigError(f"--restyle: expected a number of ReStyle iterations >= 1 (0: the net's own), got "
+                          f"{restyle!r}", key="--restyle")
     for name, value in (("--lambda-vgg", lambda_vgg), ("--lambda-dom", lambda_dom)):
         if not math.isfinite(value) or value < 0:
             raise ConfigError(f"{name}: expected a weight >= 0, got {value}", key=name)
@@ -250,12 +254,13 @@ def invert_folder(net: PSPNet, input: str | Path, out: str | Path, **kwargs) -> 
     files = list_images(input)
     out = Path(out)
     if out.resolve() == Path(input).resolve():
-        raise ConfigError(f"--out {out} is the input folder: the reconstructions would overwrite the inputs", key="--out")
+        raise ConfigError(f"--out {out} is the input folder: the reconstructions would overwrite the inputs",
+                          key="--out")
     by_stem: Dict[str, Path] = {}
     for path in files:
         if path.stem in by_stem:
             raise DataError(f"{by_stem[path.stem].name} and {path.name} would both be written as {path.stem}"
-                             f".safetensors/.png in {out}; rename one of them")
+                            f".safetensors/.png in {out}; rename one of them")
         by_stem[path.stem] = path
     replaced = sum((out / f"{stem}{suffix}").exists() for stem in by_stem for suffix in (".safetensors", ".png"))
     if replaced:
@@ -323,7 +328,7 @@ def load_code(path: str | Path, net: Optional[PSPNet] = None) -> torch.Tensor:
         with safe_open(str(path), framework="pt") as f:
             if CODE_KEY not in f.keys():
                 raise LoadError(f"{path}: no '{CODE_KEY}' tensor (keys {sorted(f.keys())}); expected a code "
-                                 f"written by `invert`")
+                                f"written by `invert`")
             w = f.get_tensor(CODE_KEY).float()
     except (SafetensorError, OSError) as e:
         raise LoadError(f"{path}: not a safetensors code file ({e})") from e

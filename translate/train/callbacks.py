@@ -278,7 +278,8 @@ class RunCheckpoint(Checkpoint):
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if not self.every_n_minibatches and self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+        n = self.every_n_epochs
+        if not self.every_n_minibatches and n and (trainer.current_epoch + 1) % n == 0:
             self.save(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:

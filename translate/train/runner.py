@@ -203,11 +203,13 @@ def _check_image_folder(folder: Path, data_root: Optional[str]) -> Path:
     of an earlier run (checked on rank 0 only: the other DDP processes start once it may be writing)."""
     if data_root and (folder.resolve() == Path(data_root).resolve()
                       or Path(data_root).resolve() in folder.resolve().parents):
-        raise ConfigError(f"--save-images {folder}: refusing to write into the data folder {data_root}", key="--save-images")
+        raise ConfigError(f"--save-images {folder}: refusing to write into the data folder {data_root}",
+                          key="--save-images")
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--save-images {folder}: is a file; expected a new or empty folder", key="--save-images")
     if rank_zero_only.rank == 0 and folder.is_dir() and any(folder.iterdir()):
-        raise ConfigError(f"--save-images {folder}: expected a new or empty folder (images of two runs would mix)", key="--save-images")
+        raise ConfigError(f"--save-images {folder}: expected a new or empty folder (images of two runs would mix)",
+                          key="--save-images")
     return folder
 
 
@@ -222,12 +224,13 @@ def export(ckpt: str | Path, out: str | Path, files: Sequence[str] = (), overrid
     cfg, module = load_run(ckpt, files, overrides)
     if module.exports != TRANSLATOR:  # a method whose artefact is not a translator bundle (stylegan2: a prior)
         if direction is not None:
-            raise ConfigError(f"--direction {direction}: method '{cfg.method}' exports no translator; leave it out", key="--direction")
+            raise ConfigError(f"--direction {direction}: method '{cfg.method}' exports no translator; leave it out",
+                              key="--direction")
         return module.export_to(out, overwrite=overwrite)
     choices = module.export_directions
     if direction is not None and not choices:
         raise ConfigError(f"--direction {direction}: method '{cfg.method}' exports a single translator (its direction "
-                         f"is data.direction); leave --direction out", key="--direction")
+                          f"is data.direction); leave --direction out", key="--direction")
     if direction is not None and direction not in (*choices, "both"):
         raise ConfigError(f"--direction: expected one of {[*choices, 'both']}, got '{direction}'", key="--direction")
     targets = {d: Path(out) / d for d in choices} if direction == "both" else {direction: Path(out)}

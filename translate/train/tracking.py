@@ -73,7 +73,8 @@ def build_loggers(cfg: Any, run_dir: Path, run_config: Dict[str, Any],
     translate.train.config.LoggerConfig, not imported: the config floor is above this one) says; the resolved config is
     attached to the W&B run."""
     if cfg.wandb.mode not in WANDB_MODES:
-        raise ConfigError(f"logger.wandb.mode: expected one of {list(WANDB_MODES)}, got '{cfg.wandb.mode}'", key="logger.wandb.mode")
+        raise ConfigError(f"logger.wandb.mode: expected one of {list(WANDB_MODES)}, got '{cfg.wandb.mode}'",
+                          key="logger.wandb.mode")
     loggers: List[Logger] = []
     if cfg.csv:
         loggers.append(RunCSVLogger(run_dir, resume_step))
