@@ -1,4 +1,4 @@
-"""Outputs of the pSp reference code on seeded weights: the target of tests/translate/test_psp_reference.py.
+"""Outputs of the pSp reference code on seeded weights: the target of tests/translate/methods/test_psp_reference.py.
 
     python scripts/psp_reference_outputs.py --ref /path/to/pixel2style2pixel [--out reference_outputs.pt]
 

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.torch_version import TorchVersion
 
+from tests.helpers.psp_checkpoints import load_ros
+
 ROOT = Path(__file__).resolve().parents[2]
 JUNYANZ = os.path.join(os.path.dirname(__file__), "..", "data", "junyanz")
 
@@ -132,3 +134,9 @@ def _fit_ddp():
         return load_checkpoint(Path(run_dir) / "checkpoints" / "last.ckpt")
 
     return fit
+
+
+@pytest.fixture(scope="module")
+def ros():
+    """The tiny rosinality StyleGAN2 checkpoint (g_ema, latent_avg) that the pSp test checkpoints decode with."""
+    return load_ros()

@@ -12,7 +12,7 @@ from translate import cli
 from translate.train import runner
 from translate.methods.psp import PSP, PSPConfig
 
-NVLABS_PKL = str(Path(__file__).resolve().parents[1] / "data" / "sg2" / "nvlabs_tiny_network.pkl")
+NVLABS_PKL = str(Path(__file__).resolve().parents[2] / "data" / "sg2" / "nvlabs_tiny_network.pkl")
 TINY_D = dict(d_channel_base=256, d_channel_max=16, d_mbstd_group_size=2)
 
 

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from translate.methods.losses import GAN_MODES
 from translate.methods.pix2pix import Pix2Pix, Pix2PixConfig
 
-GOLDEN = os.path.join(os.path.dirname(__file__), "..", "data", "junyanz", "pix2pix_step.pt")
+GOLDEN = os.path.join(os.path.dirname(__file__), "..", "..", "data", "junyanz", "pix2pix_step.pt")
 
 
 def load_golden():

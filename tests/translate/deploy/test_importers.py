@@ -7,7 +7,7 @@ from torch.torch_version import TorchVersion
 from translate.cli import main
 from translate.deploy.inference import load_translator
 
-GOLDEN = os.path.join(os.path.dirname(__file__), "..", "data", "junyanz")
+GOLDEN = os.path.join(os.path.dirname(__file__), "..", "..", "data", "junyanz")
 
 
 def golden(name):

@@ -5,7 +5,6 @@ import os
 
 import pytest
 import torch
-from torch.torch_version import TorchVersion
 
 from nets.encoders import ENCODERS, build_encoder
 from priors.loaders import rosinality_kernel_keys, rosinality_key_map
@@ -13,17 +12,10 @@ from priors.ops import setup_filter
 from priors.stylegan2 import GeneratorConfig
 from translate.deploy.psp_checkpoint import PSPCheckpointError, load_psp_checkpoint
 from safeio import LoadError
+from tests.helpers.psp_checkpoints import make_checkpoint, save_as_if_from_gpu
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "data")
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "data")
 LAYOUT = os.path.join(DATA, "psp", "psp_1024_layout.tsv")
-ROS = os.path.join(DATA, "sg2", "rosinality_tiny.pt")  # 32 px, w_dim 64: 8 style vectors
-TINY_ENCODER = dict(channels=(8, 16, 32, 64), w_dim=64, output_size=32, input_size=32)
-
-
-@pytest.fixture(scope="module")
-def ros():
-    with torch.serialization.safe_globals([TorchVersion]):
-        return torch.load(ROS, weights_only=True)
 
 
 def decoder_layout():
@@ -48,27 +40,6 @@ def test_published_decoder_layout_is_config_f_through_the_rosinality_map():
     G = load_rosinality({"g_ema": sd, "latent_avg": torch.zeros(18, 512)}, "golden layout")  # strict
     assert G.config == GeneratorConfig()  # config F at 1024 px
     assert G.num_ws == 18 and G.img_resolution == 1024
-
-
-def save_as_if_from_gpu(obj, path, monkeypatch):
-    """torch.save records each storage's device; pSp saved from a GPU, so its file names cuda:0 for every tensor."""
-    with monkeypatch.context() as m:
-        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
-        torch.save(obj, path)
-
-
-def make_checkpoint(ros, name="GradualStyleEncoder", input_nc=3, opts=None, **encoder_args):
-    torch.manual_seed(0)
-    enc = build_encoder(name, input_nc=input_nc, **dict(TINY_ENCODER, **encoder_args))
-    for m in enc.modules():  # non-trivial BatchNorm statistics, so that a missed buffer would show
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1), m.running_var.uniform_(0.9, 1.1), m.num_batches_tracked.fill_(7)
-    state = {f"encoder.{k}": v for k, v in enc.state_dict().items()}
-    state.update({f"decoder.{k}": v for k, v in ros["g_ema"].items()})
-    latent_avg = ros["latent_avg"].reshape(1, -1).repeat(8, 1)  # pSp keeps it repeated per style vector
-    opts = {"exp_dir": "/old/run", "encoder_type": name, "dataset_type": "ffhq_encode", "lpips_lambda": 0.8,
-            **({} if name == "GradualStyleEncoder" else {"input_size": 32})} if opts is None else opts
-    return enc, {"state_dict": state, "latent_avg": latent_avg, "opts": opts}
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))

@@ -24,7 +24,7 @@ from tests.nets.test_encoders import read_layout
 from nets.similarity import IDLoss
 from translate.deploy.psp_checkpoint import load_psp_checkpoint
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "data", "psp")
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "data", "psp")
 
 
 def published_layout():
@@ -141,7 +141,7 @@ def test_frontalization_config_loss_is_the_reference_coach_s(psp_file, psp_net, 
     from translate.train.config import load_config
     from translate.train.runner import build_module
 
-    config = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "psp", "frontalization.yaml")
+    config = os.path.join(os.path.dirname(__file__), "..", "..", "..", "configs", "psp", "frontalization.yaml")
     cfg = load_config([config], [f"model.prior={psp_file}", f"model.encoder_weights={psp_file}",
                                  f"model.id_weights={loss_files / 'model_ir_se50.pth'}",
                                  f"model.lpips_backbone={loss_files / 'alexnet.pth'}",

@@ -2,8 +2,6 @@
 published-layout checkpoint imported into a bundle, the frozen prior, the losses, and clear errors."""
 import argparse
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -16,9 +14,7 @@ from translate.train import runner
 from translate.methods.optim import Ranger
 from nets.similarity import face_crop
 from translate.methods.psp import PSP, PSPConfig
-
-sys.path.insert(0, os.path.dirname(__file__))
-from test_psp_checkpoint import make_checkpoint, ros, save_as_if_from_gpu  # noqa: E402,F401
+from tests.helpers.psp_checkpoints import make_checkpoint, save_as_if_from_gpu
 
 # random loss nets, 32-px toy sketches -> faces
 SKETCH_RUN = ["model.lpips_weights=random", "model.id_weights=random", "data.kind=toyfaces",
