@@ -37,13 +37,13 @@ class Mutant(NamedTuple):
 
 
 MUTANTS = [
+    Mutant("no_sync_between_planes", "upfirdn2d.cu",
+           "    __syncthreads();  // the filter is in place", "    // the filter is in place",
+           "upfirdn2d: the `__syncthreads()` at the top of the plane loop removed"),
     Mutant("no_sync_after_load", "upfirdn2d.cu",
            "    upfirdn2d_load_tile(p, x, s_tile, plane, o, tid);\n    __syncthreads();\n",
            "    upfirdn2d_load_tile(p, x, s_tile, plane, o, tid);\n",
            "upfirdn2d: the `__syncthreads()` between loading a plane's window and computing from it removed"),
-    Mutant("no_sync_between_planes", "upfirdn2d.cu",
-           "    __syncthreads();  // the filter is in place", "    // the filter is in place",
-           "upfirdn2d: the `__syncthreads()` at the top of the plane loop removed"),
     Mutant("shared_one_short", "upfirdn2d.cu",
            "static_cast<size_t>(upfirdn2d_shared_bytes<A>(p))",
            "static_cast<size_t>(upfirdn2d_shared_bytes<A>(p) - sizeof(A))",
@@ -89,13 +89,22 @@ def run(mutant: Optional[Mutant], work: Path, python: str) -> dict:
     seconds = time.perf_counter() - start
     out = proc.stdout + proc.stderr
     (work / f"{mutant.name if mutant else 'unmodified'}.log").write_text(out)
-    summary = [ln for ln in out.splitlines() if ln.startswith(("FAILED", "ERROR"))]
-    counts = re.findall(r"(\d+ (?:passed|failed|error|errors))", out.splitlines()[-1] if out else "")
-    return {"rc": proc.returncode, "seconds": seconds, "first": summary[0] if summary else "",
-            "counts": ", ".join(counts)}
+    return {"rc": proc.returncode, "seconds": seconds, **summarize(out)}
 
 
-def _cell(text: str, width: int = 150) -> str:
+def summarize(log: str) -> dict:
+    """The first failing test of a pytest log, the first line of its error, and the run's counts."""
+    lines = log.splitlines()
+    failed = [ln.split(" - ")[0] for ln in lines if ln.startswith(("FAILED", "ERROR"))]
+    errors = [ln[1:].strip() for ln in lines if ln.startswith("E ") and ln[1:].strip()]
+    counts = re.findall(r"(\d+ (?:passed|failed|error|errors))", lines[-1] if lines else "")
+    first = failed[0] if failed else ""
+    if first and errors:
+        first += f": {errors[0]}"
+    return {"first": first, "counts": ", ".join(counts)}
+
+
+def _cell(text: str, width: int = 220) -> str:
     text = text.replace("|", "\\|").replace(str(ROOT) + os.sep, "")
     text = re.sub(r"^(FAILED|ERROR) tests/kernels/test_emulated_ops\.py::", "", text)
     return text if len(text) <= width else text[:width - 3] + "..."

@@ -5,7 +5,8 @@ import emulate
 
 
 def test_launches_become_launcher_calls_on_the_same_lines():
-    src = ("  if (big) {\n    k<T, int64_t><<<static_cast<unsigned>(std::min<int64_t>(n, 65535)), kThreads, 0, stream>>>(\n"
+    src = ("  if (big) {\n"
+           "    k<T, int64_t><<<static_cast<unsigned>(std::min<int64_t>(n, 65535)), kThreads, 0, stream>>>(\n"
            "        p, x, y);\n  }\n  else other::k2<<<dim3(a, b), 128>>>();\n")
     out = emulate.rewrite_launches(src, "k.cu")
     assert out.count("\n") == src.count("\n")
@@ -32,7 +33,8 @@ def test_extern_shared_becomes_the_blocks_dynamic_shared_memory():
 
 
 def test_launch_bounds_become_a_check_at_the_top_of_the_body():
-    src = ("template <typename T>\n__global__ void __launch_bounds__(kThreads, 2) kern(P p,\n    T* y) {\n  body();\n}\n"
+    src = ("template <typename T>\n"
+           "__global__ void __launch_bounds__(kThreads, 2) kern(P p,\n    T* y) {\n  body();\n}\n"
            "__global__ void __launch_bounds__(64) decl(int);\n")
     out = emulate.rewrite_launch_bounds(src, "k.cu")
     assert "__launch_bounds__" not in out and out.count("\n") == src.count("\n")

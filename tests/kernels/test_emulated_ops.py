@@ -175,12 +175,15 @@ def test_upfirdn2d_filter_that_shrinks_the_tiles(dtype, size):
 
 
 def test_upfirdn2d_more_planes_than_grid_rows():
-    """N * C > 65535: the grid has 65535 rows and the blocks of its first rows loop to a second plane."""
+    """N * C > 65535: the grid has 65535 rows and the blocks of its first rows loop to a second plane. Upsampled
+    by 2 with a 4 x 4 filter, the first input sample (the one thread 0 loads) reaches the first two outputs of
+    each row, so a thread that loads the next plane before the others are done with this one changes their result."""
     planes = GRID_ROWS + 3
-    x = torch.arange(planes * 4, dtype=torch.float32).reshape(1, planes, 2, 2) % 97
-    f = torch.tensor([[1.0, 2.0]])
-    out = _backend.upfirdn2d(x, f, (1, 1), (1, 1), (0, 0, 0, 0), False, 1.0)
-    ref = upfirdn2d(x.double(), f.double(), impl="ref")
+    x = (torch.arange(planes * 4, dtype=torch.float32).reshape(1, planes, 2, 2) * 7) % 97
+    f = torch.rand(4, 4, generator=torch.Generator().manual_seed(8))
+    out = _backend.upfirdn2d(x, f, (2, 2), (1, 1), (1, 2, 1, 2), False, 1.0)
+    ref = upfirdn2d(x.double(), f.double(), up=2, padding=(1, 2, 1, 2), impl="ref")
+    assert out.shape == (1, planes, 4, 4)
     _close(out, ref, torch.float32, "planes > 65535")
 
 

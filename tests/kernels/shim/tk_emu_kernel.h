@@ -72,17 +72,17 @@ inline void check_guards() {
   LaunchState& st = launch_state();
   const unsigned char* front = st.shared.data();
   const unsigned char* back = front + kGuardBytes + st.shared_bytes;
+  size_t before = 0, after = 0;  // how far the block's writes reached beyond each end, in bytes
   for (size_t i = 0; i < kGuardBytes; ++i) {
-    const bool before = front[i] != kFill, after = back[i] != kFill;
-    if (before || after) {
-      std::ostringstream s;
-      s << st.kernel << ": block " << st.block << " wrote " << (before ? kGuardBytes - i : i + 1) << " bytes "
-        << (before ? "before the start" : "past the end") << " of its " << st.shared_bytes
-        << " bytes of dynamic shared memory";
-      record_error(cudaErrorIllegalAddress, s.str());
-      return;
-    }
+    if (front[i] != kFill && before == 0) before = kGuardBytes - i;
+    if (back[i] != kFill) after = i + 1;
   }
+  if (before == 0 && after == 0) return;
+  std::ostringstream s;
+  s << st.kernel << ": block " << st.block << " wrote " << (after ? after : before) << " bytes "
+    << (after ? "past the end" : "before the start") << " of its " << st.shared_bytes
+    << " bytes of dynamic shared memory";
+  record_error(cudaErrorIllegalAddress, s.str());
 }
 
 inline bool check_config(const char* kernel, const dim3& grid, const dim3& block, size_t shared) {
