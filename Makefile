@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-gpu bench build-ops clean
+.PHONY: venv demo test test-kernels test-gpu bench build-ops clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# the CUDA kernels of csrc/ compiled for the CPU (HIP-CPU) and run through the operators (docs/kernels.md); their
+# own pytest process, as their library registers the same operators as the nvcc build that `make test` loads
+test-kernels: venv
+	MAX_JOBS=$${MAX_JOBS:-1} $(PY) -m pytest -q tests/kernels $(PYTEST_ARGS)
 
 test-gpu: venv
 	$(PY) -m pytest -q -m gpu $(PYTEST_ARGS)
