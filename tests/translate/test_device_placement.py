@@ -226,3 +226,61 @@ def test_the_watch_catches_cpu_tensors_and_fake_mode_catches_mixing(monkeypatch)
         with pytest.raises(FakeTensorDeviceMismatchError):
             x + torch.zeros(2, 3)
         assert not torch.cuda.is_available()  # nothing else believes in the fake device
+
+
+@pytest.mark.parametrize("method", sorted(name for name in METHODS if name != "stylegan2"))
+def test_a_bundles_eager_inference_creates_no_cpu_tensor(method, monkeypatch, prior):
+    """Translator.translate_batch over an EagerBackend holding the exported net (export_spec), as load_translator
+    builds it with device="cuda" (StyleGAN2 exports a prior, not a translator: its G_ema runs in validation above)."""
+    from translate.deploy.inference import EagerBackend, Translator
+
+    extra = [f"model.prior={prior}", "model.lpips_lambda=0", "model.id_lambda=0"] if method == "psp" else []
+    module = build_module(load_config([], [*TINY[method], *extra]))
+    translators = []
+    for direction in module.export_directions or (None,):
+        net, meta = module.export_spec(direction) if direction else module.export_spec()
+        run = EagerBackend(net.eval(), torch.device("cpu"))
+        translators.append((Translator(meta, run), run))
+    with simulated_cuda(monkeypatch):
+        for translator, run in translators:
+            run.net.to(CUDA)
+            run.device = CUDA
+            x = torch.rand(2, translator.input_nc, SIZE, SIZE - 4, device=CUDA) * 2 - 1  # padded (pSp: resized)
+            with no_cpu_tensors(f"{method} bundle, eager"):
+                y = translator.translate_batch(x)
+            assert y.device == CUDA and y.shape[:2] == (2, translator.output_nc)
+
+
+def test_psp_inversion_creates_no_cpu_tensor(monkeypatch, prior):
+    """The inversion's encoder pass, its refinement objective (reconstruction + domain terms), the domain distance,
+    interpolation and style mixing, with the frozen prior."""
+    from translate.tools import invert
+
+    net = build_module(load_config([], [*TINY["psp"], f"model.prior={prior}", "model.lpips_lambda=0",
+                                        "model.id_lambda=0"])).net.eval()
+    with simulated_cuda(monkeypatch):
+        net.to(CUDA)
+        img = torch.rand(2, 3, SIZE + 8, SIZE + 8, device=CUDA) * 2 - 1  # resized to the encoder's input
+        with no_cpu_tensors("psp inversion"):
+            w = invert.encode(net, img)
+            terms = invert.refine_objective(net, w, invert.to_target(net, img), lambda_vgg=0.0, lambda_dom=0.5,
+                                            lpips=None)
+            invert.domain_distance(net, w)
+            frames = invert.interpolate(net, w[0], w[1], steps=3)
+            grid = invert.mix_grid(net, w[0], w[1], "coarse")
+        assert {t.device for t in (w, terms["loss"], frames, grid)} == {CUDA}
+
+
+def test_evaluates_feature_extraction_creates_no_cpu_tensor(monkeypatch):
+    """The Inception features FID/KID use, on uint8 images moved to the device as evaluate does (the features then
+    go to the CPU on purpose: torchmetrics accumulates them there)."""
+    from nets.inception import InceptionFeatures
+    from translate.tools.evaluate import EvalConfig, _SetMetrics
+
+    sets = _SetMetrics(InceptionFeatures("fid"), EvalConfig(device="cuda"))
+    with simulated_cuda(monkeypatch):
+        sets.extractor.to(CUDA)
+        images = torch.randint(0, 256, (2, 3, SIZE, SIZE), dtype=torch.uint8)  # as read from files
+        with no_cpu_tensors("evaluate's feature extraction"):
+            feats = sets.extractor(images.to(sets.device))
+        assert feats.device == CUDA and feats.shape == (2, sets.num_features)
