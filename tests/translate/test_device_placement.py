@@ -17,6 +17,8 @@ eager inference. Backward itself is out of reach this way: the autograd engine a
 from __future__ import annotations
 
 import contextlib
+import gc
+import random
 import traceback
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,7 +26,7 @@ from typing import Dict, Iterator, List
 
 import pytest
 import torch
-from torch._subclasses.fake_tensor import FakeTensorDeviceMismatchError, FakeTensorMode, unset_fake_temporarily
+from torch._subclasses.fake_tensor import FakeTensorDeviceMismatchError, FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -110,25 +112,32 @@ def _zero_grads(outputs, inputs, *args, **kwargs):
 
 
 def _host_draw(draw):
-    """torch.rand(()) / torch.randint(..., ()) without a device: a number drawn on the host from torch's CPU
-    generator and read with float() / int() (CycleGAN's image pool, StyleGAN2's style-mixing cutoff), which a fake
-    tensor cannot give. Drawn for real, and handed back as a constant the fake mode can read."""
+    """torch.rand(()) / torch.randint(..., ()) without a device: a number drawn on the host and read with float() /
+    int() (CycleGAN's image pool, StyleGAN2's style-mixing cutoff), which a fake tensor cannot give. Drawn with
+    Python's random here and handed back as a constant the fake mode can read (leaving the fake mode to draw with
+    torch corrupted later tests)."""
     def wrapper(*args, **kwargs):
         size = kwargs.get("size", args[-1] if args else None)
         if kwargs.get("device") is not None or not isinstance(size, tuple) or size != ():
             return draw(*args, **kwargs)
-        with CpuTensorWatch.paused():
-            with unset_fake_temporarily():
-                value = draw(*args, **kwargs)
-                number, dtype = value.item(), value.dtype
+        if draw is _RAND:
+            number, dtype = random.random(), kwargs.get("dtype") or torch.float32
+        else:
+            low, high = (0, args[0]) if len(args) == 2 else args[:2]
+            number, dtype = random.randrange(low, high), kwargs.get("dtype") or torch.long
+        with CpuTensorWatch.paused():  # a host-side number by design
             return torch.tensor(number, dtype=dtype)
     return wrapper
+
+
+_RAND = torch.rand
 
 
 @contextlib.contextmanager
 def simulated_cuda(monkeypatch) -> Iterator[FakeTensorMode]:
     """Fake CUDA tensors; the reference ops (the compiled ones would be built and loaded on first CUDA use)."""
-    FakeTensorMode.cache_clear()  # its dispatch cache outlives a mode: entries of an earlier test misled a later one
+    gc.collect()  # an earlier test's fake tensors (in reference cycles) must not be freed while this mode is active:
+    FakeTensorMode.cache_clear()  # that, or their entries in the dispatch cache, aborted or misled a later test
     monkeypatch.setattr(torch.autograd, "grad", _zero_grads)
     monkeypatch.setattr(torch, "rand", _host_draw(torch.rand))
     monkeypatch.setattr(torch, "randint", _host_draw(torch.randint))
