@@ -18,13 +18,14 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
 
-from priors.ops import _build, _selfcheck
+from priors.ops import _build
 
 IMPLS = ("auto", "cuda", "ref")
+SELFCHECK_ENV = "TRANSLATE_OPS_SELFCHECK"  # "0" skips the self-check
 MAX_GRAD_ORDER = 2  # bias_act_grad's kernels compute the activations' first and second derivatives
 
 # error: why the compiled ops are unavailable; warned: the fallback was announced; registered: fakes and autograd
@@ -33,6 +34,17 @@ MAX_GRAD_ORDER = 2  # bias_act_grad's kernels compute the activations' first and
 # call the ops with impl="cuda").
 _state: Dict = {"error": None, "warned": False, "registered": False, "ready": set(), "checked": set(),
                 "checking": False}
+# the self-check's runner, (device, dtype) -> failures: priors/ops/_selfcheck.py's `run`, registered by the package's
+# __init__ (the self-check calls the public ops, which import this module)
+_self_checker: Dict[str, Optional[Callable[[torch.device, torch.dtype], List[str]]]] = {"run": None}
+
+
+def register_self_check(run: Callable[[torch.device, torch.dtype], List[str]]) -> None:
+    _self_checker["run"] = run
+
+
+def self_check_enabled() -> bool:
+    return os.environ.get(SELFCHECK_ENV, "1").strip() != "0"
 
 
 # ------------------------------------------------------------------------------------------------ which path runs
@@ -115,12 +127,12 @@ def _self_check(device: torch.device, dtype: torch.dtype) -> Optional[str]:
     key = (str(device), dtype)
     if key in _state["checked"]:
         return None
-    if not _selfcheck.enabled():
+    if not self_check_enabled() or _self_checker["run"] is None:
         _state["checked"].add(key)
         return None
     _state["checking"] = True
     try:
-        failures = _selfcheck.run(device, dtype)
+        failures = _self_checker["run"](device, dtype)
     finally:
         _state["checking"] = False
     if not failures:
@@ -132,7 +144,7 @@ def _self_check(device: torch.device, dtype: torch.dtype) -> Optional[str]:
     if not _state["warned"]:
         _state["warned"] = True
         warnings.warn(f"priors.ops: {_state['error']}; the reference PyTorch ops run for the rest of this process "
-                      f"(set {_selfcheck.ENV}=0 to skip the check)", RuntimeWarning, stacklevel=4)
+                      f"(set {SELFCHECK_ENV}=0 to skip the check)", RuntimeWarning, stacklevel=4)
     return _state["error"]
 
 
@@ -147,8 +159,8 @@ def check_device(device: torch.device, dtypes=(torch.float32, torch.float16, tor
 
 def self_check_status() -> str:
     """The self-check's outcome in this process, in words."""
-    if not _selfcheck.enabled():
-        return f"skipped ({_selfcheck.ENV}=0)"
+    if not self_check_enabled():
+        return f"skipped ({SELFCHECK_ENV}=0)"
     if _state["error"] is not None and _state["error"].startswith("the self-check"):
         return "failed: " + _state["error"].split(": ", 1)[1]
     if _state["checked"]:

@@ -7,18 +7,23 @@ has to cover the candidate's own rounding. A result beyond `TOLERANCE`, or a pro
 the op, the probe and the dtype; `_backend` then warns and runs the reference path for the rest of the process.
 $TRANSLATE_OPS_SELFCHECK=0 skips the check.
 
-A new compiled op adds its probes to `PROBES` (one entry: op name -> list of `Probe`); nothing else changes.
+A new compiled op adds its probes to `PROBES` (one entry: op name -> list of `Probe`); nothing else changes. The
+package's __init__ registers `run` with _backend (which cannot import this module: the ops import _backend).
 """
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-ENV = "TRANSLATE_OPS_SELFCHECK"  # "0" skips the self-check
+from priors.ops import _backend
+from priors.ops.bias_act import bias_act
+from priors.ops.upfirdn2d import setup_filter, upfirdn2d
+
+ENV = _backend.SELFCHECK_ENV  # "0" skips the self-check
+enabled = _backend.self_check_enabled
 # |candidate - reference| <= atol + rtol * |reference|, per dtype of the candidate (its rounding, nothing more)
 TOLERANCE = {torch.float64: (1e-9, 1e-9), torch.float32: (1e-4, 1e-4), torch.float16: (1e-2, 1e-2),
              torch.bfloat16: (6e-2, 6e-2)}
@@ -51,8 +56,6 @@ def _eighths(g: torch.Generator, *shape: int) -> torch.Tensor:
 
 
 def _upfirdn2d_probes() -> List[Probe]:
-    from priors.ops.upfirdn2d import setup_filter, upfirdn2d
-
     def filt(taps, separable=False):
         return lambda g: setup_filter(taps, separable=separable).double()
 
@@ -72,8 +75,6 @@ def _upfirdn2d_probes() -> List[Probe]:
 
 
 def _bias_act_probes() -> List[Probe]:
-    from priors.ops.bias_act import bias_act
-
     return [
         Probe("lrelu, bias along dim 1",
               lambda g: (_odd_sixteenths(g, 2, 5, 3, 4), _eighths(g, 5)),
@@ -87,7 +88,7 @@ def _bias_act_probes() -> List[Probe]:
     ]
 
 
-# op name -> its probes (built on first use: the op modules import _backend, which imports this module)
+# op name -> its probes (built when the check runs)
 PROBES: Dict[str, Callable[[], List[Probe]]] = {
     "upfirdn2d": _upfirdn2d_probes,
     "bias_act": _bias_act_probes,
@@ -95,10 +96,6 @@ PROBES: Dict[str, Callable[[], List[Probe]]] = {
 
 
 # ----------------------------------------------------------------------------------------------------- running
-
-def enabled() -> bool:
-    return os.environ.get(ENV, "1").strip() != "0"
-
 
 def _results(probe: Probe, inputs: Sequence[torch.Tensor], constant: Sequence[bool], impl: str,
              dtype: torch.dtype) -> List[Tuple[str, torch.Tensor]]:
