@@ -166,6 +166,8 @@ def self_check_status() -> str:
     if _state["checked"]:
         done = sorted(f"{str(dt).replace('torch.', '')} on {dev}" for dev, dt in _state["checked"])
         return "passed (" + ", ".join(done) + ")"
+    if not torch.cuda.is_available():
+        return "not run (no CUDA device)"
     return "not run yet (it runs on the first call of the compiled ops with a CUDA tensor of each dtype)"
 
 
