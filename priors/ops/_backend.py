@@ -120,19 +120,24 @@ def _compiled_device(x: torch.Tensor) -> bool:
     return x.is_cuda
 
 
+@torch.compiler.disable  # runs eagerly when the first call is inside torch.compile
 def _self_check(device: torch.device, dtype: torch.dtype) -> Optional[str]:
     """None once the compiled ops agree with the reference path on this device in this dtype (or the check is
     switched off), else why not; a failure warns once, naming the op and the probe, and turns the compiled ops off
-    for the rest of the process."""
+    for the rest of the process. The probes compute real values also when the first call is traced with fake
+    tensors (torch.export, FakeTensorMode)."""
     key = (str(device), dtype)
     if key in _state["checked"]:
         return None
     if not self_check_enabled() or _self_checker["run"] is None:
         _state["checked"].add(key)
         return None
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
     _state["checking"] = True
     try:
-        failures = _self_checker["run"](device, dtype)
+        with unset_fake_temporarily():
+            failures = _self_checker["run"](device, dtype)
     finally:
         _state["checking"] = False
     if not failures:

@@ -166,3 +166,14 @@ def test_doctor_reports_the_selfcheck(simulated):
     _call_both()
     assert ops_report()[1] == "ops self-check    passed (float32 on cpu)"
 
+
+
+def test_the_check_computes_real_values_when_the_first_call_is_traced_with_fake_tensors(simulated):
+    """torch.export and FakeTensorMode trace with fake tensors: the probes still run on real ones (a planted bug is
+    still seen, a right implementation still passes)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    simulated(bias_act_impl=_gradient_doubled)
+    with FakeTensorMode(allow_non_fake_inputs=True), pytest.warns(RuntimeWarning, match="gradient of operand 0"):
+        bias_act(torch.randn(2, 3), torch.randn(3), act="lrelu")
+    assert _backend._state["error"] is not None
