@@ -83,7 +83,8 @@ def resize_bilinear_tf1(x: torch.Tensor, size: int) -> torch.Tensor:
     input at i * in / out (no half-pixel offset), the last row/column repeated at the border."""
     def axis(n_in: int):
         pos = torch.arange(size, dtype=torch.float32, device=x.device) * torch.tensor(n_in / size,
-                                                                                     dtype=torch.float32)
+                                                                                     dtype=torch.float32,
+                                                                                     device=x.device)
         lo = pos.long()
         return lo, (lo + 1).clamp(max=n_in - 1), (pos - lo.float()).to(x.dtype)
 

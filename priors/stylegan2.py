@@ -422,7 +422,8 @@ class Generator(nn.Module):
         cutoff = int(torch.randint(1, self.num_ws, (), generator=generator))
         if float(torch.rand((), generator=generator)) >= prob:
             return ws
-        z2 = torch.randn(ws.shape[0], self.z_dim, generator=generator).to(ws.device)
+        z_device = generator.device if generator is not None else ws.device  # drawn where the generator lives
+        z2 = torch.randn(ws.shape[0], self.z_dim, generator=generator, device=z_device).to(ws.device)
         ws2 = self.mapping(z2, c, skip_w_avg_update=True)
         return torch.cat([ws[:, :cutoff], ws2[:, cutoff:].to(ws.dtype)], dim=1)
 

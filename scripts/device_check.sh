@@ -2,7 +2,9 @@
 # The GPU checks of the open issues as one prepared script, for a lent GPU machine (see the device tool's README).
 #
 #   bash scripts/device_check.sh fetch      # HERE (with pip access): the missing packages as wheels into .whl/
-#   bash scripts/device_check.sh ops        # THERE: cli doctor, the gpu-marked tests, benchmarks/ops.py fp32 + fp16
+#   bash scripts/device_check.sh ops        # THERE: cli doctor --check-ops (builds the compiled ops, runs their
+#                                           # self-check in fp32/fp16/bf16), the gpu-marked tests (the self-check's
+#                                           # among them), benchmarks/ops.py fp32 + fp16 + bf16
 #   bash scripts/device_check.sh speed      # THERE: benchmarks/psp.py and train_throughput.py on CUDA
 #   bash scripts/device_check.sh all        # THERE: both (about 9 minutes; split it if the call limit is 10)
 # With the device tool: run(command="bash scripts/device_check.sh ops", carry=[".whl"], timeout_s=480), then "speed".
@@ -49,11 +51,12 @@ run() {  # run NAME SECONDS COMMAND...: output to $OUT/NAME.txt and the console
 }
 
 if [ "$stage" = ops ] || [ "$stage" = all ]; then
-    run doctor 60 $PY cli.py doctor
+    # issue 22: the compiled ops' self-check on this device (the build goes into the cache the tests reuse)
+    run doctor 240 $PY cli.py doctor --check-ops
     # issue 3: cuda-vs-ref parity (fp32/fp16), gradcheck/gradgradcheck, compile/export with the compiled ops
     run test_gpu 240 $PY -m pytest -q -m gpu -p no:cacheprovider tests --durations 5
     run ops_fp32 75 $PY benchmarks/ops.py
-    run ops_fp16 75 $PY benchmarks/ops.py --dtype float16
+    run ops_fp16_bf16 120 bash -c "$PY benchmarks/ops.py --dtype float16; $PY benchmarks/ops.py --dtype bfloat16"
 fi
 if [ "$stage" = speed ] || [ "$stage" = all ]; then
     # issue 5: encode + decode images/s, fp32 vs bf16, cuda vs ref ops, batch 8

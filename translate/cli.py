@@ -145,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the results to this JSON file")
 
     _add_inversion_parsers(sub)
-    sub.add_parser("doctor", help="report versions, devices and which op backend (CUDA or reference) runs and why")
+    p = sub.add_parser("doctor", help="report versions, devices and which op backend (CUDA or reference) runs and why")
+    p.add_argument("--check-ops", action="store_true",
+                   help="on a CUDA device: build (if needed) and load the compiled ops and run their self-check now")
     return parser
 
 
@@ -407,7 +409,7 @@ def _run(args) -> int:
     if args.command == "doctor":
         from translate.tools.doctor import report
 
-        print(report())
+        print(report(check_ops=args.check_ops))
         return 0
     raise AssertionError(args.command)
 

@@ -7,24 +7,44 @@ CUDA call, never at import. It registers torch.ops.translate_ops.{upfirdn2d, bia
 CUDA kernels. Once it is loaded, this module registers their fake implementations (output shapes, for torch.compile
 and torch.export) and their autograd formulas, written with the operators themselves so that they can be
 differentiated again (double backward for R1 and path-length regularization).
+
+The first time the compiled ops run on a CUDA device in a dtype, the self-check (priors/ops/_selfcheck.py) compares
+each op with the reference path on that device in that dtype, forward and backward; a mismatch warns, naming the op
+and the probe, and the reference path runs for the rest of the process. $TRANSLATE_OPS_SELFCHECK=0 skips it.
+`backend()` reports its outcome.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import warnings
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
 
 from priors.ops import _build
 
 IMPLS = ("auto", "cuda", "ref")
+SELFCHECK_ENV = "TRANSLATE_OPS_SELFCHECK"  # "0" skips the self-check
 MAX_GRAD_ORDER = 2  # bias_act_grad's kernels compute the activations' first and second derivatives
 
 # error: why the compiled ops are unavailable; warned: the fallback was announced; registered: fakes and autograd
-# formulas are in place; ready: indices of the CUDA devices the loaded library was checked to run on.
-_state: Dict = {"error": None, "warned": False, "registered": False, "ready": set()}
+# formulas are in place; ready: indices of the CUDA devices the loaded library was checked to run on; checked: the
+# (device, dtype) pairs the self-check passed on (or was skipped for); checking: a self-check is running (its probes
+# call the ops with impl="cuda").
+_state: Dict = {"error": None, "warned": False, "registered": False, "ready": set(), "checked": set(),
+                "checking": False}
+# the self-check's runner, (device, dtype) -> failures: priors/ops/_selfcheck.py's `run`, registered by the package's
+# __init__ (the self-check calls the public ops, which import this module)
+_self_checker: Dict[str, Optional[Callable[[torch.device, torch.dtype], List[str]]]] = {"run": None}
+
+
+def register_self_check(run: Callable[[torch.device, torch.dtype], List[str]]) -> None:
+    _self_checker["run"] = run
+
+
+def self_check_enabled() -> bool:
+    return os.environ.get(SELFCHECK_ENV, "1").strip() != "0"
 
 
 # ------------------------------------------------------------------------------------------------ which path runs
@@ -50,12 +70,16 @@ def use_cuda(x: torch.Tensor, impl: str) -> bool:
         impl = _state["forced"]
     if impl == "ref":
         return False
-    if not x.is_cuda:
+    if not _compiled_device(x):
         if impl == "cuda":
             raise RuntimeError(f"CUDA ops requested (impl='cuda') but x is on {x.device}: move it to a CUDA device, "
                                "or use impl='auto' or 'ref'")
         return False  # the reference ops are the CPU path
+    if _state["checking"]:  # the self-check's own calls: the library is loaded, the probe compares it
+        return impl == "cuda"
     reason = _ensure_loaded(x.device)
+    if reason is None:
+        reason = _self_check(x.device, x.dtype)
     if reason is None:
         return True
     if impl == "cuda":
@@ -91,13 +115,76 @@ def _ensure_loaded(device: torch.device) -> Optional[str]:
     return None
 
 
+def _compiled_device(x: torch.Tensor) -> bool:
+    """Whether x is on a device the compiled ops serve (a CUDA device; the tests of the self-check widen it)."""
+    return x.is_cuda
+
+
+@torch.compiler.disable  # runs eagerly when the first call is inside torch.compile
+def _self_check(device: torch.device, dtype: torch.dtype) -> Optional[str]:
+    """None once the compiled ops agree with the reference path on this device in this dtype (or the check is
+    switched off), else why not; a failure warns once, naming the op and the probe, and turns the compiled ops off
+    for the rest of the process. The probes compute real values also when the first call is traced with fake
+    tensors (torch.export, FakeTensorMode)."""
+    key = (str(device), dtype)
+    if key in _state["checked"]:
+        return None
+    if not self_check_enabled() or _self_checker["run"] is None:
+        _state["checked"].add(key)
+        return None
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    _state["checking"] = True
+    try:
+        with unset_fake_temporarily():
+            failures = _self_checker["run"](device, dtype)
+    finally:
+        _state["checking"] = False
+    if not failures:
+        _state["checked"].add(key)
+        return None
+    more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+    _state["error"] = f"the self-check of the compiled ops failed: {failures[0]}{more}"
+    _state["ready"].clear()
+    if not _state["warned"]:
+        _state["warned"] = True
+        warnings.warn(f"priors.ops: {_state['error']}; the reference PyTorch ops run for the rest of this process "
+                      f"(set {SELFCHECK_ENV}=0 to skip the check)", RuntimeWarning, stacklevel=4)
+    return _state["error"]
+
+
+def check_device(device: torch.device, dtypes=(torch.float32, torch.float16, torch.bfloat16)) -> Optional[str]:
+    """Loads the compiled ops for this CUDA device (building them if needed) and runs the self-check in each dtype
+    now rather than on first use (`cli.py doctor --check-ops`); None when they are in use, else why not."""
+    reason = _ensure_loaded(torch.device(device))
+    for dtype in dtypes:
+        reason = reason or _self_check(torch.device(device), dtype)
+    return reason
+
+
+def self_check_status() -> str:
+    """The self-check's outcome in this process, in words."""
+    if not self_check_enabled():
+        return f"skipped ({SELFCHECK_ENV}=0)"
+    if _state["error"] is not None and _state["error"].startswith("the self-check"):
+        return "failed: " + _state["error"].split(": ", 1)[1]
+    if _state["checked"]:
+        done = sorted(f"{str(dt).replace('torch.', '')} on {dev}" for dev, dt in _state["checked"])
+        return "passed (" + ", ".join(done) + ")"
+    if not torch.cuda.is_available():
+        return "not run (no CUDA device)"
+    return "not run yet (it runs on the first call of the compiled ops with a CUDA tensor of each dtype)"
+
+
 def backend() -> Dict[str, Optional[str]]:
     """Which path the ops take for CUDA tensors in this process and why: {"backend": "cuda" | "ref", "reason",
-    "extension" (the library loaded, or a build of these sources found in the cache), "cache_key"}. Reports; never
-    builds. CPU tensors always take the reference path."""
+    "extension" (the library loaded, or a build of these sources found in the cache), "cache_key", "selfcheck" (its
+    outcome, in words)}. Reports; never builds. CPU tensors always take the reference path."""
     info = _build.loaded()
-    if info is not None and torch.cuda.is_available():
+    selfcheck = self_check_status()
+    if info is not None and torch.cuda.is_available() and _state["error"] is None:
         return {"backend": "cuda", "extension": info["extension"], "cache_key": info["cache_key"],
+                "selfcheck": selfcheck,
                 "reason": f"compiled ops loaded (arch {';'.join(info['arch'])}): CUDA tensors use them, CPU tensors "
                           "the reference PyTorch ops"}
     try:
@@ -119,7 +206,7 @@ def backend() -> Dict[str, Optional[str]]:
     else:
         reason = ("a CUDA device is present: the compiled ops are built (or taken from the cache) and loaded on the "
                   "first call with a CUDA tensor; until then nothing compiled has run")
-    return {"backend": "ref", "reason": reason, "extension": extension, "cache_key": key}
+    return {"backend": "ref", "reason": reason, "extension": extension, "cache_key": key, "selfcheck": selfcheck}
 
 
 # ------------------------------------------------------------------------------------- calls into the operators

@@ -417,3 +417,14 @@ def test_public_ops_reach_the_compiled_ops_and_match_nvidia_golden(ops, monkeypa
                 torch.testing.assert_close(gr, g2[k], atol=1e-5, rtol=1e-5,
                                            msg=lambda m, c=(name, k): f"{c} 2nd order: {m}")
     assert calls and set(calls) == {"cuda"}
+
+
+@needs_toolchain
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64], ids=str)
+def test_the_compiled_kernels_pass_the_self_check(ops, monkeypatch, dtype):
+    """The self-check's probes and tolerances (priors/ops/_selfcheck.py) against the kernels' own per-tile and
+    per-element code, through the library's CPU kernels: a correct kernel passes in every dtype."""
+    from priors.ops import _selfcheck
+
+    monkeypatch.setattr(_backend, "use_cuda", lambda x, impl: impl == "cuda")
+    assert _selfcheck.run(torch.device("cpu"), dtype) == []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import platform
+import warnings
 from pathlib import Path
 from typing import List
 
@@ -23,7 +24,9 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def report() -> str:
+def report(check_ops: bool = False) -> str:
+    """The report, one line per item; check_ops: on a CUDA device, build and load the compiled ops and run their
+    self-check in fp32, fp16 and bf16 first (otherwise the self-check runs on their first use)."""
     import torch
 
     lines: List[str] = [f"python            {platform.python_version()} ({platform.machine()})"]
@@ -40,11 +43,22 @@ def report() -> str:
     lines.append("cpu bf16          " + ("native: trainer.precision=bf16-mixed trains faster on this CPU (CycleGAN "
                                          "1.6x here, benchmarks/README.md)" if cpu_has_native_bf16() else
                                          "not native: keep trainer.precision=32-true on this CPU"))
-    try:
-        from priors.ops import backend
-
-        info = backend()
-        lines.append(f"stylegan2 ops     {info.get('backend')}: {info.get('reason')}")
-    except ImportError as e:
-        lines.append(f"stylegan2 ops     not installed ({e})")
+    lines += ops_report(check_ops)
     return "\n".join(lines)
+
+
+def ops_report(check_ops: bool = False) -> List[str]:
+    """The compiled ops' lines of the report: which path runs and why, and the self-check's outcome."""
+    import torch
+
+    try:
+        from priors.ops import _backend, backend
+    except ImportError as e:
+        return [f"stylegan2 ops     not installed ({e})"]
+    if check_ops and torch.cuda.is_available():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the failure is in the report below
+            _backend.check_device(torch.device("cuda", torch.cuda.current_device()))
+    info = backend()
+    return [f"stylegan2 ops     {info.get('backend')}: {info.get('reason')}",
+            f"ops self-check    {info.get('selfcheck')}"]

@@ -1,0 +1,310 @@
+"""Device placement on a simulated CUDA device: every method's steps create no tensor on the CPU.
+
+PyTorch's FakeTensorMode runs tensors of device "cuda" on this CPU-only machine (shapes, dtypes and devices, no
+values), and an op that mixes a CUDA and a CPU tensor raises FakeTensorDeviceMismatchError. On top of it,
+`CpuTensorWatch` records every op whose result is a CPU tensor, so that a `torch.tensor(...)` without `device=`, a
+`.cpu()` or a numpy round trip fails even where nothing mixes it with a CUDA tensor (a CPU scalar would pass the
+mismatch check, and cost a host-to-device copy per step on a GPU).
+
+What runs, for every method of METHODS, with the module built on the CPU and moved with `module.to("cuda")`, as
+Lightning does: the training step's forward parts as the method writes them (the optimizers, `manual_backward` and
+logging are stubbed; `torch.autograd.grad`, whose engine needs a real CUDA context, returns zeros of the right device,
+so the regularisers' forward terms run), the EMA update and the image pools; a validation epoch with its metrics; the
+pSp forward with its frozen prior and loss networks, and the inversion's; evaluate's feature extraction; a bundle's
+eager inference. Backward itself is out of reach this way: the autograd engine asks the CUDA driver for a context
+("hasPrimaryContext expects a valid device index").
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import random
+import traceback
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Dict, Iterator, List
+
+import pytest
+import torch
+from torch._subclasses.fake_tensor import FakeTensorDeviceMismatchError, FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from pytorch_lightning.trainer.states import TrainerFn
+
+from priors.ops import _backend
+from translate.methods.registry import METHODS
+from translate.train.config import load_config
+from translate.train.runner import build_module
+
+ROOT = Path(__file__).resolve().parents[2]
+CUDA = torch.device("cuda", 0)
+SIZE = 32
+
+
+# Where the host is the point: image grids for the loggers and image files (images.py); the seeds' latents, drawn
+# from per-seed CPU generators so that a seed gives the same image on every device (z_for, once per grid).
+HOST_BOUNDARY = ("translate/methods/images.py:", "priors/generate.py:z_for:", "priors/generate.py:<listcomp>:")
+
+
+class CpuTensorWatch(TorchDispatchMode):
+    """Records each op that returns a CPU tensor, with the project's frame that called it. A 0-dim CPU tensor made
+    inside a library (torchmetrics' `torch.tensor(base)`) is allowed: PyTorch moves such scalars itself. The CPU
+    tensor that `torch.tensor(data, device=...)` builds first (aten.lift_fresh) counts only if it is not copied to
+    the device at once."""
+
+    _paused = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: List[str] = []
+        self.fresh: Dict[int, tuple] = {}  # id -> (tensor, finding) of lift_fresh results not yet copied away
+
+    @classmethod
+    @contextlib.contextmanager
+    def paused(cls) -> Iterator[None]:
+        before, cls._paused = cls._paused, True
+        try:
+            yield
+        finally:
+            cls._paused = before
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if CpuTensorWatch._paused:
+            return out
+        if func is torch.ops.aten._to_copy.default and id(args[0]) in self.fresh and out.device.type != "cpu":
+            del self.fresh[id(args[0])]
+            return out
+        cpu = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.device.type == "cpu"]
+        if cpu:
+            where, ours = _caller()
+            if (ours or any(t.ndim > 0 for t in cpu)) and not where.startswith(HOST_BOUNDARY):
+                finding = f"{func} made a CPU tensor at {where}"
+                if func is torch.ops.aten.lift_fresh.default:
+                    self.fresh[id(out)] = (out, finding)
+                else:
+                    self.found.append(finding)
+        return out
+
+    def __exit__(self, *exc):
+        self.found += [finding for _, finding in self.fresh.values()]
+        return super().__exit__(*exc)
+
+
+def _caller():
+    """(the innermost project frame outside tests/, whether the innermost frame outside torch is the project's)."""
+    stack = traceback.extract_stack()[:-3]
+    ours = None
+    for frame in reversed(stack):
+        path = Path(frame.filename)
+        if ours is None and "/torch/" not in frame.filename:
+            ours = ROOT in path.parents
+        if ROOT in path.parents and "tests" not in path.relative_to(ROOT).parts:
+            return f"{path.relative_to(ROOT)}:{frame.name}:{frame.lineno} ({frame.line})", bool(ours)
+    return "(no project frame)", bool(ours)
+
+
+def _zero_grads(outputs, inputs, *args, **kwargs):
+    """torch.autograd.grad's stand-in: zeros like the inputs, on their device (the engine needs a real GPU)."""
+    inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    return tuple(torch.zeros_like(t) for t in inputs)
+
+
+def _host_draw(draw):
+    """torch.rand(()) / torch.randint(..., ()) without a device: a number drawn on the host and read with float() /
+    int() (CycleGAN's image pool, StyleGAN2's style-mixing cutoff), which a fake tensor cannot give. Drawn with
+    Python's random here and handed back as a constant the fake mode can read (leaving the fake mode to draw with
+    torch corrupted later tests)."""
+    def wrapper(*args, **kwargs):
+        size = kwargs.get("size", args[-1] if args else None)
+        if kwargs.get("device") is not None or not isinstance(size, tuple) or size != ():
+            return draw(*args, **kwargs)
+        if draw is _RAND:
+            number, dtype = random.random(), kwargs.get("dtype") or torch.float32
+        else:
+            low, high = (0, args[0]) if len(args) == 2 else args[:2]
+            number, dtype = random.randrange(low, high), kwargs.get("dtype") or torch.long
+        with CpuTensorWatch.paused():  # a host-side number by design
+            return torch.tensor(number, dtype=dtype)
+    return wrapper
+
+
+_RAND = torch.rand
+
+
+@contextlib.contextmanager
+def simulated_cuda(monkeypatch) -> Iterator[FakeTensorMode]:
+    """Fake CUDA tensors; the reference ops (the compiled ones would be built and loaded on first CUDA use)."""
+    gc.collect()  # an earlier test's fake tensors (in reference cycles) must not be freed while this mode is active:
+    FakeTensorMode.cache_clear()  # that, or their entries in the dispatch cache, aborted or misled a later test
+    monkeypatch.setattr(torch.autograd, "grad", _zero_grads)
+    monkeypatch.setattr(torch, "rand", _host_draw(torch.rand))
+    monkeypatch.setattr(torch, "randint", _host_draw(torch.randint))
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode, _backend.force("ref"):
+        yield mode
+
+
+@contextlib.contextmanager
+def no_cpu_tensors(what: str) -> Iterator[None]:
+    watch = CpuTensorWatch()
+    with watch:
+        yield
+    assert not watch.found, f"{what}: tensors created on the CPU:\n" + "\n".join(dict.fromkeys(watch.found))
+
+
+class _Optimizer:
+    param_groups: list = []
+
+    def zero_grad(self, set_to_none=True):
+        pass
+
+    def step(self):
+        pass
+
+
+def _attach_stubs(module, logged: list):
+    """What Lightning provides a LightningModule in a manual-optimisation step, without Lightning."""
+    conf = module.configure_optimizers()  # an optimizer, a list of them, or (optimizers, schedulers)
+    if isinstance(conf, torch.optim.Optimizer):
+        n = 1
+    else:
+        n = len(conf[0]) if isinstance(conf, tuple) and isinstance(conf[0], list) else len(conf)
+    stubs = [_Optimizer() for _ in range(n)]
+    module.optimizers = lambda: stubs[0] if n == 1 else stubs  # as Lightning returns them
+    module.toggled_optimizer = lambda opt: contextlib.nullcontext()
+    module.manual_backward = lambda loss: logged.append(("backward", loss))
+    module.log_dict = lambda values, **kw: logged.extend(values.items())
+    module.log = lambda name, value, **kw: logged.append((name, value))
+    module._trainer = SimpleNamespace(world_size=1, loggers=[], global_step=0,
+                                      state=SimpleNamespace(fn=TrainerFn.FITTING))
+    return module
+
+
+def _batch(nc_a=3, nc_b=3, n=2):
+    return {"A": torch.randn(n, nc_a, SIZE, SIZE, device=CUDA) * 0.5,
+            "B": torch.randn(n, nc_b, SIZE, SIZE, device=CUDA) * 0.5,
+            "A_path": [f"a{i}.png" for i in range(n)], "B_path": [f"b{i}.png" for i in range(n)]}
+
+
+TINY = {
+    "pix2pix": ["method=pix2pix", "model.netG=unet", "model.num_downs=5", "model.ngf=4", "model.ndf=4"],
+    "cyclegan": ["method=cyclegan", "model.netG=resnet", "model.n_blocks=1", "model.ngf=4", "model.ndf=4",
+                 "model.pool_size=3"],
+    "stylegan2": ["method=stylegan2", "model.resolution=32", "model.z_dim=16", "model.w_dim=16",
+                  "model.mapping_layers=2", "model.channel_base=256", "model.channel_max=16",
+                  "model.mbstd_group_size=2", "model.d_reg_interval=1", "model.g_reg_interval=1",
+                  "model.augment=[color,translation,cutout]", "model.val_samples=2"],
+    "psp": ["method=psp", "model.channels=[4,8,8,16]", "model.input_size=32", "model.loss_size=32",
+            "model.lpips_weights=random", "model.id_weights=random", "model.w_norm_lambda=0.1",
+            "model.l2_lambda_crop=1", "model.adv_lambda=0.1", "model.d_channel_base=256",
+            "model.d_channel_max=16", "model.d_mbstd_group_size=2", "model.feature_res=16"],
+}
+# other paths of a method, checked as well: ReStyle and style mixing (pSp above: a feature offset; MoCo's similarity
+# is the identity loss's FeatureSimilarity with a ResNet-50, too slow to build here)
+VARIANTS = {
+    "psp-restyle": ["method=psp", "model.channels=[4,8,8,16]", "model.input_size=32", "model.loss_size=32",
+                    "model.lpips_lambda=0", "model.id_lambda=0", "model.restyle_iters=2", "model.latent_mask=[4,5,6,7]",
+                    "model.mix_alpha=0.5"],
+}
+
+
+def test_every_method_has_a_tiny_config():
+    assert set(TINY) == set(METHODS)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS) + sorted(VARIANTS))
+def test_training_and_validation_steps_create_no_cpu_tensor(method, monkeypatch, prior):
+    overrides = TINY.get(method) or VARIANTS[method]
+    extra = [f"model.prior={prior}"] if method.startswith("psp") else []
+    module = build_module(load_config([], [*overrides, *extra])).train()
+    if method.startswith("psp"):
+        module.loss_nets  # built on the CPU, moved by on_fit_start as in a run
+    logged: list = []
+    _attach_stubs(module, logged)
+    with simulated_cuda(monkeypatch):
+        module.to(CUDA)
+        module.on_fit_start()
+        batch = _batch()
+        with no_cpu_tensors(f"{method} training step"):
+            for step in range(2 if method == "cyclegan" else 1):  # CycleGAN's second: its pools are full then
+                module.training_step(batch, step)
+        assert logged and all(v.device == CUDA for _, v in logged if isinstance(v, torch.Tensor))
+        module.eval()
+        with no_cpu_tensors(f"{method} validation"):
+            module.on_validation_epoch_start()
+            module.validation_step(batch, 0)
+            module.on_validation_epoch_end()
+
+
+def test_the_watch_catches_cpu_tensors_and_fake_mode_catches_mixing(monkeypatch):
+    """The harness can fail: a CPU scalar multiplied into a CUDA tensor (legal on a GPU, a copy per call), a .cpu()
+    round trip, and a CUDA tensor mixed with a CPU one."""
+    with simulated_cuda(monkeypatch):
+        x = torch.randn(2, 3, device=CUDA)
+        for make in (lambda: x * torch.tensor(0.5), lambda: x.cpu().numpy, lambda: torch.zeros(3) + 1):
+            with pytest.raises(AssertionError, match="made a CPU tensor at tests|no project frame"):
+                with no_cpu_tensors("planted"):
+                    make()
+        with pytest.raises(FakeTensorDeviceMismatchError):
+            x + torch.zeros(2, 3)
+        assert not torch.cuda.is_available()  # nothing else believes in the fake device
+
+
+@pytest.mark.parametrize("method", sorted(name for name in METHODS if name != "stylegan2"))
+def test_a_bundles_eager_inference_creates_no_cpu_tensor(method, monkeypatch, prior):
+    """Translator.translate_batch over an EagerBackend holding the exported net (export_spec), as load_translator
+    builds it with device="cuda" (StyleGAN2 exports a prior, not a translator: its G_ema runs in validation above)."""
+    from translate.deploy.inference import EagerBackend, Translator
+
+    extra = [f"model.prior={prior}", "model.lpips_lambda=0", "model.id_lambda=0"] if method == "psp" else []
+    module = build_module(load_config([], [*TINY[method], *extra]))
+    translators = []
+    for direction in module.export_directions or (None,):
+        net, meta = module.export_spec(direction) if direction else module.export_spec()
+        run = EagerBackend(net.eval(), torch.device("cpu"))
+        translators.append((Translator(meta, run), run))
+    with simulated_cuda(monkeypatch):
+        for translator, run in translators:
+            run.net.to(CUDA)
+            run.device = CUDA
+            x = torch.rand(2, translator.input_nc, SIZE, SIZE - 4, device=CUDA) * 2 - 1  # padded (pSp: resized)
+            with no_cpu_tensors(f"{method} bundle, eager"):
+                y = translator.translate_batch(x)
+            assert y.device == CUDA and y.shape[:2] == (2, translator.output_nc)
+
+
+def test_psp_inversion_creates_no_cpu_tensor(monkeypatch, prior):
+    """The inversion's encoder pass, its refinement objective (reconstruction + domain terms), the domain distance,
+    interpolation and style mixing, with the frozen prior."""
+    from translate.tools import invert
+
+    plain = [o for o in TINY["psp"] if not o.startswith("model.feature_res")]  # inversion works in W+ only
+    net = build_module(load_config([], [*plain, f"model.prior={prior}", "model.lpips_lambda=0",
+                                        "model.id_lambda=0"])).net.eval()
+    with simulated_cuda(monkeypatch):
+        net.to(CUDA)
+        img = torch.rand(2, 3, SIZE + 8, SIZE + 8, device=CUDA) * 2 - 1  # resized to the encoder's input
+        with no_cpu_tensors("psp inversion"):
+            w = invert.encode(net, img)
+            terms = invert.refine_objective(net, w, invert.to_target(net, img), lambda_vgg=0.0, lambda_dom=0.5,
+                                            lpips=None)
+            invert.domain_distance(net, w)
+            frames = invert.interpolate(net, w[0], w[1], steps=3)
+            grid = invert.mix_grid(net, w[0], w[1], "coarse")
+        assert {t.device for t in (w, terms["loss"], frames, grid)} == {CUDA}
+
+
+def test_evaluates_feature_extraction_creates_no_cpu_tensor(monkeypatch):
+    """The Inception features FID/KID use, on uint8 images moved to the device as evaluate does (the features then
+    go to the CPU on purpose: torchmetrics accumulates them there)."""
+    from nets.inception import InceptionFeatures
+    from translate.tools.evaluate import EvalConfig, _SetMetrics
+
+    sets = _SetMetrics(InceptionFeatures("fid"), EvalConfig(device="cuda"))
+    with simulated_cuda(monkeypatch):
+        sets.extractor.to(CUDA)
+        images = torch.randint(0, 256, (2, 3, SIZE, SIZE), dtype=torch.uint8)  # as read from files
+        with no_cpu_tensors("evaluate's feature extraction"):
+            feats = sets.extractor(images.to(sets.device))
+        assert feats.device == CUDA and feats.shape == (2, sets.num_features)
