@@ -337,9 +337,12 @@ class SynthesisNetwork(nn.Module):
             self.layer_names.append(name)
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", fused_modconv: Optional[bool] = None,
-                update_emas: Optional[bool] = None, **_ignored: Any) -> torch.Tensor:
+                update_emas: Optional[bool] = None, feature_offsets: Optional[Dict[int, Any]] = None) -> torch.Tensor:
         """noise_mode and fused_modconv are StyleGAN2 arguments accepted for a common interface (StyleGAN3 has no
         noise). update_emas (None: in training mode) updates each layer's magnitude_ema from this batch."""
+        if feature_offsets:
+            raise ValueError("feature offsets (pSp's feature_res) need a StyleGAN2 prior; StyleGAN3 has no "
+                             "resolution blocks")
         if not isinstance(ws, torch.Tensor) or ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"synthesis: expected ws of shape (N, {self.num_ws}, {self.w_dim}), got "
                              f"{tuple(getattr(ws, 'shape', ()))}")

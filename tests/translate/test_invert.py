@@ -248,3 +248,17 @@ def test_restyle_training_option(prior, faces, tmp_path, monkeypatch, capsys, ti
     assert "mean |" in capsys.readouterr().out
     with pytest.raises(ValueError, match="model.restyle_iters must be >= 0"):
         PSP(model=dict(prior=str(prior), restyle_iters=-1, lpips_lambda=0, id_lambda=0))
+
+
+def test_refinement_with_a_stylegan3_prior(sg3_prior, faces):
+    """invert --refine through a StyleGAN3 decoder (n codes = its num_ws), with and without the domain term."""
+    torch.manual_seed(0)
+    G = load_prior(sg3_prior)
+    enc = build_encoder("GradualStyleEncoder", input_nc=3, n_styles=G.num_ws, **ENC)
+    net = PSPNet(enc, G, G.mapping.w_avg, noise_mode="const").eval().requires_grad_(False)
+    x = images(faces)[0]
+    kw = dict(refine_steps=8, lr=0.05)
+    plain, with_dom = invert_image(net, x, lambda_dom=0.0, **kw), invert_image(net, x, lambda_dom=50.0, **kw)
+    assert plain.w.shape == (G.num_ws, 16)
+    assert plain.history[-1] < plain.history[0] and with_dom.history[-1] < with_dom.history[0]
+    assert with_dom.domain < plain.domain
