@@ -128,3 +128,19 @@ def test_errors_name_what_is_wrong():
     G = loaded(g)
     with pytest.raises(ValueError, match=r"expected ws of shape \(N, 16, 32\), got \(1, 14, 32\)"):
         G.synthesis(torch.zeros(1, 14, 32))
+
+
+@pytest.mark.gpu
+def test_golden_images_on_cuda():
+    """On a GPU (impl='auto': the compiled filtered_lrelu where it exists, else the reference path), TF32 off."""
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        for name in ("sg3t_tiny", "sg3r_tiny"):
+            g = golden(name)
+            G = loaded(g).cuda()
+            with torch.no_grad():
+                img = G(g["z"].cuda())
+            torch.testing.assert_close(img.cpu(), g["img"], atol=1e-4, rtol=0)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
