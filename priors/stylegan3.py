@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -410,8 +410,3 @@ class Generator(nn.Module):
         ws2 = self.mapping(z2, c, skip_w_avg_update=True)
         return torch.cat([ws[:, :cutoff], ws2[:, cutoff:].to(ws.dtype)], dim=1)
 
-
-def layer_sizes(G: Generator) -> Tuple[Tuple[str, int, int], ...]:
-    """(name, out_size, out_channels) per synthesis layer, for reports."""
-    return tuple((n, getattr(G.synthesis, n).out_size, getattr(G.synthesis, n).out_channels)
-                 for n in G.synthesis.layer_names)

@@ -5,6 +5,11 @@ oracle and the export path, differentiable to any order). "auto" uses the compil
 `torch.ops.translate_ops.filtered_lrelu` for CUDA tensors once the library (csrc/) provides it and
 priors/ops/_backend.py has its Python side (`_backend.filtered_lrelu`); until then it warns once and runs the
 reference path. "cuda" insists on the compiled operator and raises with the reason when it is missing.
+
+The hook for the compiled path: `_backend.filtered_lrelu(x, fu, fd, b, up=int, down=int, padding=(px0, px1, py0,
+py1), gain=float, slope=float, clamp=float (-1: none), flip_filter=bool)`, with fu / fd None, 1-D (separable) or
+2-D and b None or (C,), exactly as this function received them after validation; it returns the
+(N, C, out_h, out_w) result of `output_size` and carries its own fake and autograd registrations.
 """
 from __future__ import annotations
 
