@@ -115,6 +115,9 @@ def load_nvlabs_discriminator(path: str | Path, key: str = "D") -> Discriminator
                                          "conv_clamp", "cmap_dim") if k in kwargs}
     fields.update({k: epilogue.pop(k) for k in ("mbstd_group_size", "mbstd_num_channels") if k in epilogue})
     kwargs.pop("num_fp16_res", None)  # precision only
+    block = dict(kwargs.pop("block_kwargs", None) or {})
+    block.pop("freeze_layers", None)  # which blocks training froze (StyleGAN3's train.py): not the architecture
+    kwargs.update({f"block_kwargs.{k}": v for k, v in block.items()})
     problems = [f"{k}={v!r}" for k, v in {**kwargs, **epilogue}.items()
                 if v and not (k == "architecture" and v == "resnet")]
     if problems:

@@ -272,6 +272,10 @@ def test_stylegan3_network_pickle_and_state_dict():
     t, r = _load(os.path.join(SG3, "sg3t_tiny.pt")), _load(os.path.join(SG3, "sg3r_tiny.pt"))
     check_sg3(load_prior(os.path.join(SG3, "sg3t_tiny_network.pkl")), t)
     check_sg3(load_prior(os.path.join(SG3, "sg3r_tiny.pt")), r)  # {init_kwargs, state_dict, ...}
+    from priors.loaders import load_discriminator
+
+    D = load_discriminator(os.path.join(SG3, "sg3t_tiny_network.pkl"))  # StyleGAN2's D, block_kwargs.freeze_layers
+    assert D(torch.zeros(2, 3, 32, 32)).shape == (2, 1)
     G = load_nvlabs_pickle(os.path.join(SG3, "sg3t_tiny_network.pkl"), key="G")  # the same buffers, other weights
     assert torch.equal(G.synthesis.input.freqs, t["state_dict"]["synthesis.input.freqs"])
     assert not torch.equal(G.mapping.fc0.weight, t["state_dict"]["mapping.fc0.weight"])
