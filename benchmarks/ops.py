@@ -4,8 +4,14 @@ For each case: forward and forward+backward milliseconds (CUDA events around eac
 median of --iters), the speedup of the compiled op, and the largest difference between the two outputs. The
 reference path runs as shipped (cuDNN convolutions, TF32 allowed as by torch's defaults).
 
+StyleGAN3's filtered_lrelu runs at the feature sizes of a 1024-px StyleGAN3-T (36 px at 512 channels with up/down 2,
+the sampling-rate doubling with up 4, 276 px at 64 channels) with 12- and 24-tap Kaiser filters. Until the compiled
+filtered_lrelu exists, its rows time the reference path only; `--cpu` times those reference rows on the CPU (wall
+clock, median; smaller batches), which needs no GPU.
+
     python benchmarks/ops.py                      # fp32
     python benchmarks/ops.py --dtype float16 --iters 50
+    python benchmarks/ops.py --cpu --iters 5      # filtered_lrelu's reference path on the CPU
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Dict, List
 
@@ -21,11 +28,32 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from priors.ops import _backend, backend, bias_act, downsample2d, setup_filter, upsample2d  # noqa: E402
+from priors.ops import (_backend, backend, bias_act, downsample2d, filtered_lrelu, setup_filter,  # noqa: E402
+                        upsample2d)
 
 # (N, C, H, W) of a 1024-px generator's features: 64 px at 512 channels, 256 px at 256, 1024 px at 32.
 SHAPES = [(4, 512, 64, 64), (4, 256, 256, 256), (4, 32, 1024, 1024)]
 FIR = [1, 3, 3, 1]  # StyleGAN2's resampling filter (4 taps, applied as a 4x4 2-D filter)
+
+
+# filtered_lrelu at a 1024-px StyleGAN3-T's layer geometry: (C, H, W of the 3x3 conv's output, up, down, padding):
+# a 36-px layer (-> 36), the layer where the sampling rate doubles (-> 52) and a 276-px layer (-> 276)
+FLRELU_SHAPES = [(512, 38, 38, 2, 2, (9, 8, 9, 8)), (512, 38, 38, 4, 2, (-6, -9, -6, -9)),
+                 (64, 278, 278, 2, 2, (9, 8, 9, 8))]
+
+
+def flrelu_cases(device, batch: int) -> List[Dict]:
+    """filtered_lrelu rows: 12-tap (24 at up 4) Kaiser-windowed low-pass filters, separable, as StyleGAN3-T's."""
+    out = []
+    for c, h, w, up, down, pad in FLRELU_SHAPES:
+        fu = setup_filter(torch.kaiser_window(6 * up, periodic=False, beta=4.0), device=device, separable=True)
+        fd = setup_filter(torch.kaiser_window(6 * down, periodic=False, beta=4.0), device=device, separable=True)
+        b = torch.zeros(c, device=device)
+        p = pad
+        out.append({"op": f"filtered_lrelu {up}/{down}", "shape": (batch, c, h, w), "cuda_op": "filtered_lrelu",
+                    "fn": lambda x, impl, fu=fu, fd=fd, b=b, up=up, down=down, p=p: filtered_lrelu(
+                        x, fu, fd, b.to(x.dtype), up=up, down=down, padding=p, clamp=256, impl=impl)})
+    return out
 
 
 def cases(device, dtype) -> List[Dict]:
@@ -39,7 +67,42 @@ def cases(device, dtype) -> List[Dict]:
                     "fn": lambda x, impl, f=f: downsample2d(x, f, impl=impl)})
         out.append({"op": "bias_act lrelu", "shape": shape,
                     "fn": lambda x, impl, b=bias: bias_act(x, b, act="lrelu", impl=impl)})
-    return out
+    return out + flrelu_cases(device, batch=4)
+
+
+def cpu_rows(iters: int, warmup: int) -> int:
+    """filtered_lrelu's reference path on the CPU (batch 1, wall clock)."""
+    print(f"CPU ({torch.get_num_threads()} threads) | torch {torch.__version__} | filtered_lrelu, impl='ref'")
+    header = f"{'op':20s} {'shape':22s} {'fwd ms':>9s} {'fwd+bwd ms':>11s}"
+    print(header + "\n" + "-" * len(header) + "   (median)")
+    for case in flrelu_cases(torch.device("cpu"), batch=1):
+        x = torch.randn(case["shape"])
+        y = case["fn"](x, "ref")
+        dy = torch.randn_like(y)
+        xg = x.clone().requires_grad_()
+
+        def fwd():
+            with torch.no_grad():
+                case["fn"](x, "ref")
+
+        def fwd_bwd():
+            xg.grad = None
+            case["fn"](xg, "ref").backward(dy)
+
+        ms = [cpu_ms(step, warmup, iters) for step in (fwd, fwd_bwd)]
+        print(f"{case['op']:20s} {str(tuple(case['shape'])):22s} {ms[0]:9.1f} {ms[1]:11.1f}", flush=True)
+    return 0
+
+
+def cpu_ms(step: Callable[[], None], warmup: int, iters: int) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
 
 
 def time_ms(step: Callable[[], None], warmup: int, iters: int) -> float:
@@ -89,7 +152,10 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--cpu", action="store_true", help="time filtered_lrelu's reference path on the CPU only")
     args = parser.parse_args(argv)
+    if args.cpu:
+        return cpu_rows(args.iters, min(args.warmup, 1))
     if not torch.cuda.is_available():
         print("benchmarks/ops.py compares the compiled CUDA ops with the reference ops on a GPU, and this machine has "
               "no CUDA device (torch.cuda.is_available() is False). Run it on a GPU machine.", file=sys.stderr)
@@ -106,6 +172,10 @@ def main(argv=None) -> int:
     print(header + "\n" + "-" * len(header) + "   (milliseconds, median)")
     rows = []
     for case in cases(torch.device("cuda"), dtype):
+        if case.get("cuda_op") and not hasattr(torch.ops.translate_ops, case["cuda_op"]):
+            print(f"{case['op']:16s} {str(tuple(case['shape'])):20s} {args.dtype:8s} no compiled {case['cuda_op']} "
+                  "yet: see --cpu for the reference path")
+            continue
         try:
             row = measure(case, dtype, args.warmup, args.iters)
         except torch.cuda.OutOfMemoryError:

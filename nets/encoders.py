@@ -144,6 +144,15 @@ class IRBackboneNet(nn.Module):
         return {"num_layers": self.num_layers, "mode": self.mode, "channels": list(self.channels),
                 "input_nc": self.input_nc, "input_size": self.input_size}
 
+    def _n_styles_spec(self) -> Dict[str, Any]:
+        """n_styles in the spec only where it is not the StyleGAN2 count of output_size (a StyleGAN3 decoder)."""
+        default = getattr(self, "output_size", None)
+        try:
+            same = n_styles_for(default) == self.n_styles
+        except ValueError:
+            same = False
+        return {} if same else {"n_styles": self.n_styles}
+
 
 # ------------------------------------------------------------------------------------------------ pSp encoders
 
@@ -165,17 +174,28 @@ class MapToStyle(nn.Module):
         return self.linear(x.flatten(1))
 
 
+def _n_styles(output_size: int, n_styles: Optional[int]) -> int:
+    """The style vectors to predict: a StyleGAN2 prior's 2 * log2(output_size) - 2, or `n_styles` when the decoder
+    says otherwise (StyleGAN3: num_layers + 2 at any size)."""
+    if n_styles is None:
+        return n_styles_for(output_size)
+    if not isinstance(n_styles, int) or n_styles < 1:
+        raise ValueError(f"n_styles: expected a positive int, got {n_styles!r}")
+    return n_styles
+
+
 class GradualStyleEncoder(IRBackboneNet):
     """pSp's encoder: image (N, input_nc, input_size, input_size) -> W+ offsets (N, n_styles, w_dim)."""
 
     def __init__(self, num_layers: int = 50, mode: str = "ir_se", input_nc: int = 3, output_size: int = 1024,
-                 input_size: int = 256, channels: Sequence[int] = PAPER_CHANNELS, w_dim: int = 512):
+                 input_size: int = 256, channels: Sequence[int] = PAPER_CHANNELS, w_dim: int = 512,
+                 n_styles: Optional[int] = None):
         if not isinstance(input_size, int) or input_size < 2 * BACKBONE_STRIDE or input_size & (input_size - 1):
             raise ConfigError(f"input_size: expected a power of two >= {2 * BACKBONE_STRIDE} (the map2style heads "
                               f"halve the coarsest map down to 1x1), got {input_size!r}", key="input_size")
         super().__init__(num_layers, mode, channels, input_nc, input_size)
         self.output_size, self.w_dim = output_size, w_dim
-        self.n_styles = n_styles_for(output_size)
+        self.n_styles = _n_styles(output_size, n_styles)
         self.taps = tuple(self.stage_ends[1:])  # after stages 2, 3, 4: 64, 32, 16 px at 256 (50 layers: 6, 20, 23)
         top = self.channels[3]
         coarse_px = input_size // BACKBONE_STRIDE
@@ -210,17 +230,18 @@ class GradualStyleEncoder(IRBackboneNet):
 
     def spec(self) -> Dict[str, Any]:
         return {"name": "GradualStyleEncoder", **self.backbone_spec(), "output_size": self.output_size,
-                "w_dim": self.w_dim}
+                "w_dim": self.w_dim, **self._n_styles_spec()}
 
 
 class BackboneEncoderUsingLastLayerIntoW(IRBackboneNet):
     """pSp's W encoder: global average of the last stage -> one w (N, w_dim), used for every style vector."""
 
     def __init__(self, num_layers: int = 50, mode: str = "ir_se", input_nc: int = 3, output_size: int = 1024,
-                 input_size: int = 256, channels: Sequence[int] = PAPER_CHANNELS, w_dim: int = 512):
+                 input_size: int = 256, channels: Sequence[int] = PAPER_CHANNELS, w_dim: int = 512,
+                 n_styles: Optional[int] = None):
         super().__init__(num_layers, mode, channels, input_nc, input_size)
         self.output_size, self.w_dim = output_size, w_dim
-        self.n_styles = n_styles_for(output_size)
+        self.n_styles = _n_styles(output_size, n_styles)
         self.output_pool = nn.AdaptiveAvgPool2d(1)
         self.linear = FullyConnectedLayer(self.channels[3], w_dim)
 
@@ -231,7 +252,7 @@ class BackboneEncoderUsingLastLayerIntoW(IRBackboneNet):
 
     def spec(self) -> Dict[str, Any]:
         return {"name": "BackboneEncoderUsingLastLayerIntoW", **self.backbone_spec(), "output_size": self.output_size,
-                "w_dim": self.w_dim}
+                "w_dim": self.w_dim, **self._n_styles_spec()}
 
 
 class BackboneEncoderUsingLastLayerIntoWPlus(IRBackboneNet):
@@ -239,10 +260,11 @@ class BackboneEncoderUsingLastLayerIntoWPlus(IRBackboneNet):
     layer to all style vectors (N, n_styles, w_dim)."""
 
     def __init__(self, num_layers: int = 50, mode: str = "ir_se", input_nc: int = 3, output_size: int = 1024,
-                 input_size: int = 256, channels: Sequence[int] = PAPER_CHANNELS, w_dim: int = 512):
+                 input_size: int = 256, channels: Sequence[int] = PAPER_CHANNELS, w_dim: int = 512,
+                 n_styles: Optional[int] = None):
         super().__init__(num_layers, mode, channels, input_nc, input_size)
         self.output_size, self.w_dim = output_size, w_dim
-        self.n_styles = n_styles_for(output_size)
+        self.n_styles = _n_styles(output_size, n_styles)
         top = self.channels[3]
         self.output_layer_2 = nn.Sequential(nn.BatchNorm2d(top), nn.AdaptiveAvgPool2d(WPLUS_POOL), nn.Flatten(),
                                             nn.Linear(top * WPLUS_POOL**2, w_dim))
@@ -255,7 +277,7 @@ class BackboneEncoderUsingLastLayerIntoWPlus(IRBackboneNet):
 
     def spec(self) -> Dict[str, Any]:
         return {"name": "BackboneEncoderUsingLastLayerIntoWPlus", **self.backbone_spec(),
-                "output_size": self.output_size, "w_dim": self.w_dim}
+                "output_size": self.output_size, "w_dim": self.w_dim, **self._n_styles_spec()}
 
 
 # pSp's `encoder_type` names -> class; each takes (num_layers, mode, input_nc, output_size, input_size, channels,

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nets.encoders import build_encoder
+from priors import stylegan3
 from priors.stylegan2 import Generator, GeneratorConfig
 from safeio.errors import ConfigError
 
@@ -163,7 +164,8 @@ class PSPNet(nn.Module):
 
     def spec(self) -> Dict[str, Any]:
         """Plain arguments that rebuild this net (with `build_psp_net`) around weights.safetensors."""
-        return {"encoder": self.encoder.spec(), "decoder": self.decoder.config.to_dict(),
+        sg3 = {"decoder_architecture": "stylegan3"} if isinstance(self.decoder, stylegan3.Generator) else {}
+        return {"encoder": self.encoder.spec(), "decoder": self.decoder.config.to_dict(), **sg3,
                 "start_from_latent_avg": self.start_from_latent_avg, "resize": self.resize,
                 "restyle_iters": self.restyle_iters, "feature_res": self.feature_res}
 
@@ -171,7 +173,10 @@ class PSPNet(nn.Module):
 def build_psp_net(spec: Dict[str, Any]) -> PSPNet:
     """The architecture of `PSPNet.spec()`, randomly initialised (load the weights into it)."""
     encoder = build_encoder(**{k: v for k, v in spec["encoder"].items()})
-    decoder = Generator(GeneratorConfig.from_dict(spec["decoder"]))
+    if spec.get("decoder_architecture", "stylegan2") == "stylegan3":  # filters come with the weights
+        decoder = stylegan3.Generator(stylegan3.GeneratorConfig.from_dict(spec["decoder"]), design_filters=False)
+    else:
+        decoder = Generator(GeneratorConfig.from_dict(spec["decoder"]))
     n = decoder.num_ws
     return PSPNet(encoder, decoder, torch.zeros(n, decoder.w_dim), spec["start_from_latent_avg"], spec.get("resize"),
                   restyle_iters=int(spec.get("restyle_iters", 0)), feature_res=int(spec.get("feature_res", 0)))

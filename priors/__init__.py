@@ -1,6 +1,8 @@
-"""StyleGAN2 prior: ops (priors.ops), generator and discriminator (priors.stylegan2), loaders (priors.loaders).
+"""StyleGAN priors: ops (priors.ops), the StyleGAN2 generator and discriminator (priors.stylegan2), the StyleGAN3
+generator (priors.stylegan3), loaders (priors.loaders).
 
-`load_prior(path)` reads every supported format (ours, NVIDIA .pt / .pkl, rosinality / pSp .pt). The names below
+`load_prior(path)` reads every supported format (ours, NVIDIA .pt / .pkl of StyleGAN2 or StyleGAN3, rosinality /
+pSp .pt). The names below
 are imported on first use, so that `import priors.ops` stays light.
 """
 from importlib import import_module

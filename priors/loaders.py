@@ -1,4 +1,4 @@
-"""Load StyleGAN2 generators from the published formats, strictly and without executing code from a file.
+"""Load StyleGAN2 and StyleGAN3 generators from the published formats, strictly, without executing code from a file.
 
 - NVIDIA: a `{"init_kwargs", "state_dict"}` .pt, or a network pickle (.pkl) read through an allow-list unpickler
   that rebuilds tensors and records NVIDIA's persistent objects as inert stubs (their embedded source is ignored).
@@ -8,6 +8,8 @@
   `save_prior`; the other formats convert into it (`convert_prior`).
 Every loader is strict: each key of the source is used, each parameter and buffer of the module is set, every shape
 matches, or one error lists what did not fit. `load_prior(path)` picks the format.
+StyleGAN3 generators (priors.stylegan3) come in NVIDIA's two formats and in ours; they are told from StyleGAN2 ones by
+their weights (the Fourier-feature input `synthesis.input.*`), and their filters are read from the file, never designed.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import re
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Tuple, Union
 
 import torch
 
@@ -25,6 +27,7 @@ from safeio import (SAFE_TORCH_LOAD_GLOBALS, ConfigError, LoadError, PersistentS
                     UnsafePickleError, file_on_path, read_json_object, read_safetensors, strict_load,
                     torch_load_failure, write_atomic)
 from priors.ops import setup_filter
+from priors import stylegan3
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 PRIOR_FORMAT = "translate-stylegan2-prior"
@@ -34,6 +37,14 @@ W_AVG_SAMPLES = 10_000  # z samples that estimate w_avg when a rosinality file h
 
 
 PriorLoadError = LoadError  # a prior file that cannot be loaded: unknown format, keys or shapes, unsafe content
+AnyGenerator = Union[Generator, stylegan3.Generator]
+ARCHITECTURES = ("stylegan2", "stylegan3")
+
+
+def is_stylegan3(keys) -> bool:
+    """Whether a generator state dict is StyleGAN3's: it has the Fourier-feature input (StyleGAN2 starts from a
+    learned constant, synthesis.b4.const)."""
+    return any(str(k).startswith("synthesis.input.") for k in keys)
 
 
 # ------------------------------------------------------------------------------------------ NVIDIA network pickles
@@ -52,15 +63,27 @@ def read_network_pickle(path: str | Path) -> Any:
         raise PriorLoadError(f"{path}: not a readable network pickle ({type(e).__name__}: {e})") from e
 
 
-def _nvidia_config(init_args: Tuple, init_kwargs: Dict[str, Any], source: str) -> GeneratorConfig:
-    names = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
+def _nvidia_config(init_args: Tuple, init_kwargs: Dict[str, Any], source: str, sg3: bool = False):
+    names = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs")
+    names += () if sg3 else ("synthesis_kwargs",)  # StyleGAN3 takes the synthesis arguments as keywords
     if len(init_args) > len(names):
-        raise PriorLoadError(f"{source}: {len(init_args)} positional constructor arguments, expected at most 7")
+        raise PriorLoadError(f"{source}: {len(init_args)} positional constructor arguments, expected at most "
+                             f"{len(names)}")
     kwargs = dict(zip(names, init_args), **init_kwargs)
     try:
-        return GeneratorConfig.from_nvidia(kwargs, source)
+        return (stylegan3.GeneratorConfig if sg3 else GeneratorConfig).from_nvidia(kwargs, source)
     except ValueError as e:
         raise PriorLoadError(str(e)) from None
+
+
+def _nvidia_generator(init_args: Tuple, init_kwargs: Dict[str, Any], sd: Mapping[str, torch.Tensor],
+                      source: str) -> AnyGenerator:
+    """NVIDIA's StyleGAN2 or StyleGAN3 generator from its constructor arguments and state dict, strictly."""
+    if is_stylegan3(sd):
+        G = stylegan3.Generator(_nvidia_config(init_args, init_kwargs, source, sg3=True), design_filters=False)
+    else:
+        G = Generator(_nvidia_config(init_args, init_kwargs, source))
+    return strict_load(G, sd, source).eval()
 
 
 def _pickled_network(path: str | Path, key: str, kind: str) -> Tuple[PersistentStub, str]:
@@ -72,15 +95,15 @@ def _pickled_network(path: str | Path, key: str, kind: str) -> Tuple[PersistentS
         raise PriorLoadError(f"{path}: no '{key}' network in this pickle (found {found})")
     stub = data[key]
     if not stub.class_name.endswith(kind):
-        raise PriorLoadError(f"{path}: '{key}' is a {stub.class_name}, expected a StyleGAN2 {kind}")
+        raise PriorLoadError(f"{path}: '{key}' is a {stub.class_name}, expected a StyleGAN {kind}")
     return stub, f"{path} [{key}]"
 
 
-def load_nvlabs_pickle(path: str | Path, key: str = "G_ema") -> Generator:
-    """The generator `key` (G_ema: the weight average used for sampling) of an NVIDIA network pickle."""
+def load_nvlabs_pickle(path: str | Path, key: str = "G_ema") -> AnyGenerator:
+    """The generator `key` (G_ema: the weight average used for sampling) of an NVIDIA network pickle (StyleGAN2 or
+    StyleGAN3)."""
     stub, source = _pickled_network(path, key, "Generator")
-    G = Generator(_nvidia_config(stub.init_args, stub.init_kwargs, source))
-    return strict_load(G, stub.tensors(), source).eval()
+    return _nvidia_generator(stub.init_args, stub.init_kwargs, stub.tensors(), source)
 
 
 def load_nvlabs_discriminator(path: str | Path, key: str = "D") -> Discriminator:
@@ -93,6 +116,9 @@ def load_nvlabs_discriminator(path: str | Path, key: str = "D") -> Discriminator
                                          "conv_clamp", "cmap_dim") if k in kwargs}
     fields.update({k: epilogue.pop(k) for k in ("mbstd_group_size", "mbstd_num_channels") if k in epilogue})
     kwargs.pop("num_fp16_res", None)  # precision only
+    block = dict(kwargs.pop("block_kwargs", None) or {})
+    block.pop("freeze_layers", None)  # which blocks training froze (StyleGAN3's train.py): not the architecture
+    kwargs.update({f"block_kwargs.{k}": v for k, v in block.items()})
     problems = [f"{k}={v!r}" for k, v in {**kwargs, **epilogue}.items()
                 if v and not (k == "architecture" and v == "resnet")]
     if problems:
@@ -139,10 +165,13 @@ def load_discriminator(path: str | Path) -> Discriminator:
     return load_nvlabs_discriminator(path) if path.suffix == ".pkl" else load_discriminator_checkpoint(path)
 
 
-def load_nvlabs_state(obj: Mapping[str, Any], source: str) -> Generator:
-    """NVIDIA layout: {"init_kwargs": Generator's constructor arguments, "state_dict": its state dict}."""
-    G = Generator(_nvidia_config((), dict(obj["init_kwargs"]), source))
-    return strict_load(G, obj["state_dict"], source).eval()
+def load_nvlabs_state(obj: Mapping[str, Any], source: str) -> AnyGenerator:
+    """NVIDIA layout: {"init_kwargs": Generator's constructor arguments, "state_dict": its state dict} (StyleGAN2 or
+    StyleGAN3)."""
+    if not isinstance(obj["init_kwargs"], Mapping) or not isinstance(obj["state_dict"], Mapping):
+        raise PriorLoadError(f"{source}: init_kwargs and state_dict must be dicts, got "
+                             f"{type(obj['init_kwargs']).__name__} and {type(obj['state_dict']).__name__}")
+    return _nvidia_generator((), dict(obj["init_kwargs"]), obj["state_dict"], source)
 
 
 # ------------------------------------------------------------------------------------------------------ rosinality
@@ -311,7 +340,7 @@ def _pair_paths(path: Path) -> Tuple[Path, Path]:
     return path / PRIOR_JSON, path / PRIOR_WEIGHTS
 
 
-def save_prior(G: Generator, out: str | Path) -> Path:
+def save_prior(G: AnyGenerator, out: str | Path) -> Path:
     """Write G as `prior.safetensors` + `prior.json` into the folder `out` (or as the pair out.safetensors +
     out.json when `out` ends in .safetensors or .json). Returns the folder (or the .json)."""
     from safetensors.torch import save_file
@@ -320,7 +349,8 @@ def save_prior(G: Generator, out: str | Path) -> Path:
     json_path, weights_path = _pair_paths(out)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in G.state_dict().items()}
-    meta = {"format": PRIOR_FORMAT, "format_version": PRIOR_FORMAT_VERSION, "architecture": "stylegan2",
+    meta = {"format": PRIOR_FORMAT, "format_version": PRIOR_FORMAT_VERSION,
+            "architecture": "stylegan3" if isinstance(G, stylegan3.Generator) else "stylegan2",
             "weights": weights_path.name, "generator": G.config.to_dict(), "n_latent": G.num_ws,
             "w_avg": tensors["mapping.w_avg"].tolist() if "mapping.w_avg" in tensors else None}
     write_atomic(weights_path, lambda p: save_file(tensors, p, metadata={"format": PRIOR_FORMAT}))
@@ -328,7 +358,7 @@ def save_prior(G: Generator, out: str | Path) -> Path:
     return json_path if out.suffix in (".json", ".safetensors") else out
 
 
-def load_own(path: str | Path) -> Generator:
+def load_own(path: str | Path) -> AnyGenerator:
     """Our format: a folder with prior.json + prior.safetensors, or one file of an X.json + X.safetensors pair."""
     json_path, weights_path = _pair_paths(Path(path))
     for p in (json_path, weights_path):
@@ -340,11 +370,16 @@ def load_own(path: str | Path) -> Generator:
     if meta.get("format_version") != PRIOR_FORMAT_VERSION:
         raise PriorLoadError(f"{json_path}: format_version {meta.get('format_version')!r} is not supported "
                              f"(this version reads {PRIOR_FORMAT_VERSION})")
+    arch = meta.get("architecture", "stylegan2")
+    if arch not in ARCHITECTURES:
+        raise PriorLoadError(f"{json_path}: architecture {arch!r} is not supported (expected one of {ARCHITECTURES})")
+    sg3 = arch == "stylegan3"
     try:
-        cfg = GeneratorConfig.from_dict(meta["generator"], str(json_path))
+        cfg = (stylegan3.GeneratorConfig if sg3 else GeneratorConfig).from_dict(meta["generator"], str(json_path))
     except (KeyError, TypeError, ValueError) as e:
         raise PriorLoadError(f"{json_path}: bad 'generator' section ({e})") from None
-    G = strict_load(Generator(cfg), read_safetensors(weights_path), str(weights_path)).eval()
+    G = stylegan3.Generator(cfg, design_filters=False) if sg3 else Generator(cfg)
+    G = strict_load(G, read_safetensors(weights_path), str(weights_path)).eval()
     if meta.get("w_avg") is not None and hasattr(G.mapping, "w_avg"):
         if not torch.equal(torch.tensor(meta["w_avg"], dtype=torch.float32), G.mapping.w_avg):
             raise PriorLoadError(f"{json_path}: w_avg differs from mapping.w_avg in {weights_path.name}")
@@ -362,9 +397,10 @@ def _torch_load(path: Path) -> Any:
         raise PriorLoadError(f"cannot read {path} with torch.load(weights_only=True): {torch_load_failure(e)}") from e
 
 
-def load_prior(path: str | Path) -> Generator:
-    """Any supported format -> Generator in eval mode: our folder / .json / .safetensors, an NVIDIA network .pkl,
-    or a .pt/.pth (NVIDIA init_kwargs + state_dict, rosinality g_ema, pSp decoder.*)."""
+def load_prior(path: str | Path) -> AnyGenerator:
+    """Any supported format -> generator in eval mode: our folder / .json / .safetensors, an NVIDIA network .pkl,
+    or a .pt/.pth (NVIDIA init_kwargs + state_dict, rosinality g_ema, pSp decoder.*). NVIDIA's files and ours
+    may hold a StyleGAN3 generator (priors.stylegan3.Generator); the others are StyleGAN2."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"prior not found: {path}")
@@ -379,7 +415,7 @@ def load_prior(path: str | Path) -> Generator:
                                      or any(str(k).startswith("decoder.") for k in obj)):
         return load_rosinality(obj, str(path))
     keys = list(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
-    raise PriorLoadError(f"{path}: not a known StyleGAN2 format (found {keys}; expected NVIDIA init_kwargs + "
+    raise PriorLoadError(f"{path}: not a known StyleGAN2/3 format (found {keys}; expected NVIDIA init_kwargs + "
                          "state_dict, rosinality g_ema, or a pSp state_dict with decoder.*)")
 
 

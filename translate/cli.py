@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which way the imported generator translates (recorded in the bundle; default AtoB)")
     p.add_argument("--size", type=int, default=256, help="side of the example image used for export checks")
 
-    p = sub.add_parser("generate", help="render samples or a style-mixing grid from a StyleGAN2 prior")
+    p = sub.add_parser("generate", help="render samples or a style-mixing grid from a StyleGAN2/3 prior")
     p.add_argument("--prior", required=True, help="prior folder, NVIDIA .pkl/.pt or rosinality .pt")
     p.add_argument("--seeds", default="0-15", help="e.g. 0-15 or 1,5,9")
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi")
@@ -115,10 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mix-seeds", default=None, help="style-mixing columns, e.g. 100-103")
     p.add_argument("--mix-layers", default="coarse", choices=["coarse", "middle", "fine"],
                    help="which layers take the --mix-seeds styles (default coarse)")
+    p.add_argument("--translate", default=None, metavar="X,Y",
+                   help="StyleGAN3: translate the output by X,Y (fractions of the image side), as gen_images.py")
+    p.add_argument("--rotate", type=float, default=None, metavar="DEG", help="StyleGAN3: rotate the output by DEG")
+    p.add_argument("--animate", type=int, default=None, metavar="FRAMES",
+                   help="StyleGAN3: write an animation of FRAMES frames moving from the identity to --translate / "
+                        "--rotate (--out ending in .gif or .mp4)")
     p.add_argument("--out", required=True, help="grid image to write (.png/.jpg/.webp), or a folder for one image per "
-                                                "seed (seed0042.png, e.g. for FID)")
+                                                "seed (seed0042.png, e.g. for FID); .gif/.mp4 with --animate")
 
-    p = sub.add_parser("convert-prior", help="convert a StyleGAN2 prior (NVIDIA/rosinality) to our safetensors format")
+    p = sub.add_parser("convert-prior", help="convert a StyleGAN2/3 prior (NVIDIA/rosinality) to our safetensors format")
     p.add_argument("src", help="NVIDIA .pkl/.pt, rosinality .pt or pSp checkpoint")
     p.add_argument("out", help="output folder (prior.safetensors + prior.json), or X.safetensors for the pair "
                                "X.safetensors + X.json")
@@ -368,12 +374,18 @@ def _run(args) -> int:
         print(f"bundle written: {out}")
         return 0
     if args.command == "generate":
-        from priors.generate import generate, parse_seeds
+        from priors.generate import animate, generate, parse_pair, parse_seeds
 
         mix = parse_seeds(args.mix_seeds, "--mix-seeds") if args.mix_seeds else None
         seeds = parse_seeds(args.seeds)
+        shift = parse_pair(args.translate) if args.translate is not None else None
+        if args.animate is not None:
+            out = animate(args.prior, seeds, args.out, frames=args.animate, trunc=args.trunc, translate=shift,
+                          rotate=args.rotate)
+            print(f"animation written: {out}")
+            return 0
         out = generate(args.prior, seeds, args.out, trunc=args.trunc, noise_mode=args.noise_mode,
-                       mix_seeds=mix, mix_layers=args.mix_layers)
+                       mix_seeds=mix, mix_layers=args.mix_layers, translate=shift, rotate=args.rotate)
         print(f"grid written: {out}" if out.suffix else f"{len(seeds)} images written to {out}")
         return 0
 

@@ -216,7 +216,7 @@ def test_errors_name_the_file_and_the_problem(golden, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"empty/prior.json"):
         load_prior(tmp_path / "empty")
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
-    with pytest.raises(PriorLoadError, match=r"other.pt: not a known StyleGAN2 format \(found \['weights'\]"):
+    with pytest.raises(PriorLoadError, match=r"other.pt: not a known StyleGAN2/3 format \(found \['weights'\]"):
         load_prior(tmp_path / "other.pt")
     torch.save({"g_ema": ros_like_object()}, tmp_path / "code.pt")
     with pytest.raises(PriorLoadError, match="code.pt with torch.load\\(weights_only=True\\)"):
@@ -249,3 +249,94 @@ def test_a_truncated_safetensors_prior_is_an_error_naming_the_file(tmp_path):
     weights.write_bytes(weights.read_bytes()[:200])
     with pytest.raises(PriorLoadError, match=r"cannot read .*prior.safetensors as safetensors \(truncated"):
         load_prior(out)
+
+
+# ------------------------------------------------------------------------------------------------------ StyleGAN3
+
+SG3 = os.path.join(os.path.dirname(__file__), "..", "data", "sg3")
+
+
+def check_sg3(G, g, n=1):
+    """The first n images of a StyleGAN3 golden file, from z (mapping, w_avg, truncation) and from ws."""
+    from priors import stylegan3
+
+    assert isinstance(G, stylegan3.Generator) and not G.training and G.num_ws == g["ws"].shape[1]
+    with torch.no_grad():
+        torch.testing.assert_close(G.mapping(g["z"]), g["ws"], atol=1e-4, rtol=0)
+        torch.testing.assert_close(G(g["z"][:n]), g["img"][:n], atol=1e-4, rtol=0)
+        ws = G.mapping(g["z"][-n:], truncation_psi=0.7)
+        torch.testing.assert_close(G.synthesis(ws), g["extra"]["img_trunc0.7"][-n:], atol=1e-4, rtol=0)
+
+
+def test_stylegan3_network_pickle_and_state_dict():
+    t, r = _load(os.path.join(SG3, "sg3t_tiny.pt")), _load(os.path.join(SG3, "sg3r_tiny.pt"))
+    check_sg3(load_prior(os.path.join(SG3, "sg3t_tiny_network.pkl")), t)
+    check_sg3(load_prior(os.path.join(SG3, "sg3r_tiny.pt")), r)  # {init_kwargs, state_dict, ...}
+    from priors.loaders import load_discriminator
+
+    D = load_discriminator(os.path.join(SG3, "sg3t_tiny_network.pkl"))  # StyleGAN2's D, block_kwargs.freeze_layers
+    assert D(torch.zeros(2, 3, 32, 32)).shape == (2, 1)
+    G = load_nvlabs_pickle(os.path.join(SG3, "sg3t_tiny_network.pkl"), key="G")  # the same buffers, other weights
+    assert torch.equal(G.synthesis.input.freqs, t["state_dict"]["synthesis.input.freqs"])
+    assert not torch.equal(G.mapping.fc0.weight, t["state_dict"]["mapping.fc0.weight"])
+
+
+def test_stylegan3_pickle_whose_source_would_run_code_is_loaded_without_running_it(tmp_path, monkeypatch):
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    pkl = open(os.path.join(SG3, "sg3t_tiny_network.pkl"), "rb").read()
+    source = "import os; open('ran.txt', 'w').write('the embedded source ran')"
+    patched, count = b"", 0
+    pos = 0
+    for m in re.finditer(rb"\x8c(.)# Module source omitted", pkl, flags=re.S):
+        n = m.group(1)[0]
+        code = (source + "  # ").ljust(n, "x").encode()
+        patched += pkl[pos:m.start()] + b"\x8c" + bytes([n]) + code
+        pos, count = m.start() + 2 + n, count + 1
+    patched += pkl[pos:]
+    assert count >= 2 and len(patched) == len(pkl)
+    (tmp_path / "evil_src.pkl").write_bytes(patched)
+    stub = read_network_pickle(tmp_path / "evil_src.pkl")["G_ema"]
+    assert stub.class_name.endswith("Generator")
+    G = load_prior(tmp_path / "evil_src.pkl")
+    golden_sd = _load(os.path.join(SG3, "sg3t_tiny.pt"))["state_dict"]  # exactly the .pt's tensors
+    assert G.state_dict().keys() == golden_sd.keys()
+    assert all(torch.equal(G.state_dict()[k], v) for k, v in golden_sd.items())
+    assert not (tmp_path / "ran.txt").exists()
+    exec(compile(source, "check", "exec"))  # the same source, run on purpose, does write the file
+    assert (tmp_path / "ran.txt").exists()
+
+
+def test_stylegan3_convert_to_our_format_and_back(tmp_path):
+    r = _load(os.path.join(SG3, "sg3r_tiny.pt"))
+    out = convert_prior(os.path.join(SG3, "sg3r_tiny.pt"), tmp_path / "sg3_prior")
+    meta = json.loads((out / "prior.json").read_text())
+    assert meta["architecture"] == "stylegan3" and meta["n_latent"] == 16
+    assert meta["generator"]["conv_kernel"] == 1 and meta["generator"]["use_radial_filters"] is True
+    G = load_prior(out)
+    assert all(torch.equal(G.state_dict()[k], v) for k, v in r["state_dict"].items())
+    check_sg3(G, r)
+    (out / "prior.json").write_text(json.dumps(dict(meta, architecture="stylegan9")))
+    with pytest.raises(PriorLoadError, match=r"prior.json: architecture 'stylegan9' is not supported"):
+        load_prior(out)
+
+
+def test_stylegan3_errors_name_what_is_missing_or_mismatched(tmp_path):
+    t = _load(os.path.join(SG3, "sg3t_tiny.pt"))
+    sd = dict(t["state_dict"])
+    sd.pop("synthesis.L3_36_38.down_filter")
+    torch.save({"init_kwargs": t["init_kwargs"], "state_dict": sd}, tmp_path / "nofilter.pt")
+    with pytest.raises(PriorLoadError, match=r"nofilter.pt does not fit Generator: missing \(1\): "
+                                             r"synthesis.L3_36_38.down_filter"):
+        load_prior(tmp_path / "nofilter.pt")
+    torch.save({"init_kwargs": dict(t["init_kwargs"], conv_kernel=1), "state_dict": t["state_dict"]},
+               tmp_path / "kernel.pt")
+    with pytest.raises(PriorLoadError, match=r"kernel.pt does not fit Generator: shape mismatch .*"
+                                             r"synthesis.L0_36_64.weight: expected \(64, 64, 1, 1\), got \(64, 64, 3, 3\)"):
+        load_prior(tmp_path / "kernel.pt")
+    torch.save({"init_kwargs": dict(t["init_kwargs"], use_noise=True), "state_dict": t["state_dict"]},
+               tmp_path / "kw.pt")
+    with pytest.raises(PriorLoadError, match=r"kw.pt: not a supported StyleGAN3 generator configuration: "
+                                             r"unsupported use_noise=True"):
+        load_prior(tmp_path / "kw.pt")

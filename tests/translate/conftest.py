@@ -85,6 +85,19 @@ def prior(tmp_path_factory):
     return save_prior(G, tmp_path_factory.mktemp("prior") / "toy")
 
 
+@pytest.fixture(scope="session")
+def sg3_prior(tmp_path_factory):
+    """A tiny StyleGAN3-T prior (32 px, w_dim 16, 3 layers + ToRGB: 5 style vectors) saved in our prior format."""
+    from priors.loaders import save_prior
+    from priors.stylegan3 import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig(z_dim=16, w_dim=16, img_resolution=32, channel_base=128, channel_max=8,
+                                  num_layers=3, num_critical=1, margin_size=2))
+    G.mapping.w_avg.normal_()
+    return save_prior(G, tmp_path_factory.mktemp("sg3_prior") / "toy")
+
+
 # what every tiny pSp run in these tests shares: small nets at 32 px, on the CPU, quiet
 TINY_PSP_RUN = ["method=psp", "model.channels=[4,8,8,16]", "model.input_size=32", "model.loss_size=32",
                 "data.preprocess=none", "data.num_workers=0", "trainer.accelerator=cpu",

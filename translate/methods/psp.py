@@ -33,6 +33,12 @@ from translate.methods.base import TranslationModule
 from translate.methods.optim import build_optimizer, psp_decoder_groups
 from translate.methods.stylegan2 import d_logistic, g_nonsaturating, r1_penalty, whole_groups
 
+def _n_styles_for_decoder(decoder) -> Dict[str, int]:
+    """The encoder's n_styles where the decoder is not a StyleGAN2 (whose count follows from its resolution): a
+    StyleGAN3 decoder takes num_ws = num_layers + 2 codes at any resolution."""
+    return {} if isinstance(decoder, Generator) else {"n_styles": decoder.num_ws}
+
+
 TEST_ARCFACE_CHANNELS = (8, 8, 16, 16)  # width of the random ArcFace built for `id_weights: random`
 
 
@@ -231,7 +237,8 @@ class PSP(TranslationModule):
         encoder_nc = input_nc + (decoder.img_channels if cfg.restyle_iters else 0)  # ReStyle: + the reconstruction
         encoder = build_encoder(cfg.encoder_type, num_layers=cfg.num_layers, mode=cfg.mode, input_nc=encoder_nc,
                                 output_size=decoder.img_resolution, input_size=cfg.input_size,
-                                channels=list(cfg.channels), w_dim=decoder.w_dim)
+                                channels=list(cfg.channels), w_dim=decoder.w_dim,
+                                **_n_styles_for_decoder(decoder))
         if cfg.encoder_weights:
             self._init_encoder(encoder, cfg.encoder_weights)
         self.net = PSPNet(encoder, decoder, self._average_latent(decoder), cfg.start_from_latent_avg,
@@ -270,6 +277,9 @@ class PSP(TranslationModule):
 
     @staticmethod
     def _feature_res(cfg: PSPConfig, decoder: Generator) -> int:
+        if cfg.feature_res and not hasattr(decoder.synthesis, "block_resolutions"):
+            raise ValueError(f"model.feature_res: needs a StyleGAN2 prior (resolution blocks); {cfg.prior} is a "
+                             "StyleGAN3 generator: set feature_res to 0")
         if cfg.feature_res and cfg.feature_res not in decoder.synthesis.block_resolutions:
             raise ConfigError(f"model.feature_res: expected one of the prior's block resolutions "
                               f"{decoder.synthesis.block_resolutions} (model.prior {cfg.prior}) or 0, got "

@@ -5,6 +5,9 @@ G's every `g_reg_interval` minibatches, their losses scaled by the interval, eac
 mixing; an exponential moving average of G (G_ema, the network that is sampled and exported); Adam with the
 lazy-regularization correction of lr and betas; optional DiffAugment before D. The images are `batch["B"]`.
 `cli.py export` writes G_ema in the prior format of priors.loaders, which `priors.load_prior` reads.
+`model.architecture: stylegan3-t | stylegan3-r` trains a StyleGAN3 generator (priors.stylegan3) against the same
+discriminator with the same losses and R1, but without path-length regularization and style mixing, as NVIDIA's
+StyleGAN3 configs do (both must be set to 0: nothing is switched off silently).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn.functional import softplus
 
+from priors import stylegan3
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from safeio.errors import ConfigError
 from translate.methods.interface import PRIOR, Method
@@ -29,6 +33,7 @@ from translate.methods.images import log_images
 class StyleGAN2Config:
     """StyleGAN2 training options; defaults are config F and NVIDIA's stylegan2-ada-pytorch training defaults."""
 
+    architecture: str = "stylegan2"  # the generator: stylegan2 | stylegan3-t | stylegan3-r (Alias-Free GAN)
     resolution: int = 256  # image side, a power of two (must equal the data's image size)
     z_dim: int = 512  # input latent z
     w_dim: int = 512  # intermediate latent w
@@ -53,6 +58,10 @@ class StyleGAN2Config:
     augment: List[str] = field(default_factory=list)  # DiffAugment policies: color, translation, cutout
     val_samples: int = 16  # G_ema samples (seeds 0..n-1, a square grid) logged at each validation
     val_truncation: float = 1.0  # truncation psi of those samples
+    magnitude_ema_beta: float = 0.999  # StyleGAN3: decay of each layer's input magnitude (NVIDIA: 0.5 ** (batch / 2e4))
+    sg3_layers: int = 14  # StyleGAN3: synthesis layers before the ToRGB (NVIDIA: 14)
+    sg3_critical: int = 2  # StyleGAN3: critically sampled layers at the end (NVIDIA: 2)
+    sg3_margin: int = 10  # StyleGAN3: extra pixels around the internal feature maps (NVIDIA: 10)
 
 
 def sanitize_grads(params: Iterable[torch.Tensor]) -> None:
@@ -99,6 +108,34 @@ def whole_groups(images: torch.Tensor, group_size: int) -> torch.Tensor:
     return images[: images.shape[0] - images.shape[0] % group]
 
 
+ARCHITECTURES = ("stylegan2", "stylegan3-t", "stylegan3-r")
+
+
+def build_generator(c: StyleGAN2Config, img_channels: int) -> nn.Module:
+    """The generator `model.architecture` names. StyleGAN3-R is T with 1x1 convolutions and radial filters (its
+    doubled channel_base / channel_max, as NVIDIA's train.py sets them, are the config's business)."""
+    if c.architecture not in ARCHITECTURES:
+        raise ConfigError(f"model.architecture: expected one of {ARCHITECTURES}, got {c.architecture!r}",
+                          key="model.architecture")
+    if c.architecture == "stylegan2":
+        return Generator(GeneratorConfig(
+            z_dim=c.z_dim, w_dim=c.w_dim, img_resolution=c.resolution, img_channels=img_channels,
+            channel_base=c.channel_base, channel_max=c.channel_max, mapping_layers=c.mapping_layers,
+            mapping_lr_multiplier=c.mapping_lr_multiplier, conv_clamp=c.conv_clamp))
+    for key in ("pl_weight", "style_mixing_prob"):
+        if getattr(c, key) != 0:
+            raise ConfigError(f"model.{key}: StyleGAN3 trains without path-length regularization and style mixing "
+                              f"(NVIDIA's configs); set it to 0 for model.architecture={c.architecture}, got "
+                              f"{getattr(c, key)}", key=f"model.{key}")
+    radial = c.architecture == "stylegan3-r"
+    return stylegan3.Generator(stylegan3.GeneratorConfig(
+        z_dim=c.z_dim, w_dim=c.w_dim, img_resolution=c.resolution, img_channels=img_channels,
+        channel_base=c.channel_base, channel_max=c.channel_max, mapping_layers=c.mapping_layers,
+        mapping_lr_multiplier=c.mapping_lr_multiplier, conv_clamp=256 if c.conv_clamp is None else c.conv_clamp,
+        conv_kernel=1 if radial else 3, use_radial_filters=radial, magnitude_ema_beta=c.magnitude_ema_beta,
+        num_layers=c.sg3_layers, num_critical=c.sg3_critical, margin_size=c.sg3_margin))
+
+
 class StyleGAN2(Method):
     """G, D and G_ema; one minibatch = a G step (+ path length) then a D step (+ R1), then the EMA update."""
 
@@ -116,10 +153,7 @@ class StyleGAN2(Method):
             if getattr(c, key) < 1:
                 raise ConfigError(f"model.{key}: expected a positive integer, got {getattr(c, key)}",
                                   key=f"model.{key}")
-        self.net_g = Generator(GeneratorConfig(
-            z_dim=c.z_dim, w_dim=c.w_dim, img_resolution=c.resolution, img_channels=output_nc,
-            channel_base=c.channel_base, channel_max=c.channel_max, mapping_layers=c.mapping_layers,
-            mapping_lr_multiplier=c.mapping_lr_multiplier, conv_clamp=c.conv_clamp))
+        self.net_g = build_generator(c, output_nc)
         self.net_d = Discriminator(DiscriminatorConfig(
             img_resolution=c.resolution, img_channels=output_nc, channel_base=c.channel_base,
             channel_max=c.channel_max, mbstd_group_size=c.mbstd_group_size, conv_clamp=c.conv_clamp))

@@ -467,3 +467,28 @@ def test_bf16_mixed_precision_trains_and_translates(prior, tmp_path, tiny_psp_co
             low = net(x)
     assert low.shape == ref.shape and torch.isfinite(low).all()
     assert (low.float() - ref).abs().mean() < 0.05 * ref.abs().mean() + 1e-3
+
+
+@pytest.mark.filterwarnings("ignore:.*randomly initialised")
+def test_stylegan3_decoder_trains_exports_and_translates(sg3_prior, tmp_path, tiny_psp_config):
+    """pSp into a StyleGAN3 prior: the encoder predicts the generator's num_ws codes; fit, export (ONNX through the
+    reference ops, with the parity gate), and the bundle's eager and ONNX translations agree."""
+    from priors.loaders import load_prior
+
+    n = load_prior(sg3_prior).num_ws
+    cfg = tiny_psp_config(sg3_prior, tmp_path / "run", *SKETCH_RUN, "trainer.max_steps=2")
+    trainer, mod = runner.fit(cfg)
+    assert mod.net.n_styles == mod.net.encoder.n_styles == n == 5
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    bundle = tmp_path / "bundle"
+    assert cli.main(["export", "--ckpt", str(tmp_path / "run" / "checkpoints" / "last.ckpt"),
+                     "--out", str(bundle)]) == 0
+    from translate.deploy.inference import load_translator
+
+    eager, onnx = load_translator(bundle), load_translator(bundle, backend="onnx")
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    y = eager.translate_batch(x)
+    assert y.shape == (2, 3, 32, 32) and torch.isfinite(y).all()
+    torch.testing.assert_close(onnx.translate_batch(x), y, atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="model.feature_res: needs a StyleGAN2 prior"):
+        module(sg3_prior, feature_res=16)

@@ -237,3 +237,40 @@ def test_ddp_keeps_the_prior_s_buffers_per_process(tmp_path):
     sg2 = runner.build_trainer(load_config([write_config(tmp_path)], ["trainer.strategy=ddp"]), tmp_path)
     assert sg2.strategy._ddp_kwargs["broadcast_buffers"] is False
     assert p2p.strategy._ddp_kwargs["broadcast_buffers"] is True  # batch-norm statistics follow rank 0
+
+
+SG3_TINY = dict(TINY, architecture="stylegan3-t", channel_base=64, channel_max=8, pl_weight=0.0,
+                style_mixing_prob=0.0, magnitude_ema_beta=0.5, sg3_layers=3, sg3_critical=1, sg3_margin=2)
+
+
+def test_stylegan3_prior_trains_with_r1_and_exports(tmp_path):
+    """model.architecture stylegan3-t: G and D steps with R1 (differentiated twice through filtered_lrelu), the EMA
+    copies the magnitude buffers, and G_ema exports as a StyleGAN3 prior that load_prior renders."""
+    from priors import stylegan3
+
+    torch.manual_seed(0)
+    cfg = dict(SG3_TINY)
+    module = StyleGAN2(model=cfg)
+    assert isinstance(module.net_g, stylegan3.Generator)
+    layer = getattr(module.net_g.synthesis, module.net_g.synthesis.layer_names[0])
+    before = float(layer.magnitude_ema)
+    fake, ws = module.train().sample(2)
+    assert fake.shape == (2, 3, 32, 32) and ws.shape[1] == 5 and float(layer.magnitude_ema) != before
+    real = torch.rand(2, 3, 32, 32) * 2 - 1
+    module.r1_penalty(real).backward()
+    from translate.methods.stylegan2 import g_nonsaturating
+
+    g_nonsaturating(module.net_d(fake)).backward()
+    grads = [p.grad for p in module.net_g.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    module.update_ema(2)
+    assert float(getattr(module.g_ema.synthesis, layer_name := module.net_g.synthesis.layer_names[0]).magnitude_ema) \
+        == float(getattr(module.net_g.synthesis, layer_name).magnitude_ema)
+    G = load_prior(module.export_to(tmp_path / "prior"))
+    z = z_for([0, 1], 16)
+    with torch.no_grad():
+        torch.testing.assert_close(G(z), module.g_ema(z), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="model.pl_weight: StyleGAN3 trains without path-length"):
+        StyleGAN2(model=dict(SG3_TINY, pl_weight=2.0))
+    with pytest.raises(ValueError, match="model.architecture: expected one of"):
+        StyleGAN2(model=dict(TINY, architecture="stylegan4"))

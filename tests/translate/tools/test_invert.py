@@ -248,3 +248,40 @@ def test_restyle_training_option(prior, faces, tmp_path, monkeypatch, capsys, ti
     assert "mean |" in capsys.readouterr().out
     with pytest.raises(ValueError, match="model.restyle_iters must be >= 0"):
         PSP(model=PSPConfig(prior=str(prior), restyle_iters=-1, lpips_lambda=0, id_lambda=0))
+
+
+def test_refinement_with_a_stylegan3_prior(sg3_prior, faces):
+    """invert --refine through a StyleGAN3 decoder (n codes = its num_ws), with and without the domain term."""
+    torch.manual_seed(0)
+    G = load_prior(sg3_prior)
+    enc = build_encoder("GradualStyleEncoder", input_nc=3, n_styles=G.num_ws, **ENC)
+    net = PSPNet(enc, G, G.mapping.w_avg, noise_mode="const").eval().requires_grad_(False)
+    x = images(faces)[0]
+    kw = dict(refine_steps=8, lr=0.05)
+    plain, with_dom = invert_image(net, x, lambda_dom=0.0, **kw), invert_image(net, x, lambda_dom=50.0, **kw)
+    assert plain.w.shape == (G.num_ws, 16)
+    assert plain.history[-1] < plain.history[0] and with_dom.history[-1] < with_dom.history[0]
+    assert with_dom.domain < plain.domain
+
+
+def test_restyle_with_a_stylegan3_prior_and_the_spec_round_trip(sg3_prior, faces):
+    """ReStyle iterations through a StyleGAN3 decoder, and a PSPNet rebuilt from its spec (as a bundle is) takes the
+    same weights and gives the same codes."""
+    from nets.psp import build_psp_net
+
+    torch.manual_seed(0)
+    G = load_prior(sg3_prior)
+    enc = build_encoder("GradualStyleEncoder", input_nc=6, n_styles=G.num_ws, **ENC)
+    net = PSPNet(enc, G, G.mapping.w_avg, noise_mode="const", restyle_iters=1).eval().requires_grad_(False)
+    x = images(faces)[0]
+    two = invert_image(net, x, restyle=2)
+    with torch.no_grad():
+        w = net.latent_avg[None]
+        for _ in range(2):
+            w = w + net.encoder(torch.cat([x[None], net.decode(w)], 1))
+    torch.testing.assert_close(two.w, w[0])
+    spec = net.spec()
+    assert spec["decoder_architecture"] == "stylegan3" and spec["encoder"]["n_styles"] == G.num_ws
+    rebuilt = build_psp_net(spec)
+    rebuilt.load_state_dict(net.state_dict())
+    torch.testing.assert_close(invert_image(rebuilt.eval(), x, restyle=2).w, two.w)
