@@ -3,17 +3,17 @@
 `use_cuda(x, impl)` decides per call: "ref" never uses the compiled ops; "cuda" uses them or raises with the
 reason; "auto" uses them for CUDA tensors when the library builds and loads, else warns once with the reason and
 runs the reference PyTorch path. The library (csrc/, built by priors/ops/_build.py) is built and loaded on the first
-CUDA call, never at import. It registers torch.ops.translate_ops.{upfirdn2d, bias_act, bias_act_grad} with CPU and
-CUDA kernels. Once it is loaded, this module registers their fake implementations (output shapes, for torch.compile
-and torch.export) and their autograd formulas, written with the operators themselves so that they can be
-differentiated again (double backward for R1 and path-length regularization).
+CUDA call, never at import. It registers torch.ops.translate_ops.{upfirdn2d, bias_act, bias_act_grad,
+filtered_lrelu} with CPU and CUDA kernels. Once it is loaded, this module registers their fake implementations
+(output shapes, for torch.compile and torch.export) and their autograd formulas, written with the operators
+themselves so that they can be differentiated again (double backward for R1 and path-length regularization).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import warnings
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -152,6 +152,35 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alp
     return torch.ops.translate_ops.bias_act(x, b, dim, act, float(alpha), float(gain), float(clamp))
 
 
+def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torch.Tensor], b: Optional[torch.Tensor],
+                   up: Union[int, Sequence[int]], down: Union[int, Sequence[int]], padding: Sequence[int],
+                   gain: float, slope: float, clamp: Optional[float], flip_filter: bool) -> torch.Tensor:
+    """The compiled filtered_lrelu (one fused pass per output tile) with resolved arguments: fu, fd 1-D
+    (separable), 2-D or None (identity); b (C,) or None; up, down an int or (x, y); padding (px0, px1, py0, py1);
+    clamp None (or < 0) for none. x and b are promoted to a common dtype, as x + b is on the reference path."""
+    (up_x, up_y), (down_x, down_y) = _xy(up), _xy(down)
+    pad_x0, pad_x1, pad_y0, pad_y1 = padding
+    fu, fd = _unit_filter(fu, x), _unit_filter(fd, x)
+    if (fu.requires_grad or fd.requires_grad) and torch.is_grad_enabled():
+        raise ValueError("filtered_lrelu: the compiled op does not differentiate the filters, but fu or fd requires "
+                         "grad; detach them or use impl='ref'")
+    if b is not None and b.dtype != x.dtype:
+        dtype = torch.promote_types(x.dtype, b.dtype)
+        x, b = x.to(dtype), b.to(dtype)
+    return torch.ops.translate_ops.filtered_lrelu(x, fu, fd, b, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0,
+                                                  pad_y1, float(gain), float(slope),
+                                                  -1.0 if clamp is None else float(clamp), bool(flip_filter))
+
+
+def _xy(v: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _unit_filter(f: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """f, or for None the identity: one separable unit tap."""
+    return torch.ones(1, dtype=torch.float32, device=x.device) if f is None else f
+
+
 # ------------------------------------------------------------------------- fake implementations (shapes only)
 
 def _upfirdn2d_fake(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain):
@@ -159,6 +188,22 @@ def _upfirdn2d_fake(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pa
     torch._check(f.ndim == 2, lambda: f"upfirdn2d: expected a 2-D filter (fh, fw), got {tuple(f.shape)}")
     out_h = (x.shape[2] * up_y + pad_y0 + pad_y1 - f.shape[0]) // down_y + 1
     out_w = (x.shape[3] * up_x + pad_x0 + pad_x1 - f.shape[1]) // down_x + 1
+    return x.new_empty((x.shape[0], x.shape[1], out_h, out_w))
+
+
+def _filtered_lrelu_size(x, fu, fd, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1):
+    """(out_h, out_w): the down filter's positions over the upsampled image (in * up + pads - fu + 1 samples)."""
+    mid_w = x.shape[3] * up_x + pad_x0 + pad_x1 - fu.shape[-1] + 1
+    mid_h = x.shape[2] * up_y + pad_y0 + pad_y1 - fu.shape[0] + 1
+    return (mid_h - fd.shape[0]) // down_y + 1, (mid_w - fd.shape[-1]) // down_x + 1
+
+
+def _filtered_lrelu_fake(x, fu, fd, b, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, gain, slope,
+                         clamp, flip_filter):
+    torch._check(x.ndim == 4, lambda: f"filtered_lrelu: expected x of shape (N, C, H, W), got {tuple(x.shape)}")
+    torch._check(fu.ndim in (1, 2) and fd.ndim in (1, 2),
+                 lambda: f"filtered_lrelu: expected 1-D or 2-D filters, got {tuple(fu.shape)}, {tuple(fd.shape)}")
+    out_h, out_w = _filtered_lrelu_size(x, fu, fd, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1)
     return x.new_empty((x.shape[0], x.shape[1], out_h, out_w))
 
 
@@ -244,6 +289,53 @@ def _bias_act_grad_backward(ctx, g):
     return d_dy, d_x, d_b, None, None, None, None, None, None
 
 
+def _fir_adjoint(g: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple[int, int],
+                 pad0: Tuple[int, int], in_size: Tuple[int, int], flip_filter: bool, gain: float) -> torch.Tensor:
+    """The adjoint of upfirdn2d(x, f, up, down, padding with leading (px0, py0), gain) for x of in_size (H, W),
+    applied to g (the output's size), by the compiled upfirdn2d (see _upfirdn2d_backward). A 1-D f is separable:
+    the forward runs the x pass then the y pass, so its adjoint runs the y pass's adjoint first."""
+    op = torch.ops.translate_ops.upfirdn2d
+
+    def adjoint(g, f2, up_x, up_y, down_x, down_y, pad_x0, pad_y0, in_h, in_w, gain):
+        filt_h, filt_w = f2.shape
+        return op(g, f2, down_x, down_y, up_x, up_y,
+                  filt_w - 1 - pad_x0, in_w * up_x - g.shape[3] * down_x + pad_x0 - up_x + 1,
+                  filt_h - 1 - pad_y0, in_h * up_y - g.shape[2] * down_y + pad_y0 - up_y + 1,
+                  not flip_filter, gain)
+
+    (up_x, up_y), (down_x, down_y), (pad_x0, pad_y0), (in_h, in_w) = up, down, pad0, in_size
+    if f.ndim == 2:
+        return adjoint(g, f, up_x, up_y, down_x, down_y, pad_x0, pad_y0, in_h, in_w, float(gain))
+    g = adjoint(g, f.unsqueeze(1), 1, up_y, 1, down_y, 0, pad_y0, in_h, g.shape[3], float(gain))
+    return adjoint(g, f.unsqueeze(0), up_x, 1, down_x, 1, pad_x0, 0, in_h, in_w, 1.0)
+
+
+def _filtered_lrelu_setup(ctx, inputs, output):
+    x, fu, fd, b = inputs[:4]
+    ctx.save_for_backward(x, fu, fd, b)
+    ctx.args = inputs[4:]
+
+
+def _filtered_lrelu_backward(ctx, dy):
+    """With z = x + b, u = U(z) the upsampled image and a = act(u): dy -> da = D^T dy (the down filter's adjoint)
+    -> du = da * gain * lrelu'(u) * [|gain * lrelu(u)| <= clamp] (bias_act_grad) -> dx = U^T du, db = sum of dx.
+    u is recomputed here (the forward kept nothing at the upsampled rate) with the compiled upfirdn2d; every step is
+    a compiled op with its own autograd formula, so this backward can be differentiated again."""
+    if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+        raise RuntimeError("translate_ops::filtered_lrelu does not differentiate the filters fu, fd; use impl='ref'")
+    x, fu, fd, b = ctx.saved_tensors
+    up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, gain, slope, clamp, flip_filter = ctx.args
+    up_gain = up_x * up_y
+    z = x if b is None else x + b.view(1, -1, 1, 1)
+    u = upfirdn2d(z, fu, (up_x, up_y), (1, 1), (pad_x0, pad_x1, pad_y0, pad_y1), flip_filter, up_gain)
+    da = _fir_adjoint(dy, fd, (1, 1), (down_x, down_y), (0, 0), (u.shape[2], u.shape[3]), flip_filter, 1.0)
+    du = torch.ops.translate_ops.bias_act_grad(da, u, None, 1, "lrelu", slope, gain, clamp, 1)
+    dx = _fir_adjoint(du, fu, (up_x, up_y), (1, 1), (pad_x0, pad_y0), (x.shape[2], x.shape[3]), flip_filter,
+                      up_gain)
+    db = dx.sum([0, 2, 3]) if b is not None and ctx.needs_input_grad[3] else None
+    return (dx if ctx.needs_input_grad[0] else None, None, None, db) + (None,) * 12
+
+
 def _register_python_side() -> None:
     """Once per process, after the library is loaded (registration needs the operators' schemas)."""
     if _state["registered"]:
@@ -251,10 +343,13 @@ def _register_python_side() -> None:
     torch.library.register_fake("translate_ops::upfirdn2d", _upfirdn2d_fake)
     torch.library.register_fake("translate_ops::bias_act", _bias_act_fake)
     torch.library.register_fake("translate_ops::bias_act_grad", _bias_act_grad_fake)
+    torch.library.register_fake("translate_ops::filtered_lrelu", _filtered_lrelu_fake)
     torch.library.register_autograd("translate_ops::upfirdn2d", _upfirdn2d_backward, setup_context=_upfirdn2d_setup)
     torch.library.register_autograd("translate_ops::bias_act", _bias_act_backward, setup_context=_bias_act_setup)
     torch.library.register_autograd("translate_ops::bias_act_grad", _bias_act_grad_backward,
                                     setup_context=_bias_act_grad_setup)
+    torch.library.register_autograd("translate_ops::filtered_lrelu", _filtered_lrelu_backward,
+                                    setup_context=_filtered_lrelu_setup)
     _state["registered"] = True
 
 
