@@ -145,15 +145,20 @@ TK_HD void filtered_lrelu_load_filter(int w, int h, bool separable, bool flip, c
   for (int i = tid; i < taps; i += threads) s_f[i] = flip ? f[i] : f[taps - 1 - i];
 }
 
-// Stage 1: thread `tid` copies its share of the input window plus the plane's bias; outside x, zeros.
+// A window of a plane: w x h samples from (x0, y0) on, stored row after row.
+struct Window {
+  int x0, y0, w, h;
+};
+
+// Stage 1: thread `tid` copies its share of the input window `win` plus the plane's bias; outside x, zeros.
 template <typename T, typename A>
-TK_HD void filtered_lrelu_load_input(const FilteredLreluParams& p, const T* x, const T* b, A* s_x, int64_t plane,
-                                     const FilteredLreluTile& o, int tid) {
+TK_HD void filtered_lrelu_load_input(const FilteredLreluParams& p, const T* x, const T* b, A* s_x,
+                                     int64_t plane, const Window& win, int tid) {
   const T* xp = x + (plane / p.channels) * p.stride_n + (plane % p.channels) * p.stride_c;
   const A bias = b != nullptr ? static_cast<A>(b[plane % p.channels]) : A(0);
-  const int count = p.span_w * p.span_h;
+  const int count = win.w * win.h;
   for (int i = tid; i < count; i += p.threads) {
-    const int iy = o.iy0 + i / p.span_w, ix = o.ix0 + i % p.span_w;
+    const int iy = win.y0 + i / win.w, ix = win.x0 + i % win.w;
     A v = A(0);
     if (iy >= 0 && iy < p.in_h && ix >= 0 && ix < p.in_w) {
       v = static_cast<A>(xp[iy * p.stride_h + ix * p.stride_w]) + bias;
@@ -162,17 +167,23 @@ TK_HD void filtered_lrelu_load_input(const FilteredLreluParams& p, const T* x, c
   }
 }
 
+// The x pass of a separable filter (or any pass whose outputs stay in shared memory): thread `tid` computes its
+// share of dst[r][c] = fir_at(output (out.x0 + c, out.y0 + r)).
+template <typename A>
+TK_HD void fir_pass(const A* src, int src_w, const A* taps, const FirAxis& ax, const FirAxis& ay, A* dst,
+                    const Window& out, int tid, int threads) {
+  const int count = out.w * out.h;
+  for (int i = tid; i < count; i += threads) {
+    dst[i] = fir_at(src, src_w, taps, ax, ay, out.x0 + i % out.w, out.y0 + i / out.w);
+  }
+}
+
 // Stage 2a (separable fu only): the x pass, s_t[r][c] for the window's rows r and the tile's upsampled columns c.
 template <typename A>
 TK_HD void filtered_lrelu_up_x(const FilteredLreluParams& p, const A* s_x, const A* s_fu, A* s_t,
                                const FilteredLreluTile& o, int tid) {
-  const FirAxis ax{p.up_x, 1, p.pad_x0, p.fu_w, o.ix0};
-  const FirAxis ay = fir_identity(o.iy0);
-  const int count = p.mid_w * p.span_h;
-  for (int i = tid; i < count; i += p.threads) {
-    const int r = i / p.mid_w, c = i % p.mid_w;
-    s_t[i] = fir_at(s_x, p.span_w, s_fu, ax, ay, o.mx0 + c, o.iy0 + r);
-  }
+  fir_pass(s_x, p.span_w, s_fu, FirAxis{p.up_x, 1, p.pad_x0, p.fu_w, o.ix0}, fir_identity(o.iy0), s_t,
+           Window{o.mx0, o.iy0, p.mid_w, p.span_h}, tid, p.threads);
 }
 
 // The activation of one upsampled sample: lrelu with slope, times gain, clamped.
@@ -208,13 +219,8 @@ TK_HD void filtered_lrelu_up(const FilteredLreluParams& p, const A* s_x, const A
 template <typename A>
 TK_HD void filtered_lrelu_down_x(const FilteredLreluParams& p, const A* s_mid, const A* s_fd, A* s_v,
                                  const FilteredLreluTile& o, int tid) {
-  const FirAxis ax{1, p.down_x, 0, p.fd_w, o.mx0};
-  const FirAxis ay = fir_identity(o.my0);
-  const int count = p.tile_w * p.mid_h;
-  for (int i = tid; i < count; i += p.threads) {
-    const int r = i / p.tile_w, c = i % p.tile_w;
-    s_v[i] = fir_at(s_mid, p.mid_w, s_fd, ax, ay, o.ox0 + c, o.my0 + r);
-  }
+  fir_pass(s_mid, p.mid_w, s_fd, FirAxis{1, p.down_x, 0, p.fd_w, o.mx0}, fir_identity(o.my0), s_v,
+           Window{o.ox0, o.my0, p.tile_w, p.mid_h}, tid, p.threads);
 }
 
 // Stage 3b: the tile's outputs, the y pass over s_v (separable fd) or the 2-D fd over s_mid; y is contiguous
@@ -238,11 +244,224 @@ TK_HD void filtered_lrelu_down(const FilteredLreluParams& p, const A* s_mid, con
   }
 }
 
+// ------------------------------------------------------------------------------------------------- the gradient
+//
+// dx = U^T (gain * lrelu'(u) * [|a| <= clamp] * D^T dy) and db = the sum of dx over (n, h, w), where U^T and D^T
+// are the adjoints of the up and down passes: a filter pass with up and down swapped and the taps reversed. The
+// gradient kernel tiles dx: the inputs [i0, i0 + tile) gather du at the upsampled positions
+// [i0 * up + pad0 - fu + 1, ...) of length mid = (tile - 1) * up + fu; the block recomputes u there from a window of
+// x + b (as the forward does, but keeping the activation's derivative), computes D^T dy there from a window of dy,
+// multiplies them, and applies U^T, again in shared memory only. Since lrelu and clamp are piecewise linear, this
+// gradient is linear in dy and locally constant in x and b: its own derivative is a forward-like pass of dy's
+// cotangent (priors/ops/_backend.py).
+struct FilteredLreluGradPlan {
+  int tile_w, tile_h;      // dx samples per block
+  int mid_w, mid_h;        // upsampled samples of du a tile gathers
+  int span_w, span_h;      // x samples that give u there
+  int dspan_w, dspan_h;    // dy samples that give D^T dy there
+  int tiles_x, tiles_y;
+};
+
+// The shared buffers of the gradient kernel, in elements, laid out as
+// [fu taps][fu taps reversed][fd taps reversed][front][s_du], where the front holds s_x (+ s_t) while u is built,
+// then s_dy (+ s_w, the x pass of D^T), then s_v (the x pass of U^T).
+struct FilteredLreluGradShared {
+  int64_t fu, fd, front, x, dy, mid;
+  TK_HD int64_t total() const { return 2 * fu + fd + front + mid; }
+};
+
+TK_HD FilteredLreluGradShared filtered_lrelu_grad_shared(const FilteredLreluParams& p,
+                                                        const FilteredLreluGradPlan& g) {
+  FilteredLreluGradShared s;
+  s.fu = filtered_lrelu_taps(p.fu_w, p.fu_h, p.fu_separable);
+  s.fd = filtered_lrelu_taps(p.fd_w, p.fd_h, p.fd_separable);
+  s.x = static_cast<int64_t>(g.span_w) * g.span_h;
+  s.dy = static_cast<int64_t>(g.dspan_w) * g.dspan_h;
+  const int64_t up = s.x + (p.fu_separable ? static_cast<int64_t>(g.span_h) * g.mid_w : 0);
+  const int64_t down = s.dy + (p.fd_separable ? static_cast<int64_t>(g.dspan_h) * g.mid_w : 0);
+  const int64_t back = p.fu_separable ? static_cast<int64_t>(g.mid_h) * g.tile_w : 0;
+  s.front = up > down ? up : down;
+  s.front = s.front > back ? s.front : back;
+  s.mid = static_cast<int64_t>(g.mid_w) * g.mid_h;
+  return s;
+}
+
+template <typename A>
+inline int64_t filtered_lrelu_grad_shared_bytes(const FilteredLreluParams& p, const FilteredLreluGradPlan& g) {
+  return static_cast<int64_t>(sizeof(A)) * filtered_lrelu_grad_shared(p, g).total();
+}
+
+// As filtered_lrelu_plan, over dx (in_h x in_w).
+template <typename A>
+inline bool filtered_lrelu_grad_plan(const FilteredLreluParams& p, FilteredLreluGradPlan& g) {
+  g.tile_w = round_up_pow2(p.in_w, 32);
+  g.tile_h = round_up_pow2(p.in_h, 32);
+  for (;;) {
+    g.mid_w = (g.tile_w - 1) * p.up_x + p.fu_w;
+    g.mid_h = (g.tile_h - 1) * p.up_y + p.fu_h;
+    g.span_w = upfirdn2d_span(g.mid_w, p.up_x, 1, p.fu_w);
+    g.span_h = upfirdn2d_span(g.mid_h, p.up_y, 1, p.fu_h);
+    g.dspan_w = upfirdn2d_span(g.mid_w, p.down_x, 1, p.fd_w);
+    g.dspan_h = upfirdn2d_span(g.mid_h, p.down_y, 1, p.fd_h);
+    if (filtered_lrelu_grad_shared_bytes<A>(p, g) <= kMaxSharedBytes) break;
+    if (g.tile_w == 1 && g.tile_h == 1) return false;
+    if (g.tile_h > 1 && (g.tile_h >= g.tile_w || g.tile_w == 1)) {
+      g.tile_h = (g.tile_h + 1) / 2;
+    } else {
+      g.tile_w = (g.tile_w + 1) / 2;
+    }
+  }
+  g.tiles_x = (p.in_w + g.tile_w - 1) / g.tile_w;
+  g.tiles_y = (p.in_h + g.tile_h - 1) / g.tile_h;
+  return true;
+}
+
+// Where a gradient tile starts: its first dx sample (ix0, iy0), the first upsampled position it gathers (mx0, my0),
+// and the first samples of its windows of x (zx0, zy0) and of dy (qx0, qy0).
+struct FilteredLreluGradTile {
+  int ix0, iy0, mx0, my0, zx0, zy0, qx0, qy0;
+};
+
+TK_HD FilteredLreluGradTile filtered_lrelu_grad_tile(const FilteredLreluParams& p, const FilteredLreluGradPlan& g,
+                                                     int tile) {
+  FilteredLreluGradTile o;
+  o.ix0 = (tile % g.tiles_x) * g.tile_w;
+  o.iy0 = (tile / g.tiles_x) * g.tile_h;
+  o.mx0 = o.ix0 * p.up_x + p.pad_x0 - (p.fu_w - 1);
+  o.my0 = o.iy0 * p.up_y + p.pad_y0 - (p.fu_h - 1);
+  o.zx0 = ceil_div(o.mx0 - p.pad_x0, p.up_x);
+  o.zy0 = ceil_div(o.my0 - p.pad_y0, p.up_y);
+  o.qx0 = ceil_div(o.mx0 - (p.fd_w - 1), p.down_x);
+  o.qy0 = ceil_div(o.my0 - (p.fd_h - 1), p.down_y);
+  return o;
+}
+
+// Thread `tid` copies its share of the dy window; outside dy (contiguous (N, C, out_h, out_w)), zeros.
+template <typename T, typename A>
+TK_HD void filtered_lrelu_load_dy(const FilteredLreluParams& p, const T* dy, A* s_dy, int64_t plane,
+                                  const Window& win, int tid) {
+  const T* dp = dy + plane * p.out_h * p.out_w;
+  const int count = win.w * win.h;
+  for (int i = tid; i < count; i += p.threads) {
+    const int qy = win.y0 + i / win.w, qx = win.x0 + i % win.w;
+    s_dy[i] = (qy >= 0 && qy < p.out_h && qx >= 0 && qx < p.out_w) ? static_cast<A>(dp[qy * p.out_w + qx]) : A(0);
+  }
+}
+
+// The derivative of the activation at one upsampled sample (0 where the clamp is flat; its edges pass, as
+// torch.clamp's gradient does; lrelu'(0) = slope, as bias_act's).
+template <typename A>
+TK_HD A filtered_lrelu_act_grad(const FilteredLreluParams& p, A u) {
+  const A d = (u > A(0) ? A(1) : static_cast<A>(p.slope)) * static_cast<A>(p.gain);
+  const A clamp = static_cast<A>(p.clamp);
+  if (clamp >= A(0)) {
+    const A v = u * d;
+    if (v > clamp || v < -clamp) return A(0);
+  }
+  return d;
+}
+
+// The x pass of fu over the x window (separable fu only): s_t (span_h x mid_w).
+template <typename A>
+TK_HD void filtered_lrelu_grad_up_x(const FilteredLreluParams& p, const FilteredLreluGradPlan& g, const A* s_x,
+                                    const A* s_fu, A* s_t, const FilteredLreluGradTile& o, int tid) {
+  fir_pass(s_x, g.span_w, s_fu, FirAxis{p.up_x, 1, p.pad_x0, p.fu_w, o.zx0}, fir_identity(o.zy0), s_t,
+           Window{o.mx0, o.zy0, g.mid_w, g.span_h}, tid, p.threads);
+}
+
+// Gradient stage 1 (after s_x and, for a separable fu, its x pass s_t): s_du = the activation's derivative at u.
+template <typename A>
+TK_HD void filtered_lrelu_grad_up(const FilteredLreluParams& p, const FilteredLreluGradPlan& g, const A* s_x,
+                                  const A* s_t, const A* s_fu, A* s_du, const FilteredLreluGradTile& o, int tid) {
+  const A up_gain = static_cast<A>(p.up_x * p.up_y);
+  const FirAxis ay{p.up_y, 1, p.pad_y0, p.fu_h, o.zy0};
+  const int count = g.mid_w * g.mid_h;
+  for (int i = tid; i < count; i += p.threads) {
+    const int r = i / g.mid_w, c = i % g.mid_w;
+    A u;
+    if (p.fu_separable) {
+      u = fir_at(s_t, g.mid_w, s_fu, fir_identity(o.mx0), ay, o.mx0 + c, o.my0 + r);
+    } else {
+      u = fir_at(s_x, g.span_w, s_fu, FirAxis{p.up_x, 1, p.pad_x0, p.fu_w, o.zx0}, ay, o.mx0 + c, o.my0 + r);
+    }
+    s_du[i] = filtered_lrelu_act_grad(p, u * up_gain);
+  }
+}
+
+// Gradient stage 2 (after s_dy and, for a separable fd, its x pass s_w): s_du *= D^T dy, the down pass's adjoint
+// (dy upsampled by down, filtered with the reversed taps s_fd_adj).
+template <typename A>
+TK_HD void filtered_lrelu_grad_down(const FilteredLreluParams& p, const FilteredLreluGradPlan& g, const A* s_dy,
+                                    const A* s_w, const A* s_fd_adj, A* s_du, const FilteredLreluGradTile& o,
+                                    int tid) {
+  const FirAxis ay{p.down_y, 1, p.fd_h - 1, p.fd_h, o.qy0};
+  const int count = g.mid_w * g.mid_h;
+  for (int i = tid; i < count; i += p.threads) {
+    const int r = i / g.mid_w, c = i % g.mid_w;
+    A da;
+    if (p.fd_separable) {
+      da = fir_at(s_w, g.mid_w, s_fd_adj, fir_identity(o.mx0), ay, o.mx0 + c, o.my0 + r);
+    } else {
+      da = fir_at(s_dy, g.dspan_w, s_fd_adj, FirAxis{p.down_x, 1, p.fd_w - 1, p.fd_w, o.qx0}, ay, o.mx0 + c,
+                  o.my0 + r);
+    }
+    s_du[i] *= da;
+  }
+}
+
+// The x passes of the two adjoints (separable filters only): D^T's over the dy window (dspan_h x mid_w), U^T's over
+// du (mid_h x tile_w).
+template <typename A>
+TK_HD void filtered_lrelu_grad_down_x(const FilteredLreluParams& p, const FilteredLreluGradPlan& g, const A* s_dy,
+                                      const A* s_fd_adj, A* s_w, const FilteredLreluGradTile& o, int tid) {
+  fir_pass(s_dy, g.dspan_w, s_fd_adj, FirAxis{p.down_x, 1, p.fd_w - 1, p.fd_w, o.qx0}, fir_identity(o.qy0), s_w,
+           Window{o.mx0, o.qy0, g.mid_w, g.dspan_h}, tid, p.threads);
+}
+
+template <typename A>
+TK_HD void filtered_lrelu_grad_dx_x(const FilteredLreluParams& p, const FilteredLreluGradPlan& g, const A* s_du,
+                                    const A* s_fu_adj, A* s_v, const FilteredLreluGradTile& o, int tid) {
+  fir_pass(s_du, g.mid_w, s_fu_adj, FirAxis{1, p.up_x, 0, p.fu_w, o.ix0 * p.up_x}, fir_identity(o.my0),
+           s_v, Window{o.ix0, o.my0, g.tile_w, g.mid_h}, tid, p.threads);
+}
+
+// Gradient stage 3: the tile's dx = U^T du (du decimated by up, filtered with the reversed taps s_fu_adj, times
+// up_x * up_y), written to dx (contiguous (N, C, in_h, in_w)).
+template <typename T, typename A>
+TK_HD void filtered_lrelu_grad_dx(const FilteredLreluParams& p, const FilteredLreluGradPlan& g, const A* s_du,
+                                  const A* s_v, const A* s_fu_adj, T* dx, int64_t plane,
+                                  const FilteredLreluGradTile& o, int tid) {
+  T* dp = dx + plane * p.in_h * p.in_w;
+  const A up_gain = static_cast<A>(p.up_x * p.up_y);
+  // dx[i] reads du at the upsampled position i * up + pad0 - (fu - 1) + k, stored at (i - ix0) * up + k: in the
+  // pass's own coordinates (position i * up + k), the window starts at ix0 * up.
+  const FirAxis ay{1, p.up_y, 0, p.fu_h, o.iy0 * p.up_y};
+  const int count = g.tile_w * g.tile_h;
+  for (int i = tid; i < count; i += p.threads) {
+    const int iy = o.iy0 + i / g.tile_w, ix = o.ix0 + i % g.tile_w;
+    if (iy >= p.in_h || ix >= p.in_w) continue;
+    A v;
+    if (p.fu_separable) {
+      v = fir_at(s_v, g.tile_w, s_fu_adj, fir_identity(o.ix0), ay, ix, iy);
+    } else {
+      v = fir_at(s_du, g.mid_w, s_fu_adj, FirAxis{1, p.up_x, 0, p.fu_w, o.ix0 * p.up_x}, ay, ix, iy);
+    }
+    dp[static_cast<int64_t>(iy) * p.in_w + ix] = static_cast<T>(v * up_gain);
+  }
+}
+
 // Launches the CUDA kernel on `stream` (defined in filtered_lrelu.cu for float, double, c10::Half,
 // c10::BFloat16); fu and fd hold their taps in the arithmetic type of T, b is null or has C entries.
 template <typename T>
 cudaError_t filtered_lrelu_cuda_launch(const FilteredLreluParams& p, const T* x, const T* b,
                                        const typename AccType<T>::type* fu, const typename AccType<T>::type* fd,
                                        T* y, cudaStream_t stream);
+
+// Launches the gradient kernel: dx from dy (contiguous, the output's shape), x, b and the filters.
+template <typename T>
+cudaError_t filtered_lrelu_grad_cuda_launch(const FilteredLreluParams& p, const FilteredLreluGradPlan& g,
+                                            const T* dy, const T* x, const T* b,
+                                            const typename AccType<T>::type* fu,
+                                            const typename AccType<T>::type* fd, T* dx, cudaStream_t stream);
 
 }  // namespace translate_ops

@@ -4,7 +4,7 @@
 reason; "auto" uses them for CUDA tensors when the library builds and loads, else warns once with the reason and
 runs the reference PyTorch path. The library (csrc/, built by priors/ops/_build.py) is built and loaded on the first
 CUDA call, never at import. It registers torch.ops.translate_ops.{upfirdn2d, bias_act, bias_act_grad,
-filtered_lrelu} with CPU and CUDA kernels. Once it is loaded, this module registers their fake implementations
+filtered_lrelu, filtered_lrelu_grad} with CPU and CUDA kernels. Once it is loaded, this module registers their fake implementations
 (output shapes, for torch.compile and torch.export) and their autograd formulas, written with the operators
 themselves so that they can be differentiated again (double backward for R1 and path-length regularization).
 """
@@ -207,6 +207,11 @@ def _filtered_lrelu_fake(x, fu, fd, b, up_x, up_y, down_x, down_y, pad_x0, pad_x
     return x.new_empty((x.shape[0], x.shape[1], out_h, out_w))
 
 
+def _filtered_lrelu_grad_fake(dy, x, fu, fd, b, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, gain,
+                              slope, clamp, flip_filter):
+    return x.new_empty(x.shape)
+
+
 def _bias_act_fake(x, b, dim, act, alpha, gain, clamp):
     return x.new_empty(x.shape)
 
@@ -289,27 +294,6 @@ def _bias_act_grad_backward(ctx, g):
     return d_dy, d_x, d_b, None, None, None, None, None, None
 
 
-def _fir_adjoint(g: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple[int, int],
-                 pad0: Tuple[int, int], in_size: Tuple[int, int], flip_filter: bool, gain: float) -> torch.Tensor:
-    """The adjoint of upfirdn2d(x, f, up, down, padding with leading (px0, py0), gain) for x of in_size (H, W),
-    applied to g (the output's size), by the compiled upfirdn2d (see _upfirdn2d_backward). A 1-D f is separable:
-    the forward runs the x pass then the y pass, so its adjoint runs the y pass's adjoint first."""
-    op = torch.ops.translate_ops.upfirdn2d
-
-    def adjoint(g, f2, up_x, up_y, down_x, down_y, pad_x0, pad_y0, in_h, in_w, gain):
-        filt_h, filt_w = f2.shape
-        return op(g, f2, down_x, down_y, up_x, up_y,
-                  filt_w - 1 - pad_x0, in_w * up_x - g.shape[3] * down_x + pad_x0 - up_x + 1,
-                  filt_h - 1 - pad_y0, in_h * up_y - g.shape[2] * down_y + pad_y0 - up_y + 1,
-                  not flip_filter, gain)
-
-    (up_x, up_y), (down_x, down_y), (pad_x0, pad_y0), (in_h, in_w) = up, down, pad0, in_size
-    if f.ndim == 2:
-        return adjoint(g, f, up_x, up_y, down_x, down_y, pad_x0, pad_y0, in_h, in_w, float(gain))
-    g = adjoint(g, f.unsqueeze(1), 1, up_y, 1, down_y, 0, pad_y0, in_h, g.shape[3], float(gain))
-    return adjoint(g, f.unsqueeze(0), up_x, 1, down_x, 1, pad_x0, 0, in_h, in_w, 1.0)
-
-
 def _filtered_lrelu_setup(ctx, inputs, output):
     x, fu, fd, b = inputs[:4]
     ctx.save_for_backward(x, fu, fd, b)
@@ -317,23 +301,39 @@ def _filtered_lrelu_setup(ctx, inputs, output):
 
 
 def _filtered_lrelu_backward(ctx, dy):
-    """With z = x + b, u = U(z) the upsampled image and a = act(u): dy -> da = D^T dy (the down filter's adjoint)
-    -> du = da * gain * lrelu'(u) * [|gain * lrelu(u)| <= clamp] (bias_act_grad) -> dx = U^T du, db = sum of dx.
-    u is recomputed here (the forward kept nothing at the upsampled rate) with the compiled upfirdn2d; every step is
-    a compiled op with its own autograd formula, so this backward can be differentiated again."""
+    """dx by the fused gradient kernel (filtered_lrelu_grad); db is its sum over (n, h, w)."""
     if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
         raise RuntimeError("translate_ops::filtered_lrelu does not differentiate the filters fu, fd; use impl='ref'")
     x, fu, fd, b = ctx.saved_tensors
-    up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, gain, slope, clamp, flip_filter = ctx.args
-    up_gain = up_x * up_y
-    z = x if b is None else x + b.view(1, -1, 1, 1)
-    u = upfirdn2d(z, fu, (up_x, up_y), (1, 1), (pad_x0, pad_x1, pad_y0, pad_y1), flip_filter, up_gain)
-    da = _fir_adjoint(dy, fd, (1, 1), (down_x, down_y), (0, 0), (u.shape[2], u.shape[3]), flip_filter, 1.0)
-    du = torch.ops.translate_ops.bias_act_grad(da, u, None, 1, "lrelu", slope, gain, clamp, 1)
-    dx = _fir_adjoint(du, fu, (up_x, up_y), (1, 1), (pad_x0, pad_y0), (x.shape[2], x.shape[3]), flip_filter,
-                      up_gain)
+    dx = torch.ops.translate_ops.filtered_lrelu_grad(dy, x, fu, fd, b, *ctx.args)
     db = dx.sum([0, 2, 3]) if b is not None and ctx.needs_input_grad[3] else None
     return (dx if ctx.needs_input_grad[0] else None, None, None, db) + (None,) * 12
+
+
+def _filtered_lrelu_grad_setup(ctx, inputs, output):
+    dy, x, fu, fd, b = inputs[:5]
+    ctx.save_for_backward(x, fu, fd, b)
+    ctx.args = inputs[5:]
+
+
+def _filtered_lrelu_grad_backward(ctx, g):
+    """The gradient dx = U^T (m(u) * D^T dy), with u = U(x + b) and m = gain * lrelu' * the clamp's mask, is linear
+    in dy and piecewise constant in x and b (their derivative is zero almost everywhere, as the reference's is). Its
+    derivative in dy, applied to g, is D (m(u) * U g): here by the compiled upfirdn2d and bias_act_grad, each with
+    its own autograd formula. u is recomputed at the upsampled rate (this is the double-backward path only)."""
+    if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
+        raise RuntimeError("translate_ops::filtered_lrelu does not differentiate the filters fu, fd; use impl='ref'")
+    x, fu, fd, b = ctx.saved_tensors
+    up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, gain, slope, clamp, flip_filter = ctx.args
+    d_dy = None
+    if ctx.needs_input_grad[0]:
+        up, pad = (up_x, up_y), (pad_x0, pad_x1, pad_y0, pad_y1)
+        z = x if b is None else x + b.view(1, -1, 1, 1)
+        u = upfirdn2d(z, fu, up, (1, 1), pad, flip_filter, up_x * up_y)
+        ug = upfirdn2d(g, fu, up, (1, 1), pad, flip_filter, up_x * up_y)
+        du = torch.ops.translate_ops.bias_act_grad(ug, u, None, 1, "lrelu", slope, gain, clamp, 1)
+        d_dy = upfirdn2d(du, fd, (1, 1), (down_x, down_y), (0, 0, 0, 0), flip_filter, 1.0)
+    return (d_dy,) + (None,) * 16
 
 
 def _register_python_side() -> None:
@@ -344,12 +344,15 @@ def _register_python_side() -> None:
     torch.library.register_fake("translate_ops::bias_act", _bias_act_fake)
     torch.library.register_fake("translate_ops::bias_act_grad", _bias_act_grad_fake)
     torch.library.register_fake("translate_ops::filtered_lrelu", _filtered_lrelu_fake)
+    torch.library.register_fake("translate_ops::filtered_lrelu_grad", _filtered_lrelu_grad_fake)
     torch.library.register_autograd("translate_ops::upfirdn2d", _upfirdn2d_backward, setup_context=_upfirdn2d_setup)
     torch.library.register_autograd("translate_ops::bias_act", _bias_act_backward, setup_context=_bias_act_setup)
     torch.library.register_autograd("translate_ops::bias_act_grad", _bias_act_grad_backward,
                                     setup_context=_bias_act_grad_setup)
     torch.library.register_autograd("translate_ops::filtered_lrelu", _filtered_lrelu_backward,
                                     setup_context=_filtered_lrelu_setup)
+    torch.library.register_autograd("translate_ops::filtered_lrelu_grad", _filtered_lrelu_grad_backward,
+                                    setup_context=_filtered_lrelu_grad_setup)
     _state["registered"] = True
 
 
