@@ -206,11 +206,14 @@ def test_dtypes_and_promotion(ops):
     x, b = torch.randn(1, 2, 6, 7, dtype=torch.float64, generator=gen), torch.randn(2, dtype=torch.float64)
     fu, fd = FILTERS["sep4"].double(), FILTERS["2d_3x5"].double()
     args = (2, 2, (3, 2, 3, 2), 2**0.5, 0.2, 0.9, False)
-    ref = reference(x, fu, fd, b, *args)
+    dy = torch.randn(reference(x, fu, fd, b, *args).shape, dtype=torch.float64, generator=gen)
+    ref, dx_ref, _ = _grads(lambda t, bb: reference(t, fu, fd, bb, *args), x, b, dy)
     for dtype, tol in [(torch.float64, 1e-12), (torch.float16, 2e-2), (torch.bfloat16, 1e-1)]:
-        out = _backend.filtered_lrelu(x.to(dtype), fu, fd, b.to(dtype), *args)
-        assert out.dtype == dtype
+        out, dx, _ = _grads(lambda t, bb: _backend.filtered_lrelu(t, fu, fd, bb, *args), x.to(dtype), b.to(dtype),
+                            dy.to(dtype))
+        assert out.dtype == dx.dtype == dtype
         torch.testing.assert_close(out.double(), ref, atol=tol, rtol=tol)
+        torch.testing.assert_close(dx.double(), dx_ref, atol=tol, rtol=tol)
     assert _backend.filtered_lrelu(x.half(), fu, fd, b.float(), *args).dtype == torch.float32  # like x + b
 
 
