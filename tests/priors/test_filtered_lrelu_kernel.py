@@ -265,3 +265,26 @@ def test_compile_and_export_trace_the_op(ops):
     x2 = torch.randn(3, 3, 10, 8)
     assert ep.module()(x2).shape == (3, 3, 10, 8)
     torch.testing.assert_close(ep.module()(x2), layer(x2))
+
+
+def test_stylegan3_renders_nvidias_image_through_the_kernel(ops, monkeypatch):
+    """The tiny StyleGAN3-T generator (tests/data/sg3/sg3t_tiny.pt, priors/stylegan3.py) with every op on its
+    compiled CPU entry point, as on a GPU: NVIDIA's render to 1e-4, and d(image)/d(ws) as the reference path's."""
+    stylegan3 = pytest.importorskip("priors.stylegan3", reason="the StyleGAN3 generator is not in this tree yet")
+    g = _load(os.path.join(os.path.dirname(__file__), "..", "data", "sg3", "sg3t_tiny.pt"))
+    G = stylegan3.Generator(stylegan3.GeneratorConfig.from_nvidia(g["init_kwargs"]), design_filters=False)
+    G.load_state_dict(g["state_dict"], strict=True)
+    G.eval()
+    calls = []
+    monkeypatch.setattr(_backend, "use_cuda", lambda x, impl: impl != "ref")
+    monkeypatch.setattr(_backend, "filtered_lrelu", lambda *a, f=_backend.filtered_lrelu, **k: calls.append(1) or
+                        f(*a, **k))
+    ws = g["ws"][:1].clone().requires_grad_()
+    img = G.synthesis(ws)
+    assert len(calls) == len([m for m in G.synthesis.modules() if hasattr(m, "up_factor")])
+    torch.testing.assert_close(img.detach(), g["img"][:1], atol=1e-4, rtol=0)
+    weights = torch.linspace(-1, 1, img.shape[-1])
+    (dws,) = torch.autograd.grad((img * weights).sum(), ws)
+    monkeypatch.setattr(_backend, "use_cuda", lambda x, impl: False)
+    (dws_ref,) = torch.autograd.grad((G.synthesis(ws) * weights).sum(), ws)
+    torch.testing.assert_close(dws, dws_ref, atol=1e-3, rtol=1e-4)
