@@ -1,4 +1,4 @@
-"""Compiled CUDA ops against the reference PyTorch ops at the feature sizes of a 1024-px StyleGAN2 (and StyleGAN3).
+"""Compiled CUDA ops against the reference PyTorch ops at the feature sizes of a 1024-px StyleGAN2.
 
 For each case: forward and forward+backward milliseconds (CUDA events around each iteration after a warmup; the
 median of --iters), the speedup of the compiled op, and the largest difference between the two outputs. The
@@ -21,32 +21,11 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from priors.ops import _backend, backend, bias_act, downsample2d, setup_filter, upfirdn2d, upsample2d  # noqa: E402
+from priors.ops import _backend, backend, bias_act, downsample2d, setup_filter, upsample2d  # noqa: E402
 
 # (N, C, H, W) of a 1024-px generator's features: 64 px at 512 channels, 256 px at 256, 1024 px at 32.
 SHAPES = [(4, 512, 64, 64), (4, 256, 256, 256), (4, 32, 1024, 1024)]
 FIR = [1, 3, 3, 1]  # StyleGAN2's resampling filter (4 taps, applied as a 4x4 2-D filter)
-# StyleGAN3-T layers of a 1024-px generator (its margin of 10 px on each side): (N, C, H, W), up, down, padding,
-# radial (a 12x12 2-D down filter, as config R); the filters are 6 taps per up/down factor, separable.
-SG3_LAYERS = [((4, 512, 84, 84), 2, 2, (11, 10, 11, 10), False), ((4, 256, 148, 148), 4, 2, (12, 9, 12, 9), True),
-              ((4, 32, 1044, 1044), 2, 2, (11, 10, 11, 10), False)]
-
-
-def _filtered_lrelu_case(shape, up, down, pad, radial, device, dtype) -> Dict:
-    """StyleGAN3's filtered_lrelu: the compiled op (one fused pass) against its definition by the reference ops."""
-    fu = setup_filter(torch.kaiser_window(6 * up, periodic=False, beta=6.0), device=device, separable=True)
-    fd = setup_filter(torch.kaiser_window(6 * down, periodic=False, beta=6.0), device=device, separable=True)
-    if radial:
-        fd = torch.outer(fd, fd)
-    bias = torch.zeros(shape[1], device=device, dtype=dtype)
-
-    def fn(x, impl):
-        if impl == "cuda":
-            return _backend.filtered_lrelu(x, fu, fd, bias, up, down, pad, 2**0.5, 0.2, 256.0, False)
-        u = upfirdn2d(bias_act(x, bias, impl="ref"), fu, up=up, padding=pad, gain=up * up, impl="ref")
-        return upfirdn2d(bias_act(u, act="lrelu", clamp=256.0, impl="ref"), fd, down=down, impl="ref")
-
-    return {"op": f"filtered_lrelu {up}/{down}" + (" radial" if radial else ""), "shape": shape, "fn": fn}
 
 
 def cases(device, dtype) -> List[Dict]:
@@ -60,7 +39,6 @@ def cases(device, dtype) -> List[Dict]:
                     "fn": lambda x, impl, f=f: downsample2d(x, f, impl=impl)})
         out.append({"op": "bias_act lrelu", "shape": shape,
                     "fn": lambda x, impl, b=bias: bias_act(x, b, act="lrelu", impl=impl)})
-    out += [_filtered_lrelu_case(*layer, device, dtype) for layer in SG3_LAYERS]
     return out
 
 
@@ -123,7 +101,7 @@ def main(argv=None) -> int:
         print(f"  built in {info['build_seconds']} s")
     print(f"{torch.cuda.get_device_name()} | torch {torch.__version__} | CUDA {torch.version.cuda} | "
           f"{backend()['reason']}\n  {info['extension']}")
-    header = (f"{'op':26s} {'shape':20s} {'dtype':8s} {'ref fwd':>9s} {'cuda fwd':>9s} {'speedup':>7s} "
+    header = (f"{'op':16s} {'shape':20s} {'dtype':8s} {'ref fwd':>9s} {'cuda fwd':>9s} {'speedup':>7s} "
               f"{'ref f+b':>9s} {'cuda f+b':>9s} {'speedup':>7s} {'max|diff|':>9s}")
     print(header + "\n" + "-" * len(header) + "   (milliseconds, median)")
     rows = []
@@ -131,11 +109,11 @@ def main(argv=None) -> int:
         try:
             row = measure(case, dtype, args.warmup, args.iters)
         except torch.cuda.OutOfMemoryError:
-            print(f"{case['op']:26s} {str(tuple(case['shape'])):20s} {args.dtype:8s} out of GPU memory")
+            print(f"{case['op']:16s} {str(tuple(case['shape'])):20s} {args.dtype:8s} out of GPU memory")
             torch.cuda.empty_cache()
             continue
         rows.append(row)
-        print(f"{row['op']:26s} {str(tuple(row['shape'])):20s} {row['dtype']:8s} "
+        print(f"{row['op']:16s} {str(tuple(row['shape'])):20s} {row['dtype']:8s} "
               f"{row['ref_fwd_ms']:9.3f} {row['cuda_fwd_ms']:9.3f} {row['ref_fwd_ms'] / row['cuda_fwd_ms']:6.2f}x "
               f"{row['ref_fwd_bwd_ms']:9.3f} {row['cuda_fwd_bwd_ms']:9.3f} "
               f"{row['ref_fwd_bwd_ms'] / row['cuda_fwd_bwd_ms']:6.2f}x {row['max_abs_diff']:9.2e}", flush=True)
