@@ -3,10 +3,10 @@
 `use_cuda(x, impl)` decides per call: "ref" never uses the compiled ops; "cuda" uses them or raises with the
 reason; "auto" uses them for CUDA tensors when the library builds and loads, else warns once with the reason and
 runs the reference PyTorch path. The library (csrc/, built by priors/ops/_build.py) is built and loaded on the first
-CUDA call, never at import. It registers torch.ops.translate_ops.{upfirdn2d, bias_act, bias_act_grad} with CPU and
-CUDA kernels. Once it is loaded, this module registers their fake implementations (output shapes, for torch.compile
-and torch.export) and their autograd formulas, written with the operators themselves so that they can be
-differentiated again (double backward for R1 and path-length regularization).
+CUDA call, never at import. It registers torch.ops.translate_ops.{upfirdn2d, bias_act, bias_act_grad,
+filtered_lrelu, filtered_lrelu_grad} with CPU and CUDA kernels. Once it is loaded, this module registers their fake
+implementations (output shapes, for torch.compile and torch.export) and their autograd formulas, written with the
+operators themselves so that they can be differentiated again (double backward for R1 and path-length regularization).
 
 The first time the compiled ops run on a CUDA device in a dtype, the self-check (priors/ops/_selfcheck.py) compares
 each op with the reference path on that device in that dtype, forward and backward; a mismatch warns, naming the op
@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -239,6 +239,35 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alp
     return torch.ops.translate_ops.bias_act(x, b, dim, act, float(alpha), float(gain), float(clamp))
 
 
+def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torch.Tensor], b: Optional[torch.Tensor],
+                   up: Union[int, Sequence[int]], down: Union[int, Sequence[int]], padding: Sequence[int],
+                   gain: float, slope: float, clamp: Optional[float], flip_filter: bool) -> torch.Tensor:
+    """The compiled filtered_lrelu (one fused pass per output tile) with resolved arguments: fu, fd 1-D
+    (separable), 2-D or None (identity); b (C,) or None; up, down an int or (x, y); padding (px0, px1, py0, py1);
+    clamp None (or < 0) for none. x and b are promoted to a common dtype, as x + b is on the reference path."""
+    (up_x, up_y), (down_x, down_y) = _xy(up), _xy(down)
+    pad_x0, pad_x1, pad_y0, pad_y1 = padding
+    fu, fd = _unit_filter(fu, x), _unit_filter(fd, x)
+    if (fu.requires_grad or fd.requires_grad) and torch.is_grad_enabled():
+        raise ValueError("filtered_lrelu: the compiled op does not differentiate the filters, but fu or fd requires "
+                         "grad; detach them or use impl='ref'")
+    if b is not None and b.dtype != x.dtype:
+        dtype = torch.promote_types(x.dtype, b.dtype)
+        x, b = x.to(dtype), b.to(dtype)
+    return torch.ops.translate_ops.filtered_lrelu(x, fu, fd, b, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0,
+                                                  pad_y1, float(gain), float(slope),
+                                                  -1.0 if clamp is None else float(clamp), bool(flip_filter))
+
+
+def _xy(v: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _unit_filter(f: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """f, or for None the identity: one separable unit tap."""
+    return torch.ones(1, dtype=torch.float32, device=x.device) if f is None else f
+
+
 # ------------------------------------------------------------------------- fake implementations (shapes only)
 
 def _upfirdn2d_fake(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain):
@@ -247,6 +276,27 @@ def _upfirdn2d_fake(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pa
     out_h = (x.shape[2] * up_y + pad_y0 + pad_y1 - f.shape[0]) // down_y + 1
     out_w = (x.shape[3] * up_x + pad_x0 + pad_x1 - f.shape[1]) // down_x + 1
     return x.new_empty((x.shape[0], x.shape[1], out_h, out_w))
+
+
+def _filtered_lrelu_size(x, fu, fd, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1):
+    """(out_h, out_w): the down filter's positions over the upsampled image (in * up + pads - fu + 1 samples)."""
+    mid_w = x.shape[3] * up_x + pad_x0 + pad_x1 - fu.shape[-1] + 1
+    mid_h = x.shape[2] * up_y + pad_y0 + pad_y1 - fu.shape[0] + 1
+    return (mid_h - fd.shape[0]) // down_y + 1, (mid_w - fd.shape[-1]) // down_x + 1
+
+
+def _filtered_lrelu_fake(x, fu, fd, b, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, gain, slope,
+                         clamp, flip_filter):
+    torch._check(x.ndim == 4, lambda: f"filtered_lrelu: expected x of shape (N, C, H, W), got {tuple(x.shape)}")
+    torch._check(fu.ndim in (1, 2) and fd.ndim in (1, 2),
+                 lambda: f"filtered_lrelu: expected 1-D or 2-D filters, got {tuple(fu.shape)}, {tuple(fd.shape)}")
+    out_h, out_w = _filtered_lrelu_size(x, fu, fd, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1)
+    return x.new_empty((x.shape[0], x.shape[1], out_h, out_w))
+
+
+def _filtered_lrelu_grad_fake(dy, x, fu, fd, b, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, gain,
+                              slope, clamp, flip_filter):
+    return x.new_empty(x.shape)
 
 
 def _bias_act_fake(x, b, dim, act, alpha, gain, clamp):
@@ -331,6 +381,48 @@ def _bias_act_grad_backward(ctx, g):
     return d_dy, d_x, d_b, None, None, None, None, None, None
 
 
+def _filtered_lrelu_setup(ctx, inputs, output):
+    x, fu, fd, b = inputs[:4]
+    ctx.save_for_backward(x, fu, fd, b)
+    ctx.args = inputs[4:]
+
+
+def _filtered_lrelu_backward(ctx, dy):
+    """dx by the fused gradient kernel (filtered_lrelu_grad); db is its sum over (n, h, w)."""
+    if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+        raise RuntimeError("translate_ops::filtered_lrelu does not differentiate the filters fu, fd; use impl='ref'")
+    x, fu, fd, b = ctx.saved_tensors
+    dx = torch.ops.translate_ops.filtered_lrelu_grad(dy, x, fu, fd, b, *ctx.args)
+    db = dx.sum([0, 2, 3]) if b is not None and ctx.needs_input_grad[3] else None
+    return (dx if ctx.needs_input_grad[0] else None, None, None, db) + (None,) * 12
+
+
+def _filtered_lrelu_grad_setup(ctx, inputs, output):
+    dy, x, fu, fd, b = inputs[:5]
+    ctx.save_for_backward(x, fu, fd, b)
+    ctx.args = inputs[5:]
+
+
+def _filtered_lrelu_grad_backward(ctx, g):
+    """The gradient dx = U^T (m(u) * D^T dy), with u = U(x + b) and m = gain * lrelu' * the clamp's mask, is linear
+    in dy and piecewise constant in x and b (their derivative is zero almost everywhere, as the reference's is). Its
+    derivative in dy, applied to g, is D (m(u) * U g): here by the compiled upfirdn2d and bias_act_grad, each with
+    its own autograd formula. u is recomputed at the upsampled rate (this is the double-backward path only)."""
+    if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
+        raise RuntimeError("translate_ops::filtered_lrelu does not differentiate the filters fu, fd; use impl='ref'")
+    x, fu, fd, b = ctx.saved_tensors
+    up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, gain, slope, clamp, flip_filter = ctx.args
+    d_dy = None
+    if ctx.needs_input_grad[0]:
+        up, pad = (up_x, up_y), (pad_x0, pad_x1, pad_y0, pad_y1)
+        z = x if b is None else x + b.view(1, -1, 1, 1)
+        u = upfirdn2d(z, fu, up, (1, 1), pad, flip_filter, up_x * up_y)
+        ug = upfirdn2d(g, fu, up, (1, 1), pad, flip_filter, up_x * up_y)
+        du = torch.ops.translate_ops.bias_act_grad(ug, u, None, 1, "lrelu", slope, gain, clamp, 1)
+        d_dy = upfirdn2d(du, fd, (1, 1), (down_x, down_y), (0, 0, 0, 0), flip_filter, 1.0)
+    return (d_dy,) + (None,) * 16
+
+
 def _register_python_side() -> None:
     """Once per process, after the library is loaded (registration needs the operators' schemas)."""
     if _state["registered"]:
@@ -338,10 +430,16 @@ def _register_python_side() -> None:
     torch.library.register_fake("translate_ops::upfirdn2d", _upfirdn2d_fake)
     torch.library.register_fake("translate_ops::bias_act", _bias_act_fake)
     torch.library.register_fake("translate_ops::bias_act_grad", _bias_act_grad_fake)
+    torch.library.register_fake("translate_ops::filtered_lrelu", _filtered_lrelu_fake)
+    torch.library.register_fake("translate_ops::filtered_lrelu_grad", _filtered_lrelu_grad_fake)
     torch.library.register_autograd("translate_ops::upfirdn2d", _upfirdn2d_backward, setup_context=_upfirdn2d_setup)
     torch.library.register_autograd("translate_ops::bias_act", _bias_act_backward, setup_context=_bias_act_setup)
     torch.library.register_autograd("translate_ops::bias_act_grad", _bias_act_grad_backward,
                                     setup_context=_bias_act_grad_setup)
+    torch.library.register_autograd("translate_ops::filtered_lrelu", _filtered_lrelu_backward,
+                                    setup_context=_filtered_lrelu_setup)
+    torch.library.register_autograd("translate_ops::filtered_lrelu_grad", _filtered_lrelu_grad_backward,
+                                    setup_context=_filtered_lrelu_grad_setup)
     _state["registered"] = True
 
 

@@ -30,8 +30,8 @@ import torch
 EXT_NAME = "translate_ops"  # the library file's name and the operators' namespace (torch.ops.translate_ops)
 PACKAGED_CSRC = Path(__file__).resolve().parent / "csrc"  # in a wheel: priors/ops/csrc/ (pyproject.toml)
 CHECKOUT_CSRC = Path(__file__).resolve().parents[2] / "csrc"  # in the source tree: the top-level csrc/
-SOURCES = ("ops.cpp", "upfirdn2d.cu", "bias_act.cu")  # compiled
-HEADERS = ("common.h", "upfirdn2d.h", "bias_act.h")  # hashed with the sources
+SOURCES = ("ops.cpp", "upfirdn2d.cu", "bias_act.cu", "filtered_lrelu.cu")  # compiled
+HEADERS = ("common.h", "upfirdn2d.h", "bias_act.h", "filtered_lrelu.h")  # hashed with the sources
 CXX_FLAGS = ("-O3",)
 CUDA_FLAGS = ("-O3",)
 CACHE_ENV = "TRANSLATE_OPS_CACHE"

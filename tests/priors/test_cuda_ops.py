@@ -160,6 +160,41 @@ def test_torch_compile_and_export():
     torch.testing.assert_close(ep.module()(x2), block(x2))
 
 
+def _filtered_lrelu_ref(x, fu, fd, b, up, down, pad, gain, slope, clamp, flip):
+    """filtered_lrelu from the reference ops (as in tests/priors/test_filtered_lrelu_kernel.py)."""
+    x = bias_act(x, b, impl="ref") if b is not None else x
+    u = upfirdn2d(x, fu, up=up, padding=pad, gain=up * up, flip_filter=flip, impl="ref")
+    return upfirdn2d(bias_act(u, act="lrelu", alpha=slope, gain=gain, clamp=clamp, impl="ref"), fd, down=down,
+                     flip_filter=flip, impl="ref")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_filtered_lrelu_cuda_matches_ref(dtype):
+    """StyleGAN3's layers (up 1/2/4, down 1/2, 12-tap separable and 12x12 radial-like 2-D filters) at sizes with
+    many tiles and planes beyond one grid row, and the gradients in fp32."""
+    gen = torch.Generator().manual_seed(5)
+    sep = setup_filter(torch.hann_window(14)[1:-1], device=CUDA)
+    full = torch.outer(sep, sep) + 0.01 * torch.randn(12, 12, generator=gen).to(CUDA)
+    for (n, c, h, w), fu, fd, up, down, pad, clamp in [((2, 64, 36, 36), sep, sep, 2, 2, (11, 10, 11, 10), 256.0),
+                                                       ((4, 32, 52, 52), sep, full, 4, 2, (23, 22, 23, 22), 0.5),
+                                                       ((1, 70000, 4, 4), sep, sep, 2, 2, (11, 10, 11, 10), None),
+                                                       ((2, 3, 148, 148), None, None, 1, 1, (0, 0, 0, 0), 0.5)]:
+        x = torch.randn(n, c, h, w, generator=gen).to(CUDA, dtype)
+        b = torch.randn(c, generator=gen).to(CUDA, dtype)
+        args = (up, down, pad, 2**0.5, 0.2, clamp, False)
+        ref = _filtered_lrelu_ref(x.float(), fu, fd, b.float(), *args)
+        out = _backend.filtered_lrelu(x, fu, fd, b, *args)
+        assert out.dtype == dtype and out.shape == ref.shape
+        torch.testing.assert_close(out.float(), ref, **TOL[dtype])
+        if dtype == torch.float32 and c < 1000:
+            dy = torch.randn(ref.shape, generator=gen).to(CUDA)
+            grads = [torch.autograd.grad((fn(xx, fu, fd, bb, *args) * dy).sum(), [xx, bb])
+                     for fn in (_backend.filtered_lrelu, _filtered_lrelu_ref)
+                     for xx, bb in [(x.clone().requires_grad_(), b.clone().requires_grad_())]]
+            for g, g_ref in zip(*grads):
+                torch.testing.assert_close(g, g_ref, atol=1e-4, rtol=1e-4)
+
+
 def test_auto_uses_cuda_and_backend_says_so():
     x = torch.randn(1, 2, 8, 8, device=CUDA)
     f = setup_filter([1, 3, 3, 1], device=CUDA)
