@@ -239,6 +239,11 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alp
     return torch.ops.translate_ops.bias_act(x, b, dim, act, float(alpha), float(gain), float(clamp))
 
 
+def has_op(name: str) -> bool:
+    """Whether the loaded library registers translate_ops::<name> (an op newer than a cached build may be missing)."""
+    return hasattr(torch.ops.translate_ops, name)
+
+
 def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torch.Tensor], b: Optional[torch.Tensor],
                    up: Union[int, Sequence[int]], down: Union[int, Sequence[int]], padding: Sequence[int],
                    gain: float, slope: float, clamp: Optional[float], flip_filter: bool) -> torch.Tensor:

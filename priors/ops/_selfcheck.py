@@ -20,6 +20,7 @@ import torch
 
 from priors.ops import _backend
 from priors.ops.bias_act import bias_act
+from priors.ops.filtered_lrelu import filtered_lrelu
 from priors.ops.upfirdn2d import setup_filter, upfirdn2d
 
 ENV = _backend.SELFCHECK_ENV  # "0" skips the self-check
@@ -88,10 +89,31 @@ def _bias_act_probes() -> List[Probe]:
     ]
 
 
+def _filtered_lrelu_probes() -> List[Probe]:
+    """x + b is an odd multiple of 1/16 and the up filter (when there is one) repeats pixels, so that no activation
+    lies on the leaky ReLU's kink or the clamp's edge in any dtype: the derivative's branch is the same everywhere."""
+    def filt(taps, separable=True):
+        return lambda g: setup_filter(taps, separable=separable).double()
+
+    return [
+        Probe("up 1, down 2, separable 4 taps, bias",
+              lambda g: (_odd_sixteenths(g, 2, 3, 9, 8), _eighths(g, 3), filt([1, 3, 3, 1])(g)),
+              lambda x, b, fd, impl: filtered_lrelu(x, fd=fd, b=b, down=2, padding=1, impl=impl),
+              constant=(False, False, True)),
+        Probe("up 2 (repeat), down 2, 2-D 5x5 filter, clamp 1, channels_last",
+              lambda g: (_odd_sixteenths(g, 1, 4, 6, 7).to(memory_format=torch.channels_last), _eighths(g, 4),
+                         filt([1, 1])(g), setup_filter([1, 4, 6, 4, 1]).double()),
+              lambda x, b, fu, fd, impl: filtered_lrelu(x, fu=fu, fd=fd, b=b, up=2, down=2, padding=(1, 2, 2, 1),
+                                                        clamp=1.0, impl=impl),
+              constant=(False, False, True, True)),
+    ]
+
+
 # op name -> its probes (built when the check runs)
 PROBES: Dict[str, Callable[[], List[Probe]]] = {
     "upfirdn2d": _upfirdn2d_probes,
     "bias_act": _bias_act_probes,
+    "filtered_lrelu": _filtered_lrelu_probes,
 }
 
 

@@ -42,7 +42,7 @@ def _compiled_available(x: torch.Tensor, impl: str) -> bool:
     registers translate_ops::filtered_lrelu with its Python side in _backend."""
     if not _backend.use_cuda(x, impl):
         return False
-    if hasattr(torch.ops.translate_ops, "filtered_lrelu") and hasattr(_backend, "filtered_lrelu"):
+    if _backend.has_op("filtered_lrelu"):
         return True
     reason = "the compiled library has no translate_ops::filtered_lrelu operator"
     if impl == "cuda":

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from priors.ops import _backend, _selfcheck, backend, bias_act, setup_filter, upfirdn2d
+from priors.ops.filtered_lrelu import _filtered_lrelu_ref
 from priors.ops.upfirdn2d import _upfirdn2d_ref
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
@@ -24,6 +25,11 @@ def _right_upfirdn2d(x, f, up, down, padding, flip_filter, gain):
 
 def _right_bias_act(x, b, dim, act, alpha, gain, clamp):
     return bias_act(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=None if clamp < 0 else clamp, impl="ref")
+
+
+def _right_filtered_lrelu(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):
+    clamp = None if clamp is None or clamp < 0 else clamp
+    return _filtered_lrelu_ref(x, fu, fd, b, up, down, tuple(padding), gain, slope, clamp, flip_filter)
 
 
 def _plane_skipped(x, f, up, down, padding, flip_filter, gain):
@@ -50,8 +56,9 @@ def simulated(monkeypatch):
                                              "checked": set(), "checking": False})
     monkeypatch.setattr(_backend, "_compiled_device", lambda x: True)
     monkeypatch.setattr(_backend, "load_extension", lambda **kw: {})
+    monkeypatch.setattr(_backend, "has_op", lambda name: True)
     monkeypatch.delenv(_selfcheck.ENV, raising=False)
-    calls = {"upfirdn2d": 0, "bias_act": 0}
+    calls = {"upfirdn2d": 0, "bias_act": 0, "filtered_lrelu": 0}
 
     def install(upfirdn2d_impl=_right_upfirdn2d, bias_act_impl=_right_bias_act):
         def counted(name, fn):
@@ -62,6 +69,7 @@ def simulated(monkeypatch):
             return wrapper
         monkeypatch.setattr(_backend, "upfirdn2d", counted("upfirdn2d", upfirdn2d_impl))
         monkeypatch.setattr(_backend, "bias_act", counted("bias_act", bias_act_impl))
+        monkeypatch.setattr(_backend, "filtered_lrelu", counted("filtered_lrelu", _right_filtered_lrelu))
         return calls
 
     return install
@@ -98,11 +106,11 @@ def test_right_compiled_ops_pass_and_are_used_per_dtype_in_use(simulated):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _call_both(torch.float32)
-    assert calls == {"upfirdn2d": 1, "bias_act": 1}  # the compiled path ran once the check passed
+    assert calls == {"upfirdn2d": 1, "bias_act": 1, "filtered_lrelu": 0}  # the compiled path ran once the check passed
     assert _backend._state["checked"] == {("cpu", torch.float32)}
     _call_both(torch.bfloat16)
     assert _backend._state["checked"] == {("cpu", torch.float32), ("cpu", torch.bfloat16)}
-    assert _backend._state["error"] is None and calls == {"upfirdn2d": 2, "bias_act": 2}
+    assert _backend._state["error"] is None and calls == {"upfirdn2d": 2, "bias_act": 2, "filtered_lrelu": 0}
     assert backend()["selfcheck"] == "passed (bfloat16 on cpu, float32 on cpu)"
 
 
@@ -118,7 +126,7 @@ def test_a_skipped_plane_warns_naming_op_and_probe_and_the_reference_path_runs_f
         warnings.simplefilter("error")  # warned once
         _call_both(torch.float32)
         _call_both(torch.float16)
-    assert calls == {"upfirdn2d": 0, "bias_act": 0}  # every op falls back, also the one that passed
+    assert calls == {"upfirdn2d": 0, "bias_act": 0, "filtered_lrelu": 0}  # every op falls back, also the one that passed
     info = backend()
     assert info["backend"] == "ref" and info["selfcheck"].startswith("failed: upfirdn2d probe")
     assert "self-check" in info["reason"]
