@@ -177,12 +177,19 @@ def test_e4e_options_are_checked(prior):
 
 
 # ---- import --------------------------------------------------------------------------------------------------------
-def test_import_from_e4e_refuses_a_psp_checkpoint(ros, tmp_path):  # noqa: F811
+def test_import_from_e4e_refuses_a_psp_checkpoint(ros, tmp_path, capsys):  # noqa: F811
+    from translate.deploy.importers import import_psp
+
     _, ckpt = make_checkpoint(ros, "GradualStyleEncoder")
     torch.save(ckpt, tmp_path / "psp.pt")
     with pytest.raises(PSPCheckpointError, match=r"not an e4e checkpoint \(opts\['encoder_type'\] is "
                                                  r"'GradualStyleEncoder'.*--from psp"):
-        cli.main(["import", "--from", "e4e", "--weights", str(tmp_path / "psp.pt"), "--out", str(tmp_path / "b")])
+        import_psp(tmp_path / "psp.pt", tmp_path / "b", source="e4e")
+    assert cli.main(["import", "--from", "e4e", "--weights", str(tmp_path / "psp.pt"), "--out",
+                     str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not an e4e checkpoint" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()
 
 
 def test_e4e_checkpoint_with_distinct_latent_avg_rows_and_stale_size_imports(ros, tmp_path):  # noqa: F811
