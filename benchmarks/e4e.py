@@ -77,6 +77,17 @@ def steps_of(ckpt: Path) -> int:
     return int(state.get("psp_progress", {}).get("n_steps", 0))
 
 
+def load_trained(ckpt: Path):
+    """The deterministic net of a training checkpoint, an e4e encoder at the stage its training reached (a bundle,
+    like the reference's loaded models, adds every delta: trained ones only once the run reached the last stage)."""
+    from translate.train import runner
+
+    _, module = runner.load_run(ckpt)
+    module.n_steps = steps_of(ckpt)
+    module.set_stage()
+    return module.inference_net()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prior", help="the toy prior folder both encoders train on (to train them here)")
@@ -101,17 +112,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         p.error("give --prior (train both encoders here) or both --ckpt-psp and --ckpt-e4e")
 
-    from translate.tools.invert import load_psp_net, output_size
+    from translate.tools.invert import output_size
 
-    nets = {name: load_psp_net(ckpt=str(c)) for name, c in ckpts.items()}
+    nets = {name: load_trained(c) for name, c in ckpts.items()}
     images = held_out_faces(args.faces, output_size(nets["pSp"]))
     print(f"\n{args.faces} held-out toy faces (seed {FACES_SEED}, test split), {torch.get_num_threads()} threads")
-    print(f"| encoder | minibatches | MSE | PSNR (dB) | spread mean\\|w_i - w_0\\| |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| encoder | minibatches | deltas in use | MSE | PSNR (dB) | spread mean \\|w_i - w_0\\| |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, net in nets.items():
         r = reconstruction(net, images)
-        print(f"| {name} | {steps_of(ckpts[name])} | {r['mse']:.4f} | {r['psnr']:.2f} | {r['spread']:.3f} |",
-              flush=True)
+        stage = getattr(net.encoder, "progressive_stage", None)
+        print(f"| {name} | {steps_of(ckpts[name])} | {'-' if stage is None else stage} | {r['mse']:.4f} | "
+              f"{r['psnr']:.2f} | {r['spread']:.3f} |", flush=True)
 
     if args.no_editability:
         return 0
