@@ -5,6 +5,7 @@ R1 against the reference's numbers, a short fit with resume, and bundles without
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,18 +121,28 @@ def test_code_pool_fills_then_answers_with_stored_codes_half_of_the_time():
 
 
 # ---- training: a short fit, resume, export -------------------------------------------------------------------------
-E4E_RUN = ["model.encoder_type=Encoder4Editing", "model.lpips_weights=random", "model.id_lambda=0",
-           "model.w_norm_lambda=0", "model.progressive_start=1", "model.progressive_step_every=2",
-           "model.w_discriminator_lambda=0.1", "model.use_w_pool=true", "model.w_pool_size=3",
-           "model.d_reg_interval=2", "data.kind=toyfaces", "data.toyfaces.size=32", "data.toyfaces.n_train=4",
-           "data.toyfaces.n_val=2", "data.batch_size=2"]
+# configs/psp/toyfaces_e4e.yaml shrunk: 32-px faces and prior, tiny widths, a schedule of a few steps
+E4E_RUN = ["model.channels=[4,8,8,16]", "model.input_size=32", "model.loss_size=32", "model.progressive_start=1",
+           "model.progressive_step_every=2", "model.w_pool_size=3", "model.d_reg_interval=2",
+           "data.toyfaces.size=32", "data.toyfaces.n_train=4", "data.toyfaces.n_val=2", "data.batch_size=2",
+           "trainer.enable_progress_bar=false", "logger.image_every_n_steps=0"]
+
+
+def toy_e4e_config(prior, run_dir, *extra):
+    from translate.train.config import load_config
+
+    cfg = load_config([Path("configs/psp/toyfaces_e4e.yaml")],
+                      [f"model.prior={prior}", f"run_dir={run_dir}", *E4E_RUN, *extra])
+    m = cfg.model  # the shipped recipe: e4e's encoder, delta term, latent D with its pool, R1 gamma 10
+    assert m.encoder_type == "Encoder4Editing" and m.delta_norm_lambda == 2e-4 and m.use_w_pool
+    assert m.w_discriminator_lambda == 0.1 and m.w_discriminator_lr == 2e-5 and m.r1_gamma == 10
+    return cfg
 
 
 @pytest.mark.filterwarnings("ignore:.*randomly initialised")
-def test_fit_resumes_at_the_stage_of_its_step_and_exports_without_the_discriminator(prior, tmp_path,
-                                                                                   tiny_psp_config):
+def test_toy_config_fits_resumes_at_the_stage_of_its_step_and_exports_without_the_discriminator(prior, tmp_path):
     run = tmp_path / "run"
-    trainer, mod = runner.fit(tiny_psp_config(prior, run, *E4E_RUN, "trainer.max_steps=6"))  # 3 batches
+    trainer, mod = runner.fit(toy_e4e_config(prior, run, "trainer.max_steps=6"))  # 3 batches
     assert mod.n_steps == 3 and trainer.global_step == 6  # encoder + latent D per batch (R1 not counted)
     assert mod.net.encoder.progressive_stage == progressive_stage(3, 1, 2, 8) == 2
     metrics = trainer.callback_metrics
@@ -143,7 +154,7 @@ def test_fit_resumes_at_the_stage_of_its_step_and_exports_without_the_discrimina
     assert len(state["optimizer_states"]) == 2
 
     # resumed, the stage follows the restored step count (from step 0 it would be stage 1 after two batches)
-    trainer, mod = runner.fit(tiny_psp_config(prior, run, *E4E_RUN, "trainer.max_steps=10"), resume="last")
+    trainer, mod = runner.fit(toy_e4e_config(prior, run, "trainer.max_steps=10"), resume="last")
     assert mod.n_steps == 5 and mod.net.encoder.progressive_stage == progressive_stage(5, 1, 2, 8) == 3
 
     # what `export` writes (weights.safetensors = the state dict of export_spec's net; translator.json its meta),

@@ -81,8 +81,8 @@ def _backfill_opts(opts: Dict[str, Any], spec: Dict[str, Any], decoder: Generato
         "encoder_type": (spec["name"], "read off the encoder weights"),
         "input_nc": (spec["input_nc"], "read off encoder.input_layer.0.weight"),
         "output_size": (decoder.img_resolution, "the decoder's resolution"),
-        "input_size": (spec["input_size"], "read off the map2style heads" if spec["name"] in ("GradualStyleEncoder", E4E)
-                       else "pSp's input resolution"),
+        "input_size": (spec["input_size"], "read off the map2style heads"
+                       if spec["name"] in ("GradualStyleEncoder", E4E) else "pSp's input resolution"),
     }
     notes: Dict[str, str] = {}
     for key, (value, how) in inferred.items():
