@@ -9,6 +9,9 @@ Module and parameter names follow the pSp reference (eladrich/pixel2style2pixel)
   input), merged top-down by upsample-and-add with 1x1 lateral convolutions; one map2style head per style vector
   (stride-2 convolutions with LeakyReLU 0.01 down to 1x1, then an equalized linear layer): styles 0-2 from the
   coarsest map, 3-6 from the middle one, 7 and up from the finest;
+- `Encoder4Editing` (e4e, Tov et al. 2021): the same modules as `GradualStyleEncoder` (a published e4e checkpoint has
+  pSp's keys), but one w0 from the coarsest map repeated for every style vector, plus per-layer deltas, of which only
+  the first `progressive_stage` are added (progressive training);
 - `BackboneEncoderUsingLastLayerIntoW` / `...IntoWPlus`: one head on the last stage, to a single w or to all of W+;
 - `ArcFace`: the reference's `Backbone(112, 50, 'ir_se')` face-recognition network (l2-normalised 512-d embedding).
 Widths are configurable (`channels`, `w_dim`) so that tests run tiny networks; the defaults are the paper's.
@@ -215,6 +218,12 @@ class GradualStyleEncoder(IRBackboneNet):
     def forward_with_fine_map(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """The W+ offsets (N, n_styles, w_dim) and the pyramid's finest map (N, channels[3], input_size / 4, same),
         which a feature-space head (nets.psp.PSPNet's feature_res) reads."""
+        maps = self.pyramid(x)
+        return torch.stack([head(maps[i]) for i, head in enumerate(self.styles)], dim=1), maps[-1]
+
+    def pyramid(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """The map each style head reads, per style vector: the coarsest backbone output for styles [0, 3), the
+        middle pyramid level for [3, 7), the finest for the rest (the last entry)."""
         self.check_input(x)
         x = self.input_layer(x)
         feats = []
@@ -225,12 +234,34 @@ class GradualStyleEncoder(IRBackboneNet):
         fine, middle, coarse = feats  # 64, 32, 16 px at a 256-px input
         p2 = self.upsample_add(coarse, self.latlayer1(middle))
         p1 = self.upsample_add(p2, self.latlayer2(fine))
-        maps = [coarse if i < COARSE_END else p2 if i < MIDDLE_END else p1 for i in range(self.n_styles)]
-        return torch.stack([head(m) for head, m in zip(self.styles, maps)], dim=1), p1
+        return [coarse if i < COARSE_END else p2 if i < MIDDLE_END else p1 for i in range(self.n_styles)]
 
     def spec(self) -> Dict[str, Any]:
         return {"name": "GradualStyleEncoder", **self.backbone_spec(), "output_size": self.output_size,
                 "w_dim": self.w_dim, **self._n_styles_spec()}
+
+
+class Encoder4Editing(GradualStyleEncoder):
+    """e4e's encoder: w0 = styles[0](coarsest map), repeated for all n_styles rows, and row i (1 <= i <= the
+    progressive stage) gets + styles[i](its pyramid map). Codes near one w stay where the generator is editable.
+
+    `progressive_stage` (a plain attribute, never saved: a loaded encoder adds every delta) is the number of deltas
+    in use: 0 trains w0 alone, n_styles - 1 (or more: the reference's Inference stage is 18) uses them all."""
+
+    def __init__(self, num_layers: int = 50, mode: str = "ir_se", input_nc: int = 3, output_size: int = 1024,
+                 input_size: int = 256, channels: Sequence[int] = PAPER_CHANNELS, w_dim: int = 512):
+        super().__init__(num_layers, mode, input_nc, output_size, input_size, channels, w_dim)
+        self.progressive_stage = self.n_styles - 1
+
+    def forward_with_fine_map(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        maps = self.pyramid(x)
+        w0 = self.styles[0](maps[0])
+        rows = [w0] + [w0 + self.styles[i](maps[i]) if i <= self.progressive_stage else w0
+                       for i in range(1, self.n_styles)]
+        return torch.stack(rows, dim=1), maps[-1]  # (N, n_styles, w_dim)
+
+    def spec(self) -> Dict[str, Any]:
+        return {**super().spec(), "name": "Encoder4Editing"}
 
 
 class BackboneEncoderUsingLastLayerIntoW(IRBackboneNet):
@@ -286,6 +317,7 @@ ENCODERS: Dict[str, Type[IRBackboneNet]] = {
     "GradualStyleEncoder": GradualStyleEncoder,
     "BackboneEncoderUsingLastLayerIntoW": BackboneEncoderUsingLastLayerIntoW,
     "BackboneEncoderUsingLastLayerIntoWPlus": BackboneEncoderUsingLastLayerIntoWPlus,
+    "Encoder4Editing": Encoder4Editing,
 }
 
 

@@ -15,6 +15,8 @@ from priors import stylegan3
 from priors.stylegan2 import Generator, GeneratorConfig
 from safeio.errors import ConfigError
 
+LATENT_D_SLOPE = 0.2  # LeakyReLU slope of e4e's latent-code discriminator
+
 
 class FeatureHead(nn.Module):
     """The encoder's finest pyramid map -> an offset to the prior's features at `res` px: the map resized to `res`
@@ -34,6 +36,22 @@ class FeatureHead(nn.Module):
         elif fine.shape[-1] < self.res:
             fine = F.interpolate(fine, size=(self.res, self.res), mode="bilinear", align_corners=False)
         return self.body(fine)
+
+
+class LatentCodesDiscriminator(nn.Module):
+    """e4e's discriminator of W codes: (N, w_dim) -> (N, 1) logits; three Linear + LeakyReLU(0.2) layers and a linear
+    output (keys mlp.0, .2, .4, .6 as the reference's; PyTorch's default init, no equalized learning rate). It tells
+    the encoder's codes from the mapping network's, so that e4e's codes stay in W, where edits work."""
+
+    def __init__(self, w_dim: int = 512, n_layers: int = 4):
+        super().__init__()
+        layers: list = []
+        for _ in range(n_layers - 1):
+            layers += [nn.Linear(w_dim, w_dim), nn.LeakyReLU(LATENT_D_SLOPE)]
+        self.mlp = nn.Sequential(*layers, nn.Linear(w_dim, 1))
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.mlp(w)
 
 
 class PSPNet(nn.Module):

@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out inputs whose outputs are all in OUTPUT already (finish an interrupted run)")
 
     p = sub.add_parser("import", help="turn weights of a reference implementation into a bundle")
-    p.add_argument("--from", dest="source", required=True, choices=["junyanz", "psp"],
-                   help="where the weights come from: junyanz (pix2pix/CycleGAN generators) or psp (pSp checkpoints)")
+    p.add_argument("--from", dest="source", required=True, choices=["junyanz", "psp", "e4e"],
+                   help="where the weights come from: junyanz (pix2pix/CycleGAN generators), psp (pSp or e4e "
+                        "checkpoints, told apart by their opts) or e4e (the same, but only e4e checkpoints)")
     p.add_argument("--weights", required=True, help="e.g. latest_net_G.pth of the reference pix2pix/CycleGAN code")
     p.add_argument("--out", required=True, help="bundle folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
@@ -358,10 +359,11 @@ def _run(args) -> int:
             return 1
         return 0
 
-    if args.command == "import" and args.source == "psp":
+    if args.command == "import" and args.source in ("psp", "e4e"):
         from translate.deploy.importers import import_psp
 
-        print(f"bundle written: {import_psp(args.weights, args.out, overwrite=args.overwrite)}")
+        out = import_psp(args.weights, args.out, overwrite=args.overwrite, source=args.source)
+        print(f"bundle written: {out}")
         return 0
 
     if args.command == "import":

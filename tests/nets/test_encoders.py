@@ -8,17 +8,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nets.encoders import (ENCODERS, IR_UNITS, ArcFace, BottleneckIR, GradualStyleEncoder, MapToStyle, build_encoder,
-                           encoder_spec_from_state_dict, load_arcface, load_backbone_weights, n_styles_for)
+from nets.encoders import (ENCODERS, IR_UNITS, ArcFace, BottleneckIR, Encoder4Editing, GradualStyleEncoder, MapToStyle,
+                           build_encoder, encoder_spec_from_state_dict, load_arcface, load_backbone_weights,
+                           n_styles_for)
 
 LAYOUT = os.path.join(os.path.dirname(__file__), "..", "data", "psp", "psp_1024_layout.tsv")
+E4E_LAYOUT = os.path.join(os.path.dirname(__file__), "..", "data", "e4e", "e4e_1024_layout.tsv")
 TINY = dict(channels=(8, 16, 32, 64), w_dim=32, output_size=32, input_size=32)  # 8 styles from 32-px inputs
 
 
-def read_layout(prefix):
-    """{key without prefix: (shape, dtype)} of the golden pSp state_dict layout."""
+def read_layout(prefix, path=LAYOUT):
+    """{key without prefix: (shape, dtype)} of the golden pSp (or e4e) state_dict layout."""
     out = {}
-    with open(LAYOUT) as f:
+    with open(path) as f:
         for line in f:
             if line.startswith("#") or not line.strip():
                 continue
@@ -42,6 +44,33 @@ def test_paper_encoder_has_the_published_psp_layout():
     assert sorted(set(golden) - set(ours)) == [] and sorted(set(ours) - set(golden)) == []
     assert {k: v for k, v in ours.items() if golden[k] != v} == {}
     assert enc.n_styles == 18 and enc.taps == (6, 20, 23)  # the reference's hard-coded body indices for IR-50
+
+
+def test_e4e_encoder_has_the_published_e4e_layout_which_is_psps():
+    golden = read_layout("encoder.", E4E_LAYOUT)
+    assert list(golden.items()) == list(read_layout("encoder.").items())  # key for key, in order
+    with torch.device("meta"):
+        enc = Encoder4Editing(num_layers=50, mode="ir_se", input_nc=3, output_size=1024)
+    assert layout_of(enc) == golden and list(layout_of(enc)) == list(golden)
+
+
+def test_e4e_adds_the_deltas_of_its_progressive_stage_to_one_w():
+    torch.manual_seed(0)
+    e4e = Encoder4Editing(**TINY).eval()
+    psp = GradualStyleEncoder(**TINY).eval()
+    psp.load_state_dict(e4e.state_dict())  # the same modules: pSp's heads are e4e's deltas
+    x = torch.randn(2, 3, 32, 32)
+    assert e4e.progressive_stage == 7  # every delta after construction (the reference's Inference)
+    with torch.no_grad():
+        heads = psp(x)
+        w0 = heads[:, :1]
+        for stage in (0, 3, 7, 18):
+            e4e.progressive_stage = stage
+            codes = e4e(x)
+            used = min(stage, 7) + 1
+            torch.testing.assert_close(codes[:, :1], w0)
+            torch.testing.assert_close(codes[:, 1:used], w0 + heads[:, 1:used])
+            torch.testing.assert_close(codes[:, used:], w0.expand(-1, 8 - used, -1))
 
 
 def test_arcface_has_the_published_ir_se50_layout():
@@ -139,7 +168,7 @@ def test_styles_come_from_coarse_middle_fine_maps():
 
 # ---- every entry at tiny size ------------------------------------------------------------------------------------
 OUT_SHAPE = {"GradualStyleEncoder": (2, 8, 32), "BackboneEncoderUsingLastLayerIntoW": (2, 32),
-             "BackboneEncoderUsingLastLayerIntoWPlus": (2, 8, 32)}
+             "BackboneEncoderUsingLastLayerIntoWPlus": (2, 8, 32), "Encoder4Editing": (2, 8, 32)}
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))
@@ -172,6 +201,8 @@ def test_encoder_export_round_trip(export_round_trip):
 def test_architecture_is_read_back_from_the_weights(name, num_layers, mode):
     enc = build_encoder(name, num_layers=num_layers, mode=mode, input_nc=5, **dict(TINY, output_size=64))
     spec = encoder_spec_from_state_dict(enc.state_dict(), input_size=32)
+    if name == "Encoder4Editing":  # the same keys as pSp's: only a checkpoint's opts tell (psp_checkpoint)
+        spec["name"] = name
     assert spec == enc.spec() or (name.endswith("IntoW") and spec == {k: v for k, v in enc.spec().items()
                                                                       if k != "output_size"})
     rebuilt = build_encoder(**dict(enc.spec()))

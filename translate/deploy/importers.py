@@ -44,14 +44,21 @@ def import_junyanz(
                          size_multiple=mult, overwrite=overwrite)
 
 
-def import_psp(weights: str | Path, out: str | Path, *, overwrite: bool = False, atol: float = 1e-3) -> Path:
-    """A published pSp checkpoint (`psp_ffhq_encode.pt`, ...) -> bundle (encoder + decoder, ONNX through the
-    reference ops, torch.export program, weights; the eager backend rebuilds it for style-mixed variants)."""
+def import_psp(weights: str | Path, out: str | Path, *, overwrite: bool = False, atol: float = 1e-3,
+               source: str = "psp") -> Path:
+    """A published pSp or e4e checkpoint (`psp_ffhq_encode.pt`, `e4e_ffhq_encode.pt`, ...) -> bundle (encoder +
+    decoder, ONNX through the reference ops, torch.export program, weights; the eager backend rebuilds it for
+    style-mixed variants). source "e4e" accepts e4e checkpoints only (opts["encoder_type"] Encoder4Editing)."""
     from nets.psp import PSPNet
     from translate.deploy.export import export_bundle
-    from translate.deploy.psp_checkpoint import load_psp_checkpoint
+    from translate.deploy.psp_checkpoint import E4E, PSPCheckpointError, load_psp_checkpoint
 
+    if source not in ("psp", "e4e"):
+        raise ValueError(f"source: expected psp or e4e, got {source!r}")
     ckpt = load_psp_checkpoint(weights)
+    if source == "e4e" and ckpt.encoder_spec["name"] != E4E:
+        raise PSPCheckpointError(f"{weights}: not an e4e checkpoint (opts['encoder_type'] is "
+                                 f"{ckpt.opts.get('encoder_type')!r}, e4e's is {E4E!r}); import it with --from psp")
     encoder = ckpt.build_encoder()
     ckpt.encoder_state.clear()  # the encoder holds its own copy: 1 GB less while exporting a 1024-px model
     latent_avg = ckpt.latent_avg if ckpt.latent_avg is not None else ckpt.decoder.mapping.w_avg
@@ -63,7 +70,7 @@ def import_psp(weights: str | Path, out: str | Path, *, overwrite: bool = False,
     label_nc = int(ckpt.opts.get("label_nc") or 0)
     meta = {
         "method": "psp",
-        "source": {"from": "psp", "weights": str(weights), "backfilled_opts": ckpt.backfilled},
+        "source": {"from": source, "weights": str(weights), "backfilled_opts": ckpt.backfilled},
         "input_nc": int(encoder.input_nc),
         "output_nc": 3,
         "value_range": [-1.0, 1.0],

@@ -10,13 +10,19 @@ a GPU run: `latent_avg` is usually a CUDA tensor, so it is read with map_locatio
   (label_nc 0, learn_in_w False), and `backfilled` says which and from where. `input_size` is not a reference
   field (pSp always resizes to 256): the GradualStyleEncoder's heads fix it; for the single-head encoders it is 256
   unless opts names another (checkpoints that this framework writes from smaller runs).
+- e4e checkpoints (omertov/encoder4editing) have pSp's layout key for key: only `opts["encoder_type"] ==
+  "Encoder4Editing"` tells them apart, and it selects nets.encoders.Encoder4Editing. Their `opts["stylegan_size"]` may
+  be stale (e4e issue #56): the number of heads and the decoder's size come from the keys, and a disagreeing
+  stylegan_size is only noted.
+- `latent_avg` is kept as stored and added row by row, as the reference does (real files repeat one w; distinct rows
+  are loaded too). The decoder's truncation centre (w_avg) is its one w, or the mean of distinct rows (noted).
 """
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
@@ -28,6 +34,7 @@ from translate.deploy.checkpoints import load_checkpoint
 
 PSP_INPUT_SIZE = 256  # pSp resizes every input to 256 px (its transforms); the single-head encoders accept any size
 PREFIXES = ("encoder.", "decoder.")
+E4E = "Encoder4Editing"  # opts["encoder_type"] of an e4e checkpoint (nets.encoders.Encoder4Editing)
 
 
 class PSPCheckpointError(LoadError):
@@ -73,8 +80,8 @@ def _backfill_opts(opts: Dict[str, Any], spec: Dict[str, Any], decoder: Generato
         "encoder_type": (spec["name"], "read off the encoder weights"),
         "input_nc": (spec["input_nc"], "read off encoder.input_layer.0.weight"),
         "output_size": (decoder.img_resolution, "the decoder's resolution"),
-        "input_size": (spec["input_size"], "read off the map2style heads" if spec["name"] == "GradualStyleEncoder"
-                       else "pSp's input resolution"),
+        "input_size": (spec["input_size"], "read off the map2style heads"
+                       if spec["name"] in ("GradualStyleEncoder", E4E) else "pSp's input resolution"),
     }
     notes: Dict[str, str] = {}
     for key, (value, how) in inferred.items():
@@ -90,6 +97,17 @@ def _backfill_opts(opts: Dict[str, Any], spec: Dict[str, Any], decoder: Generato
             opts[key] = value
             notes[key] = f"{value!r} ({how})"
     return notes
+
+
+def _truncation_centre(latent_avg: Optional[torch.Tensor]) -> Tuple[Optional[torch.Tensor], str]:
+    """One w for the decoder's w_avg from pSp's per-style `latent_avg`, and a note when its rows differ."""
+    if latent_avg is None or latent_avg.ndim < 2:
+        return latent_avg, ""
+    rows = latent_avg.reshape(-1, latent_avg.shape[-1])
+    if torch.equal(rows, rows[:1].expand_as(rows)):
+        return rows[0], ""
+    return rows.mean(0), (f"{rows.shape[0]} distinct rows, added to the codes as stored (as the reference does); "
+                          "the decoder's truncation centre is their mean")
 
 
 def load_psp_checkpoint(path: str | Path) -> PSPCheckpoint:
@@ -118,7 +136,10 @@ def load_psp_checkpoint(path: str | Path) -> PSPCheckpoint:
                                             input_size=opts.get("input_size") or PSP_INPUT_SIZE)
     except ValueError as e:
         raise PSPCheckpointError(str(e)) from None
-    decoder = load_rosinality({"g_ema": parts["decoder."], "latent_avg": latent_avg}, f"{source} decoder.*")
+    if opts.get("encoder_type") == E4E and spec["name"] == "GradualStyleEncoder":
+        spec["name"] = E4E  # the same keys: only the opts tell
+    w_avg, w_avg_note = _truncation_centre(latent_avg)
+    decoder = load_rosinality({"g_ema": parts["decoder."], "latent_avg": w_avg}, f"{source} decoder.*")
     if spec.get("output_size", decoder.img_resolution) != decoder.img_resolution:
         raise PSPCheckpointError(f"{source}: the encoder predicts {n_styles_for(spec['output_size'])} style "
                                  f"vectors, the {decoder.img_resolution}-px decoder takes {decoder.num_ws}")
@@ -132,5 +153,11 @@ def load_psp_checkpoint(path: str | Path) -> PSPCheckpoint:
     with torch.device("meta"):  # every key and shape checked now, without allocating the encoder
         check_fits(build_encoder(**spec), parts["encoder."], f"{source} encoder.*")
     notes = _backfill_opts(opts, spec, decoder, latent_avg, source)
+    if w_avg_note:
+        notes["latent_avg"] = w_avg_note
+    stale = opts.get("stylegan_size")
+    if stale is not None and stale != decoder.img_resolution:
+        notes["stylegan_size"] = (f"{stale!r} in the file is stale: the keys give a {decoder.img_resolution}-px "
+                                  f"decoder and {decoder.num_ws} style vectors (e4e issue #56)")
     return PSPCheckpoint(encoder_state=parts["encoder."], encoder_spec=spec, decoder=decoder, latent_avg=latent_avg,
                          opts=opts, backfilled=notes)

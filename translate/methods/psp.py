@@ -5,6 +5,13 @@ resolution. Losses (weights in the config, the paper's per task in configs/psp/)
 IR-SE50 cosine on the inner face crop pooled to 112 px), W-norm (the non-squared distance of the codes to the
 average latent), the inner-crop L2/LPIPS of frontalization, and a MoCo-feature similarity for non-face domains.
 
+e4e (Tov et al. 2021, `model.encoder_type: Encoder4Editing`): codes near one w, for editing. Progressive training
+(`progressive_start`, `progressive_step_every`: w0 alone first, then one more per-layer delta every so many steps; the
+stage follows the step count, which checkpoints keep), the delta regulariser (the unsquared norm of each code row's
+difference to row 0) and a latent-code discriminator (nets.psp.LatentCodesDiscriminator, softplus losses, lazy R1 on
+the mapping network's codes, an optional pool of past codes) whose adversarial term keeps the codes in W. The
+discriminator is in checkpoints (resume), never in bundles.
+
 The prior and every loss network stay frozen and in eval mode whatever Lightning toggles. Loss networks are not
 part of the module's state dict (checkpoints hold `net.encoder.*`, `net.decoder.*`, `net.latent_avg`), so a
 checkpoint does not carry 100+ MB of ArcFace weights. Their weight files come from the config; a missing file is
@@ -24,7 +31,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
 from nets.encoders import ENCODERS, PAPER_CHANNELS, build_encoder, load_arcface, load_backbone_weights
-from nets.psp import PSPNet
+from nets.psp import LatentCodesDiscriminator, PSPNet
 from nets.similarity import RANDOM, IDLoss, MocoLoss, face_crop, load_moco
 from safeio import ConfigError, LoadError, strict_load
 from priors.loaders import load_prior
@@ -40,6 +47,7 @@ def _n_styles_for_decoder(decoder) -> Dict[str, int]:
 
 
 TEST_ARCFACE_CHANNELS = (8, 8, 16, 16)  # width of the random ArcFace built for `id_weights: random`
+E4E = "Encoder4Editing"  # the encoder_type of e4e
 
 
 @dataclass
@@ -47,7 +55,8 @@ class PSPConfig:
     """pSp options; names follow the reference's train options where it has one."""
 
     prior: Optional[str] = None  # the frozen StyleGAN2: a prior folder, NVIDIA .pkl/.pt, rosinality .pt (required)
-    encoder_type: str = "GradualStyleEncoder"  # GradualStyleEncoder | BackboneEncoderUsingLastLayerIntoW(Plus)
+    encoder_type: str = "GradualStyleEncoder"  # GradualStyleEncoder | BackboneEncoderUsingLastLayerIntoW(Plus) |
+    #                                            Encoder4Editing (e4e)
     num_layers: int = 50  # IR-SE depth: 50 | 100 | 152
     mode: str = "ir_se"  # ir | ir_se
     channels: List[int] = field(default_factory=lambda: list(PAPER_CHANNELS))  # stage widths (small for tests)
@@ -92,7 +101,18 @@ class PSPConfig:
     d_learning_rate: float = 1e-4  # Adam for D (the paper: 1e-4, betas 0.9 / 0.99)
     d_betas: List[float] = field(default_factory=lambda: [0.9, 0.99])
     r1_gamma: float = 10.0  # R1 on the targets: gamma / 2 * |grad D(y)|^2 (the paper: 10; 0 = off)
-    d_reg_interval: int = 1  # R1 every this many steps, its loss scaled by the interval (1 = every step, as the paper)
+    d_reg_interval: int = 1  # R1 every this many steps, its loss scaled by the interval (1 = every step, as the paper;
+    #                          e4e's latent discriminator: 16)
+    # e4e (Tov et al. 2021; defaults as its train options, the README's values in configs/psp/e4e_encode.yaml)
+    progressive_start: Optional[int] = None  # Encoder4Editing: train w0 alone for this many steps, then add deltas
+    #                                          (README: 20000); None = every delta from step 0 and no delta loss
+    progressive_step_every: Optional[int] = None  # one more delta every this many steps (README: 2000)
+    delta_norm: int = 2  # p of the delta regulariser's norm |codes[:, i] - codes[:, 0]|_p (not squared)
+    delta_norm_lambda: float = 2e-4  # weight of the delta regulariser (active with progressive training)
+    w_discriminator_lambda: float = 0.0  # weight of the latent discriminator's term (README: 0.1); 0 = no latent D
+    w_discriminator_lr: float = 2e-5  # Adam (default betas) for the latent discriminator
+    use_w_pool: bool = False  # the latent discriminator sees codes through a pool of past ones (README: on)
+    w_pool_size: int = 50  # codes the pool keeps
 
 
 # ---- loss networks (nets.similarity) -------------------------------------------------------------------------
@@ -163,8 +183,9 @@ def check_config(cfg: PSPConfig) -> None:
     if cfg.feature_res and cfg.encoder_type != "GradualStyleEncoder":
         raise ConfigError(f"model.feature_res needs model.encoder_type GradualStyleEncoder (the feature head reads "
                           f"its pyramid), got {cfg.encoder_type!r}", key="model.feature_res")
+    check_e4e_config(cfg)
     for key in ("l2_lambda", "lpips_lambda", "id_lambda", "w_norm_lambda", "l2_lambda_crop", "lpips_lambda_crop",
-                "moco_lambda", "adv_lambda", "r1_gamma"):
+                "moco_lambda", "adv_lambda", "r1_gamma", "delta_norm_lambda", "w_discriminator_lambda"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"model.{key} must be >= 0, got {getattr(cfg, key)}", key=f"model.{key}")
     for key in ("d_reg_interval", "d_mbstd_group_size"):
@@ -183,6 +204,68 @@ def check_config(cfg: PSPConfig) -> None:
     if cfg.lpips_lambda > 0 and cfg.loss_size < side:
         raise ConfigError(f"model.loss_size {cfg.loss_size} is smaller than LPIPS ({cfg.lpips_net}) takes ({side} px)",
                           key="model.loss_size")
+
+
+def check_e4e_config(cfg: PSPConfig) -> None:
+    if cfg.progressive_start is not None:
+        if cfg.encoder_type != E4E:
+            raise ConfigError(f"model.progressive_start needs model.encoder_type {E4E} (progressive deltas), got "
+                              f"{cfg.encoder_type!r}", key="model.progressive_start")
+        if cfg.progressive_start < 0 or not cfg.progressive_step_every or cfg.progressive_step_every < 1:
+            raise ConfigError(f"model.progressive_start ({cfg.progressive_start}) must be >= 0 and "
+                              f"model.progressive_step_every a positive number of steps, got "
+                              f"{cfg.progressive_step_every}", key="model.progressive_start")
+    if cfg.delta_norm < 1:
+        raise ConfigError(f"model.delta_norm: expected p >= 1, got {cfg.delta_norm}", key="model.delta_norm")
+    if cfg.w_discriminator_lambda > 0 and cfg.adv_lambda > 0:
+        raise ConfigError("model.w_discriminator_lambda and model.adv_lambda are both > 0: train with e4e's latent "
+                          "discriminator or the domain-guided image discriminator, not both",
+                          key="model.w_discriminator_lambda")
+    if cfg.use_w_pool and cfg.w_pool_size < 1:
+        raise ConfigError(f"model.w_pool_size: expected a positive number of codes, got {cfg.w_pool_size}",
+                          key="model.w_pool_size")
+
+
+def progressive_stage(step: int, start: Optional[int], every: Optional[int], n_styles: int) -> int:
+    """e4e's stage at a step: the number of per-layer deltas in use. 0 (w0 alone) before `start`, then one more at
+    start, start + every, ... up to n_styles - 1 (the reference's progressive_steps [0, start, start + every, ...]);
+    every delta when not progressive (start None)."""
+    if start is None:
+        return n_styles - 1
+    if step < start:
+        return 0
+    return min(1 + (step - start) // every, n_styles - 1)
+
+
+def delta_loss(codes: torch.Tensor, stage: int, p: int = 2) -> torch.Tensor:
+    """e4e's delta regulariser: sum over rows i = 1..stage of the batch mean of |codes[:, i] - codes[:, 0]|_p."""
+    deltas = codes[:, 1:stage + 1] - codes[:, :1]  # (N, stage, w_dim)
+    return deltas.norm(p=p, dim=2).mean(dim=0).sum()
+
+
+class LatentCodesPool:
+    """e4e's pool of past codes for the latent discriminator (as CycleGAN's image pool): a code (N, w_dim), or one
+    random row per sample of (N, rows, w_dim), is stored while the pool fills; a full pool returns, half of the
+    time, a stored code in its place (and keeps the new one)."""
+
+    def __init__(self, size: int):
+        self.size, self.codes = size, []
+
+    def query(self, ws: torch.Tensor) -> torch.Tensor:
+        out = []
+        for w in ws:
+            if w.dim() == 2:  # (rows, w_dim): one random row
+                w = w[int(torch.randint(len(w), ()))]
+            if len(self.codes) < self.size:
+                self.codes.append(w)
+                out.append(w)
+            elif float(torch.rand(())) > 0.5:
+                i = int(torch.randint(self.size, ()))
+                out.append(self.codes[i].clone())
+                self.codes[i] = w
+            else:
+                out.append(w)
+        return torch.stack(out)
 
 
 def build_discriminator(cfg: PSPConfig, channels: int = 3) -> Discriminator:
@@ -248,6 +331,9 @@ class PSP(TranslationModule):
         self.net.decoder.eval()
         # domain-guided training: a discriminator trained alongside (in checkpoints, never exported)
         self.net_d = build_discriminator(cfg, decoder.img_channels) if cfg.adv_lambda > 0 else None
+        # e4e: the latent-code discriminator (in checkpoints, never exported) and its pools of past codes
+        self.net_w_d = LatentCodesDiscriminator(decoder.w_dim) if cfg.w_discriminator_lambda > 0 else None
+        self.w_pools = {k: LatentCodesPool(cfg.w_pool_size) for k in ("real", "fake")} if cfg.use_w_pool else None
         self.n_steps = 0  # training steps taken (decides the lazy R1 steps); kept in checkpoints
         # loss networks: frozen, outside the module tree (not in checkpoints, not in DDP), built from their weight
         # files when training needs them (validate, export and invert do not: a checkpoint is usable without them)
@@ -278,8 +364,8 @@ class PSP(TranslationModule):
     @staticmethod
     def _feature_res(cfg: PSPConfig, decoder: Generator) -> int:
         if cfg.feature_res and not hasattr(decoder.synthesis, "block_resolutions"):
-            raise ValueError(f"model.feature_res: needs a StyleGAN2 prior (resolution blocks); {cfg.prior} is a "
-                             "StyleGAN3 generator: set feature_res to 0")
+            raise ConfigError(f"model.feature_res: needs a StyleGAN2 prior (resolution blocks); {cfg.prior} is a "
+                              "StyleGAN3 generator: set feature_res to 0", key="model.feature_res")
         if cfg.feature_res and cfg.feature_res not in decoder.synthesis.block_resolutions:
             raise ConfigError(f"model.feature_res: expected one of the prior's block resolutions "
                               f"{decoder.synthesis.block_resolutions} (model.prior {cfg.prior}) or 0, got "
@@ -322,6 +408,8 @@ class PSP(TranslationModule):
         if c.train_decoder:
             params += psp_decoder_groups(self.net.decoder)
         opt = build_optimizer(c.optim_name, params, c.learning_rate)
+        if self.net_w_d is not None:
+            return [opt, torch.optim.Adam(self.net_w_d.parameters(), lr=c.w_discriminator_lr)]
         if self.net_d is None:
             return opt
         return [opt, torch.optim.Adam(self.net_d.parameters(), lr=c.d_learning_rate, betas=tuple(c.d_betas))]
@@ -360,6 +448,12 @@ class PSP(TranslationModule):
             terms["moco"] = nets["moco"](y_hat, y) * c.moco_lambda
         if c.adv_lambda > 0:
             terms["adv"] = g_nonsaturating(self.net_d(self.d_batch(y_hat))) * c.adv_lambda
+        if c.progressive_start is not None and c.delta_norm_lambda > 0:
+            terms["delta"] = delta_loss(codes, self.stage, c.delta_norm) * c.delta_norm_lambda
+        if c.w_discriminator_lambda > 0:  # mean over the rows in training of the non-saturating loss
+            rows = codes[:, :self.stage + 1] if c.progressive_start is not None else codes
+            terms["w_adv"] = g_nonsaturating(self.net_w_d(rows.reshape(-1, rows.shape[-1]))) * \
+                c.w_discriminator_lambda
         terms["loss"] = torch.stack(list(terms.values())).sum()
         return terms
 
@@ -368,6 +462,11 @@ class PSP(TranslationModule):
         opt, opt_d = (opts[0], opts[1]) if isinstance(opts, (list, tuple)) else (opts, None)
         x, y = batch["A"], batch["B"]
         self._check_batch(x, y)
+        self.set_stage()
+        terms_w = {}
+        if self.net_w_d is not None:  # e4e: the latent discriminator steps first, on the encoder as it is
+            with self.toggled_optimizer(opt_d):
+                terms_w = self._latent_discriminator_step(opt_d, x)
         with self.toggled_optimizer(opt):
             opt.zero_grad(set_to_none=True)
             if self.cfg.restyle_iters:
@@ -378,10 +477,12 @@ class PSP(TranslationModule):
                 terms = self.losses(x, y, y_hat, codes)
                 self.manual_backward(terms["loss"])
             opt.step()
-        if opt_d is not None:
+        if self.net_d is not None:
             with self.toggled_optimizer(opt_d):
                 terms.update(self._discriminator_step(opt_d, y, y_hat.detach()))
+        terms.update(terms_w)
         self.n_steps += 1
+        self.set_stage()  # the next step's (what validation in between and a checkpoint's resume see)
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, on_step=True, on_epoch=False,
                       batch_size=x.shape[0], prog_bar=False)
         self.maybe_log_train_images([x, y_hat, y])
@@ -423,11 +524,58 @@ class PSP(TranslationModule):
         opt_d.step()
         return {k: v.detach() for k, v in terms.items()}
 
+    # ---- e4e ------------------------------------------------------------------------------------------------------
+    @property
+    def stage(self) -> int:
+        """e4e's progressive stage at the current step (every delta when not progressive)."""
+        c = self.cfg
+        return progressive_stage(self.n_steps, c.progressive_start, c.progressive_step_every, self.net.n_styles)
+
+    def set_stage(self) -> None:
+        """Give an e4e encoder the deltas of the current step (a no-op for the other encoders)."""
+        if hasattr(self.net.encoder, "progressive_stage"):
+            self.net.encoder.progressive_stage = self.stage
+
+    def real_and_fake_codes(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """What the latent discriminator judges, (N, w_dim) each: the mapping network's w of random z (real) and
+        row 0 of the encoder's codes (fake; with the pool, a random row of those in training), without gradients."""
+        with torch.no_grad():
+            decoder = self.net.decoder
+            z = torch.randn(x.shape[0], decoder.z_dim, device=x.device)
+            real_w = decoder.mapping(z, skip_w_avg_update=True)[:, 0]
+            fake_w = self.net.encode(x)
+            if self.cfg.progressive_start is not None:
+                fake_w = fake_w[:, :self.stage + 1]
+            if self.w_pools is not None:
+                real_w, fake_w = self.w_pools["real"].query(real_w), self.w_pools["fake"].query(fake_w)
+            return real_w, fake_w[:, 0] if fake_w.dim() == 3 else fake_w
+
+    def _latent_discriminator_step(self, opt_d, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Softplus loss on real vs fake codes, then R1 on the real ones every d_reg_interval steps (as e4e)."""
+        c, D = self.cfg, self.net_w_d
+        real_w, fake_w = self.real_and_fake_codes(x)
+        real_logits, fake_logits = D(real_w), D(fake_w)
+        terms = {"D_w": d_logistic(real_logits, fake_logits), "D_w_real": real_logits.detach().mean(),
+                 "D_w_fake": fake_logits.detach().mean()}
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(terms["D_w"])
+        opt_d.step()
+        if c.r1_gamma > 0 and self.n_steps % c.d_reg_interval == 0:
+            real_w = real_w.detach().requires_grad_(True)
+            terms["D_w_r1"] = r1_penalty(D(real_w), real_w, c.r1_gamma)
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(terms["D_w_r1"] * c.d_reg_interval)
+            # a second Adam step, as e4e takes it; through the wrapped optimizer, so that Lightning's step count
+            # (trainer.max_steps) stays two per batch whether or not R1 runs
+            getattr(opt_d, "optimizer", opt_d).step()
+        return {k: v.detach() for k, v in terms.items()}
+
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint["psp_progress"] = {"n_steps": self.n_steps}
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         self.n_steps = int(checkpoint.get("psp_progress", {}).get("n_steps", 0))
+        self.set_stage()  # e4e: the stage of the step reached
 
     def on_train_epoch_end(self) -> None:  # pSp trains by steps at a constant learning rate: no schedule
         pass
@@ -460,6 +608,8 @@ class PSP(TranslationModule):
 
         net = copy.deepcopy(self.net).eval().requires_grad_(False)
         net.noise_mode, net.resize, net.fused_modconv = "const", None, False  # any batch size in the graphs
+        if hasattr(net.encoder, "progressive_stage"):  # e4e: a bundle adds every delta, as a loaded e4e model
+            net.encoder.progressive_stage = net.n_styles - 1
         meta = {
             "method": "psp",
             "input_nc": int(self.hparams.input_nc),  # the images' channels (a ReStyle encoder takes 3 more)

@@ -98,7 +98,7 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor, gamma: float) -> t
     """gamma / 2 * |grad_x D(x)|^2 averaged over the batch, from D's logits of the reals x (which require grad);
     differentiable (double backward) so that it trains D."""
     (grads,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
-    return gamma / 2 * grads.square().sum(dim=[1, 2, 3]).mean()
+    return gamma / 2 * grads.square().flatten(1).sum(dim=1).mean()  # images (N, C, H, W) or codes (N, w_dim)
 
 
 def whole_groups(images: torch.Tensor, group_size: int) -> torch.Tensor:

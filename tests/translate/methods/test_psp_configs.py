@@ -20,6 +20,8 @@ TASKS = {
     "seg_to_face": [],
     # a VGG16 file is 58 MB; two batches are four optimizer steps (encoder and discriminator)
     "domain_guided": ["model.lpips_weights=random", "model.lpips_backbone=unused", "trainer.max_steps=4"],
+    # two batches (encoder and latent discriminator steps): w0 alone, then the first delta
+    "e4e_encode": ["model.progressive_start=1", "model.progressive_step_every=1", "trainer.max_steps=4"],
 }
 
 
@@ -70,7 +72,9 @@ def test_paper_config_trains_and_validates(task, files, tmp_path):
     metrics = trainer.callback_metrics
     assert torch.isfinite(metrics["train/loss"]) and torch.isfinite(metrics["val/psnr"]), sorted(metrics)
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
-    assert trainer.global_step == (4 if task == "domain_guided" else 2)
+    assert trainer.global_step == (4 if task in ("domain_guided", "e4e_encode") else 2)
+    if task == "e4e_encode":
+        assert module.net.encoder.progressive_stage == 2 and torch.isfinite(metrics["train/D_w_r1"])
 
 
 def test_schedule_keys_keep_integers_and_fractions():
