@@ -219,7 +219,8 @@ def _add_editing_parsers(sub) -> None:
     src.add_argument("--codes", help="folder of codes written by `invert`")
     p.add_argument("--direction", required=True, help="a direction file written by `directions`")
     p.add_argument("--strength", default="-3:3:7",
-                   help="start:stop:count or a comma list, in stds of W along the direction (default -3:3:7)")
+                   help="start:stop:count or a comma list, in stds of W along the direction (default -3:3:7); "
+                        "a value that starts with '-' needs the = form: --strength=-2:2:5")
     p.add_argument("--layers", help="W+ layers to move, e.g. 0-5 (default: the direction's own)")
     p.add_argument("--out", required=True, help="folder: OUT/<stem>/ edits, reconstruction, strip.png")
     p.add_argument("--refine", type=int, default=0, metavar="N", help="N refinement steps of each inversion")

@@ -32,12 +32,11 @@ class Edit:
 
 def render_edits(net: PSPNet, w: torch.Tensor, direction: dirs.Direction, strengths: Sequence[float],
                  layers: Optional[Sequence[int]] = None) -> torch.Tensor:
-    """Images (len(strengths), 3, H, W) of one code moved along the direction."""
-    from priors.generate import BATCH
-
+    """Images (len(strengths), 3, H, W) of one code moved along the direction, rendered one at a time as the
+    reconstruction is (batched convolutions round differently), so that strength 0 gives exactly its pixels."""
     ws = dirs.apply_direction(w.to(net.latent_avg.device), direction, strengths, layers)
     with torch.no_grad():
-        return torch.cat([net.decode(ws[i:i + BATCH]) for i in range(0, len(ws), BATCH)])
+        return torch.cat([net.decode(ws[i:i + 1]) for i in range(len(ws))])
 
 
 def load_checked_direction(net: PSPNet, path: str | Path) -> dirs.Direction:
