@@ -236,7 +236,9 @@ def _add_psp_source(p: argparse.ArgumentParser) -> None:
 
 def _invert(args) -> int:
     from translate.tools import invert
+    from translate.tools.degradations import parse_degradation
 
+    degrade = parse_degradation(args.degrade)  # before anything is loaded
     net = invert.load_psp_net(args.ckpt, args.model, device=args.device)
     lpips = None
     if args.lpips_weights or args.lpips_backbone:
@@ -250,10 +252,8 @@ def _invert(args) -> int:
               if v is not None}
     if args.no_domain:
         kwargs["lambda_dom"] = 0.0
-    if args.degrade:
-        from translate.tools.degradations import parse_degradation
-
-        kwargs["degrade"] = parse_degradation(args.degrade)
+    if degrade is not None:
+        kwargs["degrade"] = degrade
     results = invert.invert_folder(net, args.input, args.out, refine_steps=args.refine, restyle=args.restyle,
                                    lpips=lpips, **kwargs)
     print(invert.format_results(results))

@@ -196,7 +196,7 @@ def invert_image(net: PSPNet, img: torch.Tensor, stem: str = "image", refine_ste
     small image for downsample:8) and `mse` is the consistency error ||D(G(w)) - x||^2."""
     if img.dim() != 3 or img.shape[0] != IMAGE_CHANNELS:
         raise ValueError(f"invert_image: expected an RGB image (3, H, W), got {tuple(img.shape)}")
-    check_options(refine_steps, restyle, lambda_vgg, lambda_dom, lr)
+    check_options(refine_steps, restyle, lambda_vgg, lambda_dom, lr, degrade)
     if restyle and not is_restyle(net):
         restyle_encode(net, img[None], restyle)  # raises the error that explains what ReStyle needs
     check_invertible(net)
