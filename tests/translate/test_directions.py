@@ -129,3 +129,27 @@ def test_cli_makes_ganspace_and_boundary_directions(prior, tmp_path, capsys):
     assert cli.main(["directions", "boundary", "--prior", str(prior), "--codes", str(tmp_path / "codes"),
                      "--labels", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "dirs")]) == 2
     assert "bad.csv, line 2: the label 'short' is not a number" in capsys.readouterr().err
+
+
+def test_toy_face_boundaries_use_the_known_attributes(prior, tmp_path):
+    from datamodules.toyfaces import face_params
+    from nets.encoders import build_encoder
+    from nets.psp import PSPNet
+
+    torch.manual_seed(0)
+    G = load_prior(prior)
+    enc = build_encoder("GradualStyleEncoder", input_nc=3, output_size=32, input_size=32, channels=[4, 8, 8, 16],
+                        w_dim=16)
+    net = PSPNet(enc, G, G.mapping.w_avg, noise_mode="const").eval().requires_grad_(False)
+    yaw = dirs.toyface_labels(6, "yaw")
+    assert yaw == [face_params(0, "train", i).yaw for i in range(6)]
+    assert set(dirs.toyface_labels(6, "glasses")) <= {0.0, 1.0}
+    codes = dirs.toyface_codes(net, 6)
+    assert codes.shape == (6, 8, 16)
+    path = dirs.make_boundary(net.decoder.synthesis, [0, 1], tmp_path, codes, torch.tensor(yaw), "yaw",
+                              {"toyfaces": 6, "attribute": "yaw"})
+    d = dirs.load_direction(path)
+    assert path.name == "boundary_yaw.safetensors" and d.how["kind"] == "scalar" and d.layers == [0, 1]
+    dirs.check_direction(d, G.synthesis)  # the net's prior is the prior file's
+    with pytest.raises(ValueError, match="--attribute: expected one of"):
+        dirs.toyface_labels(3, "beard")
