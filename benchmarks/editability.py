@@ -180,7 +180,7 @@ def boundary_for(net, attribute: str, n: int, out: str | Path, layers: Optional[
     layers = list(range(net.n_styles)) if layers is None else list(layers)
     codes = dirs.toyface_codes(net, n, seed=CLASSIFIER_SEED + 1, refine_steps=refine_steps)
     labels = torch.tensor(dirs.toyface_labels(n, attribute, seed=CLASSIFIER_SEED + 1))
-    return dirs.make_boundary(net.decoder.synthesis, layers, out, codes, labels, attribute,
+    return dirs.make_boundary(net.decoder, layers, out, codes, labels, attribute,
                               {"toyfaces": n, "attribute": attribute, "seed": CLASSIFIER_SEED + 1})
 
 

@@ -311,14 +311,14 @@ def _boundary(args, dirs):
     if args.prior:
         from priors.loaders import load_prior
 
-        synthesis = load_prior(args.prior).synthesis
-        if net is not None and dirs.prior_fingerprint(synthesis) != dirs.prior_fingerprint(net.decoder.synthesis):
+        G = load_prior(args.prior)
+        if net is not None and dirs.prior_fingerprint(G.synthesis) != dirs.prior_fingerprint(net.decoder.synthesis):
             raise ValueError(f"--prior {args.prior} is not the pSp net's prior: give one of them")
     elif net is not None:
-        synthesis = net.decoder.synthesis
+        G = net.decoder
     else:
         raise ValueError("directions boundary: give --prior (with --codes/--labels) or a pSp net (--model/--ckpt)")
-    layers = dirs.parse_layers(args.layers, int(synthesis.num_ws))
+    layers = dirs.parse_layers(args.layers, int(G.num_ws))
     if args.toyfaces:
         if net is None or not args.attribute or args.codes or args.labels:
             raise ValueError("--toyfaces N inverts toy faces: give a pSp net (--model/--ckpt) and --attribute, "
@@ -336,9 +336,9 @@ def _boundary(args, dirs):
         from pathlib import Path
 
         _, codes, labels = dirs.codes_with_labels(args.codes, dirs.read_labels(args.labels),
-                                                  int(synthesis.num_ws), int(synthesis.w_dim))
+                                                  int(G.num_ws), int(G.w_dim))
         name, how = args.name or Path(args.labels).stem, {"labels": Path(args.labels).name}
-    return dirs.make_boundary(synthesis, layers, args.out, codes, labels, name, how)
+    return dirs.make_boundary(G, layers, args.out, codes, labels, name, how)
 
 
 def _edit(args) -> int:

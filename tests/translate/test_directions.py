@@ -146,7 +146,7 @@ def test_toy_face_boundaries_use_the_known_attributes(prior, tmp_path):
     assert set(dirs.toyface_labels(6, "glasses")) <= {0.0, 1.0}
     codes = dirs.toyface_codes(net, 6)
     assert codes.shape == (6, 8, 16)
-    path = dirs.make_boundary(net.decoder.synthesis, [0, 1], tmp_path, codes, torch.tensor(yaw), "yaw",
+    path = dirs.make_boundary(net.decoder, [0, 1], tmp_path, codes, torch.tensor(yaw), "yaw",
                               {"toyfaces": 6, "attribute": "yaw"})
     d = dirs.load_direction(path)
     assert path.name == "boundary_yaw.safetensors" and d.how["kind"] == "scalar" and d.layers == [0, 1]

@@ -11,7 +11,7 @@ Three ways to find a direction n (a unit vector in W, applied to chosen layers o
   over the chosen layers), labels from a CSV (file name -> label) or the toy faces' known attributes.
 
 Every direction is one small safetensors file: key "direction" (w_dim,), metadata (strings) with the format, how it
-was made, the layers it applies to, `scale` (the std of the prior's (or the codes') W along it: an edit of strength
+was made, the layers it applies to, `scale` (the std of the prior's W along it: an edit of strength
 s moves the code by s * scale) and the prior it belongs to: n_latent, w_dim and a fingerprint of the synthesis
 weights, so that a direction is never applied to another prior's codes by mistake.
 """
@@ -351,12 +351,15 @@ def toyface_labels(n: int, attribute: str, seed: int = 0, split: str = "train") 
     return [TOYFACE_ATTRIBUTES[attribute](face_params(seed, split, i)) for i in range(n)]
 
 
-def boundary_direction(codes: torch.Tensor, labels: torch.Tensor, layers: Sequence[int], synthesis: nn.Module,
+def boundary_direction(codes: torch.Tensor, labels: torch.Tensor, layers: Sequence[int], G: nn.Module,
                        how: Dict[str, object]) -> Direction:
-    """The InterFaceGAN direction of W+ codes (N, n_latent, w_dim): the boundary of their mean over `layers`."""
+    """The InterFaceGAN direction of W+ codes (N, n_latent, w_dim): the boundary of their mean over `layers`; its
+    scale is the std of the prior's W along the normal, as for the other kinds (the codes' own std is kept in
+    `how`: an encoder that has not learned much gives codes that hardly vary)."""
     b = fit_boundary(codes[:, list(layers)].mean(1), labels)
-    return Direction(b.normal, list(layers), b.scale, "boundary", prior_fingerprint(synthesis),
-                     int(synthesis.num_ws), {**how, "kind": b.kind, "score": round(b.score, 4), "n": len(labels)})
+    return Direction(b.normal, list(layers), w_scale(G, b.normal), "boundary", prior_fingerprint(G.synthesis),
+                     int(G.num_ws), {**how, "kind": b.kind, "score": round(b.score, 4), "n": len(labels),
+                                     "codes_std": round(b.scale, 6)})
 
 
 # ---- `translate directions`: make and write them ---------------------------------------------------------------
@@ -404,7 +407,7 @@ def toyface_codes(net: nn.Module, n: int, seed: int = 0, refine_steps: int = 0) 
     return torch.stack(codes)
 
 
-def make_boundary(synthesis: nn.Module, layers: Sequence[int], out: str | Path, codes: torch.Tensor,
-                  labels: torch.Tensor, name: str, how: Dict[str, object]) -> Path:
-    """The InterFaceGAN direction of labelled W+ codes, as out/boundary_<name>.safetensors."""
-    return boundary_direction(codes, labels, layers, synthesis, how).save(Path(out) / f"boundary_{name}.safetensors")
+def make_boundary(G: nn.Module, layers: Sequence[int], out: str | Path, codes: torch.Tensor, labels: torch.Tensor,
+                  name: str, how: Dict[str, object]) -> Path:
+    """The InterFaceGAN direction of labelled W+ codes of the prior G, as out/boundary_<name>.safetensors."""
+    return boundary_direction(codes, labels, layers, G, how).save(Path(out) / f"boundary_{name}.safetensors")
