@@ -5,8 +5,8 @@ Commands: fit (train), validate and test (score a checkpoint), export (checkpoin
 from a StyleGAN2 prior), convert-prior (NVIDIA/rosinality prior -> safetensors), evaluate (score folders: FID, KID,
 PSNR, SSIM, LPIPS, identity), invert (images -> W+ codes, also through a degradation), interpolate (paths between
 codes), directions (latent directions: SeFa, GANSpace, InterFaceGAN), edit (move inverted images along a
-direction), doctor (versions, devices and op backends). A user's mistake (config, data, file, checkpoint) is one line on stderr and exit status 2;
-anything else keeps its traceback.
+direction), doctor (versions, devices and op backends). A user's mistake (config, data, file, checkpoint) is one
+line on stderr and exit status 2; anything else keeps its traceback.
 """
 from __future__ import annotations
 
