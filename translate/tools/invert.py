@@ -133,7 +133,7 @@ def refine_objective(net: PSPNet, w: torch.Tensor, target: torch.Tensor, lambda_
     seen = rec if degrade is None else degrade(rec)
     terms = {"mse": F.mse_loss(seen, target)}
     loss = terms["mse"]
-    if lambda_vgg > 0 and lpips is not None and seen.shape[-1] >= LPIPS_MIN_SIZE:
+    if lambda_vgg > 0 and lpips_applies(lpips, seen, degrade):
         terms["lpips"] = lpips(seen, target).mean()
         loss = loss + lambda_vgg * terms["lpips"]
     if lambda_dom > 0:
@@ -141,6 +141,11 @@ def refine_objective(net: PSPNet, w: torch.Tensor, target: torch.Tensor, lambda_
         loss = loss + lambda_dom * terms["dom"]
     terms["loss"] = loss
     return terms
+
+
+def lpips_applies(lpips: Optional[nn.Module], seen: torch.Tensor, degrade: Optional[Degradation]) -> bool:
+    """LPIPS is used when given, except on degraded renders smaller than LPIPS_MIN_SIZE."""
+    return lpips is not None and (degrade is None or seen.shape[-1] >= LPIPS_MIN_SIZE)
 
 
 def refine(net: PSPNet, w_init: torch.Tensor, target: torch.Tensor, steps: int, lambda_vgg: float = LAMBDA_VGG,
@@ -221,7 +226,7 @@ def invert_image(net: PSPNet, img: torch.Tensor, stem: str = "image", refine_ste
     with torch.no_grad():
         seen = recon if degrade is None else degrade(recon)
         dist = float(domain_distance(net, w, iters, rec=recon)[0])
-        lp = float(lpips(seen, target).mean()) if lpips is not None and seen.shape[-1] >= LPIPS_MIN_SIZE else None
+        lp = float(lpips(seen, target).mean()) if lpips_applies(lpips, seen, degrade) else None
     return Inversion(stem, w[0].cpu(), recon[0].cpu(), float(F.mse_loss(seen, target)), seconds, dist, lp, history)
 
 
