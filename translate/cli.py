@@ -184,7 +184,7 @@ def _add_inversion_parsers(sub) -> None:
 
 def _add_editing_parsers(sub) -> None:
     p = sub.add_parser("directions", help="find latent directions of a StyleGAN2 prior: sefa, ganspace, boundary")
-    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND", help="sefa, ganspace or boundary")
     for kind, what in (("sefa", "SeFa: eigenvectors of the chosen layers' style affines (no data)"),
                        ("ganspace", "GANSpace: principal components of W sampled through the mapping network"),
                        ("boundary", "InterFaceGAN: a linear boundary of labelled inverted codes")):
