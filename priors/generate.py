@@ -20,7 +20,8 @@ def parse_pair(text: str, flag: str = "--translate") -> Tuple[float, float]:
     try:
         x, y = (float(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"{flag}: expected two numbers X,Y (fractions of the image side), got '{text}'") from None
+        raise ConfigError(f"{flag}: expected two numbers X,Y (fractions of the image side), got '{text}'",
+                          key=flag) from None
     return x, y
 
 
@@ -100,8 +101,8 @@ def _set_transform(G, prior, translate: Optional[Sequence[float]], rotate: Optio
     if translate is None and rotate is None:
         return
     if not hasattr(G, "set_transform"):
-        raise ValueError(f"--translate/--rotate need a StyleGAN3 prior (an input transform); {prior} is "
-                         f"{getattr(G, 'architecture', 'stylegan2')}")
+        raise ConfigError(f"--translate/--rotate need a StyleGAN3 prior (an input transform); {prior} is "
+                          f"{getattr(G, 'architecture', 'stylegan2')}", key="--translate")
     G.set_transform(tuple(translate) if translate is not None else (0.0, 0.0), float(rotate or 0.0))
 
 
@@ -143,11 +144,12 @@ def animate(prior: str | Path, seeds: List[int], out: str | Path, frames: int = 
     degrees (from the identity to the given end point). `out` ends in .gif or .mp4."""
     out = Path(out)
     if out.suffix.lower() not in ANIMATION_SUFFIXES:
-        raise ValueError(f"--out {out}: an animation is written as {' or '.join(ANIMATION_SUFFIXES)}")
+        raise ConfigError(f"--out {out}: an animation is written as {' or '.join(ANIMATION_SUFFIXES)}", key="--out")
     if frames < 2:
-        raise ValueError(f"--animate: expected at least 2 frames, got {frames}")
+        raise ConfigError(f"--animate: expected at least 2 frames, got {frames}", key="--animate")
     if translate is None and rotate is None:
-        raise ValueError("--animate needs the motion's end point: --translate X,Y and/or --rotate DEG")
+        raise ConfigError("--animate needs the motion's end point: --translate X,Y and/or --rotate DEG",
+                          key="--animate")
     check_out(out.with_suffix(".png"), len(seeds), grid=True)
     G = load_prior(prior)
     _set_transform(G, prior, (0.0, 0.0), 0.0)  # refuses StyleGAN2 before anything renders

@@ -3,9 +3,10 @@
 Commands: fit (train), validate and test (score a checkpoint), export (checkpoint -> inference bundle), predict
 (translate images with a bundle), import (reference pix2pix/CycleGAN or pSp weights -> bundle), generate (samples
 from a StyleGAN2 prior), convert-prior (NVIDIA/rosinality prior -> safetensors), evaluate (score folders: FID, KID,
-PSNR, SSIM, LPIPS, identity), invert (images -> W+ codes), interpolate (paths between codes), doctor (versions,
-devices and op backends). A user's mistake (config, data, file, checkpoint) is one line on stderr and exit status 2;
-anything else keeps its traceback.
+PSNR, SSIM, LPIPS, identity), invert (images -> W+ codes, also through a degradation), interpolate (paths between
+codes), directions (latent directions: SeFa, GANSpace, InterFaceGAN), edit (move inverted images along a
+direction), doctor (versions, devices and op backends). A user's mistake (config, data, file, checkpoint) is one
+line on stderr and exit status 2; anything else keeps its traceback.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import argparse
 import pickle
 import sys
 from typing import List, Optional
+
+from safeio.errors import ConfigError
 
 USAGE_EXAMPLES = """examples:
   translate fit --config configs/pix2pix/facades.yaml data.root=/data/facades trainer.max_epochs=5
@@ -25,6 +28,8 @@ USAGE_EXAMPLES = """examples:
   translate evaluate --pred translated/ --ref targets/ --inception pt_inception-2015-12-05-6726825d.pth
   translate invert --ckpt runs/psp_toyfaces_encode/checkpoints/last.ckpt --input faces/ --out codes/ --refine 200
   translate interpolate --model bundle/ --codes codes/a.safetensors codes/b.safetensors --steps 8 --out path.png
+  translate directions sefa --prior prior/ --layers 0-3 --num 5 --out dirs/
+  translate edit --model bundle/ --input faces/ --direction dirs/sefa_0-3_00.safetensors --strength -3:3:7 --out edits/
 """
 
 
@@ -173,6 +178,9 @@ def _add_inversion_parsers(sub) -> None:
     p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"], help="LPIPS backbone (default alex)")
     p.add_argument("--lpips-backbone", help="torchvision alexnet/vgg16 state dict (with --lpips-weights)")
     p.add_argument("--lpips-weights", help="LPIPS v0.1 heads alex.pth/vgg.pth; without them LPIPS is off")
+    p.add_argument("--degrade", metavar="D",
+                   help="invert through a degradation (with --refine): downsample:F, blur:SIGMA, grayscale or "
+                        "jpeg:Q; the input is the degraded image, the written image the full-resolution restoration")
     p.add_argument("--device", default="cpu", help="where the nets run: cpu (default), cuda, cuda:1, ...")
 
     p = sub.add_parser("interpolate", help="decode a linear path between two W+ codes, or style-mix them, to a grid")
@@ -181,6 +189,53 @@ def _add_inversion_parsers(sub) -> None:
     p.add_argument("--steps", type=int, default=8, help="images along the path, both ends included")
     p.add_argument("--mix", choices=["coarse", "medium", "fine"], help="style mixing of these layers instead")
     p.add_argument("--out", required=True, help="PNG grid to write")
+    p.add_argument("--device", default="cpu", help="where the nets run: cpu (default), cuda, cuda:1, ...")
+    _add_editing_parsers(sub)
+
+
+def _add_editing_parsers(sub) -> None:
+    p = sub.add_parser("directions", help="find latent directions of a StyleGAN2 prior: sefa, ganspace, boundary")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND", help="sefa, ganspace or boundary")
+    for kind, what in (("sefa", "SeFa: eigenvectors of the chosen layers' style affines (no data)"),
+                       ("ganspace", "GANSpace: principal components of W sampled through the mapping network"),
+                       ("boundary", "InterFaceGAN: a linear boundary of labelled inverted codes")):
+        k = kinds.add_parser(kind, help=what)
+        if kind == "boundary":
+            k.add_argument("--prior", help="the prior (default: the pSp net's, with --model/--ckpt)")
+            src = k.add_mutually_exclusive_group()
+            src.add_argument("--ckpt", help="pSp training checkpoint (to invert toy faces)")
+            src.add_argument("--model", help="pSp bundle (to invert toy faces)")
+            k.add_argument("--codes", help="folder of codes written by `invert` (with --labels)")
+            k.add_argument("--labels", help="CSV of file name -> label (binary: logistic regression; scalar: "
+                                            "least squares)")
+            k.add_argument("--toyfaces", type=int, metavar="N",
+                           help="instead of --codes: invert N toy faces with the pSp net, labelled by --attribute")
+            k.add_argument("--attribute", help="toy-face attribute: yaw, glasses, hair_lightness or smile")
+            k.add_argument("--refine", type=int, default=0, metavar="N", help="refine each toy face's code N steps")
+            k.add_argument("--name", help="file name: OUT/boundary_<name>.safetensors (default: the attribute or "
+                                          "the CSV's stem)")
+        else:
+            k.add_argument("--prior", required=True, help="prior folder, NVIDIA .pkl/.pt or rosinality .pt")
+            k.add_argument("--num", type=int, default=5, help="how many leading directions to write (default 5)")
+        if kind == "ganspace":
+            k.add_argument("--samples", type=int, default=20000, help="W samples of the PCA (default 20000)")
+            k.add_argument("--seed", type=int, default=0, help="seed of the z samples")
+        k.add_argument("--layers", default="all", help="W+ layers the directions apply to, e.g. 0-5 (default all)")
+        k.add_argument("--out", required=True, help="folder for the .safetensors direction files")
+
+    p = sub.add_parser("edit", help="invert images (or read codes) and render them moved along a latent direction")
+    _add_psp_source(p)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="folder of images to invert and edit")
+    src.add_argument("--codes", help="folder of codes written by `invert`")
+    p.add_argument("--direction", required=True, help="a direction file written by `directions`")
+    p.add_argument("--strength", default="-3:3:7",
+                   help="start:stop:count or a comma list, in stds of W along the direction (default -3:3:7); "
+                        "a value that starts with '-' needs the = form: --strength=-2:2:5")
+    p.add_argument("--layers", help="W+ layers to move, e.g. 0-5 (default: the direction's own)")
+    p.add_argument("--out", required=True, help="folder: OUT/<stem>/ edits, reconstruction, strip.png")
+    p.add_argument("--refine", type=int, default=0, metavar="N", help="N refinement steps of each inversion")
+    p.add_argument("--restyle", type=int, default=0, metavar="K", help="K ReStyle iterations (ReStyle encoders)")
     p.add_argument("--device", default="cpu", help="where the nets run: cpu (default), cuda, cuda:1, ...")
 
 
@@ -192,7 +247,9 @@ def _add_psp_source(p: argparse.ArgumentParser) -> None:
 
 def _invert(args) -> int:
     from translate.tools import invert
+    from translate.tools.degradations import parse_degradation
 
+    degrade = parse_degradation(args.degrade)  # before anything is loaded
     net = invert.load_psp_net(args.ckpt, args.model, device=args.device)
     lpips = None
     if args.lpips_weights or args.lpips_backbone:
@@ -206,6 +263,8 @@ def _invert(args) -> int:
               if v is not None}
     if args.no_domain:
         kwargs["lambda_dom"] = 0.0
+    if degrade is not None:
+        kwargs["degrade"] = degrade
     results = invert.invert_folder(net, args.input, args.out, refine_steps=args.refine, restyle=args.restyle,
                                    lpips=lpips, **kwargs)
     print(invert.format_results(results))
@@ -231,6 +290,82 @@ def _interpolate(args) -> int:
     else:
         out = save_grid(invert.interpolate(net, w_a, w_b, args.steps), args.out, nrow=args.steps)
     print(f"grid written: {out}")
+    return 0
+
+
+def _directions(args) -> int:
+    from translate.tools import directions as dirs
+
+    if args.kind in ("sefa", "ganspace"):
+        from priors.loaders import load_prior
+
+        G = load_prior(args.prior)
+        layers = dirs.parse_layers(args.layers, G.num_ws)
+        if args.kind == "sefa":
+            paths = dirs.make_sefa(G, layers, args.num, args.out)
+        else:
+            paths = dirs.make_ganspace(G, layers, args.num, args.out, samples=args.samples, seed=args.seed)
+    else:
+        paths = [_boundary(args, dirs)]
+    for path in paths:
+        d = dirs.load_direction(path)
+        print(f"{path}: {d.method}, layers {dirs.format_layers(d.layers)}, scale {d.scale:.4g}, {d.how}")
+    return 0
+
+
+def _boundary(args, dirs):
+    from translate.tools import invert
+
+    net = None
+    if args.ckpt or args.model:
+        net = invert.load_psp_net(args.ckpt, args.model)
+    if args.prior:
+        from priors.loaders import load_prior
+
+        G = load_prior(args.prior)
+        if net is not None and dirs.prior_fingerprint(G.synthesis) != dirs.prior_fingerprint(net.decoder.synthesis):
+            raise ConfigError(f"--prior {args.prior} is not the pSp net's prior: give one of them", key="--prior")
+    elif net is not None:
+        G = net.decoder
+    else:
+        raise ValueError("directions boundary: give --prior (with --codes/--labels) or a pSp net (--model/--ckpt)")
+    layers = dirs.parse_layers(args.layers, int(G.num_ws))
+    if args.toyfaces:
+        if net is None or not args.attribute or args.codes or args.labels:
+            raise ConfigError("--toyfaces N inverts toy faces: give a pSp net (--model/--ckpt) and --attribute, "
+                              "not --codes/--labels", key="--toyfaces")
+        import torch
+
+        labels = torch.tensor(dirs.toyface_labels(args.toyfaces, args.attribute))
+        codes = dirs.toyface_codes(net, args.toyfaces, refine_steps=args.refine)
+        name, how = args.name or args.attribute, {"toyfaces": args.toyfaces, "attribute": args.attribute,
+                                                  "refine": args.refine}
+    else:
+        if not (args.codes and args.labels):
+            raise ValueError("directions boundary: give --codes and --labels (a CSV of file name -> label), or "
+                             "--toyfaces N --attribute A with a pSp net")
+        from pathlib import Path
+
+        _, codes, labels = dirs.codes_with_labels(args.codes, dirs.read_labels(args.labels),
+                                                  int(G.num_ws), int(G.w_dim))
+        name, how = args.name or Path(args.labels).stem, {"labels": Path(args.labels).name}
+    return dirs.make_boundary(G, layers, args.out, codes, labels, name, how)
+
+
+def _edit(args) -> int:
+    from translate.tools import directions as dirs
+    from translate.tools import invert
+    from translate.tools.edit import edit_folder
+
+    strengths = dirs.parse_strengths(args.strength)
+    net = invert.load_psp_net(args.ckpt, args.model, device=args.device)
+    results = edit_folder(net, args.direction, strengths, args.out, input=args.input, codes=args.codes,
+                          layers=args.layers, refine_steps=args.refine, restyle=args.restyle)
+    print(f"{len(results)} image(s) edited at strengths {', '.join(f'{s:g}' for s in strengths)}: "
+          f"{args.out}/<stem>/strip.png")
+    if not results:
+        print("error: no image could be edited (see the warnings above)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -419,6 +554,12 @@ def _run(args) -> int:
 
     if args.command == "interpolate":
         return _interpolate(args)
+
+    if args.command == "directions":
+        return _directions(args)
+
+    if args.command == "edit":
+        return _edit(args)
 
     if args.command == "doctor":
         from translate.tools.doctor import report

@@ -8,6 +8,9 @@ Three ways to find the code w of an image x, from fast to faithful:
       ||x - G(w)||^2 + lambda_vgg * LPIPS(x, G(w)) + lambda_dom * ||w - E(G(w))||^2
   with the encoder as the regulariser that keeps w inside its semantic domain; lambda_dom = 0 is the plain
   optimisation baseline (Image2StyleGAN-like). The squared norms are means over pixels and code entries.
+  With a degradation D (`--degrade downsample:8`, blur, grayscale, jpeg; translate/tools/degradations.py) the image
+  terms compare D(G(w)) with the (degraded) input instead, as PULSE does, and the domain term keeps w where the
+  encoder would put a clean image: the full-resolution G(w) is the restoration.
 
 Codes are written as safetensors (key "w", (n_latent, w_dim), metadata n_latent / w_dim) beside the reconstruction
 PNG. `interpolate` and `mix_grid` decode codes back to image grids (linear paths in W+, style mixing of layer ranges).
@@ -29,6 +32,7 @@ from torch import nn
 from datamodules.io import DataError
 from nets.psp import PSPNet
 from safeio import ConfigError, LoadError
+from translate.tools.degradations import Degradation, check_size
 
 IMAGE_CHANNELS = 3  # the prior's images: RGB
 CODE_KEY = "w"
@@ -36,6 +40,7 @@ CODE_FORMAT = "translate-kit/wplus"
 LAMBDA_DOM = 2.0  # weight of the domain term (In-Domain GAN Inversion's default)
 LAMBDA_VGG = 1.0  # weight of the perceptual term (LPIPS here; the paper used VGG feature MSE)
 REFINE_LR = 0.01  # Adam step size on w (In-Domain GAN Inversion)
+LPIPS_MIN_SIZE = 32  # below this side (a downsampled render) the LPIPS term is left out: AlexNet sees ~nothing
 MIX_BOUNDS_1024 = (4, 8, 18)  # StyleGAN's coarse 0-3 / medium 4-7 / fine 8-17 layers of an 18-code 1024-px prior
 
 
@@ -125,13 +130,16 @@ def domain_distance(net: PSPNet, w: torch.Tensor, restyle_iters: int = 1,
 
 # ---- refinement ------------------------------------------------------------------------------------------------
 def refine_objective(net: PSPNet, w: torch.Tensor, target: torch.Tensor, lambda_vgg: float, lambda_dom: float,
-                     lpips: Optional[nn.Module], restyle_iters: int = 1) -> Dict[str, torch.Tensor]:
-    """The In-Domain GAN Inversion objective's terms (key "loss" is the weighted sum), per the module docstring."""
+                     lpips: Optional[nn.Module], restyle_iters: int = 1,
+                     degrade: Optional[Degradation] = None) -> Dict[str, torch.Tensor]:
+    """The In-Domain GAN Inversion objective's terms (key "loss" is the weighted sum), per the module docstring;
+    with `degrade`, `target` is the degraded input and the image terms see the degraded render."""
     rec = net.decode(w)
-    terms = {"mse": F.mse_loss(rec, target)}
+    seen = rec if degrade is None else degrade(rec)
+    terms = {"mse": F.mse_loss(seen, target)}
     loss = terms["mse"]
-    if lambda_vgg > 0 and lpips is not None:
-        terms["lpips"] = lpips(rec, target).mean()
+    if lambda_vgg > 0 and lpips_applies(lpips, seen, degrade):
+        terms["lpips"] = lpips(seen, target).mean()
         loss = loss + lambda_vgg * terms["lpips"]
     if lambda_dom > 0:
         terms["dom"] = F.mse_loss(w, encode(net, rec, restyle_iters))
@@ -140,23 +148,28 @@ def refine_objective(net: PSPNet, w: torch.Tensor, target: torch.Tensor, lambda_
     return terms
 
 
+def lpips_applies(lpips: Optional[nn.Module], seen: torch.Tensor, degrade: Optional[Degradation]) -> bool:
+    """LPIPS is used when given, except on degraded renders smaller than LPIPS_MIN_SIZE."""
+    return lpips is not None and (degrade is None or seen.shape[-1] >= LPIPS_MIN_SIZE)
+
+
 def refine(net: PSPNet, w_init: torch.Tensor, target: torch.Tensor, steps: int, lambda_vgg: float = LAMBDA_VGG,
            lambda_dom: float = LAMBDA_DOM, lpips: Optional[nn.Module] = None, lr: float = REFINE_LR,
-           restyle_iters: int = 1) -> tuple[torch.Tensor, List[float]]:
+           restyle_iters: int = 1, degrade: Optional[Degradation] = None) -> tuple[torch.Tensor, List[float]]:
     """`steps` Adam steps on w from `w_init`; returns the final code and the objective before each step and after
     the last (steps + 1 values)."""
     w = w_init.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([w], lr=lr)
     history: List[float] = []
     for _ in range(steps):
-        terms = refine_objective(net, w, target, lambda_vgg, lambda_dom, lpips, restyle_iters)
+        terms = refine_objective(net, w, target, lambda_vgg, lambda_dom, lpips, restyle_iters, degrade)
         history.append(float(terms["loss"].detach()))
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         opt.step()
     with torch.no_grad():
         history.append(float(refine_objective(net, w, target, lambda_vgg, lambda_dom, lpips,
-                                              restyle_iters)["loss"]))
+                                              restyle_iters, degrade)["loss"]))
     return w.detach(), history
 
 
@@ -187,12 +200,13 @@ def to_target(net: PSPNet, img: torch.Tensor) -> torch.Tensor:
 
 def invert_image(net: PSPNet, img: torch.Tensor, stem: str = "image", refine_steps: int = 0, restyle: int = 0,
                  lambda_vgg: float = LAMBDA_VGG, lambda_dom: float = LAMBDA_DOM, lpips: Optional[nn.Module] = None,
-                 lr: float = REFINE_LR) -> Inversion:
+                 lr: float = REFINE_LR, degrade: Optional[Degradation] = None) -> Inversion:
     """Invert one image (3, H, W) in [-1, 1]: encoder pass (or `restyle` ReStyle iterations), then optionally
-    `refine_steps` steps of the objective above."""
+    `refine_steps` steps of the objective above. With `degrade` the image is the degraded observation (e.g. the
+    small image for downsample:8) and `mse` is the consistency error ||D(G(w)) - x||^2."""
     if img.dim() != 3 or img.shape[0] != IMAGE_CHANNELS:
         raise ValueError(f"invert_image: expected an RGB image (3, H, W), got {tuple(img.shape)}")
-    check_options(refine_steps, restyle, lambda_vgg, lambda_dom, lr)
+    check_options(refine_steps, restyle, lambda_vgg, lambda_dom, lr, degrade)
     if restyle and not is_restyle(net):
         restyle_encode(net, img[None], restyle)  # raises the error that explains what ReStyle needs
     check_invertible(net)
@@ -203,21 +217,27 @@ def invert_image(net: PSPNet, img: torch.Tensor, stem: str = "image", refine_ste
     start = time.perf_counter()
     with torch.no_grad():
         w = encode(net, x, iters)
-    target = to_target(net, x)
+    if degrade is None:
+        target = to_target(net, x)
+    else:
+        check_size(degrade, output_size(net))
+        target = degrade.target(x, output_size(net))
     history: List[float] = []
     if refine_steps > 0:
-        w, history = refine(net, w, target, refine_steps, lambda_vgg, lambda_dom, lpips, lr, iters)
+        w, history = refine(net, w, target, refine_steps, lambda_vgg, lambda_dom, lpips, lr, iters, degrade)
     with torch.no_grad():
         recon = net.decode(w)
     seconds = time.perf_counter() - start
     with torch.no_grad():
+        seen = recon if degrade is None else degrade(recon)
         dist = float(domain_distance(net, w, iters, rec=recon)[0])
-        lp = float(lpips(recon, target).mean()) if lpips is not None else None
-    return Inversion(stem, w[0].cpu(), recon[0].cpu(), float(F.mse_loss(recon, target)), seconds, dist, lp, history)
+        lp = float(lpips(seen, target).mean()) if lpips_applies(lpips, seen, degrade) else None
+    return Inversion(stem, w[0].cpu(), recon[0].cpu(), float(F.mse_loss(seen, target)), seconds, dist, lp, history)
 
 
 def check_options(refine_steps: int = 0, restyle: int = 0, lambda_vgg: float = LAMBDA_VGG,
-                  lambda_dom: float = LAMBDA_DOM, lr: float = REFINE_LR, **_: Any) -> None:
+                  lambda_dom: float = LAMBDA_DOM, lr: float = REFINE_LR, degrade: Optional[Degradation] = None,
+                  **_: Any) -> None:
     """Out-of-range options of `invert_image` (others are ignored) are errors naming the option, not silently
     "off"."""
     if not isinstance(refine_steps, int) or refine_steps < 0:
@@ -230,6 +250,9 @@ def check_options(refine_steps: int = 0, restyle: int = 0, lambda_vgg: float = L
             raise ConfigError(f"{name}: expected a weight >= 0, got {value}", key=name)
     if not math.isfinite(lr) or lr <= 0:
         raise ConfigError(f"--lr: expected a learning rate > 0, got {lr}", key="--lr")
+    if degrade is not None and refine_steps < 1:
+        raise ConfigError(f"--degrade {degrade}: inversion through a degradation optimises the code; give --refine N "
+                          f"(N >= 1 steps)", key="--degrade")
 
 
 def read_rgb(path: str | Path) -> torch.Tensor:
