@@ -36,6 +36,7 @@ from translate.deploy.predict import Translated, translate_files
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
 MAX_PIXELS = 4096 * 4096  # default limit of an upload's width x height (--max-pixels), checked from its header
 MAX_UPLOAD = "64mb"  # Gradio refuses larger uploads before they reach us
+IMAGE_HEIGHT = 320  # pixels of the page that the input and the output are shown in (the download is full size)
 MAX_VARIANTS = 8  # the variants slider's top (each one is a full pass through the StyleGAN decoder)
 MASK_LEVELS = ("coarse", "medium", "fine")  # StyleGAN's layer groups, as `interpolate --mix`
 BUNDLE_MASK, LAYERS_MASK = "bundle's", "layers"  # the other two latent-mask choices
@@ -137,12 +138,12 @@ def latent_mask(model: Model, choice: str, layers: str = "") -> Optional[List[in
     if choice in MASK_LEVELS:
         return mix_layers(model.n_styles(), choice)
     if choice == LAYERS_MASK:
+        if not layers.strip():
+            raise Rejected("layers: give the layers to mix, e.g. 8-17")
         try:
             mask = parse_seeds(layers, "layers")
         except ValueError as e:
             raise Rejected(f"{e} (e.g. 8-17 or 4,5,6)") from e
-        if not mask:
-            raise Rejected("layers: give the layers to mix, e.g. 8-17")
         top = model.n_styles() - 1
         if any(not 0 <= i <= top for i in mask):
             raise Rejected(f"layers: this net has layers 0..{top}, got {layers}")
@@ -235,7 +236,7 @@ def build_page(models: Dict[str, Model], work: Path, max_pixels: int = MAX_PIXEL
         alpha = m.meta.get("mix_alpha")
         return (m.facts(), gr.update(visible=sketch, value="upload"), gr.update(visible=False),
                 gr.update(visible=psp), gr.update(value=1.0 if alpha is None else float(alpha)),
-                gr.update(label=_upload_label(m)))
+                gr.update(label=_upload_label(m), visible=True), gr.update(visible=_has_gallery(m), value=[]))
 
     def source_changed(source: str):
         return gr.update(visible=source == "upload"), gr.update(visible=source == "canvas")
@@ -293,16 +294,24 @@ def build_page(models: Dict[str, Model], work: Path, max_pixels: int = MAX_PIXEL
                 status = gr.Markdown("", elem_id="status")
             with gr.Column(scale=2):
                 with gr.Row():
-                    shown_in = gr.Image(label="input", format="png", interactive=False, elem_id="input-image")
-                    shown_out = gr.Image(label="output", format="png", interactive=False, elem_id="output-image")
+                    shown_in = gr.Image(label="input", format="png", interactive=False, height=IMAGE_HEIGHT,
+                                        elem_id="input-image")
+                    shown_out = gr.Image(label="output", format="png", interactive=False, height=IMAGE_HEIGHT,
+                                         elem_id="output-image")
                 download = gr.DownloadButton("Download the output (full resolution)", visible=False,
                                              elem_id="download")
-                gallery = gr.Gallery(label="variants / round trip", format="png", columns=4, elem_id="gallery")
-        picker.change(controls, picker, [facts, source, canvas, psp_box, alpha, upload])
+                gallery = gr.Gallery(label="style-mixed variants" if first.is_psp else "round trip", format="png",
+                                     columns=4, visible=_has_gallery(first), elem_id="gallery")
+        picker.change(controls, picker, [facts, source, canvas, psp_box, alpha, upload, gallery])
         source.change(source_changed, source, [upload, canvas])
         go.click(run, [picker, source, upload, canvas, variants, mask_choice, layers, alpha, seed],
                  [status, shown_in, shown_out, download, gallery])
     return page
+
+
+def _has_gallery(m: Model) -> bool:
+    """pSp bundles show their variants, CycleGAN bundles with the other direction their round trip."""
+    return m.is_psp or m.partner is not None
 
 
 def _upload_label(m: Model) -> str:
