@@ -37,6 +37,7 @@ DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
 MAX_PIXELS = 4096 * 4096  # default limit of an upload's width x height (--max-pixels), checked from its header
 MAX_UPLOAD = "64mb"  # Gradio refuses larger uploads before they reach us
 IMAGE_HEIGHT = 320  # pixels of the page that the input and the output are shown in (the download is full size)
+GALLERY_HEIGHT = 280  # pixels of the page for the variants or the round trip
 MAX_VARIANTS = 8  # the variants slider's top (each one is a full pass through the StyleGAN decoder)
 MASK_LEVELS = ("coarse", "medium", "fine")  # StyleGAN's layer groups, as `interpolate --mix`
 BUNDLE_MASK, LAYERS_MASK = "bundle's", "layers"  # the other two latent-mask choices
@@ -121,8 +122,10 @@ def load_models(paths: Sequence[str | Path], backend: str = "auto", device: str 
 
 
 def _label(folder: Path, folders: List[Path]) -> str:
+    """The folder's name; with its parent's where the name says only the direction (`export --direction both`
+    writes OUT/AtoB and OUT/BtoA) or where another bundle has the same name."""
     name = folder.resolve().name
-    if sum(f.resolve().name == name for f in folders) > 1:
+    if name in ("AtoB", "BtoA") or sum(f.resolve().name == name for f in folders) > 1:
         return f"{folder.resolve().parent.name}/{name}"
     return name
 
@@ -172,8 +175,8 @@ def translate_upload(model: Model, upload: str | Path, out: Path, variants: int 
     if not variants:
         mask = mix_alpha = None
 
-    def refuse(path: Path, reason: str) -> None:
-        raise Rejected(f"{path.name}: {reason}")
+    def refuse(path: Path, reason: str) -> None:  # the upload's name, not where the server keeps it
+        raise Rejected(f"{path.name}: {reason.replace(repr(str(path)), path.name).replace(str(path), path.name)}")
 
     try:
         (done,) = translate_files(model.translator, [upload], refuse, variants=variants, latent_mask=mask,
@@ -301,7 +304,8 @@ def build_page(models: Dict[str, Model], work: Path, max_pixels: int = MAX_PIXEL
                 download = gr.DownloadButton("Download the output (full resolution)", visible=False,
                                              elem_id="download")
                 gallery = gr.Gallery(label="style-mixed variants" if first.is_psp else "round trip", format="png",
-                                     columns=4, visible=_has_gallery(first), elem_id="gallery")
+                                     columns=4, height=GALLERY_HEIGHT, preview=False, object_fit="contain",
+                                     visible=_has_gallery(first), elem_id="gallery")
         picker.change(controls, picker, [facts, source, canvas, psp_box, alpha, upload, gallery])
         source.change(source_changed, source, [upload, canvas])
         go.click(run, [picker, source, upload, canvas, variants, mask_choice, layers, alpha, seed],
