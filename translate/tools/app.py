@@ -268,7 +268,7 @@ def build_page(models: Dict[str, Model], work: Path, max_pixels: int = MAX_PIXEL
             return (f"**Error:** {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
                     *empty)
         h, w = r.output.shape[:2]
-        status = f"Translated `{path.name}` with `{label}`: {w} x {h} output, {r.output_file.name} below."
+        status = f"Translated `{path.name}` with `{label}`: {w} x {h} output, to download below."
         return (status, r.shown_input, _displayable(r.output), gr.update(value=str(r.output_file), visible=True),
                 [(_displayable(img), caption) for img, caption in r.gallery])
 
@@ -304,7 +304,8 @@ def build_page(models: Dict[str, Model], work: Path, max_pixels: int = MAX_PIXEL
                 download = gr.DownloadButton("Download the output (full resolution)", visible=False,
                                              elem_id="download")
                 gallery = gr.Gallery(label="style-mixed variants" if first.is_psp else "round trip", format="png",
-                                     columns=4, height=GALLERY_HEIGHT, preview=False, object_fit="contain",
+                                     columns=4, fit_columns=False, height=GALLERY_HEIGHT, preview=False,
+                                     object_fit="contain",
                                      visible=_has_gallery(first), elem_id="gallery")
         picker.change(controls, picker, [facts, source, canvas, psp_box, alpha, upload, gallery])
         source.change(source_changed, source, [upload, canvas])
