@@ -28,6 +28,15 @@ BROWSER_TIMEOUT_S = 60  # any one wait of the browser tests (page load, a transl
 SERVER_START_S = 180  # importing Gradio and torch on a busy 2-core machine takes a while
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The nets here are tiny: a second thread only adds synchronisation on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def write_bundle(folder, method="pix2pix", direction="AtoB", input_nc=3, output_nc=3, seed=0, **meta):
     """An eager-only bundle (translator.json + weights.safetensors) of a tiny resnet generator with random weights:
     what `export` writes minus the ONNX and torch.export graphs, which the eager backend does not read."""
@@ -226,14 +235,17 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(bundles, tmp_path_factory):
-    """`translate app` on 127.0.0.1 in a child process, serving the CycleGAN pair and the pix2pix bundle; stopped
-    (Ctrl-C, then killed if it lingers) when the module's tests are done."""
+def server(bundles, psp_bundle, tmp_path_factory):
+    """`translate app` on 127.0.0.1 in a child process, serving the CycleGAN pair, the pix2pix bundle, a sketch
+    bundle and a pSp bundle; stopped (Ctrl-C, then killed if it lingers) when the module's tests are done."""
     chromium_or_skip()
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     root = bundles["pix2pix"].parent
-    given = [a for k in ("AtoB", "BtoA", "pix2pix") for a in ("--model", str(bundles[k].relative_to(root)))]
+    shutil.copytree(psp_bundle, root / "toyfaces")
+    write_bundle(root / "sketch2face", input_nc=1, seed=4)
+    given = [a for k in ("horse2zebra/AtoB", "horse2zebra/BtoA", "facades", "sketch2face", "toyfaces")
+             for a in ("--model", k)]
     with open(log, "w") as out:  # run from the bundles' folder: the page shows the paths as given
         proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "app", *given, "--port", str(port)],
                                 cwd=root, stdout=out, stderr=subprocess.STDOUT,
@@ -328,3 +340,36 @@ def test_browser_refuses_a_text_file_named_png_and_keeps_working(page, tmp_path)
     status = translate_in_page(page, picture(tmp_path / "after.png"))
     assert status.startswith("Translated after.png"), status
     page.wait_for_selector("#download", state="visible")
+
+
+def pick(page, label):
+    page.click("#bundle input")
+    page.click(f"li:has-text('{label}')")
+    page.wait_for_function("([el, label]) => el.innerText.includes(label)", arg=[page.query_selector("#facts"), label])
+
+
+@pytest.mark.timeout(SERVER_START_S + 4 * BROWSER_TIMEOUT_S)
+def test_browser_sketch_canvas_and_psp_variants(page, tmp_path):
+    pick(page, "sketch2face")
+    page.click("#source label:has-text('canvas')")
+    page.click("#canvas button[aria-label=Brush]")
+    box = page.query_selector("#canvas canvas").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
+    page.mouse.down()
+    for k in range(4):  # one stroke, down and to the right
+        page.mouse.move(box["x"] + box["width"] * (0.3 + 0.1 * k), box["y"] + box["height"] * (0.3 + 0.05 * k))
+    page.mouse.up()
+    page.click("#translate")
+    page.wait_for_function("el => el.innerText.startsWith('Translated sketch.png with sketch2face: 256 x 256')",
+                           arg=page.query_selector("#status"))
+    page.wait_for_selector("#download", state="visible")
+
+    pick(page, "toyfaces")
+    page.fill("#variants input[type=number]", "2")
+    page.press("#variants input[type=number]", "Enter")
+    page.click("label:has-text('fine')")
+    status = translate_in_page(page, picture(tmp_path / "face.png", size=(32, 32)))
+    assert status.startswith("Translated face.png with toyfaces: 32 x 32 output"), status
+    page.wait_for_selector("#gallery :text('variant 1 (seed 1)')")
+    assert len(page.query_selector_all("#gallery img")) == 2
+    page.screenshot(path=str(tmp_path / "psp.png"), full_page=True)

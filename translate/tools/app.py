@@ -38,6 +38,7 @@ MAX_PIXELS = 4096 * 4096  # default limit of an upload's width x height (--max-p
 MAX_UPLOAD = "64mb"  # Gradio refuses larger uploads before they reach us
 IMAGE_HEIGHT = 320  # pixels of the page that the input and the output are shown in (the download is full size)
 GALLERY_HEIGHT = 280  # pixels of the page for the variants or the round trip
+CANVAS_SIZE = 256  # pixels per side of the sketch canvas (the size of most sketch-to-image training data)
 MAX_VARIANTS = 8  # the variants slider's top (each one is a full pass through the StyleGAN decoder)
 MASK_LEVELS = ("coarse", "medium", "fine")  # StyleGAN's layer groups, as `interpolate --mix`
 BUNDLE_MASK, LAYERS_MASK = "bundle's", "layers"  # the other two latent-mask choices
@@ -239,7 +240,8 @@ def build_page(models: Dict[str, Model], work: Path, max_pixels: int = MAX_PIXEL
         alpha = m.meta.get("mix_alpha")
         return (m.facts(), gr.update(visible=sketch, value="upload"), gr.update(visible=False),
                 gr.update(visible=psp), gr.update(value=1.0 if alpha is None else float(alpha)),
-                gr.update(label=_upload_label(m), visible=True), gr.update(visible=_has_gallery(m), value=[]))
+                gr.update(label=_upload_label(m), visible=True),
+                gr.update(visible=_has_gallery(m), value=[], label=_gallery_label(m)))
 
     def source_changed(source: str):
         return gr.update(visible=source == "upload"), gr.update(visible=source == "canvas")
@@ -283,10 +285,11 @@ def build_page(models: Dict[str, Model], work: Path, max_pixels: int = MAX_PIXEL
                 upload = gr.File(label=_upload_label(first), file_types=["image"], type="filepath",
                                  elem_id="upload")
                 canvas = gr.Sketchpad(label="sketch", visible=False, type="numpy", image_mode="RGBA",
-                                      canvas_size=(512, 512), elem_id="canvas",
+                                      canvas_size=(CANVAS_SIZE, CANVAS_SIZE), elem_id="canvas",
                                       brush=gr.Brush(colors=["#000000"], default_size=4, color_mode="fixed"))
                 with gr.Group(visible=first.is_psp) as psp_box:
-                    variants = gr.Slider(0, MAX_VARIANTS, value=0, step=1, label="style-mixed variants")
+                    variants = gr.Slider(0, MAX_VARIANTS, value=0, step=1, label="style-mixed variants",
+                                         elem_id="variants")
                     mask_choice = gr.Radio([BUNDLE_MASK, *MASK_LEVELS, LAYERS_MASK], value=BUNDLE_MASK,
                                            label="latent mask (layers that take the random style)")
                     layers = gr.Textbox(label="layers (with 'layers'), e.g. 8-17", value="")
@@ -303,7 +306,7 @@ def build_page(models: Dict[str, Model], work: Path, max_pixels: int = MAX_PIXEL
                                          elem_id="output-image")
                 download = gr.DownloadButton("Download the output (full resolution)", visible=False,
                                              elem_id="download")
-                gallery = gr.Gallery(label="style-mixed variants" if first.is_psp else "round trip", format="png",
+                gallery = gr.Gallery(label=_gallery_label(first), format="png",
                                      columns=4, fit_columns=False, height=GALLERY_HEIGHT, preview=False,
                                      object_fit="contain",
                                      visible=_has_gallery(first), elem_id="gallery")
@@ -317,6 +320,10 @@ def build_page(models: Dict[str, Model], work: Path, max_pixels: int = MAX_PIXEL
 def _has_gallery(m: Model) -> bool:
     """pSp bundles show their variants, CycleGAN bundles with the other direction their round trip."""
     return m.is_psp or m.partner is not None
+
+
+def _gallery_label(m: Model) -> str:
+    return "style-mixed variants" if m.is_psp else "round trip"
 
 
 def _upload_label(m: Model) -> str:
