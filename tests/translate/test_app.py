@@ -198,8 +198,30 @@ def test_psp_variants_take_the_latent_mask_and_strength_of_the_page(psp_bundle, 
 def test_hosts_other_than_loopback_are_flagged():
     assert app.is_loopback("127.0.0.1") and app.is_loopback("localhost") and app.is_loopback("::1")
     assert not app.is_loopback("0.0.0.0") and not app.is_loopback("192.168.1.4")
-    with pytest.raises(ValueError, match="--max-pixels: expected a pixel count >= 1, got 0"):
-        app.check_max_pixels(0)
+
+
+def test_the_app_command_binds_to_loopback_unless_told_and_warns_for_other_addresses(bundles, monkeypatch, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        pytest.skip("the app command needs gradio (pip install -e \".[app]\")")
+    served = []
+    monkeypatch.setattr(app, "serve", lambda *a, **kw: served.append((a, kw)))
+    assert main(["app", "--model", str(bundles["pix2pix"])]) == 0
+    assert served[-1] == (([str(bundles["pix2pix"])],), dict(host="127.0.0.1", port=7860, max_pixels=4096 * 4096,
+                                                              backend="auto", device="cpu"))
+    assert main(["app", "--model", str(bundles["pix2pix"]), "--max-pixels", "0"]) == 2
+    assert "--max-pixels: expected a pixel count >= 1, got 0" in capsys.readouterr().err
+    monkeypatch.undo()
+
+    launched = []  # serve's pages, built and launched here without Gradio
+    monkeypatch.setattr(app, "build_page", lambda models, work, max_pixels: ("page", list(models), max_pixels))
+    monkeypatch.setattr(app, "launch", lambda page, host, port: launched.append((page, host, port)))
+    app.serve([bundles["pix2pix"]], host="0.0.0.0", port=8000, max_pixels=100)
+    assert launched[-1] == (("page", ["facades"], 100), "0.0.0.0", 8000)
+    assert "warning: serving on 0.0.0.0: anyone who can reach this machine on port 8000" in capsys.readouterr().err
+    app.serve([bundles["pix2pix"]])
+    assert launched[-1][1:] == ("127.0.0.1", 7860) and "warning" not in capsys.readouterr().err
 
 
 def test_the_app_command_says_how_to_install_gradio_when_it_is_missing(bundles, monkeypatch, capsys):

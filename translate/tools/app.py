@@ -229,6 +229,9 @@ def check_max_pixels(n: int) -> int:
 # ---- the page (Gradio) ----------------------------------------------------------------------------------------
 def build_page(models: Dict[str, Model], work: Path, max_pixels: int = MAX_PIXELS):
     """The Gradio Blocks of the page; each request writes into a new folder under `work`."""
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local tool
     import gradio as gr
 
     first = next(iter(models.values()))
@@ -339,11 +342,6 @@ def _displayable(a: np.ndarray) -> np.ndarray:
 def serve(paths: Sequence[str | Path], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           max_pixels: int = MAX_PIXELS, backend: str = "auto", device: str = "cpu") -> None:
     """Load the bundles and serve the page until interrupted (Ctrl-C)."""
-    import os
-
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local tool
-    import gradio as gr
-
     check_max_pixels(max_pixels)
     models = load_models(paths, backend=backend, device=device)
     if not is_loopback(host):
@@ -352,11 +350,19 @@ def serve(paths: Sequence[str | Path], host: str = DEFAULT_HOST, port: int = DEF
     work = Path(tempfile.mkdtemp(prefix="translate-app-"))
     try:
         page = build_page(models, work, max_pixels)
-        theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
         print(f"serving {len(models)} bundle(s) ({', '.join(models)}) on http://{host}:{port} (Ctrl-C stops)",
               flush=True)
-        page.queue(default_concurrency_limit=1).launch(
-            server_name=host, server_port=port, share=False, inbrowser=False, quiet=True, ssr_mode=False,
-            max_file_size=MAX_UPLOAD, show_error=False, theme=theme, footer_links=[])
+        launch(page, host, port)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def launch(page, host: str, port: int) -> None:
+    """Serve the Blocks `page` on host:port until interrupted: no share link, no calls home, no fonts fetched from
+    elsewhere, one translation at a time."""
+    import gradio as gr
+
+    theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    page.queue(default_concurrency_limit=1).launch(
+        server_name=host, server_port=port, share=False, inbrowser=False, quiet=True, ssr_mode=False,
+        max_file_size=MAX_UPLOAD, show_error=False, theme=theme, footer_links=[])
