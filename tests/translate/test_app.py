@@ -309,6 +309,8 @@ def page(server):
         try:
             tab = browser.new_page(accept_downloads=True, viewport={"width": 1280, "height": 900})
             tab.set_default_timeout(BROWSER_TIMEOUT_S * 1000)
+            tab.elsewhere = []  # requests the page makes to any other host than the app's
+            tab.on("request", lambda r: r.url.startswith((server, "data:", "blob:")) or tab.elsewhere.append(r.url))
             tab.goto(server)
             tab.wait_for_selector("#translate")
             yield tab
@@ -347,6 +349,7 @@ def test_browser_upload_translate_and_download_equal_predict(page, bundles, tmp_
     a, b = (np.asarray(Image.open(p), np.int16) for p in (got, expected))
     assert got.read_bytes() == expected.read_bytes() or (a.shape == b.shape and np.abs(a - b).max() <= 1)
     assert (tmp_path / "app.png").stat().st_size > 10_000
+    assert page.elsewhere == []  # a local page: no fonts, scripts or analytics from other hosts
     if os.environ.get("APP_SCREENSHOT"):  # how docs/app.png is made
         shutil.copyfile(tmp_path / "app.png", os.environ["APP_SCREENSHOT"])
 

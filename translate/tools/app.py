@@ -287,7 +287,7 @@ def build_page(models: Dict[str, Model], work: Path, max_pixels: int = MAX_PIXEL
                                   visible=first.input_kind == "sketch", elem_id="source")
                 upload = gr.File(label=_upload_label(first), file_types=["image"], type="filepath",
                                  elem_id="upload")
-                canvas = gr.Sketchpad(label="sketch", visible=False, type="numpy", image_mode="RGBA",
+                canvas = gr.Sketchpad(label="sketch: pick the brush, draw in black on white", visible=False, type="numpy", image_mode="RGBA",
                                       canvas_size=(CANVAS_SIZE, CANVAS_SIZE), elem_id="canvas",
                                       brush=gr.Brush(colors=["#000000"], default_size=4, color_mode="fixed"))
                 with gr.Group(visible=first.is_psp) as psp_box:
