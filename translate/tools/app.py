@@ -288,7 +288,8 @@ def build_page(models: Dict[str, Model], work: Path, max_pixels: int = MAX_PIXEL
                 upload = gr.File(label=_upload_label(first), file_types=["image"], type="filepath",
                                  elem_id="upload")
                 canvas = gr.Sketchpad(label="sketch: pick the brush, draw in black on white", visible=False,
-                                      type="numpy", image_mode="RGBA", canvas_size=(CANVAS_SIZE, CANVAS_SIZE), elem_id="canvas",
+                                      type="numpy", image_mode="RGBA", canvas_size=(CANVAS_SIZE, CANVAS_SIZE),
+                                      elem_id="canvas",
                                       brush=gr.Brush(colors=["#000000"], default_size=4, color_mode="fixed"))
                 with gr.Group(visible=first.is_psp) as psp_box:
                     variants = gr.Slider(0, MAX_VARIANTS, value=0, step=1, label="style-mixed variants",
