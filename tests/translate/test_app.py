@@ -193,6 +193,7 @@ def test_psp_variants_take_the_latent_mask_and_strength_of_the_page(psp_bundle, 
     for k, (variant, _) in enumerate(r.gallery):  # predict's <stem>_mix<k> files, from the same path
         np.testing.assert_array_equal(variant, np.asarray(Image.open(tmp_path / "predicted" / f"face_mix{k}.png")))
     assert not np.array_equal(r.gallery[0][0], r.output)
+    assert m.mixes and not next(iter(app.load_models([write_bundle(tmp_path / "p2p")]).values())).mixes
 
 
 def test_hosts_other_than_loopback_are_flagged():

@@ -73,6 +73,15 @@ class Model:
     def is_psp(self) -> bool:
         return self.meta.get("method") == "psp"
 
+    @property
+    def mixes(self) -> bool:
+        """Whether the page offers style-mixed variants: pSp bundles on the eager backend."""
+        try:
+            self.translator.check_variants([0])
+        except ValueError:
+            return False
+        return True
+
     def n_styles(self) -> int:
         """How many W codes the pSp net's decoder takes (the layers a latent mask picks from)."""
         return int(self.translator.check_variants([0]).n_styles)
@@ -94,7 +103,9 @@ class Model:
         generator = meta.get("generator")
         if isinstance(generator, dict) and generator.get("name"):
             lines.append(f"- generator: {generator['name']}")
-        if self.is_psp:
+        if self.is_psp and not self.mixes:
+            lines.append(f"- style mixing: needs the eager backend (this is {t.backend}; start with --backend auto)")
+        elif self.is_psp:
             lines.append(f"- style mixing: latent mask {meta.get('latent_mask') or 'none'}, mix strength "
                          f"{meta.get('mix_alpha') if meta.get('mix_alpha') is not None else 'full (1)'}")
         if self.partner is not None:
@@ -239,7 +250,7 @@ def build_page(models: Dict[str, Model], work: Path, max_pixels: int = MAX_PIXEL
 
     def controls(label: str):
         m = models[label]
-        sketch, psp = m.input_kind == "sketch", m.is_psp
+        sketch, psp = m.input_kind == "sketch", m.mixes
         alpha = m.meta.get("mix_alpha")
         return (m.facts(), gr.update(visible=sketch, value="upload"), gr.update(visible=False),
                 gr.update(visible=psp), gr.update(value=1.0 if alpha is None else float(alpha)),
@@ -262,11 +273,11 @@ def build_page(models: Dict[str, Model], work: Path, max_pixels: int = MAX_PIXEL
                 raise Rejected("upload an image first")
             else:
                 path = Path(upload)
-            n = int(variants) if m.is_psp else 0
+            n = int(variants) if m.mixes else 0
             mask = latent_mask(m, mask_choice, layers) if n else None
             r = translate_upload(m, path, out, variants=n, mask=mask, mix_alpha=float(alpha) if n else None,
                                  seed=int(seed), max_pixels=max_pixels)
-        except Rejected as e:
+        except ValueError as e:  # Rejected, and what the bundle refuses (e.g. a latent mask for too few codes)
             return (f"**Refused:** {e}", *empty)
         except Exception as e:  # noqa: BLE001 - the page shows one line; the server's console keeps the traceback
             traceback.print_exc()
@@ -291,7 +302,7 @@ def build_page(models: Dict[str, Model], work: Path, max_pixels: int = MAX_PIXEL
                                       type="numpy", image_mode="RGBA", canvas_size=(CANVAS_SIZE, CANVAS_SIZE),
                                       elem_id="canvas",
                                       brush=gr.Brush(colors=["#000000"], default_size=4, color_mode="fixed"))
-                with gr.Group(visible=first.is_psp) as psp_box:
+                with gr.Group(visible=first.mixes) as psp_box:
                     variants = gr.Slider(0, MAX_VARIANTS, value=0, step=1, label="style-mixed variants",
                                          elem_id="variants")
                     mask_choice = gr.Radio([BUNDLE_MASK, *MASK_LEVELS, LAYERS_MASK], value=BUNDLE_MASK,
@@ -323,11 +334,11 @@ def build_page(models: Dict[str, Model], work: Path, max_pixels: int = MAX_PIXEL
 
 def _has_gallery(m: Model) -> bool:
     """pSp bundles show their variants, CycleGAN bundles with the other direction their round trip."""
-    return m.is_psp or m.partner is not None
+    return m.mixes or m.partner is not None
 
 
 def _gallery_label(m: Model) -> str:
-    return "style-mixed variants" if m.is_psp else "round trip"
+    return "style-mixed variants" if m.mixes else "round trip"
 
 
 def _upload_label(m: Model) -> str:
