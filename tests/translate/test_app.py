@@ -239,12 +239,13 @@ def chromium_or_skip() -> str:
     """The system Chromium for Playwright; missing pieces skip the browser tests here and fail them in CI."""
     import importlib.util
 
-    missing = [name for name in ("gradio", "playwright") if importlib.util.find_spec(name) is None]
+    missing = [f"{name} (pip install -e \".[app,test]\")" for name in ("gradio", "playwright")
+               if importlib.util.find_spec(name) is None]
     exe = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
         missing.append("a Chromium browser (Debian: apt-get install chromium; or set CHROMIUM=/path/to/it)")
     if missing:
-        reason = f"the browser tests need {', '.join(missing)} (pip install -e \".[app,test]\")"
+        reason = f"the browser tests need {' and '.join(missing)}"
         if os.environ.get("CI", "").lower() in ("1", "true"):
             pytest.fail(f"CI: {reason}")
         pytest.skip(reason)
