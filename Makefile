@@ -1,4 +1,5 @@
-# Quick start: `make demo` (train + export + translate on the embedded synthetic set), `make test` (the test suite).
+# Quick start: `make demo` (train + export + translate on the embedded synthetic set), `make test` (the test suite; its
+# browser tests need a Chromium: Debian's `chromium` package, which .ci/run installs when missing).
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_PIN) -e ".[test]"
+	$(PY) -m pip install --quiet $(TORCH_PIN) -e ".[test,app]"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -1,12 +1,13 @@
 """The one command line: parse, build, call Lightning. `python cli.py COMMAND ...` or `translate COMMAND ...`.
 
 Commands: fit (train), validate and test (score a checkpoint), export (checkpoint -> inference bundle), predict
-(translate images with a bundle), import (reference pix2pix/CycleGAN or pSp weights -> bundle), generate (samples
-from a StyleGAN2 prior), convert-prior (NVIDIA/rosinality prior -> safetensors), evaluate (score folders: FID, KID,
-PSNR, SSIM, LPIPS, identity), invert (images -> W+ codes, also through a degradation), interpolate (paths between
-codes), directions (latent directions: SeFa, GANSpace, InterFaceGAN), edit (move inverted images along a
-direction), doctor (versions, devices and op backends). A user's mistake (config, data, file, checkpoint) is one
-line on stderr and exit status 2; anything else keeps its traceback.
+(translate images with a bundle), app (a local web page that translates with bundles), import (reference
+pix2pix/CycleGAN or pSp weights -> bundle), generate (samples from a StyleGAN2 or StyleGAN3 prior), convert-prior
+(NVIDIA/rosinality prior -> safetensors), evaluate (score folders: FID, KID, PSNR, SSIM, LPIPS, identity), invert
+(images -> W+ codes, also through a degradation), interpolate (paths between codes), directions (latent directions:
+SeFa, GANSpace, InterFaceGAN), edit (move inverted images along a direction), doctor (versions, devices and op
+backends). A user's mistake (config, data, file, checkpoint) is one line on stderr and exit status 2; anything else
+keeps its traceback.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ USAGE_EXAMPLES = """examples:
   translate export --ckpt runs/pix2pix/checkpoints/last.ckpt --out bundle/
   translate export --ckpt runs/cyclegan_demo/checkpoints/last.ckpt --out bundles/ --direction both
   translate predict --model bundle/ --input photos/ --output translated/
+  translate app --model bundle/ --port 7860
   translate import --from junyanz --weights latest_net_G.pth --out bundle/
   translate evaluate --pred translated/ --ref targets/ --inception pt_inception-2015-12-05-6726825d.pth
   translate invert --ckpt runs/psp_toyfaces_encode/checkpoints/last.ckpt --input faces/ --out codes/ --refine 200
@@ -157,6 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the results to this JSON file")
 
     _add_inversion_parsers(sub)
+    p = sub.add_parser("app", help="serve a local web page that translates uploaded images with bundles (needs the "
+                                   "optional extra: pip install -e \".[app]\")")
+    p.add_argument("--model", action="append", required=True,
+                   help="bundle folder written by `export` or `import`; repeat for several (the page picks one)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 serves the network)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--max-pixels", type=int, default=4096 * 4096,
+                   help="refuse uploads with more pixels than this (width x height; default 4096 x 4096)")
+    p.add_argument("--backend", default="auto", choices=["auto", "eager", "onnx", "pt2"],
+                   help="auto: the eager net where the bundle can rebuild it (pSp's variants need it), else onnx")
+    p.add_argument("--device", default="cpu", help="where the nets run: cpu (default), cuda, cuda:1, ...")
     p = sub.add_parser("doctor", help="report versions, devices and which op backend (CUDA or reference) runs and why")
     p.add_argument("--check-ops", action="store_true",
                    help="on a CUDA device: build (if needed) and load the compiled ops and run their self-check now")
@@ -369,6 +383,19 @@ def _edit(args) -> int:
     return 0
 
 
+def _app(args) -> int:
+    import importlib.util
+
+    from translate.tools import app
+
+    if importlib.util.find_spec("gradio") is None:
+        print(f"error: {app.INSTALL_HINT}", file=sys.stderr)
+        return 2
+    app.serve(args.model, host=args.host, port=args.port, max_pixels=app.check_max_pixels(args.max_pixels),
+              backend=args.backend, device=args.device)
+    return 0
+
+
 def _print_config(args) -> None:
     from translate.train.config import load_config, to_yaml
 
@@ -560,6 +587,9 @@ def _run(args) -> int:
 
     if args.command == "edit":
         return _edit(args)
+
+    if args.command == "app":
+        return _app(args)
 
     if args.command == "doctor":
         from translate.tools.doctor import report

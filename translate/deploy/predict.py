@@ -1,15 +1,20 @@
-"""Translate a file or a folder with a Translator: batched by image size, names kept, inputs never touched."""
+"""Translate a file or a folder with a Translator: batched by image size, names kept, inputs never touched.
+
+`translate_files` is the one translation path: `predict_paths` (the `predict` command) writes what it yields, and
+the web app (translate.tools.app) shows it, so both give the same bytes for the same file and bundle."""
 from __future__ import annotations
 
 import contextlib
 import sys
 import warnings
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from datamodules.io import (IMG_EXTENSIONS, BadImageError, DataError, displayed_size, label_palette, list_images,
@@ -50,7 +55,8 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
     already, e.g. to finish a run that was interrupted (images are written atomically, so none is half written).
     They are counted on stdout and in the result's `already`, not in its list.
 
-    Each input is decoded once; the side-by-side image shows that same decoded input.
+    Each input is decoded once; the side-by-side image shows that same decoded input. The translation itself is
+    `translate_files` (the web app's too), each result written by `Translated.write`.
 
     Outputs keep their file names (and so their format). Writing into an input folder (or any folder inside it)
     and overwriting an input file are refused. Unreadable inputs are skipped and reported on stderr: one line each
@@ -65,13 +71,9 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
         files, in_folder = [src], None
     else:
         raise FileNotFoundError(f"input not found: {src}")
-    if variants < 0:
-        raise ConfigError(f"variants: expected a count >= 0, got {variants}", key="--variants")
-    if variants:
-        translator.check_variants(latent_mask)  # before any output is written
-    elif latent_mask is not None or mix_alpha is not None:
-        raise ConfigError("latent_mask and mix_alpha (--latent-mask, --mix-alpha) choose how variants are mixed: give "
-                          "the number of variants (--variants N) as well", key="--latent-mask")
+    options = dict(batch_size=batch_size, variants=variants, latent_mask=latent_mask, mix_alpha=mix_alpha,
+                   resize_outputs=resize_outputs)
+    check_options(translator, **options)  # before any output is written
     _check_output(out, files, in_folder, variants, side_by_side)
     result = Outputs()
     if skip_existing:
@@ -82,44 +84,94 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
     replaced = sum((out / name).exists() for f in files for name in _outputs(f, variants, side_by_side))
     if replaced:
         warnings.warn(f"{out}: {replaced} existing file(s) will be replaced by this run's outputs", stacklevel=2)
-    label_nc = getattr(translator, "label_nc", 0)
-    if translator.input_nc not in (1, 3) and not label_nc:
-        raise DataError(f"image files are read as 1 or 3 channels; this translator takes {translator.input_nc}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size: expected an int >= 1, got {batch_size!r}", key="--batch-size")
-    mix = (variants, latent_mask, mix_alpha, seed) if variants else None
-    if resize_outputs is not None and (not isinstance(resize_outputs, int) or resize_outputs < 1):
-        raise ConfigError(f"resize_outputs: expected a side in pixels >= 1, got {resize_outputs!r}",
-                          key="--resize-outputs")
-    pool = (lambda t: torch.nn.functional.adaptive_avg_pool2d(t, resize_outputs)) if resize_outputs else (lambda t: t)
 
     skipped: List[Path] = []
-    groups = _group_by_size(files, skipped)
     written: Dict[Path, Path] = {}
     out.mkdir(parents=True, exist_ok=True)
     with _progress(progress) as bar:
         task = bar.add_task("translating", total=len(files)) if bar is not None else None
-        if bar is not None and skipped:
-            bar.advance(task, len(skipped))
-        for paths in groups.values():
-            for i in range(0, len(paths), batch_size):
-                chunk = paths[i:i + batch_size]
-                for f, y, extra, source in _translate(translator, chunk, skipped, mix, label_nc, side_by_side):
-                    image = translator.to_uint8(pool(y))
-                    written[f] = write_image(out / f.name, image)
-                    variant_images = [translator.to_uint8(pool(v)) for v in extra]
-                    for name, v in zip(output_names(f, len(extra))[1:], variant_images):
-                        write_image(out / name, v)
-                    if side_by_side:
-                        write_image(out / SIDE_BY_SIDE / f.name, side_by_side_image(source, [image, *variant_images],
-                                                                                    label_nc))
-                if bar is not None:
-                    bar.advance(task, len(chunk))
+
+        def skip(f: Path, reason: str) -> None:
+            _warn_skip(f, reason, skipped)
+            if bar is not None:
+                bar.advance(task)
+
+        for done in translate_files(translator, files, seed=seed, keep_source=side_by_side, on_skip=skip, **options):
+            written[done.path] = done.write(out, side_by_side)
+            if bar is not None:
+                bar.advance(task)
     if skipped:
         names = ", ".join(str(s) for s in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
         print(f"skipped {len(skipped)} unreadable image(s): {names}", file=sys.stderr)
     result.extend(written[f] for f in files if f in written)
     return result
+
+
+@dataclass
+class Translated:
+    """One input translated by `translate_files`: what predict writes and the web app shows."""
+
+    path: Path  # the input file
+    output: np.ndarray  # (H, W, C) uint8, at the translator's resolution (or resize_outputs)
+    variants: List[np.ndarray]  # pSp's style-mixed outputs, each like `output`
+    source: Optional[np.ndarray]  # with keep_source: the decoded input ((h, w, 3) RGB or (h, w, 1) class indices)
+    label_nc: int = 0  # > 0: `source` is a label map of this many classes
+
+    def side_by_side(self) -> np.ndarray:
+        """The input | the output | its variants, as one RGB image (needs keep_source)."""
+        if self.source is None:
+            raise ValueError("side_by_side needs the decoded input: translate with keep_source=True")
+        return side_by_side_image(self.source, [self.output, *self.variants], self.label_nc)
+
+    def write(self, out: Path, side_by_side: bool = False) -> Path:
+        """Write the output as `out/<input name>` (same format), the variants as `<stem>_mix<k><suffix>` and with
+        `side_by_side` the input | output image in `out/side_by_side/`; return the output's path."""
+        path = write_image(out / self.path.name, self.output)
+        for name, v in zip(output_names(self.path, len(self.variants))[1:], self.variants):
+            write_image(out / name, v)
+        if side_by_side:
+            write_image(out / SIDE_BY_SIDE / self.path.name, self.side_by_side())
+        return path
+
+
+def check_options(translator, batch_size: int = 8, variants: int = 0,
+                  latent_mask: Optional[Sequence[int]] = None, mix_alpha: Optional[float] = None,
+                  resize_outputs: Optional[int] = None) -> None:
+    """A ConfigError naming the option (and its command-line flag) that this translator cannot take."""
+    if variants < 0:
+        raise ConfigError(f"variants: expected a count >= 0, got {variants}", key="--variants")
+    if variants:
+        translator.check_variants(latent_mask)
+    elif latent_mask is not None or mix_alpha is not None:
+        raise ConfigError("latent_mask and mix_alpha (--latent-mask, --mix-alpha) choose how variants are mixed: give "
+                          "the number of variants (--variants N) as well", key="--latent-mask")
+    if translator.input_nc not in (1, 3) and not getattr(translator, "label_nc", 0):
+        raise DataError(f"image files are read as 1 or 3 channels; this translator takes {translator.input_nc}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size: expected an int >= 1, got {batch_size!r}", key="--batch-size")
+    if resize_outputs is not None and (not isinstance(resize_outputs, int) or resize_outputs < 1):
+        raise ConfigError(f"resize_outputs: expected a side in pixels >= 1, got {resize_outputs!r}",
+                          key="--resize-outputs")
+
+
+def translate_files(translator, files: Sequence[Path], on_skip: Callable[[Path, str], None], batch_size: int = 8,
+                    variants: int = 0, latent_mask: Optional[Sequence[int]] = None,
+                    mix_alpha: Optional[float] = None, seed: int = 0, resize_outputs: Optional[int] = None,
+                    keep_source: bool = False, max_pixels: Optional[int] = None) -> Iterator[Translated]:
+    """Translate image files: the one path under `predict` and the web app. Yields a `Translated` per readable
+    file, batched by image size (at most `batch_size` together); a file that cannot be used goes to
+    `on_skip(path, reason)` instead (a header that cannot be read, more than `max_pixels` pixels, an undecodable
+    or wrong-mode image). Options as in `predict_paths`, checked by `check_options`."""
+    check_options(translator, batch_size, variants, latent_mask, mix_alpha, resize_outputs)
+    mix = (variants, latent_mask, mix_alpha, seed) if variants else None
+    pool = (lambda t: F.adaptive_avg_pool2d(t, resize_outputs)) if resize_outputs else (lambda t: t)
+    label_nc = getattr(translator, "label_nc", 0)
+    for paths in _group_by_size(files, on_skip, max_pixels).values():
+        for i in range(0, len(paths), batch_size):
+            for f, y, extra, source in _translate(translator, paths[i:i + batch_size], on_skip, mix, label_nc,
+                                                  keep_source):
+                yield Translated(f, translator.to_uint8(pool(y)), [translator.to_uint8(pool(v)) for v in extra],
+                                 source, label_nc)
 
 
 def output_names(f: Path, variants: int) -> List[str]:
@@ -181,16 +233,23 @@ def _warn_skip(path: Path, reason: str, skipped: List[Path]) -> None:
     print(f"warning: skipping {path}: {reason}", file=sys.stderr)
 
 
-def _group_by_size(files: List[Path], skipped: List[Path]) -> Dict[Tuple[int, int], List[Path]]:
+def _group_by_size(files: Sequence[Path], on_skip: Callable[[Path, str], None],
+                   max_pixels: Optional[int] = None) -> Dict[Tuple[int, int], List[Path]]:
     """Files by (width, height), read from their headers without decoding the pixels (each input is decoded once,
-    by _translate, which also batches by the decoded shape); files without a readable header are skipped."""
+    by _translate, which also batches by the decoded shape); files without a readable header, or with more than
+    `max_pixels` pixels, go to `on_skip`."""
     groups: Dict[Tuple[int, int], List[Path]] = defaultdict(list)
     for f in files:
         try:
             with Image.open(f) as img:
-                groups[displayed_size(img)].append(f)
+                size = displayed_size(img)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # UnidentifiedImageError: OSError
-            _warn_skip(f, f"unreadable image ({e})", skipped)
+            on_skip(f, f"unreadable image ({e})")
+            continue
+        if max_pixels is not None and size[0] * size[1] > max_pixels:
+            on_skip(f, f"{size[0]}x{size[1]} is {size[0] * size[1]:,} pixels, over the limit of {max_pixels:,}")
+            continue
+        groups[size].append(f)
     return groups
 
 
@@ -206,15 +265,16 @@ def _read(translator, f: Path, label_nc: int, keep: bool) -> Tuple[torch.Tensor,
     return translator.from_array(a), rgb
 
 
-def _translate(translator, paths: List[Path], skipped: List[Path], mix=None, label_nc: int = 0, keep: bool = False):
-    """Decode `paths` (skipping what fails), translate them in batches of equal size; yield (path, output,
+def _translate(translator, paths: List[Path], on_skip: Callable[[Path, str], None], mix=None, label_nc: int = 0,
+               keep: bool = False):
+    """Decode `paths` (what fails goes to `on_skip`), translate them in batches of equal size; yield (path, output,
     style-mixed outputs (n, C, H, W) or (), the decoded input if `keep` else None)."""
     batches: Dict[Tuple[int, ...], List[Tuple[Path, torch.Tensor, Optional[np.ndarray]]]] = defaultdict(list)
     for f in paths:
         try:
             x, source = _read(translator, f, label_nc, keep)
         except (BadImageError, DataError) as e:
-            _warn_skip(f, str(e).removeprefix(f"{f}: "), skipped)
+            on_skip(f, str(e).removeprefix(f"{f}: "))
             continue
         batches[tuple(x.shape)].append((f, x, source))
     for items in batches.values():
