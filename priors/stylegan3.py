@@ -26,6 +26,7 @@ from torch import nn
 
 from priors.ops import filtered_lrelu
 from priors.stylegan2 import FullyConnectedLayer, MappingNetwork
+from safeio.errors import LoadError
 
 __all__ = ["GeneratorConfig", "Generator", "SynthesisNetwork", "SynthesisLayer", "SynthesisInput", "MappingNetwork",
            "make_transform", "design_lowpass_filter", "layer_plan"]
@@ -145,9 +146,9 @@ class GeneratorConfig:
             elif k not in NVIDIA_PRECISION:
                 problems.append(f"{k}={v!r}")
         if missing or problems:
-            raise ValueError(f"{source}: not a supported StyleGAN3 generator configuration: "
-                             + "; ".join(([f"missing {', '.join(missing)}"] if missing else [])
-                                         + ([f"unsupported {', '.join(problems)}"] if problems else [])))
+            raise LoadError(f"{source}: not a supported StyleGAN3 generator configuration: "
+                            + "; ".join(([f"missing {', '.join(missing)}"] if missing else [])
+                                        + ([f"unsupported {', '.join(problems)}"] if problems else [])))
         return cls(**out)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -158,7 +159,7 @@ class GeneratorConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"{source}: unknown StyleGAN3 GeneratorConfig fields {unknown} (known: {sorted(names)})")
+            raise LoadError(f"{source}: unknown StyleGAN3 GeneratorConfig fields {unknown} (known: {sorted(names)})")
         return cls(**d)
 
 

@@ -342,7 +342,8 @@ def _boundary(args, dirs):
     elif net is not None:
         G = net.decoder
     else:
-        raise ValueError("directions boundary: give --prior (with --codes/--labels) or a pSp net (--model/--ckpt)")
+        raise ConfigError("directions boundary: give --prior (with --codes/--labels) or a pSp net (--model/--ckpt)",
+                          key="--prior")
     layers = dirs.parse_layers(args.layers, int(G.num_ws))
     if args.toyfaces:
         if net is None or not args.attribute or args.codes or args.labels:
@@ -356,8 +357,8 @@ def _boundary(args, dirs):
                                                   "refine": args.refine}
     else:
         if not (args.codes and args.labels):
-            raise ValueError("directions boundary: give --codes and --labels (a CSV of file name -> label), or "
-                             "--toyfaces N --attribute A with a pSp net")
+            raise ConfigError("directions boundary: give --codes and --labels (a CSV of file name -> label), or "
+                              "--toyfaces N --attribute A with a pSp net", key="--codes")
         from pathlib import Path
 
         _, codes, labels = dirs.codes_with_labels(args.codes, dirs.read_labels(args.labels),

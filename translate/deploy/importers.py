@@ -8,6 +8,7 @@ import torch
 
 from nets import inference_copy
 from nets.junyanz import import_generator
+from safeio import ConfigError
 
 
 def import_junyanz(
@@ -54,7 +55,7 @@ def import_psp(weights: str | Path, out: str | Path, *, overwrite: bool = False,
     from translate.deploy.psp_checkpoint import E4E, PSPCheckpointError, load_psp_checkpoint
 
     if source not in ("psp", "e4e"):
-        raise ValueError(f"source: expected psp or e4e, got {source!r}")
+        raise ConfigError(f"--from: expected psp or e4e, got {source!r}", key="--from")
     ckpt = load_psp_checkpoint(weights)
     if source == "e4e" and ckpt.encoder_spec["name"] != E4E:
         raise PSPCheckpointError(f"{weights}: not an e4e checkpoint (opts['encoder_type'] is "

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from datamodules.io import IMG_EXTENSIONS, label_palette, to_channels, write_image
+from safeio.errors import ConfigError
 from translate.deploy.inference import Translator, load_translator
 from translate.deploy.predict import Translated, translate_files
 
@@ -117,10 +118,11 @@ def load_models(paths: Sequence[str | Path], backend: str = "auto", device: str 
     """The bundles given with --model, by picker label, in the order given. A CycleGAN bundle and its other
     direction (same parent folder) are paired for the round trip."""
     if not paths:
-        raise ValueError("translate app: give at least one bundle with --model")
+        raise ConfigError("translate app: give at least one bundle with --model", key="--model")
     folders = [Path(p) for p in paths]
     if len({f.resolve() for f in folders}) < len(folders):
-        raise ValueError(f"translate app: a bundle is given twice in --model {' '.join(map(str, paths))}")
+        raise ConfigError(f"translate app: a bundle is given twice in --model {' '.join(map(str, paths))}",
+                          key="--model")
     models = [Model(_label(f, folders), f, load_translator(f, backend=backend, device=device)) for f in folders]
     for m in models:
         if m.meta.get("method") != "cyclegan" or m.meta.get("direction") not in ("AtoB", "BtoA"):
@@ -238,7 +240,7 @@ def is_loopback(host: str) -> bool:
 
 def check_max_pixels(n: int) -> int:
     if not isinstance(n, int) or n < 1:
-        raise ValueError(f"--max-pixels: expected a pixel count >= 1, got {n!r}")
+        raise ConfigError(f"--max-pixels: expected a pixel count >= 1, got {n!r}", key="--max-pixels")
     return n
 
 
