@@ -4,7 +4,6 @@
 R1 against the reference's numbers, a short fit with resume, and bundles without the discriminator."""
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,10 @@ from translate import cli
 from translate.deploy.psp_checkpoint import PSPCheckpointError, load_psp_checkpoint
 from translate.methods.psp import PSP, LatentCodesPool, delta_loss, progressive_stage
 from translate.methods.stylegan2 import d_logistic, g_nonsaturating, r1_penalty
+from tests.helpers.psp_checkpoints import make_checkpoint, save_as_if_from_gpu
 from translate.train import runner
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_psp_checkpoint import make_checkpoint, ros, save_as_if_from_gpu  # noqa: E402,F401
-
-DATA = os.path.join(os.path.dirname(__file__), "..", "data", "e4e")
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "data", "e4e")
 CODES_ATOL, IMAGES_ATOL = 1e-4, 1e-3  # the README's tolerances (1 vs 2 CPU threads: 2e-5 and 1.5e-4)
 
 
@@ -188,7 +185,7 @@ def test_e4e_options_are_checked(prior):
 
 
 # ---- import --------------------------------------------------------------------------------------------------------
-def test_import_from_e4e_refuses_a_psp_checkpoint(ros, tmp_path, capsys):  # noqa: F811
+def test_import_from_e4e_refuses_a_psp_checkpoint(ros, tmp_path, capsys):
     from translate.deploy.importers import import_psp
 
     _, ckpt = make_checkpoint(ros, "GradualStyleEncoder")
@@ -203,7 +200,7 @@ def test_import_from_e4e_refuses_a_psp_checkpoint(ros, tmp_path, capsys):  # noq
     assert not (tmp_path / "b").exists()
 
 
-def test_e4e_checkpoint_with_distinct_latent_avg_rows_and_stale_size_imports(ros, tmp_path):  # noqa: F811
+def test_e4e_checkpoint_with_distinct_latent_avg_rows_and_stale_size_imports(ros, tmp_path):
     enc, ckpt = make_checkpoint(ros, "Encoder4Editing")
     ckpt["latent_avg"] = ckpt["latent_avg"] + torch.randn(8, 1)  # 8 distinct rows, as the golden file's
     ckpt["opts"]["stylegan_size"] = 1024  # stale: the keys say 32 px, 8 styles

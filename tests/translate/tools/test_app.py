@@ -23,7 +23,7 @@ from translate.cli import main
 from translate.deploy.predict import predict_paths
 from translate.tools import app
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BROWSER_TIMEOUT_S = 60  # any one wait of the browser tests (page load, a translation, a download)
 SERVER_START_S = 180  # importing Gradio and torch on a busy 2-core machine takes a while
 
