@@ -22,7 +22,7 @@ import random
 import traceback
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 import torch
@@ -92,17 +92,30 @@ class CpuTensorWatch(TorchDispatchMode):
         return super().__exit__(*exc)
 
 
+PROJECT_PACKAGES = ("safeio", "priors", "nets", "datamodules", "translate")  # not a .venv inside the checkout
+
+
+def _project_path(filename: str, packages=PROJECT_PACKAGES) -> Optional[str]:
+    """The path of a frame's file relative to the checkout when it is in one of `packages`, else None."""
+    path = Path(filename)
+    if ROOT not in path.parents:
+        return None
+    rel = path.relative_to(ROOT)
+    return str(rel) if rel.parts[0] in packages else None
+
+
 def _caller():
-    """(the innermost project frame outside tests/, whether the innermost frame outside torch is the project's)."""
-    stack = traceback.extract_stack()[:-3]
-    ours = None
-    for frame in reversed(stack):
-        path = Path(frame.filename)
-        if ours is None and "/torch/" not in frame.filename:
-            ours = ROOT in path.parents
-        if ROOT in path.parents and "tests" not in path.relative_to(ROOT).parts:
-            return f"{path.relative_to(ROOT)}:{frame.name}:{frame.lineno} ({frame.line})", bool(ours)
-    return "(no project frame)", bool(ours)
+    """(the innermost frame of the project's packages, or of tests/ if none; whether the innermost frame outside
+    torch is the project's or a test's, not a library's)."""
+    stack = list(reversed(traceback.extract_stack()[:-3]))
+    library = next((f for f in stack if "/torch/" not in f.filename), None)
+    ours = library is not None and _project_path(library.filename, PROJECT_PACKAGES + ("tests",)) is not None
+    for packages in (PROJECT_PACKAGES, ("tests",)):
+        for frame in stack:
+            rel = _project_path(frame.filename, packages)
+            if rel is not None:
+                return f"{rel}:{frame.name}:{frame.lineno} ({frame.line})", ours
+    return "(no project frame)", ours
 
 
 def _zero_grads(outputs, inputs, *args, **kwargs):
