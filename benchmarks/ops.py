@@ -5,9 +5,9 @@ median of --iters), the speedup of the compiled op, and the largest difference b
 reference path runs as shipped (cuDNN convolutions, TF32 allowed as by torch's defaults).
 
 StyleGAN3's filtered_lrelu runs at the feature sizes of a 1024-px StyleGAN3-T (36 px at 512 channels with up/down 2,
-the sampling-rate doubling with up 4, 276 px at 64 channels) with 12- and 24-tap Kaiser filters. Until the compiled
-filtered_lrelu exists, its rows time the reference path only; `--cpu` times those reference rows on the CPU (wall
-clock, median; smaller batches), which needs no GPU.
+the sampling-rate doubling with up 4, 276 px at 64 channels) with 12- and 24-tap Kaiser filters; a cached build of
+the compiled ops that predates csrc/filtered_lrelu.cu has no such operator, and its rows then say so. `--cpu` times
+the reference rows on the CPU (wall clock, median; smaller batches), which needs no GPU.
 
     python benchmarks/ops.py                      # fp32
     python benchmarks/ops.py --dtype float16 --iters 50
