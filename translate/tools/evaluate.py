@@ -34,7 +34,7 @@ from nets.inception import LAYOUTS, load_inception
 from nets.perceptual import LPIPS_TAPS, MissingWeightsError, load_lpips
 from nets.similarity import FACE_CROP_256, ID_SIZE, IDLoss
 from safeio import ConfigError, write_atomic
-from translate.train.config import ConfigError, _explain
+from translate.train.config import _explain
 from translate.tools.scoring import score_each
 
 PAIR_METRICS = ("psnr", "ssim", "l1", "lpips", "id")

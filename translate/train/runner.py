@@ -26,7 +26,6 @@ from translate.train.callbacks import (AtomicCheckpointIO, ConfigLearningRates, 
                                        frozen_modules_expected)
 from translate.train.rundir import (CHECKPOINT_DIR, _first_process, _put_back, check_resume_limits, check_run_dir,
                                     recover_replaced, resolve_resume, resume_summary)
-from safeio.errors import ConfigError
 
 
 def fit_sizes(cfg: RunConfig, module) -> RunConfig:

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from nets.encoders import ENCODERS, build_encoder
+from nets.encoders import ENCODERS
 from priors.loaders import rosinality_kernel_keys, rosinality_key_map
 from priors.ops import setup_filter
 from priors.stylegan2 import GeneratorConfig

@@ -97,7 +97,7 @@ def test_fit_resume_export_generate(tmp_path, capsys):
 
 
 def test_adam_gets_the_lazy_regularization_correction():
-    module = StyleGAN2(model=StyleGAN2Config(TINY, lr=0.002, g_reg_interval=4, d_reg_interval=16))
+    module = StyleGAN2(model=StyleGAN2Config(**TINY, lr=0.002, g_reg_interval=4, d_reg_interval=16))
     opt_g, opt_d = module.configure_optimizers()
     assert lazy_correction(4) == pytest.approx(0.8)
     assert opt_g.param_groups[0]["lr"] == pytest.approx(0.002 * 4 / 5)
@@ -108,7 +108,7 @@ def test_adam_gets_the_lazy_regularization_correction():
 
 
 def test_ema_half_life_and_rampup():
-    module = StyleGAN2(model=StyleGAN2Config(TINY, ema_kimg=0.008, ema_rampup=None))
+    module = StyleGAN2(model=StyleGAN2Config(**TINY, ema_kimg=0.008, ema_rampup=None))
     with torch.no_grad():
         for p in module.net_g.parameters():
             p.add_(1.0)
@@ -116,7 +116,7 @@ def test_ema_half_life_and_rampup():
     module.update_ema(8)  # 8 images with a half-life of 8 images: halfway
     for old, p_ema, p in zip(before, module.g_ema.parameters(), module.net_g.parameters()):
         assert torch.allclose(p_ema, 0.5 * old + 0.5 * p, atol=1e-6)
-    ramped = StyleGAN2(model=StyleGAN2Config(TINY, ema_kimg=10.0, ema_rampup=0.05))
+    ramped = StyleGAN2(model=StyleGAN2Config(**TINY, ema_kimg=10.0, ema_rampup=0.05))
     with torch.no_grad():
         ramped.net_g.mapping.fc0.weight.add_(1.0)
     ramped.update_ema(4)  # nothing seen yet: the ramped half-life is 0, G_ema takes G's weights
@@ -125,7 +125,7 @@ def test_ema_half_life_and_rampup():
 
 def test_regularizers_backpropagate_through_the_ops_twice():
     torch.manual_seed(0)
-    module = StyleGAN2(model=StyleGAN2Config(TINY, r1_gamma=10.0, augment=["translation", "cutout", "color"]))
+    module = StyleGAN2(model=StyleGAN2Config(**TINY, r1_gamma=10.0, augment=["translation", "cutout", "color"]))
     real = torch.rand(4, 3, 32, 32) * 2 - 1
     module.r1_penalty(real).backward()
     grads = {k: p.grad for k, p in module.net_d.named_parameters()}
@@ -141,14 +141,14 @@ def test_regularizers_backpropagate_through_the_ops_twice():
 
 
 def test_bad_inputs_name_what_was_expected():
-    module = StyleGAN2(model=TINY)
+    module = StyleGAN2(model=StyleGAN2Config(**TINY))
     with pytest.raises(ValueError, match=r"expected images \(N, 3, 32, 32\)"):
         module.real_images({"B": torch.zeros(2, 3, 64, 64)})
     assert module.real_images({"B": torch.zeros(7, 3, 32, 32)}).shape[0] == 6  # whole mbstd groups of 2
     with pytest.raises(ValueError, match="model.augment"):
-        StyleGAN2(model=StyleGAN2Config(TINY, augment=["rotate"]))
+        StyleGAN2(model=StyleGAN2Config(**TINY, augment=["rotate"]))
     with pytest.raises(ValueError, match="model.g_reg_interval"):
-        StyleGAN2(model=StyleGAN2Config(TINY, g_reg_interval=0))
+        StyleGAN2(model=StyleGAN2Config(**TINY, g_reg_interval=0))
 
 
 def test_diffaugment_shifts_cuts_and_differentiates_twice():
