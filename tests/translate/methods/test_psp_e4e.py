@@ -11,11 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from nets.psp import LatentCodesDiscriminator, PSPNet
+from tests.helpers.psp_checkpoints import make_checkpoint, save_as_if_from_gpu
+from safeio import ConfigError
 from translate import cli
 from translate.deploy.psp_checkpoint import PSPCheckpointError, load_psp_checkpoint
-from translate.methods.psp import PSP, LatentCodesPool, delta_loss, progressive_stage
+from translate.methods.psp import PSP, LatentCodesPool, PSPConfig, delta_loss, progressive_stage
 from translate.methods.stylegan2 import d_logistic, g_nonsaturating, r1_penalty
-from tests.helpers.psp_checkpoints import make_checkpoint, save_as_if_from_gpu
 from translate.train import runner
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "data", "e4e")
@@ -176,12 +177,13 @@ def test_toy_config_fits_resumes_at_the_stage_of_its_step_and_exports_without_th
 def test_e4e_options_are_checked(prior):
     base = dict(prior=str(prior), channels=[4, 8, 8, 16], input_size=32, loss_size=32, lpips_weights="random",
                 id_lambda=0)
-    with pytest.raises(ValueError, match="model.progressive_start needs model.encoder_type Encoder4Editing"):
-        PSP(model={**base, "progressive_start": 10, "progressive_step_every": 5})
-    with pytest.raises(ValueError, match="model.progressive_step_every a positive number of steps, got None"):
-        PSP(model={**base, "encoder_type": "Encoder4Editing", "progressive_start": 10})
-    with pytest.raises(ValueError, match="w_discriminator_lambda and model.adv_lambda are both > 0"):
-        PSP(model={**base, "w_discriminator_lambda": 0.1, "adv_lambda": 0.1})
+    with pytest.raises(ConfigError, match="model.progressive_start needs model.encoder_type Encoder4Editing") as e:
+        PSP(model=PSPConfig(**base, progressive_start=10, progressive_step_every=5))
+    assert e.value.key == "model.progressive_start"
+    with pytest.raises(ConfigError, match="model.progressive_step_every a positive number of steps, got None"):
+        PSP(model=PSPConfig(**base, encoder_type="Encoder4Editing", progressive_start=10))
+    with pytest.raises(ConfigError, match="w_discriminator_lambda and model.adv_lambda are both > 0"):
+        PSP(model=PSPConfig(**base, w_discriminator_lambda=0.1, adv_lambda=0.1))
 
 
 # ---- import --------------------------------------------------------------------------------------------------------
