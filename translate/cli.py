@@ -77,9 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output folder (must not be inside the input folder)")
     p.add_argument("--batch-size", type=int, default=8, help="images translated together (default 8)")
     p.add_argument("--backend", default="auto", choices=["auto", "eager", "onnx", "pt2"],
-                   help="auto: onnxruntime for pSp bundles on the CPU without --variants, else the eager net where "
-                        "the bundle can rebuild it, else onnx")
+                   help="auto: onnxruntime on the CPU (without --variants, for bundles traced for any size), else the "
+                        "eager net where the bundle can rebuild it, else onnx")
     p.add_argument("--device", default="cpu", help="where the net runs: cpu (default), cuda, cuda:1, ...")
+    p.add_argument("--cpu-workers", type=int, default=None, metavar="N",
+                   help="onnx backend on the CPU: N images run side by side, the cores shared among them (default: "
+                        "one image per core, up to 4)")
     p.add_argument("--variants", type=int, default=0,
                    help="pSp bundles: also write N style-mixed outputs per image (<stem>_mix<k>)")
     p.add_argument("--latent-mask", default=None, help="pSp: layers to mix, e.g. 8-17 (default: the bundle's)")
@@ -364,7 +367,7 @@ def _run(args) -> int:
 
             mask = parse_seeds(args.latent_mask, "--latent-mask")
         backend = predict_backend(args.model, args.device, args.variants) if args.backend == "auto" else args.backend
-        translator = load_translator(args.model, backend=backend, device=args.device)
+        translator = load_translator(args.model, backend=backend, device=args.device, cpu_workers=args.cpu_workers)
         written = predict_paths(translator, args.input, args.output, batch_size=args.batch_size,
                                 variants=args.variants, latent_mask=mask, mix_alpha=args.mix_alpha, seed=args.seed,
                                 resize_outputs=args.resize_outputs, side_by_side=args.side_by_side,

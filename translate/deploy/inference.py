@@ -181,7 +181,9 @@ class OnnxBackend(Backend):
         self.session = self.sessions[0]
         self.input_name = self.session.get_inputs()[0].name
         self.workers, self.threads = workers, threads
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="onnx") if workers > 1 else None
+        batch = self.session.get_inputs()[0].shape[0]  # a name, or an int where the graph's batch is fixed
+        split = workers > 1 and not isinstance(batch, int)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="onnx") if split else None
 
     @classmethod
     def load(cls, folder: Path, meta: Dict[str, Any], device: torch.device) -> "OnnxBackend":
@@ -212,11 +214,13 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_plan(cores: Optional[int] = None) -> Tuple[int, int]:
-    """How the onnx backend uses the CPU by default: (sessions side by side, intra-op threads each). One image per
-    core, one thread each, up to CPU_WORKERS sessions; the threads of more cores are shared among them."""
+def cpu_plan(cores: Optional[int] = None, workers: Optional[int] = None) -> Tuple[int, int]:
+    """How the onnx backend uses the CPU: (sessions side by side, intra-op threads each), the cores shared among
+    the sessions. By default one image per core, one thread each, up to CPU_WORKERS sessions."""
     cores = cores or cpu_cores()
-    workers = max(1, min(cores, CPU_WORKERS))
+    if workers is not None and workers < 1:
+        raise ValueError(f"cpu_workers: expected an int >= 1, got {workers!r}")
+    workers = workers or max(1, min(cores, CPU_WORKERS))
     return workers, max(1, cores // workers)
 
 
@@ -251,9 +255,9 @@ def _eager_psp(folder: Path, meta: Dict[str, Any], device: torch.device) -> Eage
 
 def predict_backend(path: str | Path, device: str | torch.device = "cpu", variants: int = 0) -> str:
     """The backend `predict --backend auto` runs: onnxruntime on the CPU when the bundle has its model.onnx, traced
-    for any image size (or pSp's, which resizes), and no style-mixed variants are wanted (pSp: about twice as fast as eager PyTorch, `benchmarks/psp.py --onnx`;
-    pix2pix and CycleGAN: one image per core, `benchmarks/predict_throughput.py`), else what load_translator's
-    "auto" picks."""
+    for any image size (or pSp's, which resizes), and no style-mixed variants are wanted (pSp: about twice as fast
+    as eager PyTorch, `benchmarks/psp.py --onnx`; pix2pix and CycleGAN: one image per core,
+    `benchmarks/predict_throughput.py`), else what load_translator's "auto" picks."""
     folder, meta = read_meta(path)
     onnx = folder / meta["files"].get("onnx", DEFAULT_FILES["onnx"])
     dynamic, _, _ = _accepted(meta)
@@ -263,12 +267,15 @@ def predict_backend(path: str | Path, device: str | torch.device = "cpu", varian
     return "auto"
 
 
-def load_translator(path: str | Path, backend: str = "auto", device: str | torch.device = "cpu") -> "Translator":
+def load_translator(path: str | Path, backend: str = "auto", device: str | torch.device = "cpu",
+                    cpu_workers: Optional[int] = None) -> "Translator":
     """A bundle folder (or its translator.json) -> Translator.
 
     backend: "eager" rebuilds the net from weights.safetensors (needs this package's `nets`); "onnx" runs
     model.onnx with onnxruntime; "pt2" runs the torch.export program; "auto" is eager when the bundle names its
     generator, else onnx.
+    cpu_workers: the onnx backend on the CPU: onnxruntime sessions that run images side by side, the cores shared
+    among them (default `cpu_plan()`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {list(BACKENDS)}, got '{backend}'")
@@ -278,7 +285,10 @@ def load_translator(path: str | Path, backend: str = "auto", device: str | torch
         rebuildable = isinstance(meta.get("generator"), dict) or isinstance(meta.get("psp"), dict)
         backend = "eager" if rebuildable else "onnx"
     try:
-        run = BACKEND_TYPES[backend].load(folder, meta, device)
+        if backend == "onnx" and cpu_workers is not None and device.type == "cpu":
+            run: Backend = OnnxBackend(_need(folder, meta, "onnx"), device, *cpu_plan(workers=cpu_workers))
+        else:
+            run = BACKEND_TYPES[backend].load(folder, meta, device)
     except (FileNotFoundError, BundleError):
         raise
     except Exception as e:  # a truncated or foreign weights.safetensors / model.onnx / model.pt2
