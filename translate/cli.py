@@ -1,11 +1,11 @@
 """The one command line: parse, build, call Lightning. `python cli.py COMMAND ...` or `translate COMMAND ...`.
 
 Commands: fit (train), validate and test (score a checkpoint), export (checkpoint -> inference bundle), predict
-(translate images with a bundle), app (a local web page that translates with bundles), import (reference
-pix2pix/CycleGAN or pSp weights -> bundle), generate (samples from a StyleGAN2 prior), convert-prior
-(NVIDIA/rosinality prior -> safetensors), evaluate (score folders: FID, KID, PSNR, SSIM, LPIPS, identity), invert
-(images -> W+ codes), interpolate (paths between codes), doctor (versions, devices and op backends). A user's
-mistake (config, data, file, checkpoint) is one line on stderr and exit status 2; anything else keeps its traceback.
+(translate images with a bundle), app (a local web page that translates with bundles), quantize (an int8 bundle
+for the CPU), import (reference pix2pix/CycleGAN or pSp weights -> bundle), generate (samples from a StyleGAN2
+prior), convert-prior (NVIDIA/rosinality prior -> safetensors), evaluate (score folders: FID, KID, PSNR, SSIM,
+LPIPS, identity), invert (images -> W+ codes), interpolate (paths between codes), doctor (versions, devices and op
+backends). A user's mistake (config, data, file, checkpoint) is one line on stderr and exit status 2; anything else keeps its traceback.
 """
 from __future__ import annotations
 
@@ -94,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write OUTPUT/side_by_side/<name>: input | output | variants (pSp's --couple_outputs)")
     p.add_argument("--skip-existing", action="store_true",
                    help="leave out inputs whose outputs are all in OUTPUT already (finish an interrupted run)")
+
+    p = sub.add_parser("quantize", help="an int8 copy of a bundle for the CPU, calibrated on your images, with its "
+                                        "error (PSNR) against the fp32 bundle")
+    p.add_argument("--model", required=True, help="bundle folder written by `export` or `import`")
+    p.add_argument("--calibration", required=True, help="folder of images like those you will translate")
+    p.add_argument("--out", required=True, help="int8 bundle folder to create")
+    p.add_argument("--held-out", type=float, default=0.25,
+                   help="fraction of the images kept out of calibration to measure the error (default 0.25)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
 
     p = sub.add_parser("import", help="turn weights of a reference implementation into a bundle")
     p.add_argument("--from", dest="source", required=True, choices=["junyanz", "psp"],
@@ -376,6 +385,16 @@ def _run(args) -> int:
         if not written and not written.already:
             print("error: no image could be translated (see the warnings above)", file=sys.stderr)
             return 1
+        return 0
+
+    if args.command == "quantize":
+        from translate.deploy.quantize import quantize_bundle
+
+        q = quantize_bundle(args.model, args.calibration, args.out, held_out=args.held_out, overwrite=args.overwrite)
+        print(f"int8 bundle written: {args.out}; PSNR against the fp32 bundle: {q['calibration_psnr_db']} dB on "
+              f"{q['calibration_images']} calibration images, {q['held_out_psnr_db']} dB on {q['held_out_images']} "
+              f"held-out ones" + ("" if q["negligible"] else f" (below {q['negligible_db']:g} dB: check the "
+                                                               f"outputs before using it)"))
         return 0
 
     if args.command == "import" and args.source == "psp":
