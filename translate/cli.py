@@ -5,7 +5,8 @@ Commands: fit (train), validate and test (score a checkpoint), export (checkpoin
 for the CPU), import (reference pix2pix/CycleGAN or pSp weights -> bundle), generate (samples from a StyleGAN2
 prior), convert-prior (NVIDIA/rosinality prior -> safetensors), evaluate (score folders: FID, KID, PSNR, SSIM,
 LPIPS, identity), invert (images -> W+ codes), interpolate (paths between codes), doctor (versions, devices and op
-backends). A user's mistake (config, data, file, checkpoint) is one line on stderr and exit status 2; anything else keeps its traceback.
+backends). A user's mistake (config, data, file, checkpoint) is one line on stderr and exit status 2; anything else
+keeps its traceback.
 """
 from __future__ import annotations
 
