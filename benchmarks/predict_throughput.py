@@ -8,6 +8,7 @@ images, each row runs in its own process, as a user would start it:
 - `predict (default)`: `translate predict` as it is, with its defaults (onnxruntime, one image per core);
 - `predict --cpu-workers 1`: onnxruntime, one session using every core on one image;
 - `predict --backend eager`: eager PyTorch;
+- `predict int8 bundle`: `translate predict` on the bundle `translate quantize` made, calibrated on these images;
 - `reference test.py` (with --reference-repo): the reference's `test.py --model test` on the same weights.
 
 Printed per row: images/s over the whole command (start-up and model loading included: the time a user waits),
@@ -22,6 +23,7 @@ The reference needs `dominate` (pip install dominate) for its HTML page. Results
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -83,7 +85,9 @@ def rows_for(netG: str, work: Path, images: Path, ref: Optional[Path]) -> Dict[s
             "predict --cpu-workers 1": (predict + ["--cpu-workers", "1", "--output", str(work / netG / "out_w1")],
                                         ROOT),
             "predict --backend eager": (predict + ["--backend", "eager", "--output", str(work / netG / "out_eager")],
-                                        ROOT)}
+                                        ROOT),
+            "predict int8 bundle": ([py, str(ROOT / "cli.py"), "predict", "--model", str(work / netG / "int8"),
+                                     "--input", str(images), "--output", str(work / netG / "out_int8")], ROOT)}
     if ref is not None:
         count = len(list(images.iterdir()))
         rows["reference test.py"] = ([py, "test.py", "--dataroot", str(images), "--name", "bench", "--model", "test",
@@ -124,6 +128,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             make_weights(netG, weights)
             timed([sys.executable, str(ROOT / "cli.py"), "import", "--from", "junyanz", "--weights", str(weights),
                    "--out", str(work / netG / "bundle"), "--overwrite"], ROOT, env)
+            quantize = [sys.executable, str(ROOT / "cli.py"), "quantize", "--model", str(work / netG / "bundle"),
+                        "--calibration", str(images), "--out", str(work / netG / "int8"), "--overwrite"]
+            timed(quantize, ROOT, env)
+            q = json.loads((work / netG / "int8" / "translator.json").read_text())["quantization"]
+            print(f"  {netG}: int8 PSNR vs fp32 {q['calibration_psnr_db']} dB (calibration), "
+                  f"{q['held_out_psnr_db']} dB (held out)", flush=True)
             rows = rows_for(netG, work, images, args.reference_repo)
             best: Dict[str, Tuple[float, float]] = {}
             for _ in range(args.repeats):
