@@ -115,10 +115,10 @@ def test_every_backend_has_one_interface(translators, static):
 
 @pytest.mark.parametrize("workers", [1, 3])
 def test_onnx_images_side_by_side_agree_with_eager(unet, workers):
-    """predict's default on the CPU: onnxruntime, the images of a batch run side by side by `workers` sessions."""
+    """predict's default on the CPU: onnxruntime, the images of a batch run side by side by `workers` threads."""
     folder, net = unet
     tr = load_translator(folder, backend="onnx", cpu_workers=workers)
-    assert len(tr._run.sessions) == workers and f"{workers} x" in repr(tr._run)
+    assert tr._run.workers == workers and f"{workers} x" in repr(tr._run)
     x = rand(5, 3, 64, 96, seed=3)
     with torch.no_grad():
         torch.testing.assert_close(tr.translate_batch(x), net(x), atol=1e-4, rtol=0)

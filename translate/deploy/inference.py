@@ -29,7 +29,7 @@ FORMATS = (1, 2)  # translator.json formats this version reads
 META_FILE = "translator.json"
 DEFAULT_FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "weights": "weights.safetensors"}
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's RGB -> L
-CPU_WORKERS = 4  # at most this many onnxruntime sessions side by side on the CPU (cpu_plan)
+CPU_WORKERS = 4  # at most this many images side by side in onnxruntime on the CPU (cpu_plan)
 RANGE_TOLERANCE = 1e-3  # how far (as a fraction of the value range) float inputs may stray outside it
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
@@ -148,9 +148,10 @@ class EagerBackend(Backend):
 class OnnxBackend(Backend):
     """model.onnx run by onnxruntime, on the CPU or a CUDA GPU.
 
-    On the CPU a batch is split into single images run side by side by `workers` sessions of `threads` intra-op
-    threads each (default `cpu_plan()`: one image per core, one thread each), with every graph optimisation on.
-    Each image of a batch gives the same output either way (norm statistics are per image)."""
+    On the CPU a batch is split into single images run side by side by `workers` threads calling one session of
+    `threads` intra-op threads (default `cpu_plan()`: one image per core, one thread each; onnxruntime's run is
+    thread-safe and lets go of the GIL), with every graph optimisation on. Each image of a batch gives the same
+    output either way (norm statistics are per image)."""
 
     name = "onnx"
 
@@ -177,8 +178,7 @@ class OnnxBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads  # 0: onnxruntime's default (one per physical core)
         options.inter_op_num_threads = 1
-        self.sessions = [ort.InferenceSession(str(path), options, providers=providers) for _ in range(workers)]
-        self.session = self.sessions[0]
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         self.workers, self.threads = workers, threads
         batch = self.session.get_inputs()[0].shape[0]  # a name, or an int where the graph's batch is fixed
@@ -196,9 +196,8 @@ class OnnxBackend(Backend):
         a = x.detach().to("cpu", torch.float32).contiguous().numpy()
         if self._pool is None or a.shape[0] == 1:
             y = self._run(self.session, a)
-        else:  # one image per session at a time; onnxruntime lets go of the GIL while it runs
-            w = len(self.sessions)
-            y = np.concatenate(list(self._pool.map(lambda i: self._run(self.sessions[i % w], a[i:i + 1]),
+        else:  # one image per thread at a time
+            y = np.concatenate(list(self._pool.map(lambda i: self._run(self.session, a[i:i + 1]),
                                                    range(a.shape[0]))))
         return torch.from_numpy(y).to(x.device)
 
@@ -215,8 +214,8 @@ def cpu_cores() -> int:
 
 
 def cpu_plan(cores: Optional[int] = None, workers: Optional[int] = None) -> Tuple[int, int]:
-    """How the onnx backend uses the CPU: (sessions side by side, intra-op threads each), the cores shared among
-    the sessions. By default one image per core, one thread each, up to CPU_WORKERS sessions."""
+    """How the onnx backend uses the CPU: (images run side by side, intra-op threads each), the cores shared among
+    them. By default one image per core, one thread each, up to CPU_WORKERS images."""
     cores = cores or cpu_cores()
     if workers is not None and workers < 1:
         raise ValueError(f"cpu_workers: expected an int >= 1, got {workers!r}")
@@ -274,8 +273,8 @@ def load_translator(path: str | Path, backend: str = "auto", device: str | torch
     backend: "eager" rebuilds the net from weights.safetensors (needs this package's `nets`); "onnx" runs
     model.onnx with onnxruntime; "pt2" runs the torch.export program; "auto" is eager when the bundle names its
     generator, else onnx.
-    cpu_workers: the onnx backend on the CPU: onnxruntime sessions that run images side by side, the cores shared
-    among them (default `cpu_plan()`).
+    cpu_workers: the onnx backend on the CPU: how many images run side by side, the cores shared among them
+    (default `cpu_plan()`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {list(BACKENDS)}, got '{backend}'")
