@@ -326,8 +326,9 @@ def translate_in_page(page, path):
     clear = page.query_selector("#upload button[aria-label=Clear]")  # the file of an earlier upload
     if clear is not None:
         clear.click()
+        page.wait_for_selector("#upload button[aria-label=Clear]", state="detached")  # the drop zone is back
     page.set_input_files("#upload input[type=file]", str(path))
-    page.wait_for_selector(f"#upload :text('{path.name}')")  # the upload has reached the server
+    page.wait_for_selector(f"#upload [aria-label='{path.name}']")  # the upload has reached the server
     page.click("#translate")
     page.wait_for_function("([el, name]) => /^(Translated|Refused|Error)/.test(el.innerText.trim()) && "
                            "el.innerText.includes(name)", arg=[page.query_selector("#status"), path.name])

@@ -187,8 +187,8 @@ def translate_upload(model: Model, upload: str | Path, out: Path, variants: int 
     if not variants:
         mask = mix_alpha = None
 
-    def refuse(path: Path, reason: str) -> None:  # the upload's name, not where the server keeps it
-        raise Rejected(f"{path.name}: {reason.replace(repr(str(path)), path.name).replace(str(path), path.name)}")
+    def refuse(path: Path, reason: str) -> None:
+        raise Rejected(f"{path.name}: {_unplaced(reason, path)}")
 
     try:
         (done,) = translate_files(model.translator, [upload], refuse, variants=variants, latent_mask=mask,
@@ -196,7 +196,7 @@ def translate_upload(model: Model, upload: str | Path, out: Path, variants: int 
     except Rejected:
         raise
     except ValueError as e:  # what the translator refuses (a variant option, a fixed graph size)
-        raise Rejected(f"{upload.name}: {e}") from e
+        raise Rejected(f"{upload.name}: {_unplaced(str(e), upload)}") from e
     out.mkdir(parents=True, exist_ok=True)
     output_file = done.write(out)
     gallery = [(v, f"variant {k} (seed {seed + k})") for k, v in enumerate(done.variants)]
@@ -204,6 +204,11 @@ def translate_upload(model: Model, upload: str | Path, out: Path, variants: int 
         back = model.partner.translator(done.output[:, :, 0] if done.output.shape[2] == 1 else done.output)
         gallery.append((back, f"round trip: back through {model.partner.label}"))
     return Result(_shown(done), done.output, output_file, gallery)
+
+
+def _unplaced(message: str, path: Path) -> str:
+    """`message` with the upload's name where it names the file: where the server keeps uploads is not shown."""
+    return message.replace(repr(str(path)), path.name).replace(str(path), path.name)
 
 
 def _shown(done: Translated) -> np.ndarray:
