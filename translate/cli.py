@@ -1,11 +1,12 @@
 """The one command line: parse, build, call Lightning. `python cli.py COMMAND ...` or `translate COMMAND ...`.
 
 Commands: fit (train), validate and test (score a checkpoint), export (checkpoint -> inference bundle), predict
-(translate images with a bundle), app (a local web page that translates with bundles), import (reference
-pix2pix/CycleGAN or pSp weights -> bundle), generate (samples from a StyleGAN2 or StyleGAN3 prior), convert-prior
-(NVIDIA/rosinality prior -> safetensors), evaluate (score folders: FID, KID, PSNR, SSIM, LPIPS, identity), invert
-(images -> W+ codes, also through a degradation), interpolate (paths between codes), directions (latent directions:
-SeFa, GANSpace, InterFaceGAN), edit (move inverted images along a direction), doctor (versions, devices and op
+(translate images with a bundle), app (a local web page that translates with bundles), quantize (an int8 bundle
+for the CPU), import (reference pix2pix/CycleGAN, pSp or e4e weights -> bundle), generate (samples from a StyleGAN2
+or StyleGAN3 prior), convert-prior (NVIDIA/rosinality prior -> safetensors), evaluate (score folders: FID, KID,
+PSNR, SSIM, LPIPS, identity), invert (images -> W+ codes, also through a degradation), interpolate (paths between
+codes), directions (latent directions: SeFa, GANSpace, InterFaceGAN), edit (move inverted images along a
+direction), doctor (versions, devices and op
 backends). A user's mistake (config, data, file, checkpoint) is one line on stderr and exit status 2; anything else
 keeps its traceback.
 """
@@ -83,9 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output folder (must not be inside the input folder)")
     p.add_argument("--batch-size", type=int, default=8, help="images translated together (default 8)")
     p.add_argument("--backend", default="auto", choices=["auto", "eager", "onnx", "pt2"],
-                   help="auto: onnxruntime for pSp bundles on the CPU without --variants, else the eager net where "
-                        "the bundle can rebuild it, else onnx")
+                   help="auto: onnxruntime on the CPU (without --variants, for bundles traced for any size), else the "
+                        "eager net where the bundle can rebuild it, else onnx")
     p.add_argument("--device", default="cpu", help="where the net runs: cpu (default), cuda, cuda:1, ...")
+    p.add_argument("--cpu-workers", type=int, default=None, metavar="N",
+                   help="onnx backend on the CPU: N images run side by side, the cores shared among them (default: "
+                        "one image per core, up to 4)")
     p.add_argument("--variants", type=int, default=0,
                    help="pSp bundles: also write N style-mixed outputs per image (<stem>_mix<k>)")
     p.add_argument("--latent-mask", default=None, help="pSp: layers to mix, e.g. 8-17 (default: the bundle's)")
@@ -97,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write OUTPUT/side_by_side/<name>: input | output | variants (pSp's --couple_outputs)")
     p.add_argument("--skip-existing", action="store_true",
                    help="leave out inputs whose outputs are all in OUTPUT already (finish an interrupted run)")
+
+    p = sub.add_parser("quantize", help="an int8 copy of a bundle for the CPU, calibrated on your images, with its "
+                                        "error (PSNR) against the fp32 bundle")
+    p.add_argument("--model", required=True, help="bundle folder written by `export` or `import`")
+    p.add_argument("--calibration", required=True, help="folder of images like those you will translate")
+    p.add_argument("--out", required=True, help="int8 bundle folder to create")
+    p.add_argument("--held-out", type=float, default=0.25,
+                   help="fraction of the images kept out of calibration to measure the error (default 0.25)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
 
     p = sub.add_parser("import", help="turn weights of a reference implementation into a bundle")
     p.add_argument("--from", dest="source", required=True, choices=["junyanz", "psp", "e4e"],
@@ -511,7 +524,7 @@ def _run(args) -> int:
 
             mask = parse_seeds(args.latent_mask, "--latent-mask")
         backend = predict_backend(args.model, args.device, args.variants) if args.backend == "auto" else args.backend
-        translator = load_translator(args.model, backend=backend, device=args.device)
+        translator = load_translator(args.model, backend=backend, device=args.device, cpu_workers=args.cpu_workers)
         written = predict_paths(translator, args.input, args.output, batch_size=args.batch_size,
                                 variants=args.variants, latent_mask=mask, mix_alpha=args.mix_alpha, seed=args.seed,
                                 resize_outputs=args.resize_outputs, side_by_side=args.side_by_side,
@@ -520,6 +533,16 @@ def _run(args) -> int:
         if not written and not written.already:
             print("error: no image could be translated (see the warnings above)", file=sys.stderr)
             return 1
+        return 0
+
+    if args.command == "quantize":
+        from translate.deploy.quantize import quantize_bundle
+
+        q = quantize_bundle(args.model, args.calibration, args.out, held_out=args.held_out, overwrite=args.overwrite)
+        print(f"int8 bundle written: {args.out}; PSNR against the fp32 bundle: {q['calibration_psnr_db']} dB on "
+              f"{q['calibration_images']} calibration images, {q['held_out_psnr_db']} dB on {q['held_out_images']} "
+              f"held-out ones" + ("" if q["negligible"] else f" (below {q['negligible_db']:g} dB: check the "
+                                                               f"outputs before using it)"))
         return 0
 
     if args.command == "import" and args.source in ("psp", "e4e"):

@@ -11,7 +11,9 @@ Translator around it does the rest (image kinds, channels, padding to the size m
 from __future__ import annotations
 
 import abc
+import os
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
 
@@ -27,6 +29,7 @@ FORMATS = (1, 2)  # translator.json formats this version reads
 META_FILE = "translator.json"
 DEFAULT_FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "weights": "weights.safetensors"}
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's RGB -> L
+CPU_WORKERS = 4  # at most this many images side by side in onnxruntime on the CPU (cpu_plan)
 RANGE_TOLERANCE = 1e-3  # how far (as a fraction of the value range) float inputs may stray outside it
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
@@ -143,11 +146,17 @@ class EagerBackend(Backend):
 
 
 class OnnxBackend(Backend):
-    """model.onnx run by onnxruntime, on the CPU or a CUDA GPU."""
+    """model.onnx run by onnxruntime, on the CPU or a CUDA GPU.
+
+    On the CPU a batch is split into single images run side by side by `workers` threads calling one session of
+    `threads` intra-op threads (default `cpu_plan()`: one image per core, one thread each; onnxruntime's run is
+    thread-safe and lets go of the GIL), with every graph optimisation on. Each image of a batch gives the same
+    output either way (norm statistics are per image)."""
 
     name = "onnx"
 
-    def __init__(self, path: Path, device: torch.device):
+    def __init__(self, path: Path, device: torch.device, workers: Optional[int] = None,
+                 threads: Optional[int] = None):
         import onnxruntime as ort
 
         providers: List[Any] = ["CPUExecutionProvider"]
@@ -156,21 +165,63 @@ class OnnxBackend(Backend):
                 raise RuntimeError(f"device '{device}' asked for, but this onnxruntime has no CUDAExecutionProvider "
                                    f"(it has {ort.get_available_providers()}); use device 'cpu' or backend 'eager'")
             providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+            workers, threads = 1, threads or 0
         elif device.type != "cpu":
             raise ConfigError(f"backend 'onnx' runs on 'cpu' or 'cuda', got device '{device}'", key="backend")
-        self.session = ort.InferenceSession(str(path), providers=providers)
+        else:
+            plan = cpu_plan()
+            workers = plan[0] if workers is None else workers
+            threads = plan[1] if threads is None else threads
+        if workers < 1 or threads < 0:
+            raise ConfigError(f"onnx backend: expected workers >= 1 and threads >= 0, got {workers} and {threads}",
+                              key="--cpu-workers")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads  # 0: onnxruntime's default (one per physical core)
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
+        self.workers, self.threads = workers, threads
+        batch = self.session.get_inputs()[0].shape[0]  # a name, or an int where the graph's batch is fixed
+        split = workers > 1 and not isinstance(batch, int)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="onnx") if split else None
 
     @classmethod
     def load(cls, folder: Path, meta: Dict[str, Any], device: torch.device) -> "OnnxBackend":
         return cls(_need(folder, meta, "onnx"), device)
 
+    def _run(self, session, x: np.ndarray) -> np.ndarray:
+        return session.run(None, {self.input_name: x})[0]
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.session.run(None, {self.input_name: x.detach().to("cpu", torch.float32).contiguous().numpy()})[0]
+        a = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        if self._pool is None or a.shape[0] == 1:
+            y = self._run(self.session, a)
+        else:  # one image per thread at a time
+            y = np.concatenate(list(self._pool.map(lambda i: self._run(self.session, a[i:i + 1]),
+                                                   range(a.shape[0]))))
         return torch.from_numpy(y).to(x.device)
 
     def __repr__(self) -> str:
-        return f"OnnxBackend({self.session.get_providers()[0]})"
+        return f"OnnxBackend({self.session.get_providers()[0]}, {self.workers} x {self.threads} threads)"
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_plan(cores: Optional[int] = None, workers: Optional[int] = None) -> Tuple[int, int]:
+    """How the onnx backend uses the CPU: (images run side by side, intra-op threads each), the cores shared among
+    them. By default one image per core, one thread each, up to CPU_WORKERS images."""
+    cores = cores or cpu_cores()
+    if workers is not None and workers < 1:
+        raise ValueError(f"cpu_workers: expected an int >= 1, got {workers!r}")
+    workers = workers or max(1, min(cores, CPU_WORKERS))
+    return workers, max(1, cores // workers)
 
 
 class Pt2Backend(Backend):
@@ -203,21 +254,28 @@ def _eager_psp(folder: Path, meta: Dict[str, Any], device: torch.device) -> Eage
 
 
 def predict_backend(path: str | Path, device: str | torch.device = "cpu", variants: int = 0) -> str:
-    """The backend `predict --backend auto` runs: onnxruntime for pSp bundles on the CPU when no style-mixed variants
-    are wanted (it runs the 1024-px model about twice as fast as eager PyTorch there; `benchmarks/psp.py --onnx`),
-    else what load_translator's "auto" picks."""
-    _, meta = read_meta(path)
-    if isinstance(meta.get("psp"), dict) and not variants and check_device(device).type == "cpu":
+    """The backend `predict --backend auto` runs: onnxruntime on the CPU when the bundle has its model.onnx, traced
+    for any image size (or pSp's, which resizes), and no style-mixed variants are wanted (pSp: about twice as fast
+    as eager PyTorch, `benchmarks/psp.py --onnx`; pix2pix and CycleGAN: one image per core,
+    `benchmarks/predict_throughput.py`), else what load_translator's "auto" picks."""
+    folder, meta = read_meta(path)
+    onnx = folder / meta["files"].get("onnx", DEFAULT_FILES["onnx"])
+    dynamic, _, _ = _accepted(meta)
+    any_size = isinstance(meta.get("psp"), dict) or (dynamic["height"] and dynamic["width"])
+    if not variants and check_device(device).type == "cpu" and onnx.is_file() and any_size:
         return "onnx"
     return "auto"
 
 
-def load_translator(path: str | Path, backend: str = "auto", device: str | torch.device = "cpu") -> "Translator":
+def load_translator(path: str | Path, backend: str = "auto", device: str | torch.device = "cpu",
+                    cpu_workers: Optional[int] = None) -> "Translator":
     """A bundle folder (or its translator.json) -> Translator.
 
     backend: "eager" rebuilds the net from weights.safetensors (needs this package's `nets`); "onnx" runs
     model.onnx with onnxruntime; "pt2" runs the torch.export program; "auto" is eager when the bundle names its
     generator, else onnx.
+    cpu_workers: the onnx backend on the CPU: how many images run side by side, the cores shared among them
+    (default `cpu_plan()`).
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend: expected one of {list(BACKENDS)}, got '{backend}'", key="backend")
@@ -227,7 +285,10 @@ def load_translator(path: str | Path, backend: str = "auto", device: str | torch
         rebuildable = isinstance(meta.get("generator"), dict) or isinstance(meta.get("psp"), dict)
         backend = "eager" if rebuildable else "onnx"
     try:
-        run = BACKEND_TYPES[backend].load(folder, meta, device)
+        if backend == "onnx" and cpu_workers is not None and device.type == "cpu":
+            run: Backend = OnnxBackend(_need(folder, meta, "onnx"), device, *cpu_plan(workers=cpu_workers))
+        else:
+            run = BACKEND_TYPES[backend].load(folder, meta, device)
     except (FileNotFoundError, BundleError):
         raise
     except Exception as e:  # a truncated or foreign weights.safetensors / model.onnx / model.pt2

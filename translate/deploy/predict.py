@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from datamodules.io import (IMG_EXTENSIONS, BadImageError, DataError, displayed_
                             read_image, read_image_as, read_label_map, write_image)
 from safeio import ConfigError, file_on_path
 
+IO_THREADS = 2  # threads that decode the next batch and encode outputs while the net runs (PIL lets go of the GIL)
 SIDE_BY_SIDE = "side_by_side"  # subfolder of the output folder for input | output [| variants] images
 
 
@@ -96,10 +98,20 @@ def predict_paths(translator, input: str | Path, output: str | Path, batch_size:
             if bar is not None:
                 bar.advance(task)
 
-        for done in translate_files(translator, files, seed=seed, keep_source=side_by_side, on_skip=skip, **options):
-            written[done.path] = done.write(out, side_by_side)
-            if bar is not None:
-                bar.advance(task)
+        with ThreadPoolExecutor(IO_THREADS, thread_name_prefix="encode") as pool:
+            pending: List[Tuple[Path, Future]] = []
+            for done in translate_files(translator, files, seed=seed, keep_source=side_by_side, on_skip=skip,
+                                        **options):
+                pending.append((done.path, pool.submit(done.write, out, side_by_side)))
+                while pending and (pending[0][1].done() or len(pending) > 2 * batch_size):
+                    f, job = pending.pop(0)
+                    written[f] = job.result()
+                    if bar is not None:
+                        bar.advance(task)
+            for f, job in pending:
+                written[f] = job.result()
+                if bar is not None:
+                    bar.advance(task)
     if skipped:
         names = ", ".join(str(s) for s in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
         print(f"skipped {len(skipped)} unreadable image(s): {names}", file=sys.stderr)
@@ -164,13 +176,19 @@ def translate_files(translator, files: Sequence[Path], on_skip: Callable[[Path, 
     or wrong-mode image). Options as in `predict_paths`, checked by `check_options`."""
     check_options(translator, batch_size, variants, latent_mask, mix_alpha, resize_outputs)
     mix = (variants, latent_mask, mix_alpha, seed) if variants else None
-    pool = (lambda t: F.adaptive_avg_pool2d(t, resize_outputs)) if resize_outputs else (lambda t: t)
+    pool_out = (lambda t: F.adaptive_avg_pool2d(t, resize_outputs)) if resize_outputs else (lambda t: t)
     label_nc = getattr(translator, "label_nc", 0)
-    for paths in _group_by_size(files, on_skip, max_pixels).values():
-        for i in range(0, len(paths), batch_size):
-            for f, y, extra, source in _translate(translator, paths[i:i + batch_size], on_skip, mix, label_nc,
-                                                  keep_source):
-                yield Translated(f, translator.to_uint8(pool(y)), [translator.to_uint8(pool(v)) for v in extra],
+    chunks = [paths[i:i + batch_size] for paths in _group_by_size(files, on_skip, max_pixels).values()
+              for i in range(0, len(paths), batch_size)]
+    with ThreadPoolExecutor(IO_THREADS, thread_name_prefix="decode") as pool:
+        def decode(chunk: List[Path]) -> List[Future]:
+            return [pool.submit(_read, translator, f, label_nc, keep_source) for f in chunk]
+
+        ahead = decode(chunks[0]) if chunks else []
+        for k, chunk in enumerate(chunks):
+            decoded, ahead = ahead, decode(chunks[k + 1]) if k + 1 < len(chunks) else []
+            for f, y, extra, source in _translate(translator, chunk, decoded, on_skip, mix, keep_source):
+                yield Translated(f, translator.to_uint8(pool_out(y)), [translator.to_uint8(pool_out(v)) for v in extra],
                                  source, label_nc)
 
 
@@ -265,14 +283,14 @@ def _read(translator, f: Path, label_nc: int, keep: bool) -> Tuple[torch.Tensor,
     return translator.from_array(a), rgb
 
 
-def _translate(translator, paths: List[Path], on_skip: Callable[[Path, str], None], mix=None, label_nc: int = 0,
+def _translate(translator, paths: List[Path], decoded: List[Future], on_skip: Callable[[Path, str], None], mix=None,
                keep: bool = False):
-    """Decode `paths` (what fails goes to `on_skip`), translate them in batches of equal size; yield (path, output,
-    style-mixed outputs (n, C, H, W) or (), the decoded input if `keep` else None)."""
+    """Collect the decoding of `paths` (what failed goes to `on_skip`), translate them in batches of equal size;
+    yield (path, output, style-mixed outputs (n, C, H, W) or (), the decoded input if `keep` else None)."""
     batches: Dict[Tuple[int, ...], List[Tuple[Path, torch.Tensor, Optional[np.ndarray]]]] = defaultdict(list)
-    for f in paths:
+    for f, job in zip(paths, decoded):
         try:
-            x, source = _read(translator, f, label_nc, keep)
+            x, source = job.result()
         except (BadImageError, DataError) as e:
             on_skip(f, str(e).removeprefix(f"{f}: "))
             continue

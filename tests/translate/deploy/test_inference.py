@@ -13,7 +13,7 @@ from torch import nn
 
 from nets import build_generator, generator_spec, inference_copy
 from translate.deploy.export import export_bundle
-from translate.deploy.inference import BundleError, Translator, load_translator
+from translate.deploy.inference import BundleError, Translator, cpu_plan, load_translator, predict_backend
 
 
 class TinyNet(nn.Module):
@@ -111,6 +111,26 @@ def test_every_backend_has_one_interface(translators, static):
     assert translators["eager"]._fixed == {"batch": None, "height": None, "width": None}
     with pytest.raises(TypeError):
         Backend()  # an interface, not a backend
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_onnx_images_side_by_side_agree_with_eager(unet, workers):
+    """predict's default on the CPU: onnxruntime, the images of a batch run side by side by `workers` threads."""
+    folder, net = unet
+    tr = load_translator(folder, backend="onnx", cpu_workers=workers)
+    assert tr._run.workers == workers and f"{workers} x" in repr(tr._run)
+    x = rand(5, 3, 64, 96, seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(tr.translate_batch(x), net(x), atol=1e-4, rtol=0)
+
+
+def test_predict_picks_onnx_on_the_cpu(unet, static):
+    assert predict_backend(unet[0]) == "onnx"
+    assert predict_backend(unet[0], variants=2) == "auto"
+    assert predict_backend(static[0]) == "auto"  # traced for 8 x 8 only: the eager net (if any) takes any size
+    assert cpu_plan(cores=2) == (2, 1) and cpu_plan(cores=16) == (4, 4) and cpu_plan(cores=2, workers=1) == (1, 2)
+    with pytest.raises(ValueError, match="cpu_workers: expected an int >= 1, got 0"):
+        cpu_plan(cores=2, workers=0)
 
 
 def test_auto_backend_and_paths(unet, static, tmp_path):
