@@ -219,8 +219,8 @@ class SynthesisInput(nn.Module):
         # a user transform can push frequencies past the band: fade them out before they alias
         amplitudes = (1 - (freqs.norm(dim=2) - self.bandwidth)
                       / (self.sampling_rate / 2 - self.bandwidth)).clamp(0, 1)
-        theta = torch.eye(2, 3, device=w.device)
-        theta[0, 0] = theta[1, 1] = 0.5 * self.size / self.sampling_rate
+        # scaled, not set item by item: a Python number set into a CUDA tensor is a CPU scalar copied over
+        theta = torch.eye(2, 3, device=w.device) * (0.5 * self.size / self.sampling_rate)
         grid = F.affine_grid(theta.unsqueeze(0), [1, 1, self.size, self.size], align_corners=False)  # (1, H, W, 2)
         x = (grid.unsqueeze(3) @ freqs.permute(0, 2, 1).unsqueeze(1).unsqueeze(2)).squeeze(3)  # (N, H, W, C)
         x = torch.sin((x + phases.unsqueeze(1).unsqueeze(2)) * (np.pi * 2))

@@ -215,11 +215,28 @@ TINY = {
 }
 # other paths of a method, checked as well: ReStyle and style mixing (pSp above: a feature offset; MoCo's similarity
 # is the identity loss's FeatureSimilarity with a ResNet-50, too slow to build here)
+SG3 = ["model.pl_weight=0", "model.style_mixing_prob=0", "model.magnitude_ema_beta=0.5", "model.sg3_layers=3",
+       "model.sg3_critical=1", "model.sg3_margin=2"]
 VARIANTS = {
     "psp-restyle": ["method=psp", "model.channels=[4,8,8,16]", "model.input_size=32", "model.loss_size=32",
                     "model.lpips_lambda=0", "model.id_lambda=0", "model.restyle_iters=2", "model.latent_mask=[4,5,6,7]",
                     "model.mix_alpha=0.5"],
+    # StyleGAN3 generators (filtered_lrelu's reference path, the input's transform buffer, the magnitude EMA)
+    "stylegan3-t": [*TINY["stylegan2"], "model.architecture=stylegan3-t", "model.channel_base=64",
+                    "model.channel_max=8", *SG3],
+    "stylegan3-r": [*TINY["stylegan2"], "model.architecture=stylegan3-r", "model.channel_base=128",
+                    "model.channel_max=16", *SG3],
+    # pSp into a StyleGAN3-T prior (the sg3_prior fixture)
+    "psp-sg3": ["method=psp", "model.channels=[4,8,8,16]", "model.input_size=32", "model.loss_size=32",
+                "model.lpips_lambda=0", "model.id_lambda=0", "model.w_norm_lambda=0.1"],
+    # e4e: progressive stages (stage 1 after the first step), the delta term, the latent discriminator with R1 and
+    # its pools (full after the first step, so the second swaps codes)
+    "psp-e4e": ["method=psp", "model.encoder_type=Encoder4Editing", "model.channels=[4,8,8,16]",
+                "model.input_size=32", "model.loss_size=32", "model.lpips_lambda=0", "model.id_lambda=0",
+                "model.progressive_start=1", "model.progressive_step_every=1", "model.w_discriminator_lambda=0.1",
+                "model.use_w_pool=true", "model.w_pool_size=2", "model.d_reg_interval=1"],
 }
+TWO_STEPS = ("cyclegan", "psp-e4e")  # their second step meets full pools
 
 
 def test_every_method_has_a_tiny_config():
@@ -227,9 +244,12 @@ def test_every_method_has_a_tiny_config():
 
 
 @pytest.mark.parametrize("method", sorted(METHODS) + sorted(VARIANTS))
-def test_training_and_validation_steps_create_no_cpu_tensor(method, monkeypatch, prior):
+def test_training_and_validation_steps_create_no_cpu_tensor(method, monkeypatch, request):
     overrides = TINY.get(method) or VARIANTS[method]
-    extra = [f"model.prior={prior}"] if method.startswith("psp") else []
+    if method.startswith("psp"):
+        extra = [f"model.prior={request.getfixturevalue('sg3_prior' if method == 'psp-sg3' else 'prior')}"]
+    else:
+        extra = []
     module = build_module(load_config([], [*overrides, *extra])).train()
     if method.startswith("psp"):
         module.loss_nets  # built on the CPU, moved by on_fit_start as in a run
@@ -240,7 +260,7 @@ def test_training_and_validation_steps_create_no_cpu_tensor(method, monkeypatch,
         module.on_fit_start()
         batch = _batch()
         with no_cpu_tensors(f"{method} training step"):
-            for step in range(2 if method == "cyclegan" else 1):  # CycleGAN's second: its pools are full then
+            for step in range(2 if method in TWO_STEPS else 1):
                 module.training_step(batch, step)
         assert logged and all(v.device == CUDA for _, v in logged if isinstance(v, torch.Tensor))
         module.eval()
