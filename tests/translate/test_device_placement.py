@@ -24,6 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Dict, Iterator, List, Optional
 
+import numpy as np
 import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorDeviceMismatchError, FakeTensorMode
@@ -55,8 +56,9 @@ class CpuTensorWatch(TorchDispatchMode):
 
     _paused = False
 
-    def __init__(self) -> None:
+    def __init__(self, host: tuple = ()) -> None:
         super().__init__()
+        self.host = HOST_BOUNDARY + tuple(host)  # the project frames whose CPU tensors are on the host by design
         self.found: List[str] = []
         self.fresh: Dict[int, tuple] = {}  # id -> (tensor, finding) of lift_fresh results not yet copied away
 
@@ -79,7 +81,7 @@ class CpuTensorWatch(TorchDispatchMode):
         cpu = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.device.type == "cpu"]
         if cpu:
             where, ours = _caller()
-            if (ours or any(t.ndim > 0 for t in cpu)) and not where.startswith(HOST_BOUNDARY):
+            if (ours or any(t.ndim > 0 for t in cpu)) and not where.startswith(self.host):
                 finding = f"{func} made a CPU tensor at {where}"
                 if func is torch.ops.aten.lift_fresh.default:
                     self.fresh[id(out)] = (out, finding)
@@ -159,8 +161,9 @@ def simulated_cuda(monkeypatch) -> Iterator[FakeTensorMode]:
 
 
 @contextlib.contextmanager
-def no_cpu_tensors(what: str) -> Iterator[None]:
-    watch = CpuTensorWatch()
+def no_cpu_tensors(what: str, host: tuple = ()) -> Iterator[None]:
+    """Fails on an op of the block that returns a CPU tensor, unless its project frame starts with one of `host`."""
+    watch = CpuTensorWatch(host)
     with watch:
         yield
     assert not watch.found, f"{what}: tensors created on the CPU:\n" + "\n".join(dict.fromkeys(watch.found))
@@ -341,3 +344,102 @@ def test_evaluates_feature_extraction_creates_no_cpu_tensor(monkeypatch):
         with no_cpu_tensors("evaluate's feature extraction"):
             feats = sets.extractor(images.to(sets.device))
         assert feats.device == CUDA and feats.shape == (2, sets.num_features)
+
+
+def _psp_net(prior):
+    """A tiny pSp net (W+ codes only, no loss networks) in eval mode, on the CPU."""
+    plain = [o for o in TINY["psp"] if not o.startswith("model.feature_res")]
+    return build_module(load_config([], [*plain, f"model.prior={prior}", "model.lpips_lambda=0",
+                                         "model.id_lambda=0"])).net.eval()
+
+
+def test_an_edit_creates_no_cpu_tensor(monkeypatch, prior):
+    """`translate edit`'s device part: a direction (loaded on the CPU, as from its file) applied to an inverted code
+    on the device at several strengths, and the edited codes rendered."""
+    from translate.tools import edit, invert
+    from translate.tools.directions import Direction
+
+    net = _psp_net(prior)
+    n_latent, w_dim = net.latent_avg.shape
+    vector = torch.nn.functional.normalize(torch.randn(w_dim), dim=0)
+    d = Direction(vector, layers=[0, 1, 2], scale=0.7, method="sefa", prior="toy", n_latent=n_latent, how={})
+    with simulated_cuda(monkeypatch):
+        net.to(CUDA)
+        img = torch.rand(1, 3, SIZE, SIZE, device=CUDA) * 2 - 1
+        with no_cpu_tensors("an edit"):
+            w = invert.encode(net, img)[0]
+            edits = edit.render_edits(net, w, d, [-1.0, 0.0, 2.0])
+            edits_on_layers = edit.render_edits(net, w, d, [1.0], layers=[3, 4])
+        assert edits.device == CUDA and edits.shape == (3, 3, SIZE, SIZE) and edits_on_layers.shape[0] == 1
+
+
+@pytest.mark.parametrize("degradation", ["downsample:4", "blur:1.5", "grayscale", "jpeg:30"])
+def test_each_degradation_and_the_inversion_through_it_create_no_cpu_tensor(degradation, monkeypatch, prior):
+    """Each degradation's forward and its target (the input brought to the degraded size), and the refinement
+    objective through it (`invert --degrade`)."""
+    from translate.tools import invert
+    from translate.tools.degradations import parse_degradation
+
+    d = parse_degradation(degradation)
+    net = _psp_net(prior)
+    with simulated_cuda(monkeypatch):
+        net.to(CUDA)
+        img = torch.rand(2, 3, SIZE, SIZE, device=CUDA) * 2 - 1
+        with no_cpu_tensors(f"degradation {degradation}"):
+            seen = d(img)
+            target = d.target(img[:, :, :SIZE - 8, :SIZE - 8], SIZE)  # an input of another size is resized
+            w = invert.encode(net, img)
+            terms = invert.refine_objective(net, w, target, lambda_vgg=0.0, lambda_dom=0.5, lpips=None, degrade=d)
+        side = d.size(SIZE)
+        assert seen.device == target.device == terms["loss"].device == CUDA
+        assert seen.shape == target.shape == (2, 3, side, side)
+
+
+def test_a_stylegan3_render_with_a_transform_creates_no_cpu_tensor(monkeypatch, sg3_prior):
+    """`translate generate --translate/--rotate` on a StyleGAN3 prior: the input transform set on the device (once
+    per render, per frame of an animation), then seeds mapped and rendered."""
+    from priors import generate
+    from priors.loaders import load_prior
+
+    G = load_prior(sg3_prior).eval()
+    with simulated_cuda(monkeypatch):
+        G.to(CUDA)
+        with no_cpu_tensors("a StyleGAN3 render with a transform"):
+            generate._set_transform(G, sg3_prior, (0.25, -0.1), 30.0)
+            ws = G.mapping(generate.z_for([0, 1], G.z_dim).to(CUDA), truncation_psi=0.7)
+            img = generate._render(G, ws, "const")
+        assert G.synthesis.input.transform.device == CUDA
+        assert img.device == CUDA and img.shape == (2, 3, SIZE, SIZE)
+
+
+def test_predict_and_the_web_apps_shared_path_creates_no_cpu_tensor(monkeypatch, prior, tmp_path):
+    """translate_files (predict and the web app) with a pSp bundle's eager backend on the device, style-mixed
+    variants and resized outputs: the files are read and the outputs made uint8 on the host by design (what
+    predict.py, inference.py's Translator and datamodules do); what the nets do in between runs on the device. The
+    outputs' uint8 arrays are stand-ins of their shape (a fake tensor has no values to give numpy)."""
+    from datamodules.io import write_image
+    from translate.deploy.inference import EagerBackend, Translator
+    from translate.deploy.predict import translate_files
+
+    module = build_module(load_config([], [*TINY["psp"], f"model.prior={prior}", "model.lpips_lambda=0",
+                                           "model.id_lambda=0"]))
+    net, meta = module.export_spec()
+    run = EagerBackend(net.eval(), torch.device("cpu"))
+    translator = Translator(meta, run)
+    translator.to_uint8 = lambda y: np.zeros((*y.shape[1:], y.shape[0]), np.uint8)  # (C, H, W) -> (H, W, C)
+    files = []
+    for i, (h, w) in enumerate([(SIZE, SIZE), (SIZE, SIZE), (SIZE + 8, SIZE - 4)]):
+        files.append(write_image(tmp_path / f"in{i}.png", (torch.rand(h, w, 3) * 255).to(torch.uint8).numpy()))
+    host = ("translate/deploy/predict.py:", "translate/deploy/inference.py:", "datamodules/",
+            "nets/psp.py:variants:")  # nets/psp.py:variants draws the seeds' z on the host, as z_for
+    skipped: list = []
+    devices: set = set()
+    run.net.register_forward_hook(lambda net, args, out: devices.add(out.device))
+    with simulated_cuda(monkeypatch):
+        run.net.to(CUDA)
+        run.device = CUDA
+        with no_cpu_tensors("translate_files", host=host):
+            out = list(translate_files(translator, files, lambda f, why: skipped.append(f), batch_size=2,
+                                       variants=2, latent_mask=[4, 5, 6, 7], resize_outputs=16))
+    assert not skipped and [t.path for t in out] == files and devices == {CUDA}  # the net ran on the device
+    assert all(t.output.shape == (16, 16, 3) and len(t.variants) == 2 for t in out)
