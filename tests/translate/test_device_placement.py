@@ -11,7 +11,10 @@ Lightning does: the training step's forward parts as the method writes them (the
 logging are stubbed; `torch.autograd.grad`, whose engine needs a real CUDA context, returns zeros of the right device,
 so the regularisers' forward terms run), the EMA update and the image pools; a validation epoch with its metrics; the
 pSp forward with its frozen prior and loss networks, and the inversion's; evaluate's feature extraction; a bundle's
-eager inference. Backward itself is out of reach this way: the autograd engine asks the CUDA driver for a context
+eager inference. The same for the options merged later: StyleGAN3-T/-R training steps and pSp into a StyleGAN3 prior
+(VARIANTS), e4e's training step with its latent discriminator, R1 and code pools (VARIANTS), an edit along a direction,
+each degradation with the inversion through it, a StyleGAN3 render with an input transform, and predict's / the web
+app's translate_files. Backward itself is out of reach this way: the autograd engine asks the CUDA driver for a context
 ("hasPrimaryContext expects a valid device index").
 """
 from __future__ import annotations
