@@ -313,14 +313,20 @@ def test_a_bundles_eager_inference_creates_no_cpu_tensor(method, monkeypatch, pr
             assert y.device == CUDA and y.shape[:2] == (2, translator.output_nc)
 
 
-def test_psp_inversion_creates_no_cpu_tensor(monkeypatch, prior):
+def _psp_net(prior):
+    """A tiny pSp net (W+ codes only, no loss networks) in eval mode, on the CPU."""
+    plain = [o for o in TINY["psp"] if not o.startswith("model.feature_res")]  # inversion works in W+ only
+    return build_module(load_config([], [*plain, f"model.prior={prior}", "model.lpips_lambda=0",
+                                         "model.id_lambda=0"])).net.eval()
+
+
+@pytest.mark.parametrize("prior_fixture", ["prior", "sg3_prior"])
+def test_psp_inversion_creates_no_cpu_tensor(monkeypatch, request, prior_fixture):
     """The inversion's encoder pass, its refinement objective (reconstruction + domain terms), the domain distance,
-    interpolation and style mixing, with the frozen prior."""
+    interpolation and style mixing, with the frozen prior (StyleGAN2, and StyleGAN3-T)."""
     from translate.tools import invert
 
-    plain = [o for o in TINY["psp"] if not o.startswith("model.feature_res")]  # inversion works in W+ only
-    net = build_module(load_config([], [*plain, f"model.prior={prior}", "model.lpips_lambda=0",
-                                        "model.id_lambda=0"])).net.eval()
+    net = _psp_net(request.getfixturevalue(prior_fixture))
     with simulated_cuda(monkeypatch):
         net.to(CUDA)
         img = torch.rand(2, 3, SIZE + 8, SIZE + 8, device=CUDA) * 2 - 1  # resized to the encoder's input
@@ -347,13 +353,6 @@ def test_evaluates_feature_extraction_creates_no_cpu_tensor(monkeypatch):
         with no_cpu_tensors("evaluate's feature extraction"):
             feats = sets.extractor(images.to(sets.device))
         assert feats.device == CUDA and feats.shape == (2, sets.num_features)
-
-
-def _psp_net(prior):
-    """A tiny pSp net (W+ codes only, no loss networks) in eval mode, on the CPU."""
-    plain = [o for o in TINY["psp"] if not o.startswith("model.feature_res")]
-    return build_module(load_config([], [*plain, f"model.prior={prior}", "model.lpips_lambda=0",
-                                         "model.id_lambda=0"])).net.eval()
 
 
 def test_an_edit_creates_no_cpu_tensor(monkeypatch, prior):
