@@ -290,14 +290,17 @@ def test_the_watch_catches_cpu_tensors_and_fake_mode_catches_mixing(monkeypatch)
         assert not torch.cuda.is_available()  # nothing else believes in the fake device
 
 
-@pytest.mark.parametrize("method", sorted(name for name in METHODS if name != "stylegan2"))
-def test_a_bundles_eager_inference_creates_no_cpu_tensor(method, monkeypatch, prior):
+@pytest.mark.parametrize("method", sorted(name for name in METHODS if name != "stylegan2") + ["psp-e4e", "psp-sg3"])
+def test_a_bundles_eager_inference_creates_no_cpu_tensor(method, monkeypatch, request):
     """Translator.translate_batch over an EagerBackend holding the exported net (export_spec), as load_translator
     builds it with device="cuda" (StyleGAN2 exports a prior, not a translator: its G_ema runs in validation above)."""
     from translate.deploy.inference import EagerBackend, Translator
 
-    extra = [f"model.prior={prior}", "model.lpips_lambda=0", "model.id_lambda=0"] if method == "psp" else []
-    module = build_module(load_config([], [*TINY[method], *extra]))
+    extra = []
+    if method.startswith("psp"):
+        prior = request.getfixturevalue("sg3_prior" if method == "psp-sg3" else "prior")
+        extra = [f"model.prior={prior}", "model.lpips_lambda=0", "model.id_lambda=0"]
+    module = build_module(load_config([], [*(TINY.get(method) or VARIANTS[method]), *extra]))
     translators = []
     for direction in module.export_directions or (None,):
         net, meta = module.export_spec(direction) if direction else module.export_spec()
