@@ -34,18 +34,20 @@ __all__ = ["GeneratorConfig", "Generator", "SynthesisNetwork", "SynthesisLayer",
 
 # ---------------------------------------------------------------------------------------------------- helpers
 
-def make_transform(translate: Sequence[float] = (0.0, 0.0), angle_deg: float = 0.0) -> torch.Tensor:
+def make_transform(translate: Sequence[float] = (0.0, 0.0), angle_deg: float = 0.0,
+                   device: Optional[torch.device] = None) -> torch.Tensor:
     """The 3x3 forward transform of NVIDIA's gen_images.py (a rotation by angle_deg, then a translation in units of
     the image side); `SynthesisInput.transform` holds its inverse."""
     a = math.radians(angle_deg)
     c, s = math.cos(a), math.sin(a)
     return torch.tensor([[c, s, float(translate[0])], [-s, c, float(translate[1])], [0.0, 0.0, 1.0]],
-                        dtype=torch.float64)
+                        dtype=torch.float64, device=device)
 
 
-def input_transform(translate: Sequence[float] = (0.0, 0.0), angle_deg: float = 0.0) -> torch.Tensor:
-    """What to copy into `G.synthesis.input.transform` to translate / rotate the output (float32)."""
-    return torch.linalg.inv(make_transform(translate, angle_deg)).to(torch.float32)
+def input_transform(translate: Sequence[float] = (0.0, 0.0), angle_deg: float = 0.0,
+                    device: Optional[torch.device] = None) -> torch.Tensor:
+    """What to copy into `G.synthesis.input.transform` to translate / rotate the output (float32, on `device`)."""
+    return torch.linalg.inv(make_transform(translate, angle_deg, device)).to(torch.float32)
 
 
 def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float,
@@ -219,8 +221,8 @@ class SynthesisInput(nn.Module):
         # a user transform can push frequencies past the band: fade them out before they alias
         amplitudes = (1 - (freqs.norm(dim=2) - self.bandwidth)
                       / (self.sampling_rate / 2 - self.bandwidth)).clamp(0, 1)
-        theta = torch.eye(2, 3, device=w.device)
-        theta[0, 0] = theta[1, 1] = 0.5 * self.size / self.sampling_rate
+        # scaled, not set item by item: a Python number set into a CUDA tensor is a CPU scalar copied over
+        theta = torch.eye(2, 3, device=w.device) * (0.5 * self.size / self.sampling_rate)
         grid = F.affine_grid(theta.unsqueeze(0), [1, 1, self.size, self.size], align_corners=False)  # (1, H, W, 2)
         x = (grid.unsqueeze(3) @ freqs.permute(0, 2, 1).unsqueeze(1).unsqueeze(2)).squeeze(3)  # (N, H, W, C)
         x = torch.sin((x + phases.unsqueeze(1).unsqueeze(2)) * (np.pi * 2))
@@ -389,7 +391,8 @@ class Generator(nn.Module):
     def set_transform(self, translate: Sequence[float] = (0.0, 0.0), angle_deg: float = 0.0) -> None:
         """Replace the input transform, as NVIDIA's gen_images.py does for --translate / --rotate."""
         with torch.no_grad():
-            self.synthesis.input.transform.copy_(input_transform(translate, angle_deg))
+            buffer = self.synthesis.input.transform
+            buffer.copy_(input_transform(translate, angle_deg, buffer.device))  # made where it goes
 
     @staticmethod
     def mix_styles(ws_a: torch.Tensor, ws_b: torch.Tensor, layers: Iterable[int]) -> torch.Tensor:

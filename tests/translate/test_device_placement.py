@@ -11,7 +11,10 @@ Lightning does: the training step's forward parts as the method writes them (the
 logging are stubbed; `torch.autograd.grad`, whose engine needs a real CUDA context, returns zeros of the right device,
 so the regularisers' forward terms run), the EMA update and the image pools; a validation epoch with its metrics; the
 pSp forward with its frozen prior and loss networks, and the inversion's; evaluate's feature extraction; a bundle's
-eager inference. Backward itself is out of reach this way: the autograd engine asks the CUDA driver for a context
+eager inference. The same for the options merged later: StyleGAN3-T/-R training steps and pSp into a StyleGAN3 prior
+(VARIANTS), e4e's training step with its latent discriminator, R1 and code pools (VARIANTS), an edit along a direction,
+each degradation with the inversion through it, a StyleGAN3 render with an input transform, and predict's / the web
+app's translate_files. Backward itself is out of reach this way: the autograd engine asks the CUDA driver for a context
 ("hasPrimaryContext expects a valid device index").
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Dict, Iterator, List, Optional
 
+import numpy as np
 import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorDeviceMismatchError, FakeTensorMode
@@ -55,8 +59,9 @@ class CpuTensorWatch(TorchDispatchMode):
 
     _paused = False
 
-    def __init__(self) -> None:
+    def __init__(self, host: tuple = ()) -> None:
         super().__init__()
+        self.host = HOST_BOUNDARY + tuple(host)  # the project frames whose CPU tensors are on the host by design
         self.found: List[str] = []
         self.fresh: Dict[int, tuple] = {}  # id -> (tensor, finding) of lift_fresh results not yet copied away
 
@@ -79,7 +84,7 @@ class CpuTensorWatch(TorchDispatchMode):
         cpu = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.device.type == "cpu"]
         if cpu:
             where, ours = _caller()
-            if (ours or any(t.ndim > 0 for t in cpu)) and not where.startswith(HOST_BOUNDARY):
+            if (ours or any(t.ndim > 0 for t in cpu)) and not where.startswith(self.host):
                 finding = f"{func} made a CPU tensor at {where}"
                 if func is torch.ops.aten.lift_fresh.default:
                     self.fresh[id(out)] = (out, finding)
@@ -159,8 +164,9 @@ def simulated_cuda(monkeypatch) -> Iterator[FakeTensorMode]:
 
 
 @contextlib.contextmanager
-def no_cpu_tensors(what: str) -> Iterator[None]:
-    watch = CpuTensorWatch()
+def no_cpu_tensors(what: str, host: tuple = ()) -> Iterator[None]:
+    """Fails on an op of the block that returns a CPU tensor, unless its project frame starts with one of `host`."""
+    watch = CpuTensorWatch(host)
     with watch:
         yield
     assert not watch.found, f"{what}: tensors created on the CPU:\n" + "\n".join(dict.fromkeys(watch.found))
@@ -215,11 +221,28 @@ TINY = {
 }
 # other paths of a method, checked as well: ReStyle and style mixing (pSp above: a feature offset; MoCo's similarity
 # is the identity loss's FeatureSimilarity with a ResNet-50, too slow to build here)
+SG3 = ["model.pl_weight=0", "model.style_mixing_prob=0", "model.magnitude_ema_beta=0.5", "model.sg3_layers=3",
+       "model.sg3_critical=1", "model.sg3_margin=2"]
 VARIANTS = {
     "psp-restyle": ["method=psp", "model.channels=[4,8,8,16]", "model.input_size=32", "model.loss_size=32",
                     "model.lpips_lambda=0", "model.id_lambda=0", "model.restyle_iters=2", "model.latent_mask=[4,5,6,7]",
                     "model.mix_alpha=0.5"],
+    # StyleGAN3 generators (filtered_lrelu's reference path, the input's transform buffer, the magnitude EMA)
+    "stylegan3-t": [*TINY["stylegan2"], "model.architecture=stylegan3-t", "model.channel_base=64",
+                    "model.channel_max=8", *SG3],
+    "stylegan3-r": [*TINY["stylegan2"], "model.architecture=stylegan3-r", "model.channel_base=128",
+                    "model.channel_max=16", *SG3],
+    # pSp into a StyleGAN3-T prior (the sg3_prior fixture)
+    "psp-sg3": ["method=psp", "model.channels=[4,8,8,16]", "model.input_size=32", "model.loss_size=32",
+                "model.lpips_lambda=0", "model.id_lambda=0", "model.w_norm_lambda=0.1"],
+    # e4e: progressive stages (stage 1 after the first step), the delta term, the latent discriminator with R1 and
+    # its pools (full after the first step, so the second swaps codes)
+    "psp-e4e": ["method=psp", "model.encoder_type=Encoder4Editing", "model.channels=[4,8,8,16]",
+                "model.input_size=32", "model.loss_size=32", "model.lpips_lambda=0", "model.id_lambda=0",
+                "model.progressive_start=1", "model.progressive_step_every=1", "model.w_discriminator_lambda=0.1",
+                "model.use_w_pool=true", "model.w_pool_size=2", "model.d_reg_interval=1"],
 }
+TWO_STEPS = ("cyclegan", "psp-e4e")  # their second step meets full pools
 
 
 def test_every_method_has_a_tiny_config():
@@ -227,9 +250,12 @@ def test_every_method_has_a_tiny_config():
 
 
 @pytest.mark.parametrize("method", sorted(METHODS) + sorted(VARIANTS))
-def test_training_and_validation_steps_create_no_cpu_tensor(method, monkeypatch, prior):
+def test_training_and_validation_steps_create_no_cpu_tensor(method, monkeypatch, request):
     overrides = TINY.get(method) or VARIANTS[method]
-    extra = [f"model.prior={prior}"] if method.startswith("psp") else []
+    if method.startswith("psp"):
+        extra = [f"model.prior={request.getfixturevalue('sg3_prior' if method == 'psp-sg3' else 'prior')}"]
+    else:
+        extra = []
     module = build_module(load_config([], [*overrides, *extra])).train()
     if method.startswith("psp"):
         module.loss_nets  # built on the CPU, moved by on_fit_start as in a run
@@ -240,7 +266,7 @@ def test_training_and_validation_steps_create_no_cpu_tensor(method, monkeypatch,
         module.on_fit_start()
         batch = _batch()
         with no_cpu_tensors(f"{method} training step"):
-            for step in range(2 if method == "cyclegan" else 1):  # CycleGAN's second: its pools are full then
+            for step in range(2 if method in TWO_STEPS else 1):
                 module.training_step(batch, step)
         assert logged and all(v.device == CUDA for _, v in logged if isinstance(v, torch.Tensor))
         module.eval()
@@ -264,14 +290,17 @@ def test_the_watch_catches_cpu_tensors_and_fake_mode_catches_mixing(monkeypatch)
         assert not torch.cuda.is_available()  # nothing else believes in the fake device
 
 
-@pytest.mark.parametrize("method", sorted(name for name in METHODS if name != "stylegan2"))
-def test_a_bundles_eager_inference_creates_no_cpu_tensor(method, monkeypatch, prior):
+@pytest.mark.parametrize("method", sorted(name for name in METHODS if name != "stylegan2") + ["psp-e4e", "psp-sg3"])
+def test_a_bundles_eager_inference_creates_no_cpu_tensor(method, monkeypatch, request):
     """Translator.translate_batch over an EagerBackend holding the exported net (export_spec), as load_translator
     builds it with device="cuda" (StyleGAN2 exports a prior, not a translator: its G_ema runs in validation above)."""
     from translate.deploy.inference import EagerBackend, Translator
 
-    extra = [f"model.prior={prior}", "model.lpips_lambda=0", "model.id_lambda=0"] if method == "psp" else []
-    module = build_module(load_config([], [*TINY[method], *extra]))
+    extra = []
+    if method.startswith("psp"):
+        prior = request.getfixturevalue("sg3_prior" if method == "psp-sg3" else "prior")
+        extra = [f"model.prior={prior}", "model.lpips_lambda=0", "model.id_lambda=0"]
+    module = build_module(load_config([], [*(TINY.get(method) or VARIANTS[method]), *extra]))
     translators = []
     for direction in module.export_directions or (None,):
         net, meta = module.export_spec(direction) if direction else module.export_spec()
@@ -287,14 +316,20 @@ def test_a_bundles_eager_inference_creates_no_cpu_tensor(method, monkeypatch, pr
             assert y.device == CUDA and y.shape[:2] == (2, translator.output_nc)
 
 
-def test_psp_inversion_creates_no_cpu_tensor(monkeypatch, prior):
+def _psp_net(prior):
+    """A tiny pSp net (W+ codes only, no loss networks) in eval mode, on the CPU."""
+    plain = [o for o in TINY["psp"] if not o.startswith("model.feature_res")]  # inversion works in W+ only
+    return build_module(load_config([], [*plain, f"model.prior={prior}", "model.lpips_lambda=0",
+                                         "model.id_lambda=0"])).net.eval()
+
+
+@pytest.mark.parametrize("prior_fixture", ["prior", "sg3_prior"])
+def test_psp_inversion_creates_no_cpu_tensor(monkeypatch, request, prior_fixture):
     """The inversion's encoder pass, its refinement objective (reconstruction + domain terms), the domain distance,
-    interpolation and style mixing, with the frozen prior."""
+    interpolation and style mixing, with the frozen prior (StyleGAN2, and StyleGAN3-T)."""
     from translate.tools import invert
 
-    plain = [o for o in TINY["psp"] if not o.startswith("model.feature_res")]  # inversion works in W+ only
-    net = build_module(load_config([], [*plain, f"model.prior={prior}", "model.lpips_lambda=0",
-                                        "model.id_lambda=0"])).net.eval()
+    net = _psp_net(request.getfixturevalue(prior_fixture))
     with simulated_cuda(monkeypatch):
         net.to(CUDA)
         img = torch.rand(2, 3, SIZE + 8, SIZE + 8, device=CUDA) * 2 - 1  # resized to the encoder's input
@@ -321,3 +356,95 @@ def test_evaluates_feature_extraction_creates_no_cpu_tensor(monkeypatch):
         with no_cpu_tensors("evaluate's feature extraction"):
             feats = sets.extractor(images.to(sets.device))
         assert feats.device == CUDA and feats.shape == (2, sets.num_features)
+
+
+def test_an_edit_creates_no_cpu_tensor(monkeypatch, prior):
+    """`translate edit`'s device part: a direction (loaded on the CPU, as from its file) applied to an inverted code
+    on the device at several strengths, and the edited codes rendered."""
+    from translate.tools import edit, invert
+    from translate.tools.directions import Direction
+
+    net = _psp_net(prior)
+    n_latent, w_dim = net.latent_avg.shape
+    vector = torch.nn.functional.normalize(torch.randn(w_dim), dim=0)
+    d = Direction(vector, layers=[0, 1, 2], scale=0.7, method="sefa", prior="toy", n_latent=n_latent, how={})
+    with simulated_cuda(monkeypatch):
+        net.to(CUDA)
+        img = torch.rand(1, 3, SIZE, SIZE, device=CUDA) * 2 - 1
+        with no_cpu_tensors("an edit"):
+            w = invert.encode(net, img)[0]
+            edits = edit.render_edits(net, w, d, [-1.0, 0.0, 2.0])
+            edits_on_layers = edit.render_edits(net, w, d, [1.0], layers=[3, 4])
+        assert edits.device == CUDA and edits.shape == (3, 3, SIZE, SIZE) and edits_on_layers.shape[0] == 1
+
+
+@pytest.mark.parametrize("degradation", ["downsample:4", "blur:1.5", "grayscale", "jpeg:30"])
+def test_each_degradation_and_the_inversion_through_it_create_no_cpu_tensor(degradation, monkeypatch, prior):
+    """Each degradation's forward and its target (the input brought to the degraded size), and the refinement
+    objective through it (`invert --degrade`)."""
+    from translate.tools import invert
+    from translate.tools.degradations import parse_degradation
+
+    d = parse_degradation(degradation)
+    net = _psp_net(prior)
+    with simulated_cuda(monkeypatch):
+        net.to(CUDA)
+        img = torch.rand(2, 3, SIZE, SIZE, device=CUDA) * 2 - 1
+        with no_cpu_tensors(f"degradation {degradation}"):
+            seen = d(img)
+            target = d.target(img[:, :, :SIZE - 8, :SIZE - 8], SIZE)  # an input of another size is resized
+            w = invert.encode(net, img)
+            terms = invert.refine_objective(net, w, target, lambda_vgg=0.0, lambda_dom=0.5, lpips=None, degrade=d)
+        side = d.size(SIZE)
+        assert seen.device == target.device == terms["loss"].device == CUDA
+        assert seen.shape == target.shape == (2, 3, side, side)
+
+
+def test_a_stylegan3_render_with_a_transform_creates_no_cpu_tensor(monkeypatch, sg3_prior):
+    """`translate generate --translate/--rotate` on a StyleGAN3 prior: the input transform set on the device (once
+    per render, per frame of an animation), then seeds mapped and rendered."""
+    from priors import generate
+    from priors.loaders import load_prior
+
+    G = load_prior(sg3_prior).eval()
+    with simulated_cuda(monkeypatch):
+        G.to(CUDA)
+        with no_cpu_tensors("a StyleGAN3 render with a transform"):
+            generate._set_transform(G, sg3_prior, (0.25, -0.1), 30.0)
+            ws = G.mapping(generate.z_for([0, 1], G.z_dim).to(CUDA), truncation_psi=0.7)
+            img = generate._render(G, ws, "const")
+        assert G.synthesis.input.transform.device == CUDA
+        assert img.device == CUDA and img.shape == (2, 3, SIZE, SIZE)
+
+
+def test_predict_and_the_web_apps_shared_path_creates_no_cpu_tensor(monkeypatch, prior, tmp_path):
+    """translate_files (predict and the web app) with a pSp bundle's eager backend on the device, style-mixed
+    variants and resized outputs: the files are read and the outputs made uint8 on the host by design (what
+    predict.py, inference.py's Translator and datamodules do); what the nets do in between runs on the device. The
+    outputs' uint8 arrays are stand-ins of their shape (a fake tensor has no values to give numpy)."""
+    from datamodules.io import write_image
+    from translate.deploy.inference import EagerBackend, Translator
+    from translate.deploy.predict import translate_files
+
+    module = build_module(load_config([], [*TINY["psp"], f"model.prior={prior}", "model.lpips_lambda=0",
+                                           "model.id_lambda=0"]))
+    net, meta = module.export_spec()
+    run = EagerBackend(net.eval(), torch.device("cpu"))
+    translator = Translator(meta, run)
+    translator.to_uint8 = lambda y: np.zeros((*y.shape[1:], y.shape[0]), np.uint8)  # (C, H, W) -> (H, W, C)
+    files = []
+    for i, (h, w) in enumerate([(SIZE, SIZE), (SIZE, SIZE), (SIZE + 8, SIZE - 4)]):
+        files.append(write_image(tmp_path / f"in{i}.png", (torch.rand(h, w, 3) * 255).to(torch.uint8).numpy()))
+    host = ("translate/deploy/predict.py:", "translate/deploy/inference.py:", "datamodules/",
+            "nets/psp.py:variants:")  # nets/psp.py:variants draws the seeds' z on the host, as z_for
+    skipped: list = []
+    devices: set = set()
+    run.net.register_forward_hook(lambda net, args, out: devices.add(out.device))
+    with simulated_cuda(monkeypatch):
+        run.net.to(CUDA)
+        run.device = CUDA
+        with no_cpu_tensors("translate_files", host=host):
+            out = list(translate_files(translator, files, lambda f, why: skipped.append(f), batch_size=2,
+                                       variants=2, latent_mask=[4, 5, 6, 7], resize_outputs=16))
+    assert not skipped and [t.path for t in out] == files and devices == {CUDA}  # the net ran on the device
+    assert all(t.output.shape == (16, 16, 3) and len(t.variants) == 2 for t in out)

@@ -116,17 +116,17 @@ def grayscale(img: torch.Tensor) -> torch.Tensor:
     return luma.expand(-1, 3, -1, -1)
 
 
-def jpeg_quant_table(quality: float, table) -> torch.Tensor:
+def jpeg_quant_table(quality: float, table, device: Optional[torch.device] = None) -> torch.Tensor:
     """libjpeg's quality scaling of a base table: 5000 / q below 50, 200 - 2 q above, clamped to 1..255."""
     q = int(quality)
     scale = 5000 / q if q < 50 else 200 - 2 * q
-    t = torch.tensor(table, dtype=torch.float32)
+    t = torch.tensor(table, dtype=torch.float32, device=device)
     return ((t * scale + 50) // 100).clamp(1, 255).view(BLOCK, BLOCK)
 
 
-def dct_matrix(n: int = BLOCK) -> torch.Tensor:
+def dct_matrix(n: int = BLOCK, device: Optional[torch.device] = None) -> torch.Tensor:
     """The orthonormal DCT-II matrix D: coefficients = D @ block @ D^T."""
-    k = torch.arange(n, dtype=torch.float64)
+    k = torch.arange(n, dtype=torch.float64, device=device)
     d = torch.cos(math.pi * (2 * k[None] + 1) * k[:, None] / (2 * n)) * math.sqrt(2 / n)
     d[0] /= math.sqrt(2)
     return d.float()
@@ -148,9 +148,10 @@ def jpeg_approx(img: torch.Tensor, quality: float) -> torch.Tensor:
                        0.5 * r - 0.418688 * g - 0.081312 * b], 1)
     ycc[:, 0] = ycc[:, 0] - 128
     blocks = ycc.unfold(2, BLOCK, BLOCK).unfold(3, BLOCK, BLOCK)  # (N, 3, H/8, W/8, 8, 8)
-    d = dct_matrix().to(img)
+    d = dct_matrix(device=img.device).to(img)  # made on the images' device, as the tables
     coef = d @ blocks @ d.T
-    q = torch.stack([jpeg_quant_table(quality, JPEG_LUMA_Q)] + [jpeg_quant_table(quality, JPEG_CHROMA_Q)] * 2)
+    q = torch.stack([jpeg_quant_table(quality, JPEG_LUMA_Q, img.device)]
+                    + [jpeg_quant_table(quality, JPEG_CHROMA_Q, img.device)] * 2)
     q = q.to(img).view(1, 3, 1, 1, BLOCK, BLOCK)
     blocks = d.T @ (round_ste(coef / q) * q) @ d
     ycc = blocks.permute(0, 1, 2, 4, 3, 5).reshape(n, 3, h, w)  # (N, 3, H/8, 8, W/8, 8) -> (N, 3, H, W)

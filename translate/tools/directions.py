@@ -155,8 +155,8 @@ def apply_direction(w: torch.Tensor, d: Direction, strengths: Sequence[float],
     """Edited codes (len(strengths), n_latent, w_dim) of one code (n_latent, w_dim): w + s * scale * n on `layers`
     (default the direction's own)."""
     layers = list(d.layers if layers is None else layers)
-    mask = torch.zeros(w.shape[0], 1, device=w.device)
-    mask[layers] = 1.0
+    index = torch.tensor(layers, dtype=torch.long, device=w.device)  # (a list index would be a CPU tensor)
+    mask = torch.zeros(w.shape[0], 1, device=w.device).index_fill_(0, index, 1.0)
     s = torch.tensor([float(x) for x in strengths], device=w.device).view(-1, 1, 1)
     return w[None] + s * d.scale * mask[None] * d.vector.to(w.device).view(1, 1, -1)
 
