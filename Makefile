@@ -20,8 +20,10 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) scripts/demo.py
 
+# the simulated-CUDA placement test runs in a second pytest process (tests/conftest.py says why)
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests/translate/test_device_placement.py $(PYTEST_ARGS)
 
 # the CUDA kernels of csrc/ compiled for the CPU (HIP-CPU) and run through the operators (docs/kernels.md); their
 # own pytest process, as their library registers the same operators as the nvcc build that `make test` loads
