@@ -249,8 +249,7 @@ def test_stylegan3_prior_trains_with_r1_and_exports(tmp_path):
     from priors import stylegan3
 
     torch.manual_seed(0)
-    cfg = dict(SG3_TINY)
-    module = StyleGAN2(model=cfg)
+    module = StyleGAN2(model=StyleGAN2Config(**SG3_TINY))
     assert isinstance(module.net_g, stylegan3.Generator)
     layer = getattr(module.net_g.synthesis, module.net_g.synthesis.layer_names[0])
     before = float(layer.magnitude_ema)
