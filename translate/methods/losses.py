@@ -1,8 +1,11 @@
-"""Adversarial losses and the WGAN-GP gradient penalty, written as the papers state them."""
+"""Adversarial losses (pix2pix/CycleGAN modes, StyleGAN2's logistic losses), the WGAN-GP gradient penalty and the R1
+penalty, written as the papers state them."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.nn.functional import softplus
+
 from safeio.errors import ConfigError
 
 GAN_MODES = ("vanilla", "lsgan", "hinge", "wgangp")
@@ -45,3 +48,27 @@ def gradient_penalty(netd, real: torch.Tensor, fake: torch.Tensor, constant: flo
     (grad,) = torch.autograd.grad(pred.sum(), x_hat, create_graph=True)
     norm = (grad.flatten(1) + 1e-16).norm(2, dim=1)
     return ((norm - constant) ** 2).mean()
+
+
+def g_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-log sigmoid(D(G(z))), the non-saturating generator loss."""
+    return softplus(-fake_logits).mean()
+
+
+def d_logistic(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """-log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))), the logistic discriminator loss."""
+    return softplus(fake_logits).mean() + softplus(-real_logits).mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor, gamma: float) -> torch.Tensor:
+    """gamma / 2 * |grad_x D(x)|^2 averaged over the batch, from D's logits of the reals x (which require grad);
+    differentiable (double backward) so that it trains D."""
+    (grads,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return gamma / 2 * grads.square().flatten(1).sum(dim=1).mean()  # images (N, C, H, W) or codes (N, w_dim)
+
+
+def whole_groups(images: torch.Tensor, group_size: int) -> torch.Tensor:
+    """The images cut to a whole number of D's minibatch-stddev groups (an epoch's last, smaller batch loses its
+    incomplete group)."""
+    group = min(group_size, images.shape[0])
+    return images[: images.shape[0] - images.shape[0] % group]

@@ -37,8 +37,8 @@ from safeio import ConfigError, LoadError, strict_load
 from priors.loaders import load_prior
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator
 from translate.methods.base import TranslationModule
+from translate.methods.losses import d_logistic, g_nonsaturating, r1_penalty, whole_groups
 from translate.methods.optim import build_optimizer, psp_decoder_groups
-from translate.methods.stylegan2 import d_logistic, g_nonsaturating, r1_penalty, whole_groups
 
 def _n_styles_for_decoder(decoder) -> Dict[str, int]:
     """The encoder's n_styles where the decoder is not a StyleGAN2 (whose count follows from its resolution): a

@@ -19,14 +19,14 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import nn
-from torch.nn.functional import softplus
 
 from priors import stylegan3
 from priors.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from safeio.errors import ConfigError
-from translate.methods.interface import PRIOR, Method
 from translate.methods.diffaugment import check_policy, diff_augment
 from translate.methods.images import log_images
+from translate.methods.interface import PRIOR, Method
+from translate.methods.losses import d_logistic, g_nonsaturating, r1_penalty, whole_groups
 
 
 @dataclass
@@ -82,30 +82,6 @@ def lazy_correction(interval: int) -> float:
     """c = interval / (interval + 1): Adam runs at lr * c with betas ** c when a regularizer takes every
     interval-th step (StyleGAN2 paper, appendix B)."""
     return interval / (interval + 1) if interval > 0 else 1.0
-
-
-def g_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
-    """-log sigmoid(D(G(z))), the non-saturating generator loss."""
-    return softplus(-fake_logits).mean()
-
-
-def d_logistic(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """-log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))), the logistic discriminator loss."""
-    return softplus(fake_logits).mean() + softplus(-real_logits).mean()
-
-
-def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor, gamma: float) -> torch.Tensor:
-    """gamma / 2 * |grad_x D(x)|^2 averaged over the batch, from D's logits of the reals x (which require grad);
-    differentiable (double backward) so that it trains D."""
-    (grads,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
-    return gamma / 2 * grads.square().flatten(1).sum(dim=1).mean()  # images (N, C, H, W) or codes (N, w_dim)
-
-
-def whole_groups(images: torch.Tensor, group_size: int) -> torch.Tensor:
-    """The images cut to a whole number of D's minibatch-stddev groups (an epoch's last, smaller batch loses its
-    incomplete group)."""
-    group = min(group_size, images.shape[0])
-    return images[: images.shape[0] - images.shape[0] % group]
 
 
 ARCHITECTURES = ("stylegan2", "stylegan3-t", "stylegan3-r")

@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from nets.psp import LatentCodesDiscriminator, PSPNet
-from tests.helpers.psp_checkpoints import make_checkpoint, save_as_if_from_gpu
+from tests.helpers.psp_checkpoints import make_checkpoint
 from safeio import ConfigError
 from translate import cli
 from translate.deploy.psp_checkpoint import PSPCheckpointError, load_psp_checkpoint
 from translate.methods.psp import PSP, LatentCodesPool, PSPConfig, delta_loss, progressive_stage
-from translate.methods.stylegan2 import d_logistic, g_nonsaturating, r1_penalty
+from translate.methods.losses import d_logistic, g_nonsaturating, r1_penalty
 from translate.train import runner
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "data", "e4e")

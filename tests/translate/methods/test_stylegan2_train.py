@@ -12,6 +12,7 @@ from translate.deploy.checkpoints import load_checkpoint
 from translate.cli import main
 from translate.train.config import load_config
 from translate.methods.diffaugment import cutout, diff_augment, translation
+from safeio import ConfigError
 from translate.methods.stylegan2 import StyleGAN2, StyleGAN2Config, lazy_correction
 
 TINY = dict(resolution=32, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16,
@@ -257,7 +258,7 @@ def test_stylegan3_prior_trains_with_r1_and_exports(tmp_path):
     assert fake.shape == (2, 3, 32, 32) and ws.shape[1] == 5 and float(layer.magnitude_ema) != before
     real = torch.rand(2, 3, 32, 32) * 2 - 1
     module.r1_penalty(real).backward()
-    from translate.methods.stylegan2 import g_nonsaturating
+    from translate.methods.losses import g_nonsaturating
 
     g_nonsaturating(module.net_d(fake)).backward()
     grads = [p.grad for p in module.net_g.parameters() if p.requires_grad]
@@ -269,7 +270,8 @@ def test_stylegan3_prior_trains_with_r1_and_exports(tmp_path):
     z = z_for([0, 1], 16)
     with torch.no_grad():
         torch.testing.assert_close(G(z), module.g_ema(z), atol=1e-6, rtol=0)
-    with pytest.raises(ValueError, match="model.pl_weight: StyleGAN3 trains without path-length"):
-        StyleGAN2(model=dict(SG3_TINY, pl_weight=2.0))
-    with pytest.raises(ValueError, match="model.architecture: expected one of"):
-        StyleGAN2(model=dict(TINY, architecture="stylegan4"))
+    with pytest.raises(ConfigError, match="model.pl_weight: StyleGAN3 trains without path-length") as e:
+        StyleGAN2(model=StyleGAN2Config(**dict(SG3_TINY, pl_weight=2.0)))
+    assert e.value.key == "model.pl_weight"
+    with pytest.raises(ConfigError, match="model.architecture: expected one of"):
+        StyleGAN2(model=StyleGAN2Config(**dict(TINY, architecture="stylegan4")))
