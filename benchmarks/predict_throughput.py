@@ -9,10 +9,14 @@ images, each row runs in its own process, as a user would start it:
 - `predict --cpu-workers 1`: onnxruntime, one session using every core on one image;
 - `predict --backend eager`: eager PyTorch;
 - `predict int8 bundle`: `translate predict` on the bundle `translate quantize` made, calibrated on these images;
+- `reference-equivalent loop`: `benchmarks/reference_loop.py`, the reference test.py's work per image written by
+  us (batch 1, eager PyTorch, default threads, the same latest_net_G.pth; PIL load -> resize -> normalise -> net ->
+  PNG), the baseline when the reference itself is not given;
 - `reference test.py` (with --reference-repo): the reference's `test.py --model test` on the same weights.
 
 Printed per row: images/s over the whole command (start-up and model loading included: the time a user waits),
-peak RSS of the process, and the ratio of images/s to the reference's (or to eager PyTorch without it). Rows of
+peak RSS of the process, and the ratio of images/s to the reference's test.py (or, without it, to the
+reference-equivalent loop). Rows of
 one net alternate over --repeats rounds; the best round of each row counts (the machine is shared: say its load).
 
     python benchmarks/predict_throughput.py                                  # ours only, 200 images
@@ -88,6 +92,10 @@ def rows_for(netG: str, work: Path, images: Path, ref: Optional[Path]) -> Dict[s
                                         ROOT),
             "predict int8 bundle": ([py, str(ROOT / "cli.py"), "predict", "--model", str(work / netG / "int8"),
                                      "--input", str(images), "--output", str(work / netG / "out_int8")], ROOT)}
+    rows["reference-equivalent loop"] = ([py, str(ROOT / "benchmarks" / "reference_loop.py"), "--weights",
+                                          str(work / netG / "ckpt" / "bench" / "latest_net_G.pth"), "--netG", netG,
+                                          "--norm", NETS[netG], "--input", str(images), "--output",
+                                          str(work / netG / "out_refloop"), "--size", str(SIDE)], ROOT)
     if ref is not None:
         count = len(list(images.iterdir()))
         rows["reference test.py"] = ([py, "test.py", "--dataroot", str(images), "--name", "bench", "--model", "test",
@@ -104,6 +112,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--nets", default=",".join(NETS), help=f"comma-separated, of {list(NETS)}")
     ap.add_argument("--reference-repo", type=Path, default=None,
                     help="checkout of junyanz/pytorch-CycleGAN-and-pix2pix: also time its test.py")
+    ap.add_argument("--skip", default="", help="comma-separated row names not to run, e.g. "
+                                               "'predict --cpu-workers 1'")
     ap.add_argument("--repeats", type=int, default=1, help="rounds of all rows of a net (best counts)")
     ap.add_argument("--keep", type=Path, default=None,
                     help="work in this folder and keep it (default: a temporary one)")
@@ -135,6 +145,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"  {netG}: int8 PSNR vs fp32 {q['calibration_psnr_db']} dB (calibration), "
                   f"{q['held_out_psnr_db']} dB (held out)", flush=True)
             rows = rows_for(netG, work, images, args.reference_repo)
+            skip = {name.strip() for name in args.skip.split(",") if name.strip()}
+            if skip - set(rows):
+                raise SystemExit(f"--skip: unknown rows {sorted(skip - set(rows))}; the rows: {list(rows)}")
+            rows = {name: row for name, row in rows.items() if name not in skip}
             best: Dict[str, Tuple[float, float]] = {}
             for _ in range(args.repeats):
                 for name, (cmd, cwd) in rows.items():
@@ -145,7 +159,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     print(f"  {netG:15s} {name:26s} {seconds:7.1f} s  {mib:6.0f} MiB", flush=True)
                     if name not in best or seconds < best[name][0]:
                         best[name] = (seconds, mib)
-            base_name = "reference test.py" if "reference test.py" in best else "predict --backend eager"
+            base_name = "reference test.py" if "reference test.py" in best else "reference-equivalent loop"
             base = args.count / best[base_name][0]
             for name, (seconds, mib) in best.items():
                 table.append((netG, name, args.count / seconds, mib, args.count / seconds / base, base_name))

@@ -182,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=4096 * 4096,
                    help="refuse uploads with more pixels than this (width x height; default 4096 x 4096)")
     p.add_argument("--backend", default="auto", choices=["auto", "eager", "onnx", "pt2"],
-                   help="auto: the eager net where the bundle can rebuild it (pSp's variants need it), else onnx")
+                   help="auto: what predict runs (onnxruntime on the CPU when the bundle has its graph), except "
+                        "pSp bundles: their eager net (the variants need it)")
     p.add_argument("--device", default="cpu", help="where the nets run: cpu (default), cuda, cuda:1, ...")
     p = sub.add_parser("doctor", help="report versions, devices and which op backend (CUDA or reference) runs and why")
     p.add_argument("--check-ops", action="store_true",

@@ -1,8 +1,8 @@
 """An int8 copy of a bundle: onnxruntime static quantisation calibrated on the user's images, with its error.
 
-`quantize_bundle(bundle, images, out)` writes a new bundle whose `model_int8.onnx` (weights int8 per channel,
-activations uint8, QDQ format) is what the onnx backend, and so `predict` on the CPU, runs; the fp32 files stay
-beside it for the eager and pt2 backends. Its error against the fp32 bundle is measured on the calibration images
+`quantize_bundle(bundle, images, out)` writes a new bundle whose `model_int8.onnx` (the convolutions as
+QLinearConv: weights int8 per channel, activations uint8; the other ops stay fp32) is what the onnx backend, and
+so `predict` on the CPU, runs; the fp32 files stay beside it for the eager and pt2 backends. Its error against the fp32 bundle is measured on the calibration images
 and on held-out ones (PSNR of the outputs in the 8-bit range) and stored in translator.json under "quantization".
 The int8 bundle is a separate folder the user chooses: the fp32 bundle stays the default.
 """
@@ -21,6 +21,7 @@ import torch
 
 from datamodules.io import list_images, read_image
 from safeio import default_mode
+from safeio.errors import ConfigError
 from translate.deploy.export import _move_into_place, check_destination
 from translate.deploy.inference import META_FILE, OnnxBackend, Translator, load_translator, read_meta
 
@@ -36,17 +37,18 @@ def quantize_bundle(bundle: str | Path, images: str | Path | Sequence[Path], out
 
     folder, meta = read_meta(bundle)
     if meta.get("label_nc") or int(meta["input_nc"]) not in (1, 3):
-        raise ValueError(f"{folder}: int8 calibration reads image files; this bundle takes "
-                         f"{'label maps' if meta.get('label_nc') else str(meta['input_nc']) + ' channels'}")
+        raise ConfigError(f"{folder}: int8 calibration reads image files; this bundle takes "
+                          f"{'label maps' if meta.get('label_nc') else str(meta['input_nc']) + ' channels'}",
+                          key="--model")
     if isinstance(images, (str, Path)):
         files = list_images(images) if Path(images).is_dir() else [Path(images)]
     else:
         files = [Path(f) for f in images]
     if len(files) < 2:
-        raise ValueError(f"calibration: expected at least 2 images (some are held out to measure the error), got "
-                         f"{len(files)} in {images}")
+        raise ConfigError(f"calibration: expected at least 2 images (some are held out to measure the error), "
+                          f"got {len(files)} in {images}", key="--calibration")
     if not 0 < held_out < 1:
-        raise ValueError(f"held_out: expected a fraction in (0, 1), got {held_out}")
+        raise ConfigError(f"held_out: expected a fraction in (0, 1), got {held_out}", key="--held-out")
     n_held = min(len(files) - 1, max(1, round(len(files) * held_out)))
     calibration, held = files[:-n_held], files[-n_held:]
     fp32 = load_translator(folder, backend="onnx", cpu_workers=1)
@@ -69,10 +71,15 @@ def quantize_bundle(bundle: str | Path, images: str | Path | Sequence[Path], out
             if name != META_FILE and (folder / name).is_file():
                 shutil.copy2(folder / name, tmp / name)
         onnx = folder / meta["files"].get("onnx", "model.onnx")
-        quantize_static(str(onnx), str(tmp / INT8_FILE), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+        # QLinearConv nodes for the convolutions only: faster and closer to fp32 than QDQ around every op, whose
+        # Q/DQ pairs around ops without int8 kernels (ConvTranspose, the norms) cost more than they save
+        # (benchmarks/README.md, predict_throughput.py)
+        quantize_static(str(onnx), str(tmp / INT8_FILE), Reader(), quant_format=QuantFormat.QOperator,
+                        op_types_to_quantize=["Conv"], activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, per_channel=True)
         int8 = Translator(meta, OnnxBackend(tmp / INT8_FILE, torch.device("cpu")))
-        report = {"method": "onnxruntime static, QDQ, int8 weights per channel, uint8 activations (MinMax)",
+        report = {"method": "onnxruntime static, QLinearConv for the convolutions (other ops fp32), int8 weights "
+                            "per channel, uint8 activations (MinMax)",
                   "calibration_images": len(calibration), "held_out_images": len(held),
                   "calibration_psnr_db": _psnr(fp32, int8, [inputs[f] for f in calibration]),
                   "held_out_psnr_db": _psnr(fp32, int8, [inputs[f] for f in held]),

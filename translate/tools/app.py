@@ -4,7 +4,8 @@ The page is built with Gradio, an optional extra (`pip install -e ".[app]"`), im
 `serve`; everything else here (loading the bundles, what the picker shows, translating one upload) runs without
 it and is what the unit tests call. A translation goes through `translate.deploy.predict.translate_files`, the
 function under `translate predict`, and is written by the same `Translated.write`: the file offered for download
-has the bytes `predict` writes for the same file, bundle and backend.
+has the bytes `predict` writes for the same file and bundle: the page runs the backend `predict` picks
+(`app_backend`; pSp bundles stay on eager PyTorch for their style-mixed variants).
 
 What the page offers per bundle, from its translator.json: label maps (segmentation bundles, `label_nc` > 0) are
 uploaded as gray or palette PNGs of class indices and shown in the VOC colours; one-channel bundles (sketches)
@@ -31,7 +32,7 @@ from PIL import Image
 
 from datamodules.io import IMG_EXTENSIONS, label_palette, to_channels, write_image
 from safeio.errors import ConfigError
-from translate.deploy.inference import Translator, load_translator
+from translate.deploy.inference import Translator, load_translator, predict_backend, read_meta
 from translate.deploy.predict import Translated, translate_files
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
@@ -114,6 +115,15 @@ class Model:
         return "\n".join(lines)
 
 
+def app_backend(path: str | Path, backend: str = "auto", device: str = "cpu") -> str:
+    """The backend the page runs a bundle on: `backend` when named; for "auto", the one `translate predict` picks
+    (onnxruntime on the CPU when the bundle has its graph), so a download has predict's bytes, except for pSp
+    bundles, which stay on "auto" (eager) because the page offers their style-mixed variants."""
+    if backend != "auto" or read_meta(path)[1].get("method") == "psp":
+        return backend
+    return predict_backend(path, device)
+
+
 def load_models(paths: Sequence[str | Path], backend: str = "auto", device: str = "cpu") -> Dict[str, Model]:
     """The bundles given with --model, by picker label, in the order given. A CycleGAN bundle and its other
     direction (same parent folder) are paired for the round trip."""
@@ -123,7 +133,8 @@ def load_models(paths: Sequence[str | Path], backend: str = "auto", device: str 
     if len({f.resolve() for f in folders}) < len(folders):
         raise ConfigError(f"translate app: a bundle is given twice in --model {' '.join(map(str, paths))}",
                           key="--model")
-    models = [Model(_label(f, folders), f, load_translator(f, backend=backend, device=device)) for f in folders]
+    models = [Model(_label(f, folders), f, load_translator(f, backend=app_backend(f, backend, device), device=device))
+              for f in folders]
     for m in models:
         if m.meta.get("method") != "cyclegan" or m.meta.get("direction") not in ("AtoB", "BtoA"):
             continue

@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from nets import build_generator, generator_spec, inference_copy
 from translate.cli import main
+from translate.deploy.export import export_bundle
 from translate.deploy.predict import predict_paths
 from translate.tools import app
 
@@ -87,6 +88,28 @@ def test_the_app_writes_the_bytes_predict_writes(models, bundles, tmp_path):
     assert r.output_file.read_bytes() == expected.read_bytes()
     assert r.shown_input.shape == (64, 96, 3) and r.output.shape == (64, 96, 3)
     assert r.gallery == []  # a pix2pix bundle has no variants and no other direction
+
+
+def test_the_app_runs_the_backend_predict_picks_and_writes_its_bytes(tmp_path, capsys):
+    """A bundle with its ONNX graph: `translate predict` runs onnxruntime on the CPU, so the page does too, and the
+    download equals the file the predict command writes; an explicit --backend is kept."""
+    torch.manual_seed(4)
+    net = build_generator("resnet", 3, 3, ngf=4, n_blocks=1, norm="instance")
+    inf = inference_copy(net)
+    meta = {"method": "pix2pix", "input_nc": 3, "output_nc": 3, "value_range": [-1.0, 1.0],
+            "size_multiple": net.size_multiple, "direction": "AtoB", "generator": generator_spec(net)}
+    bundle = export_bundle(inf, tmp_path / "onnx_bundle", meta, torch.rand(1, 3, 32, 32) * 2 - 1,
+                           size_multiple=net.size_multiple)
+    (tmp_path / "in").mkdir()
+    src = picture(tmp_path / "in" / "photo.png")
+    (model,) = app.load_models([bundle]).values()
+    assert model.translator.backend == "onnx"
+    assert app.load_models([bundle], backend="eager")["onnx_bundle"].translator.backend == "eager"
+    r = app.translate_upload(model, src, tmp_path / "request")
+    assert main(["predict", "--model", str(bundle), "--input", str(tmp_path / "in"),
+                 "--output", str(tmp_path / "predicted")]) == 0
+    assert "(onnx backend)" in capsys.readouterr().out
+    assert r.output_file.read_bytes() == (tmp_path / "predicted" / "photo.png").read_bytes()
 
 
 def test_cyclegan_directions_are_paired_and_the_round_trip_goes_back(models, tmp_path):
