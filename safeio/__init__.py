@@ -9,12 +9,25 @@ none of the project's packages (tests/test_layers.py checks both).
 - `LoadError` (errors.py): the error type of all of them; `ConfigError` (a config value, naming its key) and their
   base `UserError`: what the command line prints in one line.
 """
-from safeio.errors import ConfigError, LoadError, UserError
-from safeio.files import default_mode, file_on_path, read_json_object, write_atomic
-from safeio.loading import SAFE_TORCH_LOAD_GLOBALS, read_safetensors, torch_load_failure
-from safeio.pickles import SAFE_PICKLE_GLOBALS, PersistentStub, SafeUnpickler, UnsafePickleError
-from safeio.strict import check_fits, strict_load
+# imported on first use: `safeio.errors` and `safeio.files` need no torch, and the inference API's image reading
+# (datamodules/io.py) imports `safeio.errors` without pulling torch in through this package
+_WHERE = {
+    "ConfigError": "errors", "LoadError": "errors", "UserError": "errors",
+    "default_mode": "files", "file_on_path": "files", "read_json_object": "files", "write_atomic": "files",
+    "SAFE_TORCH_LOAD_GLOBALS": "loading", "read_safetensors": "loading", "torch_load_failure": "loading",
+    "SAFE_PICKLE_GLOBALS": "pickles", "PersistentStub": "pickles", "SafeUnpickler": "pickles",
+    "UnsafePickleError": "pickles",
+    "check_fits": "strict", "strict_load": "strict",
+}
 
 __all__ = ["ConfigError", "LoadError", "PersistentStub", "SAFE_PICKLE_GLOBALS", "SAFE_TORCH_LOAD_GLOBALS",
            "SafeUnpickler", "UnsafePickleError", "UserError", "check_fits", "default_mode", "file_on_path",
            "read_json_object", "read_safetensors", "strict_load", "torch_load_failure", "write_atomic"]
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f"safeio.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'safeio' has no attribute '{name}'")
