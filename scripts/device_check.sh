@@ -6,14 +6,15 @@
 #                                           # self-check in fp32/fp16/bf16), the gpu-marked tests (the self-check's
 #                                           # among them), benchmarks/ops.py fp32 + fp16 + bf16
 #   bash scripts/device_check.sh speed      # THERE: benchmarks/psp.py and train_throughput.py on CUDA
-#   bash scripts/device_check.sh all        # THERE: both (about 9 minutes; split it if the call limit is 10)
-# With the device tool: run(command="bash scripts/device_check.sh ops", carry=[".whl"], timeout_s=480), then "speed".
+#   bash scripts/device_check.sh all        # THERE: both, in one call: at most $BUDGET seconds (default 450)
+# With the device tool: run(command="bash scripts/device_check.sh all", carry=[".whl"], timeout_s=480).
 #
 # On the device machine the wheels in .whl/ (carried) are installed into /tmp/site first. Logs go to $OUT (or
 # device_out/): at most 7 files, within what the device tool brings back. A reference checkout of
 # pytorch-CycleGAN-and-pix2pix at $REF (optional; carried) adds the
 # reference's own train.py rows to the CycleGAN timing. Each stage has its own time limit, so one that hangs does not
-# take the others with it.
+# take the others with it, and no stage runs past the whole script's budget ($BUDGET s from the start, default 450:
+# one device-tool call under 8 minutes); a stage that would start with under 20 s left is skipped and says so.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 stage=${1:-all}
@@ -41,9 +42,15 @@ fi
 export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 PY=${PY:-python3}
 
-run() {  # run NAME SECONDS COMMAND...: output to $OUT/NAME.txt and the console
-    local name=$1 limit=$2
+BUDGET=${BUDGET:-450}
+run() {  # run NAME SECONDS COMMAND...: output to $OUT/NAME.txt and the console; the limit is cut to the budget left
+    local name=$1 limit=$2 left=$((BUDGET - SECONDS))
     shift 2
+    if [ "$left" -lt 20 ]; then
+        echo "== $name: skipped, ${left} s of the ${BUDGET} s budget left" | tee "$OUT/$name.txt"
+        return
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
     echo "== $name (limit ${limit}s): $*"
     local t0=$SECONDS
     timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.txt"
