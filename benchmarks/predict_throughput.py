@@ -22,7 +22,9 @@ one net alternate over --repeats rounds; the best round of each row counts (the 
     python benchmarks/predict_throughput.py                                  # ours only, 200 images
     python benchmarks/predict_throughput.py --reference-repo /work/ref_junyanz --count 40
 
-The reference needs `dominate` (pip install dominate) for its HTML page. Results: benchmarks/README.md.
+The reference's test.py needs `dominate` (its HTML page) and, in 2025 versions, an importable `wandb`: install them,
+or put a folder with them on PYTHONPATH. Every row runs with CUDA_VISIBLE_DEVICES empty. Each row's outputs are
+compared with the default predict's (largest difference in 1/255 steps). Results: benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -98,12 +100,39 @@ def rows_for(netG: str, work: Path, images: Path, ref: Optional[Path]) -> Dict[s
                                           str(work / netG / "out_refloop"), "--size", str(SIDE)], ROOT)
     if ref is not None:
         count = len(list(images.iterdir()))
+        # versions before the 2025 DDP rewrite take --gpu_ids (-1: the CPU); later ones pick the device themselves
+        # (CUDA_VISIBLE_DEVICES is empty for every row)
+        gpu = ["--gpu_ids", "-1"] if "gpu_ids" in (ref / "options" / "base_options.py").read_text() else []
         rows["reference test.py"] = ([py, "test.py", "--dataroot", str(images), "--name", "bench", "--model", "test",
                                       "--netG", netG, "--norm", NETS[netG], "--no_dropout", "--checkpoints_dir",
                                       str(work / netG / "ckpt"), "--results_dir", str(work / netG / "ref_out"),
-                                      "--num_test", str(count), "--gpu_ids", "-1", "--load_size", str(SIDE),
-                                      "--crop_size", str(SIDE)], ref)
+                                      "--num_test", str(count), "--load_size", str(SIDE), "--crop_size", str(SIDE),
+                                      *gpu], ref)
     return rows
+
+
+def agreement(net_dir: Path, rows: Dict[str, Tuple[float, float]]) -> None:
+    """Print the largest difference, in 1/255 steps over every image, of each row's outputs to the default
+    predict's (the outputs of each row's last round are still there)."""
+    default = net_dir / "out_default"
+    if not default.is_dir():
+        return
+    outputs = {"predict --backend eager": net_dir / "out_eager", "reference-equivalent loop": net_dir / "out_refloop"}
+    ref_images = next(net_dir.glob("ref_out/bench/*/images"), None)
+    for name, folder in outputs.items():
+        if name in rows and folder.is_dir():
+            pairs = [(f, default / f.name) for f in sorted(folder.glob("*.png"))]
+            report_difference(name, pairs)
+    if "reference test.py" in rows and ref_images is not None:
+        pairs = [(f, default / (f.name[:-len("_fake.png")] + ".png")) for f in sorted(ref_images.glob("*_fake.png"))]
+        report_difference("reference test.py", pairs)
+
+
+def report_difference(name: str, pairs: List[Tuple[Path, Path]]) -> None:
+    worst = max((int(np.abs(np.asarray(Image.open(a).convert("RGB"), np.int16)
+                            - np.asarray(Image.open(b).convert("RGB"), np.int16)).max()) for a, b in pairs),
+                default=None)
+    print(f"    {name}: {len(pairs)} outputs, largest difference to the default predict's: {worst}/255", flush=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -125,7 +154,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.reference_repo is not None and not (args.reference_repo / "test.py").is_file():
         ap.error(f"--reference-repo: no test.py in {args.reference_repo}")
     work = args.keep or Path(tempfile.mkdtemp(prefix="predict_throughput_"))
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # a CPU benchmark: no row sees a GPU; the reference's own imports (dominate, wandb) come from the caller's
+    # PYTHONPATH, after the project
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
     images = work / "images"
     if not images.is_dir():
         make_images(images, args.count)
@@ -152,13 +184,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             best: Dict[str, Tuple[float, float]] = {}
             for _ in range(args.repeats):
                 for name, (cmd, cwd) in rows.items():
-                    for out in (work / netG).glob("out_*"):
-                        shutil.rmtree(out)
-                    shutil.rmtree(work / netG / "ref_out", ignore_errors=True)
+                    for flag, value in zip(cmd, cmd[1:]):  # this row's own output folder, fresh for each round
+                        if flag in ("--output", "--results_dir"):
+                            shutil.rmtree(value, ignore_errors=True)
                     seconds, mib = timed(cmd, cwd, env)
                     print(f"  {netG:15s} {name:26s} {seconds:7.1f} s  {mib:6.0f} MiB", flush=True)
                     if name not in best or seconds < best[name][0]:
                         best[name] = (seconds, mib)
+            agreement(work / netG, best)
             base_name = "reference test.py" if "reference test.py" in best else "reference-equivalent loop"
             base = args.count / best[base_name][0]
             for name, (seconds, mib) in best.items():
