@@ -20,10 +20,15 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) scripts/demo.py
 
-# the simulated-CUDA placement test runs in a second pytest process (tests/conftest.py says why)
+# the simulated-CUDA placement test runs in a second pytest process (tests/conftest.py says why); when torch's
+# FakeTensorMode kills that process with a signal (once in 6 runs of 2026-12-07, in CI), it runs
+# once more; a failed test is never rerun
+DEVICE_TEST := tests/translate/test_device_placement.py
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
-	$(PY) -m pytest -q tests/translate/test_device_placement.py $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(DEVICE_TEST) $(PYTEST_ARGS) || { rc=$$?; [ $$rc -gt 128 ] || exit $$rc; \
+	  echo "$(DEVICE_TEST): the process died of signal $$((rc - 128)) (torch's FakeTensorMode); running it once more"; \
+	  $(PY) -m pytest -q $(DEVICE_TEST) $(PYTEST_ARGS); }
 
 # the CUDA kernels of csrc/ compiled for the CPU (HIP-CPU) and run through the operators (docs/kernels.md); their
 # own pytest process, as their library registers the same operators as the nvcc build that `make test` loads
