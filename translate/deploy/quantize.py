@@ -1,7 +1,8 @@
 """An int8 copy of a bundle: onnxruntime static quantisation calibrated on the user's images, with its error.
 
 `quantize_bundle(bundle, images, out)` writes a new bundle whose `model_int8.onnx` (the convolutions as
-QLinearConv: weights int8 per channel, activations uint8; the other ops stay fp32) is what the onnx backend, and
+QLinearConv: weights int8 per channel, activations uint8; stride-2 transposed convolutions first rewritten as
+sub-pixel convolutions, translate/deploy/subpixel.py; the other ops stay fp32) is what the onnx backend, and
 so `predict` on the CPU, runs; the fp32 files stay beside it for the eager and pt2 backends. Its error against the fp32 bundle is measured on the calibration images
 and on held-out ones (PSNR of the outputs in the 8-bit range) and stored in translator.json under "quantization".
 The int8 bundle is a separate folder the user chooses: the fp32 bundle stays the default.
@@ -24,6 +25,7 @@ from safeio import default_mode
 from safeio.errors import ConfigError
 from translate.deploy.export import _move_into_place, check_destination
 from translate.deploy.inference import META_FILE, OnnxBackend, Translator, load_translator, read_meta
+from translate.deploy.subpixel import rewrite_transposed_convolutions
 
 INT8_FILE = "model_int8.onnx"
 NEGLIGIBLE_DB = 45.0  # PSNR from which the int8 outputs count as the fp32 ones
@@ -33,6 +35,7 @@ def quantize_bundle(bundle: str | Path, images: str | Path | Sequence[Path], out
                     held_out: float = 0.25, overwrite: bool = False) -> Dict[str, Any]:
     """Write the int8 bundle `out` of `bundle`, calibrated on `images` (a folder or files) less a held-out
     fraction; return its "quantization" entry (PSNR in dB on the calibration and held-out images)."""
+    import onnx as onnx_lib
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     folder, meta = read_meta(bundle)
@@ -71,15 +74,23 @@ def quantize_bundle(bundle: str | Path, images: str | Path | Sequence[Path], out
             if name != META_FILE and (folder / name).is_file():
                 shutil.copy2(folder / name, tmp / name)
         onnx = folder / meta["files"].get("onnx", "model.onnx")
-        # QLinearConv nodes for the convolutions only: faster and closer to fp32 than QDQ around every op, whose
-        # Q/DQ pairs around ops without int8 kernels (ConvTranspose, the norms) cost more than they save
+        # the up layers' transposed convolutions as sub-pixel convolutions (onnxruntime has no int8 ConvTranspose),
+        # then QLinearConv nodes for the convolutions only: faster and closer to fp32 than QDQ around every op,
+        # whose Q/DQ pairs around ops without int8 kernels (the norms) cost more than they save
         # (benchmarks/README.md, predict_throughput.py)
-        quantize_static(str(onnx), str(tmp / INT8_FILE), Reader(), quant_format=QuantFormat.QOperator,
+        graph = onnx_lib.load(str(onnx))
+        rewritten = rewrite_transposed_convolutions(graph)
+        source = tmp / ".subpixel.onnx"
+        onnx_lib.save(graph, str(source))
+        quantize_static(str(source), str(tmp / INT8_FILE), Reader(), quant_format=QuantFormat.QOperator,
                         op_types_to_quantize=["Conv"], activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=True)
+        source.unlink()
         int8 = Translator(meta, OnnxBackend(tmp / INT8_FILE, torch.device("cpu")))
         report = {"method": "onnxruntime static, QLinearConv for the convolutions (other ops fp32), int8 weights "
-                            "per channel, uint8 activations (MinMax)",
+                            "per channel, uint8 activations (MinMax); stride-2 transposed convolutions as sub-pixel "
+                            "convolutions",
+                  "subpixel_rewrites": rewritten,
                   "calibration_images": len(calibration), "held_out_images": len(held),
                   "calibration_psnr_db": _psnr(fp32, int8, [inputs[f] for f in calibration]),
                   "held_out_psnr_db": _psnr(fp32, int8, [inputs[f] for f in held]),
