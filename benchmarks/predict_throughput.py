@@ -111,21 +111,28 @@ def rows_for(netG: str, work: Path, images: Path, ref: Optional[Path]) -> Dict[s
     return rows
 
 
-def agreement(net_dir: Path, rows: Dict[str, Tuple[float, float]]) -> None:
+def output_dir(cmd: List[str]) -> Path:
+    """The folder a row's command writes into (its --output, or the reference's --results_dir)."""
+    return Path(next(value for flag, value in zip(cmd, cmd[1:]) if flag in ("--output", "--results_dir")))
+
+
+def agreement(rows: Dict[str, Tuple[List[str], Path]], ran: Dict[str, Tuple[float, float]]) -> None:
     """Print the largest difference, in 1/255 steps over every image, of each row's outputs to the default
     predict's (the outputs of each row's last round are still there)."""
-    default = net_dir / "out_default"
-    if not default.is_dir():
+    if "predict (default)" not in ran:
         return
-    outputs = {"predict --backend eager": net_dir / "out_eager", "reference-equivalent loop": net_dir / "out_refloop"}
-    ref_images = next(net_dir.glob("ref_out/bench/*/images"), None)
-    for name, folder in outputs.items():
-        if name in rows and folder.is_dir():
+    default = output_dir(rows["predict (default)"][0])
+    for name in ran:
+        if name == "predict (default)":
+            continue
+        folder = output_dir(rows[name][0])
+        if name == "reference test.py":  # <results_dir>/<name>/test_<epoch>/images/<stem>_fake.png
+            images = next(folder.glob("*/*/images"), None)
+            pairs = [] if images is None else [(f, default / (f.name[:-len("_fake.png")] + ".png"))
+                                               for f in sorted(images.glob("*_fake.png"))]
+        else:
             pairs = [(f, default / f.name) for f in sorted(folder.glob("*.png"))]
-            report_difference(name, pairs)
-    if "reference test.py" in rows and ref_images is not None:
-        pairs = [(f, default / (f.name[:-len("_fake.png")] + ".png")) for f in sorted(ref_images.glob("*_fake.png"))]
-        report_difference("reference test.py", pairs)
+        report_difference(name, pairs)
 
 
 def report_difference(name: str, pairs: List[Tuple[Path, Path]]) -> None:
@@ -184,14 +191,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             best: Dict[str, Tuple[float, float]] = {}
             for _ in range(args.repeats):
                 for name, (cmd, cwd) in rows.items():
-                    for flag, value in zip(cmd, cmd[1:]):  # this row's own output folder, fresh for each round
-                        if flag in ("--output", "--results_dir"):
-                            shutil.rmtree(value, ignore_errors=True)
+                    shutil.rmtree(output_dir(cmd), ignore_errors=True)  # this row's own folder, fresh each round
                     seconds, mib = timed(cmd, cwd, env)
                     print(f"  {netG:15s} {name:26s} {seconds:7.1f} s  {mib:6.0f} MiB", flush=True)
                     if name not in best or seconds < best[name][0]:
                         best[name] = (seconds, mib)
-            agreement(work / netG, best)
+            agreement(rows, best)
             base_name = "reference test.py" if "reference test.py" in best else "reference-equivalent loop"
             base = args.count / best[base_name][0]
             for name, (seconds, mib) in best.items():

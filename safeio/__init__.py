@@ -20,9 +20,7 @@ _WHERE = {
     "check_fits": "strict", "strict_load": "strict",
 }
 
-__all__ = ["ConfigError", "LoadError", "PersistentStub", "SAFE_PICKLE_GLOBALS", "SAFE_TORCH_LOAD_GLOBALS",
-           "SafeUnpickler", "UnsafePickleError", "UserError", "check_fits", "default_mode", "file_on_path",
-           "read_json_object", "read_safetensors", "strict_load", "torch_load_failure", "write_atomic"]
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name):

@@ -80,12 +80,9 @@ def quantize_bundle(bundle: str | Path, images: str | Path | Sequence[Path], out
         # (benchmarks/README.md, predict_throughput.py)
         graph = onnx_lib.load(str(onnx))
         rewritten = rewrite_transposed_convolutions(graph)
-        source = tmp / ".subpixel.onnx"
-        onnx_lib.save(graph, str(source))
-        quantize_static(str(source), str(tmp / INT8_FILE), Reader(), quant_format=QuantFormat.QOperator,
+        quantize_static(graph, str(tmp / INT8_FILE), Reader(), quant_format=QuantFormat.QOperator,
                         op_types_to_quantize=["Conv"], activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=True)
-        source.unlink()
         int8 = Translator(meta, OnnxBackend(tmp / INT8_FILE, torch.device("cpu")))
         report = {"method": "onnxruntime static, QLinearConv for the convolutions (other ops fp32), int8 weights "
                             "per channel, uint8 activations (MinMax); stride-2 transposed convolutions as sub-pixel "

@@ -23,6 +23,19 @@ def _attrs(node) -> Dict[str, object]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
+def _qualifies(at: Dict[str, object], w: np.ndarray) -> bool:
+    """Stride 2, padding 1, an output twice the input (kernel 4, or 3 with output_padding 1), groups and dilation
+    1, 2-D."""
+    if w.ndim != 4:
+        return False
+    kh, kw = w.shape[2:]
+    opad = list(at.get("output_padding", [0, 0]))
+    return (list(at.get("strides", [1, 1])) == [2, 2] and list(at.get("pads", [0, 0, 0, 0])) == [1, 1, 1, 1]
+            and at.get("group", 1) == 1 and list(at.get("dilations", [1, 1])) == [1, 1]
+            and "output_shape" not in at and at.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+            and kh in (3, 4) and kw in (3, 4) and kh + opad[0] == 4 and kw + opad[1] == 4)
+
+
 def subpixel_weights(w: np.ndarray, b: np.ndarray | None) -> tuple:
     """ConvTranspose weights (Cin, Cout, K, K) of stride 2 / padding 1 -> the 3x3 Conv's (4 Cout, Cin, 3, 3) and
     bias (4 Cout,)."""
@@ -56,20 +69,12 @@ def rewrite_transposed_convolutions(model) -> int:
         if node.op_type != "ConvTranspose" or node.input[1] not in inits:
             nodes.append(node)
             continue
-        at = _attrs(node)
         w = numpy_helper.to_array(inits[node.input[1]])
-        kh, kw = w.shape[2:]
-        pads = list(at.get("pads", [0, 0, 0, 0]))
-        opad = list(at.get("output_padding", [0, 0]))
-        fits = (w.ndim == 4 and list(at.get("strides", [1, 1])) == [2, 2] and pads == [1, 1, 1, 1]
-                and at.get("group", 1) == 1 and list(at.get("dilations", [1, 1])) == [1, 1]
-                and "output_shape" not in at and at.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
-                and kh + opad[0] == 4 and kw + opad[1] == 4 and kh in (3, 4) and kw in (3, 4)
-                and (len(node.input) < 3 or node.input[2] in inits))
-        if not fits:
+        has_bias = len(node.input) > 2 and bool(node.input[2])
+        if not _qualifies(_attrs(node), w) or (has_bias and node.input[2] not in inits):
             nodes.append(node)
             continue
-        b = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] else None
+        b = numpy_helper.to_array(inits[node.input[2]]) if has_bias else None
         k, bias = subpixel_weights(w, b)
         base = f"{node.name or node.output[0]}_subpixel"
         graph.initializer.extend([numpy_helper.from_array(k, f"{base}_w"), numpy_helper.from_array(bias, f"{base}_b")])
