@@ -33,7 +33,7 @@ FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "weights": "weights.safetenso
 META_FILE = "translator.json"
 REQUIRED_META = ("method", "input_nc", "output_nc", "value_range", "size_multiple", "direction", "generator")
 RESERVED_META = ("format", "input", "output", "files", "onnx_opset", "torch_version", "onnxruntime_version",
-                 "parity")
+                 "parity", "graph_rewrites")
 DIMS = ("batch", "height", "width")  # the dims of (N, C, H, W) that may be dynamic, as indices 0, 2, 3
 DIM_INDEX = {"batch": 0, "height": 2, "width": 3}
 MAX_BATCH = 4096  # upper bounds declared to torch.export
@@ -75,6 +75,7 @@ def export_bundle(net: nn.Module, out_dir: str | Path, meta: Dict[str, Any], exa
         ep, program, dynamic, fallback = _export(net, example, wanted, size_multiple, opset)
         torch.export.save(ep, tmp / FILES["pt2"])
         program.save(str(tmp / FILES["onnx"]))
+        rewrites = _rewrite_for_cpu(tmp / FILES["onnx"])
         save_file({k: v.detach().contiguous().clone() for k, v in net.state_dict().items()},
                   str(tmp / FILES["weights"]))
         onnx_opset, onnx_dims = _onnx_input(tmp / FILES["onnx"])
@@ -102,6 +103,7 @@ def export_bundle(net: nn.Module, out_dir: str | Path, meta: Dict[str, Any], exa
             "torch_version": torch.__version__,
             "onnxruntime_version": _ort_version(),
             "parity": parity,
+            "graph_rewrites": rewrites,
         }
         (tmp / META_FILE).write_text(json.dumps(info, indent=2))
         # mkdtemp's 0700, and safetensors' own temporary-file 0600, would hide the bundle from the user's group
@@ -337,6 +339,23 @@ def _io_entries(meta: Dict[str, Any], ep: ExportedProgram, example: torch.Tensor
            "example_shape": list(example.shape)}
     out = {"name": "output", "channels": meta["output_nc"], **common, "shape": [show(d) for d in out_shape]}
     return inp, out
+
+
+def _rewrite_for_cpu(path: Path) -> Dict[str, int]:
+    """Rewrite the convolutions into a few channels of the ONNX graph at `path` into the shape onnxruntime's CPU
+    kernels are fast at (translate/deploy/rewrites.py; the parity check then runs on the rewritten graph); return
+    how many. A graph whose weights live in external files (over 2 GB) is left as it is."""
+    import onnx
+
+    from translate.deploy.rewrites import rewrite_thin_convolutions
+
+    model = onnx.load(str(path), load_external_data=False)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        return {"thin_convolutions": 0}
+    count = rewrite_thin_convolutions(model)
+    if count:
+        onnx.save(model, str(path))
+    return {"thin_convolutions": count}
 
 
 def _onnx_input(path: Path) -> Tuple[Optional[int], List[Any]]:

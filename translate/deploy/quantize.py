@@ -1,9 +1,10 @@
 """An int8 copy of a bundle: onnxruntime static quantisation calibrated on the user's images, with its error.
 
 `quantize_bundle(bundle, images, out)` writes a new bundle whose `model_int8.onnx` (the convolutions as
-QLinearConv: weights int8 per channel, activations uint8; stride-2 transposed convolutions first rewritten as
-sub-pixel convolutions, translate/deploy/subpixel.py; the other ops stay fp32) is what the onnx backend, and
-so `predict` on the CPU, runs; the fp32 files stay beside it for the eager and pt2 backends. Its error against the fp32 bundle is measured on the calibration images
+QLinearConv: weights int8 per channel, activations uint8; stride-2
+transposed convolutions first rewritten as their four phase convolutions and convolutions into a few channels as
+one stride-2 convolution of their phases, translate/deploy/rewrites.py; the other ops stay fp32) is what the onnx
+backend, and so `predict` on the CPU, runs; the fp32 files stay beside it for the eager and pt2 backends. Its error against the fp32 bundle is measured on the calibration images
 and on held-out ones (PSNR of the outputs in the 8-bit range) and stored in translator.json under "quantization".
 The int8 bundle is a separate folder the user chooses: the fp32 bundle stays the default.
 """
@@ -25,7 +26,7 @@ from safeio import default_mode
 from safeio.errors import ConfigError
 from translate.deploy.export import _move_into_place, check_destination
 from translate.deploy.inference import META_FILE, OnnxBackend, Translator, load_translator, read_meta
-from translate.deploy.subpixel import rewrite_transposed_convolutions
+from translate.deploy.rewrites import rewrite_thin_convolutions, rewrite_transposed_convolutions
 
 INT8_FILE = "model_int8.onnx"
 NEGLIGIBLE_DB = 45.0  # PSNR from which the int8 outputs count as the fp32 ones
@@ -74,20 +75,21 @@ def quantize_bundle(bundle: str | Path, images: str | Path | Sequence[Path], out
             if name != META_FILE and (folder / name).is_file():
                 shutil.copy2(folder / name, tmp / name)
         onnx = folder / meta["files"].get("onnx", "model.onnx")
-        # the up layers' transposed convolutions as sub-pixel convolutions (onnxruntime has no int8 ConvTranspose),
-        # then QLinearConv nodes for the convolutions only: faster and closer to fp32 than QDQ around every op,
-        # whose Q/DQ pairs around ops without int8 kernels (the norms) cost more than they save
-        # (benchmarks/README.md, predict_throughput.py)
+        # the up layers' transposed convolutions as phase convolutions (onnxruntime has no int8 ConvTranspose), thin
+        # convolutions (bundles exported before 2026-12-08) as stride-2 ones; then QLinearConv nodes for the
+        # convolutions only: faster and closer to fp32 than QDQ around every op, whose Q/DQ pairs around ops
+        # without int8 kernels (the norms) cost more than they save (benchmarks/README.md)
         graph = onnx_lib.load(str(onnx))
-        rewritten = rewrite_transposed_convolutions(graph)
+        rewritten = {"transposed_convolutions": rewrite_transposed_convolutions(graph),
+                     "thin_convolutions": rewrite_thin_convolutions(graph)}
         quantize_static(graph, str(tmp / INT8_FILE), Reader(), quant_format=QuantFormat.QOperator,
                         op_types_to_quantize=["Conv"], activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=True)
         int8 = Translator(meta, OnnxBackend(tmp / INT8_FILE, torch.device("cpu")))
         report = {"method": "onnxruntime static, QLinearConv for the convolutions (other ops fp32), int8 weights "
-                            "per channel, uint8 activations (MinMax); stride-2 transposed convolutions as sub-pixel "
+                            "per channel, uint8 activations (MinMax); stride-2 transposed convolutions as phase "
                             "convolutions",
-                  "subpixel_rewrites": rewritten,
+                  "graph_rewrites": rewritten,
                   "calibration_images": len(calibration), "held_out_images": len(held),
                   "calibration_psnr_db": _psnr(fp32, int8, [inputs[f] for f in calibration]),
                   "held_out_psnr_db": _psnr(fp32, int8, [inputs[f] for f in held]),

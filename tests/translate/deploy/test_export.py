@@ -104,6 +104,39 @@ def test_unet_bundle_files_and_metadata(unet):
     assert parity["max_abs_diff"] <= 1e-4 and parity["pt2_max_abs_diff"] <= 1e-4 and parity["atol"] == 1e-4
     assert [1, 3, 32, 32] in parity["shapes"] and len(parity["shapes"]) == 2  # the example (= smallest), a larger
     assert sorted(meta["files"]["all"]) == FILES
+    assert meta["graph_rewrites"] == {"thin_convolutions": 0}  # its output layer is transposed: nothing to rewrite
+
+
+def _resnet(n_blocks=1):
+    torch.manual_seed(0)
+    net = build_generator("resnet", 3, 3, ngf=8, n_blocks=n_blocks, norm="instance")
+    return net, meta_for(size_multiple=4, generator=generator_spec(net), method="cyclegan")
+
+
+def test_the_thin_output_layer_is_rewritten_and_checked(tmp_path):
+    net, meta = _resnet()
+    out = export_bundle(inference_copy(net), tmp_path / "b", meta, rand(1, 3, 16, 16), size_multiple=4)
+    meta = read_json(out)
+    assert meta["graph_rewrites"] == {"thin_convolutions": 1}  # the 7x7 layer into 3 channels
+    nodes = onnx.load(str(out / "model.onnx")).graph.node
+    assert [n.op_type for n in nodes].count("DepthToSpace") == 1
+    assert meta["parity"]["max_abs_diff"] <= 1e-4  # the rewritten graph is the one checked
+    x = rand(2, 3, 20, 28, seed=4)
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        np.testing.assert_allclose(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0],
+                                   inference_copy(net)(x).numpy(), rtol=0, atol=1e-4)
+
+
+def test_a_wrong_rewrite_fails_the_parity_check(tmp_path, monkeypatch):
+    import translate.deploy.rewrites as rewrites
+
+    net, meta = _resnet()
+    monkeypatch.setattr(rewrites, "phase_stacked_weights", lambda w: np.ascontiguousarray(
+        np.tile(np.pad(w, ((0, 0), (0, 0), (0, 1), (0, 1))), (4, 1, 1, 1))))  # every phase at tap offset (0, 0)
+    with pytest.raises(ExportError, match="differ from eager"):
+        export_bundle(inference_copy(net), tmp_path / "b", meta, rand(1, 3, 16, 16), size_multiple=4)
+    assert not (tmp_path / "b").exists()
 
 
 def test_onnx_graph_has_dynamic_dims(unet):

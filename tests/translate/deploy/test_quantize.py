@@ -42,8 +42,11 @@ def test_int8_bundle_states_its_error(bundle, tmp_path, capsys):
     assert (q["calibration_images"], q["held_out_images"]) == (3, 1)
     assert q["negligible"] == (min(q["calibration_psnr_db"], q["held_out_psnr_db"]) >= 45)
     ops = [n.op_type for n in onnx.load(str(out / INT8_FILE)).graph.node]
-    assert q["subpixel_rewrites"] == 2 and "ConvTranspose" not in ops  # the ResNet's two up layers, quantised
-    assert ops.count("DepthToSpace") == 2 and "QLinearConv" in ops
+    # the ResNet's two up layers as phase convolutions, quantised; its 7x7 layers into 4 (ngf) and 3 channels were
+    # rewritten by the export
+    assert q["graph_rewrites"] == {"transposed_convolutions": 2, "thin_convolutions": 0}
+    assert "ConvTranspose" not in ops and "Conv" not in ops and ops.count("QLinearConv") == 1 + 2 + 2 * 1 + 4 * 2 + 1
+    assert ops.count("DepthToSpace") == 2 + 2
     assert predict_backend(out) == "onnx"  # predict on the CPU runs the int8 graph
     int8, fp32 = load_translator(out, backend="onnx"), load_translator(fp32_dir, backend="onnx")
     x = torch.from_numpy(np.array(Image.open(images / "i3.png"))).permute(2, 0, 1)[None].float() / 127.5 - 1
