@@ -1,12 +1,16 @@
 """An int8 copy of a bundle: onnxruntime static quantisation calibrated on the user's images, with its error.
 
-`quantize_bundle(bundle, images, out)` writes a new bundle whose `model_int8.onnx` (the convolutions as
-QLinearConv: weights int8 per channel, activations uint8; stride-2
-transposed convolutions first rewritten as their four phase convolutions and convolutions into a few channels as
-one stride-2 convolution of their phases, translate/deploy/rewrites.py; the other ops stay fp32) is what the onnx
-backend, and so `predict` on the CPU, runs; the fp32 files stay beside it for the eager and pt2 backends. Its error against the fp32 bundle is measured on the calibration images
-and on held-out ones (PSNR of the outputs in the 8-bit range) and stored in translator.json under "quantization".
-The int8 bundle is a separate folder the user chooses: the fp32 bundle stays the default.
+`quantize_bundle(bundle, images, out)` writes a new bundle whose `model_int8.onnx` is what the onnx backend, and
+so `predict` on the CPU, runs; the fp32 files stay beside it for the eager and pt2 backends. In it:
+
+- the convolutions are QLinearConv nodes (weights int8 per channel, activations uint8); the other ops stay fp32;
+- stride-2 transposed convolutions are first rewritten as their four phase convolutions, and convolutions into
+  a few channels as one stride-2 convolution of their phases (translate/deploy/rewrites.py);
+- reflection padding runs after the quantisation, on uint8.
+
+Its error against the fp32 bundle is measured on the calibration images and on held-out ones (PSNR of the outputs
+in the 8-bit range) and stored in translator.json under "quantization". The int8 bundle is a separate folder the
+user chooses: the fp32 bundle stays the default.
 """
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ from safeio import default_mode
 from safeio.errors import ConfigError
 from translate.deploy.export import _move_into_place, check_destination
 from translate.deploy.inference import META_FILE, OnnxBackend, Translator, load_translator, read_meta
-from translate.deploy.rewrites import rewrite_thin_convolutions, rewrite_transposed_convolutions
+from translate.deploy.rewrites import (quantize_before_padding, rewrite_thin_convolutions,
+                                       rewrite_transposed_convolutions)
 
 INT8_FILE = "model_int8.onnx"
 NEGLIGIBLE_DB = 45.0  # PSNR from which the int8 outputs count as the fp32 ones
@@ -85,6 +90,10 @@ def quantize_bundle(bundle: str | Path, images: str | Path | Sequence[Path], out
         quantize_static(graph, str(tmp / INT8_FILE), Reader(), quant_format=QuantFormat.QOperator,
                         op_types_to_quantize=["Conv"], activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=True)
+        int8_graph = onnx_lib.load(str(tmp / INT8_FILE))
+        rewritten["quantized_before_padding"] = quantize_before_padding(int8_graph)
+        if rewritten["quantized_before_padding"]:
+            onnx_lib.save(int8_graph, str(tmp / INT8_FILE))
         int8 = Translator(meta, OnnxBackend(tmp / INT8_FILE, torch.device("cpu")))
         report = {"method": "onnxruntime static, QLinearConv for the convolutions (other ops fp32), int8 weights "
                             "per channel, uint8 activations (MinMax); stride-2 transposed convolutions as phase "

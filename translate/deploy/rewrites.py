@@ -186,3 +186,47 @@ def _rewrite(model, op_type: str, qualifies, rewrite) -> int:
     for t in [t for t in graph.initializer if used.get(t.name, 1) == 0]:  # the replaced weights no node reads
         graph.initializer.remove(t)
     return count
+
+
+def quantize_before_padding(model) -> int:
+    """In a quantised graph, move each QuantizeLinear that follows a reflection or edge Pad in front of it, in place:
+    the same values (padding copies values, quantisation maps each one alone), padded in uint8 at a quarter of the
+    bytes. A Pad whose output other nodes than that QuantizeLinear and Shape nodes read is left as it is. Returns
+    how many moved."""
+    from onnx import helper
+
+    graph = model.graph
+    constants = {t.name for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    readers: Dict[str, List[int]] = {}
+    for i, node in enumerate(graph.node):
+        for name in node.input:
+            readers.setdefault(name, []).append(i)
+    replace: Dict[int, list] = {}
+    drop = set()
+    for i, pad in enumerate(graph.node):
+        if pad.op_type != "Pad" or _attrs(pad).get("mode", b"constant") not in (b"reflect", b"edge"):
+            continue
+        after = readers.get(pad.output[0], [])
+        quant = [j for j in after if graph.node[j].op_type == "QuantizeLinear"]
+        if (len(quant) != 1 or pad.output[0] in outputs
+                or any(graph.node[j].op_type not in ("QuantizeLinear", "Shape") for j in after)
+                or not set(graph.node[quant[0]].input[1:]) <= constants):
+            continue
+        q = graph.node[quant[0]]
+        unpadded = f"{q.output[0]}_unpadded"
+        replace[i] = [helper.make_node("QuantizeLinear", [pad.input[0], *q.input[1:]], [unpadded],
+                                       name=f"{q.name or q.output[0]}_unpadded", **_attrs(q)),
+                      helper.make_node("Pad", [unpadded, *pad.input[1:]], list(q.output), name=pad.name,
+                                       **_attrs(pad))]
+        drop.add(quant[0])
+        for j in after:
+            if graph.node[j].op_type == "Shape":
+                graph.node[j].input[0] = q.output[0]
+    nodes = []
+    for i, node in enumerate(graph.node):
+        if i not in drop:
+            nodes.extend(replace.get(i, [node]))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return len(replace)

@@ -43,10 +43,13 @@ def test_int8_bundle_states_its_error(bundle, tmp_path, capsys):
     assert q["negligible"] == (min(q["calibration_psnr_db"], q["held_out_psnr_db"]) >= 45)
     ops = [n.op_type for n in onnx.load(str(out / INT8_FILE)).graph.node]
     # the ResNet's two up layers as phase convolutions, quantised; its 7x7 layers into 4 (ngf) and 3 channels were
-    # rewritten by the export
-    assert q["graph_rewrites"] == {"transposed_convolutions": 2, "thin_convolutions": 0}
+    # rewritten by the export; its four reflection pads pad uint8
+    assert q["graph_rewrites"] == {"transposed_convolutions": 2, "thin_convolutions": 0, "quantized_before_padding": 4}
     assert "ConvTranspose" not in ops and "Conv" not in ops and ops.count("QLinearConv") == 1 + 2 + 2 * 1 + 4 * 2 + 1
-    assert ops.count("DepthToSpace") == 2 + 2
+    assert ops.count("DepthToSpace") == 2 + 2 and ops.count("Pad") == 4
+    made = {o: n.op_type for n in onnx.load(str(out / INT8_FILE)).graph.node for o in n.output}
+    assert {made.get(n.input[0]) for n in onnx.load(str(out / INT8_FILE)).graph.node if n.op_type == "Pad"} == \
+        {"QuantizeLinear"}
     assert predict_backend(out) == "onnx"  # predict on the CPU runs the int8 graph
     int8, fp32 = load_translator(out, backend="onnx"), load_translator(fp32_dir, backend="onnx")
     x = torch.from_numpy(np.array(Image.open(images / "i3.png"))).permute(2, 0, 1)[None].float() / 127.5 - 1

@@ -102,3 +102,48 @@ def test_graphs_of_an_old_opset_are_left_alone():
     before = model.SerializeToString()
     assert rewrite_transposed_convolutions(model) == rewrite_thin_convolutions(model) == 0
     assert model.SerializeToString() == before
+
+
+class _Padded(nn.Module):
+    """Reflection pad -> conv twice, a zero pad -> conv, and a reflection pad also read by an Add."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c, self.d = (nn.Conv2d(3, 3, 3) for _ in range(4))
+
+    def forward(self, x):
+        x = torch.relu(self.a(F.pad(x, (1, 1, 1, 1), mode="reflect")))
+        x = torch.relu(self.b(F.pad(x, (1, 1, 1, 1), mode="reflect")))
+        x = torch.relu(self.c(F.pad(x, (1, 1, 1, 1))))  # zero padding: its value would have to quantise exactly
+        p = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        return self.d(p) + p[:, :, 1:-1, 1:-1].mean()  # the fp32 padded tensor is read too
+
+
+def test_quantisation_moves_in_front_of_reflection_padding(tmp_path):
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from translate.deploy.rewrites import quantize_before_padding
+
+    torch.manual_seed(0)
+    xs = [torch.randn(1, 3, 12, 10) for _ in range(3)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.left = [x.numpy() for x in xs]
+
+        def get_next(self):
+            return {"x": self.left.pop(0)} if self.left else None
+
+    quantize_static(_onnx(_Padded().eval(), xs[0]), str(tmp_path / "q.onnx"), Reader(),
+                    quant_format=QuantFormat.QOperator, op_types_to_quantize=["Conv"],
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+    model = onnx.load(str(tmp_path / "q.onnx"))
+    before = [_run(model, x) for x in xs]
+    assert quantize_before_padding(model) == 2
+    onnx.checker.check_model(model)
+    made = {o: n for n in model.graph.node for o in n.output}
+    pads = [n for n in model.graph.node if n.op_type == "Pad"]
+    assert sorted(made[n.input[0]].op_type if n.input[0] in made else "input" for n in pads) == \
+        ["QuantizeLinear", "QuantizeLinear", "Relu", "Relu"]  # the zero pad and the pad read twice stay fp32
+    for x, want in zip(xs, before):
+        np.testing.assert_array_equal(_run(model, x), want)  # the same values, bit for bit
