@@ -43,13 +43,15 @@ def test_int8_bundle_states_its_error(bundle, tmp_path, capsys):
     assert q["negligible"] == (min(q["calibration_psnr_db"], q["held_out_psnr_db"]) >= 45)
     ops = [n.op_type for n in onnx.load(str(out / INT8_FILE)).graph.node]
     # the ResNet's two up layers as phase convolutions, quantised; its 7x7 layers into 4 (ngf) and 3 channels were
-    # rewritten by the export; its four reflection pads pad uint8
-    assert q["graph_rewrites"] == {"transposed_convolutions": 2, "thin_convolutions": 0, "quantized_before_padding": 4}
-    assert "ConvTranspose" not in ops and "Conv" not in ops and ops.count("QLinearConv") == 1 + 2 + 2 * 1 + 4 * 2 + 1
+    # rewritten by the export, and stay fp32 as the layers next to the image and the output; the reflection pads of
+    # its residual block pad uint8
+    assert q["graph_rewrites"] == {"transposed_convolutions": 2, "thin_convolutions": 0, "quantized_before_padding": 2}
+    assert q["fp32_convolutions"] == 2 and ops.count("Conv") == 2 and "ConvTranspose" not in ops
+    assert ops.count("QLinearConv") == 2 + 2 * 1 + 4 * 2  # down layers, residual block, up layers' phases
     assert ops.count("DepthToSpace") == 2 + 2 and ops.count("Pad") == 4
     made = {o: n.op_type for n in onnx.load(str(out / INT8_FILE)).graph.node for o in n.output}
-    assert {made.get(n.input[0]) for n in onnx.load(str(out / INT8_FILE)).graph.node if n.op_type == "Pad"} == \
-        {"QuantizeLinear"}
+    padded = [made.get(n.input[0], "image") for n in onnx.load(str(out / INT8_FILE)).graph.node if n.op_type == "Pad"]
+    assert padded == ["image", "QuantizeLinear", "QuantizeLinear", "Relu"]
     assert predict_backend(out) == "onnx"  # predict on the CPU runs the int8 graph
     int8, fp32 = load_translator(out, backend="onnx"), load_translator(fp32_dir, backend="onnx")
     x = torch.from_numpy(np.array(Image.open(images / "i3.png"))).permute(2, 0, 1)[None].float() / 127.5 - 1
@@ -65,3 +67,22 @@ def test_quantize_refuses_too_few_images(bundle, tmp_path, capsys):
                  str(tmp_path / "q")]) == 2
     assert "calibration: expected at least 2 images" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()
+
+
+def test_the_convolutions_next_to_the_image_and_the_output_are_found(tmp_path):
+    import io
+
+    from translate.deploy.quantize import edge_convolutions
+    from translate.deploy.rewrites import rewrite_transposed_convolutions
+
+    torch.manual_seed(0)
+    net = inference_copy(build_generator("unet", 3, 3, ngf=4, num_downs=5, norm="batch"), norm_stats="sample")
+    buf = io.BytesIO()
+    torch.onnx.export(net, torch.rand(1, 3, 32, 32), buf, input_names=["x"], dynamo=False, opset_version=17)
+    model = onnx.load_from_string(buf.getvalue())
+    rewrite_transposed_convolutions(model)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 5 + 4 * 5  # five down layers, five up layers of four phases
+    edges = edge_convolutions(model)
+    # the first down layer, and the last up layer's four phases (the skip connections reach no output directly)
+    assert edges == sorted([convs[0].name] + [n.name for n in convs[-4:]])
