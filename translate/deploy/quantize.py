@@ -83,9 +83,9 @@ def quantize_bundle(bundle: str | Path, images: str | Path | Sequence[Path], out
                 shutil.copy2(folder / name, tmp / name)
         onnx = folder / meta["files"].get("onnx", "model.onnx")
         # the up layers' transposed convolutions as phase convolutions (onnxruntime has no int8 ConvTranspose), thin
-        # convolutions (bundles exported before 2026-12-08) as stride-2 ones; then QLinearConv nodes for the
-        # convolutions only: faster and closer to fp32 than QDQ around every op, whose Q/DQ pairs around ops
-        # without int8 kernels (the norms) cost more than they save (benchmarks/README.md)
+        # convolutions (in bundles exported before the export rewrote them) as stride-2 ones; then QLinearConv
+        # nodes for the convolutions only: faster and closer to fp32 than QDQ around every op, whose Q/DQ pairs
+        # around ops without int8 kernels (the norms) cost more than they save (benchmarks/README.md)
         graph = onnx_lib.load(str(onnx))
         rewritten = {"transposed_convolutions": rewrite_transposed_convolutions(graph),
                      "thin_convolutions": rewrite_thin_convolutions(graph)}
