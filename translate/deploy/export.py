@@ -75,10 +75,9 @@ def export_bundle(net: nn.Module, out_dir: str | Path, meta: Dict[str, Any], exa
         ep, program, dynamic, fallback = _export(net, example, wanted, size_multiple, opset)
         torch.export.save(ep, tmp / FILES["pt2"])
         program.save(str(tmp / FILES["onnx"]))
-        rewrites = _rewrite_for_cpu(tmp / FILES["onnx"])
+        rewrites, onnx_opset, onnx_dims = _prepare_onnx(tmp / FILES["onnx"])
         save_file({k: v.detach().contiguous().clone() for k, v in net.state_dict().items()},
                   str(tmp / FILES["weights"]))
-        onnx_opset, onnx_dims = _onnx_input(tmp / FILES["onnx"])
         dynamic = {d: dynamic[d] and isinstance(onnx_dims[DIM_INDEX[d]], str) for d in DIMS}
         ranges = _smallest_accepted(net, ep, _input_ranges(ep, example, dynamic, size_multiple), example)
         parity = None
@@ -341,32 +340,25 @@ def _io_entries(meta: Dict[str, Any], ep: ExportedProgram, example: torch.Tensor
     return inp, out
 
 
-def _rewrite_for_cpu(path: Path) -> Dict[str, int]:
+def _prepare_onnx(path: Path) -> Tuple[Dict[str, int], Optional[int], List[Any]]:
     """Rewrite the convolutions into a few channels of the ONNX graph at `path` into the shape onnxruntime's CPU
-    kernels are fast at (translate/deploy/rewrites.py; the parity check then runs on the rewritten graph); return
-    how many. A graph whose weights live in external files (over 2 GB) is left as it is."""
+    kernels are fast at (translate/deploy/rewrites.py; the parity check then runs on the rewritten graph). A graph
+    whose weights live in external files (over 2 GB) is left as it is. Returns (how many were rewritten, the
+    model's default-domain opset, its input dims: ints, or names for symbolic dims)."""
     import onnx
 
     from translate.deploy.rewrites import rewrite_thin_convolutions
 
     model = onnx.load(str(path), load_external_data=False)
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        return {"thin_convolutions": 0}
-    count = rewrite_thin_convolutions(model)
-    if count:
-        onnx.save(model, str(path))
-    return {"thin_convolutions": count}
-
-
-def _onnx_input(path: Path) -> Tuple[Optional[int], List[Any]]:
-    """The model's default-domain opset and its input dims (ints, or names for symbolic dims)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
+    count = 0
+    if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        count = rewrite_thin_convolutions(model)
+        if count:
+            onnx.save(model, str(path))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     dims = [d.dim_param if d.HasField("dim_param") else d.dim_value
             for d in model.graph.input[0].type.tensor_type.shape.dim]
-    return opset, dims
+    return {"thin_convolutions": count}, opset, dims
 
 
 def _ort_version() -> Optional[str]:

@@ -32,7 +32,7 @@ from safeio import default_mode
 from safeio.errors import ConfigError
 from translate.deploy.export import _move_into_place, check_destination
 from translate.deploy.inference import META_FILE, OnnxBackend, Translator, load_translator, read_meta
-from translate.deploy.rewrites import (quantize_before_padding, rewrite_thin_convolutions,
+from translate.deploy.rewrites import (edge_convolutions, quantize_before_padding, rewrite_thin_convolutions,
                                        rewrite_transposed_convolutions)
 
 INT8_FILE = "model_int8.onnx"
@@ -119,41 +119,6 @@ def quantize_bundle(bundle: str | Path, images: str | Path | Sequence[Path], out
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
-
-
-def edge_convolutions(model) -> List[str]:
-    """The names of the Conv nodes of `model` (an onnx.ModelProto) that the input reaches, or that reach an
-    output, through no other Conv (the first layer, the last layer's phases); nodes without a name get one."""
-    graph = model.graph
-    for i, node in enumerate(graph.node):
-        if not node.name:
-            node.name = f"{node.op_type}_{i}"
-    made = {o: n for n in graph.node for o in n.output}
-    readers: Dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
-
-    def reach(start: List[str], step) -> set:
-        found, seen, todo = set(), set(), list(start)
-        while todo:
-            for node in step(todo.pop()):
-                if node.name in seen or node.op_type == "Shape":  # a size read, not values
-                    continue
-                seen.add(node.name)
-                if node.op_type == "Conv":
-                    found.add(node.name)
-                else:
-                    todo.extend(node.output if step is forward else node.input)
-        return found
-
-    def forward(name):
-        return readers.get(name, [])
-
-    def backward(name):
-        return [made[name]] if name in made else []
-
-    return sorted(reach([i.name for i in graph.input], forward) | reach([o.name for o in graph.output], backward))
 
 
 def _psnr(fp32: Translator, int8: Translator, xs: List[torch.Tensor]) -> float:

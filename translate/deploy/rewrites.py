@@ -20,7 +20,8 @@ layer from 58.5 to 19.7 ms in fp32 and from 96.9 to 17.6 ms in int8; its two up 
 3x3 sub-pixel convolutions, with a quarter of their taps zero) to 11.4 ms.
 
 `quantize_before_padding` moves, in a quantised graph, the QuantizeLinear after a reflection pad in front of it, so
-that the padding copies uint8 instead of float32 (exact: both only copy values).
+that the padding copies uint8 instead of float32 (exact: both only copy values). `edge_convolutions` finds the
+convolutions next to the input and the output, which the int8 bundle keeps fp32.
 """
 from __future__ import annotations
 
@@ -148,6 +149,15 @@ def rewrite_thin_convolutions(model) -> int:
     return _rewrite(model, "Conv", _thin, rewrite)
 
 
+def _readers(graph) -> Dict[str, List[int]]:
+    """Each tensor name -> the indices of the nodes of `graph` that read it (once per input slot)."""
+    readers: Dict[str, List[int]] = {}
+    for i, node in enumerate(graph.node):
+        for name in node.input:
+            readers.setdefault(name, []).append(i)
+    return readers
+
+
 class _Additions:
     def __init__(self, graph):
         self.graph, self.nodes = graph, []
@@ -169,10 +179,7 @@ def _rewrite(model, op_type: str, qualifies, rewrite) -> int:
         return 0
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    used: Dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            used[name] = used.get(name, 0) + 1
+    used = {name: len(nodes) for name, nodes in _readers(graph).items()}
     add, count = _Additions(graph), 0
     for node in list(graph.node):
         has_bias = len(node.input) > 2 and bool(node.input[2])
@@ -202,10 +209,7 @@ def quantize_before_padding(model) -> int:
     graph = model.graph
     constants = {t.name for t in graph.initializer}
     outputs = {o.name for o in graph.output}
-    readers: Dict[str, List[int]] = {}
-    for i, node in enumerate(graph.node):
-        for name in node.input:
-            readers.setdefault(name, []).append(i)
+    readers = _readers(graph)
     replace: Dict[int, list] = {}
     drop = set()
     for i, pad in enumerate(graph.node):
@@ -234,3 +238,34 @@ def quantize_before_padding(model) -> int:
     del graph.node[:]
     graph.node.extend(nodes)
     return len(replace)
+
+
+def edge_convolutions(model) -> List[str]:
+    """The names of the Conv nodes of `model` (an onnx.ModelProto) that the input reaches, or that reach an
+    output, through no other Conv (the first layer, the last layer's phases); nodes without a name get one. A Shape
+    node reads a size, not values: the search does not pass it."""
+    graph = model.graph
+    for i, node in enumerate(graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+    readers = _readers(graph)
+    made = {name: i for i, node in enumerate(graph.node) for name in node.output}
+
+    def reach(start: List[str], nodes_of, onward) -> set:
+        found, seen, todo = set(), set(), list(start)
+        while todo:
+            for i in nodes_of(todo.pop()):
+                node = graph.node[i]
+                if i in seen or node.op_type == "Shape":
+                    continue
+                seen.add(i)
+                if node.op_type == "Conv":
+                    found.add(node.name)
+                else:
+                    todo.extend(onward(node))
+        return found
+
+    into = reach([t.name for t in graph.input], lambda name: readers.get(name, []), lambda node: node.output)
+    out_of = reach([t.name for t in graph.output], lambda name: [made[name]] if name in made else [],
+                   lambda node: node.input)
+    return sorted(into | out_of)

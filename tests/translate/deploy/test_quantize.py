@@ -72,8 +72,7 @@ def test_quantize_refuses_too_few_images(bundle, tmp_path, capsys):
 def test_the_convolutions_next_to_the_image_and_the_output_are_found(tmp_path):
     import io
 
-    from translate.deploy.quantize import edge_convolutions
-    from translate.deploy.rewrites import rewrite_transposed_convolutions
+    from translate.deploy.rewrites import edge_convolutions, rewrite_transposed_convolutions
 
     torch.manual_seed(0)
     net = inference_copy(build_generator("unet", 3, 3, ngf=4, num_downs=5, norm="batch"), norm_stats="sample")
